@@ -1,0 +1,182 @@
+//! What a run ends with: the answer or the error, and the accounts of every call.
+
+use crate::provider::ProviderError;
+use crate::recipe::RecipeError;
+use crate::strategy::StrategyError;
+use crate::usage::Usage;
+use serde::{Serialize, Serializer};
+use thiserror::Error;
+
+/// Why one attempt of a call failed.
+#[derive(Clone, Debug, PartialEq, Error)]
+pub enum CallError {
+    /// The provider answered with an error status.
+    #[error("HTTP {status}: {message}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
+    /// The response could not be used.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The transport failed: connection refused or reset, DNS, TLS, CORS.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The attempt ran past `policy.timeout_secs`.
+    #[error("no complete answer within {0} s (policy.timeout_secs)")]
+    Timeout(f64),
+    /// No byte arrived for `policy.stall_timeout_secs`.
+    #[error("no data for {0} s (policy.stall_timeout_secs)")]
+    Stalled(f64),
+    /// The run was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl CallError {
+    /// Whether trying again may work.
+    pub fn retryable(&self) -> bool {
+        match self {
+            CallError::Status { status, .. } => crate::http::status_is_retryable(*status),
+            CallError::Provider(e) => e.retryable(),
+            CallError::Transport(_) | CallError::Timeout(_) | CallError::Stalled(_) => true,
+            CallError::Cancelled => false,
+        }
+    }
+}
+
+/// One agent that failed, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The agent's display name.
+    pub agent: String,
+    /// Its last error.
+    pub error: String,
+}
+
+/// Why a run ended without an answer.
+#[derive(Clone, Debug, PartialEq, Error)]
+pub enum RunError {
+    /// The recipe is unusable.
+    #[error("{0}")]
+    Recipe(#[from] RecipeError),
+    /// The conversation cannot be answered.
+    #[error("{0}")]
+    Conversation(String),
+    /// A provider needs a key and none was given.
+    #[error("provider {provider:?} needs an API key: set {env} (or pass it at run time)")]
+    MissingKey {
+        /// The provider's name.
+        provider: String,
+        /// The environment variable the recipe names.
+        env: String,
+    },
+    /// A strategy could not be made or could not decide.
+    #[error("{0}")]
+    Strategy(#[from] StrategyError),
+    /// Too few agents of a layer succeeded.
+    #[error("{}", too_few(.what, *.succeeded, *.needed, .failures))]
+    TooFewSuccesses {
+        /// `layer N` or `the aggregator`.
+        what: String,
+        /// How many succeeded.
+        succeeded: usize,
+        /// How many were needed.
+        needed: usize,
+        /// Every agent that failed.
+        failures: Vec<Failure>,
+    },
+    /// The run was cancelled.
+    #[error("the run was cancelled")]
+    Cancelled,
+}
+
+fn too_few(what: &str, succeeded: usize, needed: usize, failures: &[Failure]) -> String {
+    let mut s = format!("{what}: {succeeded} agent(s) succeeded, {needed} needed");
+    for f in failures {
+        s.push_str(&format!("\n  {}: {}", f.agent, f.error));
+    }
+    s
+}
+
+impl Serialize for RunError {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// The account of one agent's call (its last attempt).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CallReport {
+    /// The agent's index in its layer.
+    pub slot: usize,
+    /// Its display name.
+    pub agent: String,
+    /// Its provider's name.
+    pub provider: String,
+    /// Its model.
+    pub model: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// The answer (trimmed, as strategies see it), empty on failure.
+    pub text: String,
+    /// The error of every failed attempt, in order.
+    pub errors: Vec<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Tokens of the successful attempt.
+    pub usage: Option<Usage>,
+    /// Its cost in dollars, when priced.
+    pub cost: Option<f64>,
+    /// Its latency.
+    pub latency_ms: Option<f64>,
+    /// Its time to first token.
+    pub ttft_ms: Option<f64>,
+}
+
+/// The account of one layer; the aggregator's layer comes last.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerReport {
+    /// The layer's index.
+    pub layer: usize,
+    /// Whether it is the final aggregator.
+    pub aggregator: bool,
+    /// Every agent's call.
+    pub calls: Vec<CallReport>,
+    /// Tokens of its successful calls.
+    pub usage: Usage,
+    /// Dollars, when priced.
+    pub cost: Option<f64>,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Outcome {
+    /// The final answer, if the run produced one.
+    pub answer: Option<String>,
+    /// Why it did not, otherwise.
+    pub error: Option<RunError>,
+    /// The aggregator's name, or the strategy that decided alone.
+    pub decided_by: Option<String>,
+    /// Every layer that ran, the aggregator's last.
+    pub layers: Vec<LayerReport>,
+    /// Tokens over every successful call.
+    pub usage: Usage,
+    /// Dollars, when priced.
+    pub cost: Option<f64>,
+    /// Wall time of the run.
+    pub wall_ms: f64,
+}
+
+impl Outcome {
+    /// The answer, or the error.
+    pub fn result(&self) -> Result<&str, &RunError> {
+        match (&self.answer, &self.error) {
+            (Some(a), _) => Ok(a),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(&RunError::Cancelled),
+        }
+    }
+}

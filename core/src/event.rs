@@ -1,0 +1,150 @@
+//! What a run reports as it goes: the same typed events for the command line (JSON
+//! lines), the web page and JavaScript callbacks.
+
+use crate::usage::Usage;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Identifies one HTTP call (one attempt of one agent) within a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CallId(pub u64);
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "call {}", self.0)
+    }
+}
+
+/// Where a call sits in the run: its layer (the aggregator's is the number of proposer
+/// layers) and its agent's index within that layer, samples counted one by one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Place {
+    /// The call's id; a retry gets a new one.
+    pub call: CallId,
+    /// The layer.
+    pub layer: usize,
+    /// The agent's index in the layer.
+    pub slot: usize,
+}
+
+/// One thing that happened in a run. Times (`t_ms`) are milliseconds since the run began.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The run began.
+    RunStarted {
+        /// The recipe's name.
+        recipe: String,
+        /// Proposer layers.
+        layers: usize,
+        /// Calls the run makes if nothing fails or stops early.
+        planned_calls: usize,
+    },
+    /// A call was sent (`attempt` > 1 for a retry).
+    CallStarted {
+        /// Which call.
+        #[serde(flatten)]
+        at: Place,
+        /// The agent's display name.
+        agent: String,
+        /// The provider's name in the recipe.
+        provider: String,
+        /// The model.
+        model: String,
+        /// 1 for the first try.
+        attempt: u32,
+        /// Whether this is the final aggregator.
+        aggregator: bool,
+        /// When.
+        t_ms: f64,
+    },
+    /// Generated text arrived.
+    TextDelta {
+        /// Which call.
+        #[serde(flatten)]
+        at: Place,
+        /// The new text.
+        text: String,
+    },
+    /// A call succeeded.
+    CallFinished {
+        /// Which call.
+        #[serde(flatten)]
+        at: Place,
+        /// The agent's display name.
+        agent: String,
+        /// Tokens, as the provider reported them.
+        usage: Option<Usage>,
+        /// Dollars, when the recipe prices the model.
+        cost: Option<f64>,
+        /// Start of this attempt to its last byte.
+        latency_ms: f64,
+        /// Start of this attempt to its first text.
+        ttft_ms: Option<f64>,
+        /// When.
+        t_ms: f64,
+    },
+    /// A call failed.
+    CallFailed {
+        /// Which call.
+        #[serde(flatten)]
+        at: Place,
+        /// The agent's display name.
+        agent: String,
+        /// What went wrong.
+        error: String,
+        /// Whether the agent will be tried again.
+        will_retry: bool,
+        /// After how long, when it will.
+        retry_in_ms: Option<f64>,
+        /// When.
+        t_ms: f64,
+    },
+    /// A strategy could not decide.
+    StrategyFailed {
+        /// The layer it was deciding for.
+        layer: usize,
+        /// The strategy's name or plugin path.
+        strategy: String,
+        /// Why.
+        error: String,
+        /// Whether `synthesize` decided instead.
+        fallback: bool,
+    },
+    /// Every agent of a layer finished or failed.
+    LayerFinished {
+        /// The layer.
+        layer: usize,
+        /// Agents that succeeded.
+        succeeded: usize,
+        /// Agents that failed after their retries.
+        failed: usize,
+        /// Tokens of the layer's successful calls.
+        usage: Usage,
+        /// Dollars, when priced.
+        cost: Option<f64>,
+        /// When.
+        t_ms: f64,
+    },
+    /// The final answer.
+    Final {
+        /// The whole answer.
+        text: String,
+        /// What decided it: the aggregator's name, or a strategy that decided alone.
+        decided_by: String,
+        /// Tokens over every successful call of the run.
+        usage: Usage,
+        /// Dollars, when priced.
+        cost: Option<f64>,
+        /// The run's wall time.
+        wall_ms: f64,
+    },
+    /// The run ended without an answer.
+    RunFailed {
+        /// Why.
+        error: String,
+        /// When.
+        t_ms: f64,
+    },
+}

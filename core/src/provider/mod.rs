@@ -1,0 +1,243 @@
+//! Provider wire formats, shared by every transport: how a chat request is written, and
+//! how a streamed (or, from a server that ignores `stream`, a plain JSON) response is read.
+
+pub mod anthropic;
+pub mod openai;
+
+use crate::http::HttpRequest;
+use crate::message::Message;
+use crate::sse::{self, SseError, SseEvent};
+use crate::usage::Usage;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Largest non-streamed response body accepted, in bytes.
+const MAX_JSON_BODY: usize = 8 << 20;
+
+/// Which wire protocol a provider speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProviderKind {
+    /// OpenAI-compatible chat completions (OpenAI, Together, Groq, OpenRouter, Fireworks,
+    /// DeepInfra, vLLM, llama.cpp's `llama-server`, Ollama, LM Studio, ...).
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// Anthropic Messages.
+    #[serde(rename = "anthropic")]
+    Anthropic,
+}
+
+/// One chat completion to ask for.
+#[derive(Clone, Copy, Debug)]
+pub struct ChatRequest<'a> {
+    /// The provider's model name.
+    pub model: &'a str,
+    /// The messages, system prompts included.
+    pub messages: &'a [Message],
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Cap on generated tokens.
+    pub max_tokens: u32,
+}
+
+/// What a response yields as it is read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamItem {
+    /// More generated text.
+    Text(String),
+    /// The usage so far; a later report replaces an earlier one.
+    Usage(Usage),
+}
+
+/// A response that cannot be used.
+#[derive(Clone, Debug, PartialEq, Error)]
+pub enum ProviderError {
+    /// The provider reported an error (an error body, or an error event mid-stream).
+    #[error("{message}")]
+    Api {
+        /// The provider's own words.
+        message: String,
+        /// Whether the provider says it is transient (overloaded, rate limited).
+        retryable: bool,
+    },
+    /// The bytes do not follow the protocol.
+    #[error("malformed response: {0}")]
+    Malformed(String),
+    /// The event stream broke the decoder's limits.
+    #[error(transparent)]
+    Sse(#[from] SseError),
+    /// The body ended before the protocol's end-of-stream marker.
+    #[error("the response ended before the stream was complete")]
+    Truncated,
+}
+
+impl ProviderError {
+    /// Whether trying the same request again may work.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ProviderError::Api { retryable, .. } => *retryable,
+            ProviderError::Truncated => true,
+            ProviderError::Malformed(_) | ProviderError::Sse(_) => false,
+        }
+    }
+}
+
+/// Writes the HTTP request for `req` to a provider of `kind` at `base_url`.
+pub fn build_request(kind: ProviderKind, base_url: &str, key: Option<&str>, req: &ChatRequest<'_>) -> HttpRequest {
+    let base = base_url.trim_end_matches('/');
+    match kind {
+        ProviderKind::OpenAi => openai::request(base, key, req),
+        ProviderKind::Anthropic => anthropic::request(base, key, req),
+    }
+}
+
+/// Reads one response body, incrementally.
+#[derive(Debug)]
+pub struct ResponseParser {
+    kind: ProviderKind,
+    body: Body,
+    /// The answer is whole: ending the body now is not a truncation.
+    finished: bool,
+    /// The end-of-stream marker was seen: anything after it is ignored.
+    complete: bool,
+    events: Vec<SseEvent>,
+    anthropic_usage: Usage,
+}
+
+#[derive(Debug)]
+enum Body {
+    Sse(sse::Decoder),
+    Json(Vec<u8>),
+}
+
+impl ResponseParser {
+    /// A parser for a successful response from a provider of `kind`. A JSON
+    /// `content-type` means the server ignored `stream: true` and sent one whole object.
+    pub fn new(kind: ProviderKind, content_type: Option<&str>) -> ResponseParser {
+        let json = content_type.is_some_and(|c| c.to_ascii_lowercase().starts_with("application/json"));
+        ResponseParser {
+            kind,
+            body: if json { Body::Json(Vec::new()) } else { Body::Sse(sse::Decoder::default()) },
+            finished: false,
+            complete: false,
+            events: Vec::new(),
+            anthropic_usage: Usage::default(),
+        }
+    }
+
+    /// Feeds the next bytes of the body; appends what they yield to `out`.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<StreamItem>) -> Result<(), ProviderError> {
+        match &mut self.body {
+            Body::Json(buf) => {
+                if buf.len() + bytes.len() > MAX_JSON_BODY {
+                    return Err(ProviderError::Malformed(format!("response body over {MAX_JSON_BODY} bytes")));
+                }
+                buf.extend_from_slice(bytes);
+                Ok(())
+            }
+            Body::Sse(decoder) => {
+                decoder.feed(bytes, &mut self.events)?;
+                let events = std::mem::take(&mut self.events);
+                let result = events.iter().try_for_each(|ev| self.on_event(ev, out));
+                self.events = events;
+                self.events.clear();
+                result
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) -> Result<(), ProviderError> {
+        if self.complete {
+            return Ok(()); // anything after the end marker is noise
+        }
+        let marker = match self.kind {
+            ProviderKind::OpenAi => openai::on_event(ev, out)?,
+            ProviderKind::Anthropic => anthropic::on_event(ev, &mut self.anthropic_usage, out)?,
+        };
+        self.finished |= marker != Marker::None;
+        self.complete |= marker == Marker::Done;
+        Ok(())
+    }
+
+    /// The body ended: yields what a whole JSON body holds, or checks that the stream
+    /// reached its end marker.
+    pub fn finish(&mut self, out: &mut Vec<StreamItem>) -> Result<(), ProviderError> {
+        match &self.body {
+            Body::Json(buf) => {
+                match self.kind {
+                    ProviderKind::OpenAi => openai::on_whole_body(buf, out)?,
+                    ProviderKind::Anthropic => anthropic::on_whole_body(buf, out)?,
+                }
+                self.finished = true;
+                self.complete = true;
+                Ok(())
+            }
+            Body::Sse(_) if self.finished => Ok(()),
+            Body::Sse(_) => Err(ProviderError::Truncated),
+        }
+    }
+
+    /// Whether the stream's end marker has been seen.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+}
+
+/// Where in its protocol a stream event left the response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// Nothing ended.
+    None,
+    /// The text is whole (a finish reason); usage and the end marker may follow.
+    Finished,
+    /// The end-of-stream marker.
+    Done,
+}
+
+/// The message in an error response body, in any of the shapes providers use
+/// (`{"error": {"message"}}`, `{"error": "..."}`, `{"message"}`, `{"detail"}`, plain text),
+/// shortened to something fit for a terminal.
+pub fn error_message(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let from_json = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| {
+        let e = v.get("error").unwrap_or(&v);
+        e.get("message")
+            .or_else(|| v.get("detail"))
+            .or(Some(e))
+            .and_then(|m| m.as_str().map(str::to_owned))
+    });
+    let msg = from_json.unwrap_or_else(|| text.trim().to_owned());
+    shorten(&msg, 500)
+}
+
+/// Whether an error's type or code names a transient condition.
+pub(crate) fn transient(kind: &str) -> bool {
+    ["overloaded", "rate_limit", "server_error", "timeout", "unavailable", "api_error"]
+        .iter()
+        .any(|k| kind.contains(k))
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+fn malformed(what: &str, err: serde_json::Error, data: &str) -> ProviderError {
+    ProviderError::Malformed(format!("{what}: {err} in {:?}", shorten(data, 120)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_in_every_common_shape() {
+        assert_eq!(error_message(br#"{"error":{"message":"bad key","type":"auth"}}"#), "bad key");
+        assert_eq!(error_message(br#"{"type":"error","error":{"type":"x","message":"overloaded"}}"#), "overloaded");
+        assert_eq!(error_message(br#"{"error":"model not found"}"#), "model not found");
+        assert_eq!(error_message(br#"{"detail":"nope"}"#), "nope");
+        assert_eq!(error_message(b"  Bad Gateway \n"), "Bad Gateway");
+        assert!(error_message(&[b'x'; 2000]).chars().count() <= 501);
+    }
+}

@@ -1,0 +1,130 @@
+//! OpenAI-compatible chat completions.
+
+use super::{ChatRequest, Marker, ProviderError, StreamItem, malformed, transient};
+use crate::http::HttpRequest;
+use crate::sse::SseEvent;
+use crate::usage::Usage;
+use serde::Deserialize;
+use serde_json::json;
+
+pub(super) fn request(base: &str, key: Option<&str>, req: &ChatRequest<'_>) -> HttpRequest {
+    // The reference implementation sends 0 for temperatures that round to nothing.
+    let temperature = if req.temperature > 1e-4 { req.temperature } else { 0.0 };
+    let body = json!({
+        "model": req.model,
+        "messages": req.messages,
+        "temperature": temperature,
+        "max_tokens": req.max_tokens,
+        "stream": true,
+        "stream_options": { "include_usage": true },
+    });
+    let mut headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("accept".to_owned(), "text/event-stream".to_owned()),
+    ];
+    if let Some(key) = key {
+        headers.push(("authorization".to_owned(), format!("Bearer {key}")));
+    }
+    HttpRequest { method: "POST", url: format!("{base}/chat/completions"), headers, body: body.to_string() }
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    delta: Option<Content>,
+    #[serde(default)]
+    message: Option<Content>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Content {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Usage {
+        Usage { input_tokens: u.prompt_tokens, output_tokens: u.completion_tokens }
+    }
+}
+
+/// Handles one event.
+pub(super) fn on_event(ev: &SseEvent, out: &mut Vec<StreamItem>) -> Result<Marker, ProviderError> {
+    let data = ev.data.trim();
+    if data == "[DONE]" {
+        return Ok(Marker::Done);
+    }
+    let chunk: Chunk = serde_json::from_str(data).map_err(|e| malformed("stream chunk", e, data))?;
+    if let Some(err) = chunk.error {
+        return Err(api_error(&err));
+    }
+    let mut finished = false;
+    for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
+        if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+            out.push(StreamItem::Text(text));
+        }
+        finished |= choice.finish_reason.is_some();
+    }
+    if let Some(u) = chunk.usage {
+        out.push(StreamItem::Usage(u.into()));
+    }
+    // A finish reason ends the text; the usage chunk and `[DONE]` may still follow, but a
+    // server that closes here has sent a whole answer.
+    Ok(if finished { Marker::Finished } else { Marker::None })
+}
+
+/// Handles a whole `chat.completion` object from a server that did not stream.
+pub(super) fn on_whole_body(body: &[u8], out: &mut Vec<StreamItem>) -> Result<(), ProviderError> {
+    let text = String::from_utf8_lossy(body);
+    let chunk: Chunk = serde_json::from_str(&text).map_err(|e| malformed("response", e, &text))?;
+    if let Some(err) = chunk.error {
+        return Err(api_error(&err));
+    }
+    let choice = chunk.choices.into_iter().find(|c| c.index == 0);
+    let content = choice.and_then(|c| c.message).and_then(|m| m.content);
+    let Some(content) = content else {
+        return Err(ProviderError::Malformed("response has no choices[0].message.content".into()));
+    };
+    out.push(StreamItem::Text(content));
+    if let Some(u) = chunk.usage {
+        out.push(StreamItem::Usage(u.into()));
+    }
+    Ok(())
+}
+
+fn api_error(err: &serde_json::Value) -> ProviderError {
+    let message = err
+        .get("message")
+        .and_then(|m| m.as_str())
+        .or_else(|| err.as_str())
+        .unwrap_or("the provider reported an error")
+        .to_owned();
+    let kind = [err.get("type"), err.get("code")]
+        .into_iter()
+        .flatten()
+        .map(|v| v.to_string().to_ascii_lowercase())
+        .collect::<String>();
+    ProviderError::Api { message, retryable: transient(&kind) }
+}

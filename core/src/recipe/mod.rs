@@ -1,0 +1,333 @@
+//! Recipes: loading (TOML or JSON into one struct), validation with field paths, and the
+//! built-in presets.
+
+mod model;
+mod preset;
+
+pub use model::*;
+pub use preset::{PRESETS, preset};
+
+use crate::provider::ProviderKind;
+use std::fmt;
+use thiserror::Error;
+
+/// Built-in strategies a recipe may name.
+pub const BUILTIN_STRATEGIES: [&str; 2] = ["synthesize", "vote"];
+
+/// One problem in a recipe: where, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the field, like `layers[1].agents[0]`.
+    pub path: String,
+    /// What is wrong and, where it helps, what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A recipe that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RecipeError {
+    /// The text is not a recipe (syntax, a wrong type, an unknown field).
+    #[error("{format} recipe, at {path}: {message}")]
+    Parse {
+        /// `TOML` or `JSON`.
+        format: &'static str,
+        /// Path of the offending field (`.` for the whole document).
+        path: String,
+        /// The parser's explanation.
+        message: String,
+    },
+    /// The recipe parsed but says something impossible; every problem found is listed.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+/// An agent with its recipe defaults applied and its `provider:model` split.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedAgent {
+    /// Name shown in events.
+    pub label: String,
+    /// The provider's name in the recipe.
+    pub provider: String,
+    /// The model name as the provider knows it.
+    pub model: String,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Cap on generated tokens.
+    pub max_tokens: u32,
+    /// The agent's own system prompt.
+    pub system: Option<String>,
+}
+
+impl Recipe {
+    /// Parses and validates a TOML recipe.
+    #[cfg(feature = "toml")]
+    pub fn from_toml(text: &str) -> Result<Recipe, RecipeError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| RecipeError::Parse {
+            format: "TOML",
+            path: ".".into(),
+            message: e.to_string().trim().to_owned(),
+        })?;
+        let recipe: Recipe = serde_path_to_error::deserialize(de).map_err(|e| RecipeError::Parse {
+            format: "TOML",
+            path: e.path().to_string(),
+            message: e.inner().message().trim().to_owned(),
+        })?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    /// Writes the recipe as TOML.
+    #[cfg(feature = "toml")]
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot write this recipe as TOML: {e}\n"))
+    }
+
+    /// Parses and validates a JSON recipe.
+    pub fn from_json(text: &str) -> Result<Recipe, RecipeError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let recipe: Recipe = serde_path_to_error::deserialize(de).map_err(|e| RecipeError::Parse {
+            format: "JSON",
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    /// Writes the recipe as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// The number of calls a run makes when nothing fails and no strategy stops early.
+    pub fn call_count(&self) -> usize {
+        self.layers.iter().flat_map(|l| &l.agents).map(|a| a.samples as usize).sum::<usize>() + 1
+    }
+
+    /// The agents of layer `layer`, samples expanded, defaults applied.
+    pub fn layer_agents(&self, layer: usize) -> Vec<ResolvedAgent> {
+        let mut out = Vec::new();
+        for agent in &self.layers[layer].agents {
+            for k in 1..=agent.samples {
+                let base = agent.name.clone().unwrap_or_else(|| agent.model.clone());
+                let label = if agent.samples > 1 { format!("{base}#{k}") } else { base };
+                out.push(self.resolve(&agent.model, label, agent.temperature, agent.max_tokens, &agent.system));
+            }
+        }
+        out
+    }
+
+    /// The aggregator, defaults applied.
+    pub fn aggregator_agent(&self) -> ResolvedAgent {
+        let a = &self.aggregator;
+        let label = a.name.clone().unwrap_or_else(|| a.model.clone());
+        self.resolve(&a.model, label, a.temperature, a.max_tokens, &a.system)
+    }
+
+    fn resolve(
+        &self,
+        spec: &str,
+        label: String,
+        temperature: Option<f64>,
+        max_tokens: Option<u32>,
+        system: &Option<String>,
+    ) -> ResolvedAgent {
+        let (provider, model) = spec.split_once(':').unwrap_or(("", spec));
+        ResolvedAgent {
+            label,
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            temperature: temperature.or(self.temperature).unwrap_or(DEFAULT_TEMPERATURE),
+            max_tokens: max_tokens.or(self.max_tokens).unwrap_or(DEFAULT_MAX_TOKENS),
+            system: system.clone(),
+        }
+    }
+
+    /// Checks everything serde cannot: references between fields, ranges, and counts.
+    /// Lists every problem, each with its path.
+    pub fn validate(&self) -> Result<(), RecipeError> {
+        let mut v = Validator { recipe: self, errors: Vec::new() };
+        v.check();
+        // One bad policy value can be reached from many layers; say it once.
+        let mut seen = std::collections::BTreeSet::new();
+        v.errors.retain(|e| seen.insert(e.to_string()));
+        if v.errors.is_empty() { Ok(()) } else { Err(RecipeError::Invalid(v.errors)) }
+    }
+}
+
+struct Validator<'a> {
+    recipe: &'a Recipe,
+    errors: Vec<FieldError>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError { path: path.into(), message: message.into() });
+    }
+
+    fn check(&mut self) {
+        let r = self.recipe;
+        if r.providers.is_empty() {
+            self.err("providers", "a recipe needs at least one provider");
+        }
+        for (name, p) in &r.providers {
+            let path = format!("providers.{name}");
+            if name.is_empty() || name.contains(':') {
+                self.err(&path, "a provider name must be non-empty and contain no ':'");
+            }
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                self.err(format!("{path}.base_url"), format!("{:?} is not an http:// or https:// URL", p.base_url));
+            }
+            if let Some(env) = &p.api_key_env
+                && (env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            {
+                self.err(format!("{path}.api_key_env"), format!("{env:?} is not an environment variable name"));
+            }
+            if p.max_concurrency == Some(0) {
+                self.err(format!("{path}.max_concurrency"), "must be at least 1 (leave it out for no limit)");
+            }
+        }
+        self.temperature("temperature", r.temperature, None);
+        self.max_tokens("max_tokens", r.max_tokens);
+        if r.layers.is_empty() {
+            self.err("layers", "a recipe needs at least one layer of proposers");
+        }
+        for (i, layer) in r.layers.iter().enumerate() {
+            let path = format!("layers[{i}]");
+            if layer.agents.is_empty() {
+                self.err(format!("{path}.agents"), "a layer needs at least one agent");
+            }
+            for (j, a) in layer.agents.iter().enumerate() {
+                let apath = format!("{path}.agents[{j}]");
+                let kind = self.model(&apath, &a.model);
+                self.temperature(&format!("{apath}.temperature"), a.temperature, kind);
+                self.max_tokens(&format!("{apath}.max_tokens"), a.max_tokens);
+                if !(1..=64).contains(&a.samples) {
+                    self.err(format!("{apath}.samples"), format!("{} is out of range 1..=64", a.samples));
+                }
+            }
+            if let Some(s) = &layer.strategy {
+                if i == 0 {
+                    self.err(format!("{path}.strategy"), "the first layer has no earlier proposals to aggregate; set strategies on later layers or the aggregator");
+                } else {
+                    self.strategy(&format!("{path}.strategy"), s);
+                }
+            }
+            let slots: u32 = layer.agents.iter().map(|a| a.samples).sum();
+            let min = layer.min_successes.unwrap_or(r.policy.min_successes);
+            let min_path = if layer.min_successes.is_some() { format!("{path}.min_successes") } else { "policy.min_successes".into() };
+            if min == 0 {
+                self.err(min_path, "must be at least 1");
+            } else if min > slots && !layer.agents.is_empty() {
+                self.err(min_path, format!("{min} successes needed but layer {i} has only {slots} agents"));
+            }
+        }
+        let agg = &r.aggregator;
+        let kind = self.model("aggregator", &agg.model);
+        self.temperature("aggregator.temperature", agg.temperature, kind);
+        self.max_tokens("aggregator.max_tokens", agg.max_tokens);
+        if let Some(s) = &agg.strategy {
+            self.strategy("aggregator.strategy", s);
+        }
+        self.policy();
+        for (key, price) in &r.prices {
+            let path = format!("prices.{key:?}");
+            self.model(&path, key);
+            if !(price.input.is_finite() && price.input >= 0.0 && price.output.is_finite() && price.output >= 0.0) {
+                self.err(path, "prices must be finite and not negative (US dollars per million tokens)");
+            }
+        }
+    }
+
+    /// Checks `provider:model`; returns the provider's kind when it is known.
+    fn model(&mut self, path: &str, spec: &str) -> Option<ProviderKind> {
+        let Some((provider, model)) = spec.split_once(':') else {
+            self.err(path, format!("{spec:?} must be \"provider:model\""));
+            return None;
+        };
+        if model.is_empty() {
+            self.err(path, format!("{spec:?} names no model after the colon"));
+        }
+        match self.recipe.providers.get(provider) {
+            Some(p) => Some(p.kind),
+            None => {
+                let known: Vec<&str> = self.recipe.providers.keys().map(String::as_str).collect();
+                self.err(path, format!("unknown provider {provider:?} (known: {})", known.join(", ")));
+                None
+            }
+        }
+    }
+
+    fn temperature(&mut self, path: &str, t: Option<f64>, kind: Option<ProviderKind>) {
+        let Some(t) = t else { return };
+        let max = if kind == Some(ProviderKind::Anthropic) { 1.0 } else { 2.0 };
+        if !(t.is_finite() && (0.0..=max).contains(&t)) {
+            self.err(path, format!("{t} is out of range 0..={max}"));
+        }
+    }
+
+    fn max_tokens(&mut self, path: &str, n: Option<u32>) {
+        if n == Some(0) {
+            self.err(path, "must be at least 1");
+        }
+    }
+
+    fn strategy(&mut self, path: &str, s: &StrategySpec) {
+        match (&s.name, &s.plugin) {
+            (Some(_), Some(_)) => self.err(path, "give either `name` (a built-in) or `plugin` (a .wasm file), not both"),
+            (None, None) => self.err(path, "give `name` (a built-in) or `plugin` (a .wasm file)"),
+            (Some(name), None) => {
+                if !BUILTIN_STRATEGIES.contains(&name.as_str()) {
+                    self.err(
+                        path,
+                        format!("unknown strategy {name:?} (built-in: {}; or use {{ plugin = \"file.wasm\" }})", BUILTIN_STRATEGIES.join(", ")),
+                    );
+                }
+                if s.timeout_ms.is_some() || s.memory_mib.is_some() || s.max_output_kib.is_some() {
+                    self.err(path, "timeout_ms, memory_mib and max_output_kib apply to plugins only");
+                }
+            }
+            (None, Some(p)) => {
+                if p.is_empty() {
+                    self.err(format!("{path}.plugin"), "the plugin path is empty");
+                }
+                if s.timeout_ms == Some(0) || s.memory_mib == Some(0) || s.max_output_kib == Some(0) {
+                    self.err(path, "plugin limits must be positive");
+                }
+            }
+        }
+        if !(s.params.is_null() || s.params.is_object()) {
+            self.err(format!("{path}.params"), "params must be a table of named values");
+        }
+    }
+
+    fn policy(&mut self) {
+        let p = &self.recipe.policy;
+        for (field, value) in [
+            ("timeout_secs", p.timeout_secs),
+            ("stall_timeout_secs", p.stall_timeout_secs),
+            ("max_backoff_secs", p.max_backoff_secs),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                self.err(format!("policy.{field}"), format!("{value} must be a positive number of seconds"));
+            }
+        }
+        for (field, value) in [("backoff_secs", p.backoff_secs), ("max_retry_after_secs", p.max_retry_after_secs)] {
+            if !(value.is_finite() && value >= 0.0) {
+                self.err(format!("policy.{field}"), format!("{value} must be zero or a positive number of seconds"));
+            }
+        }
+        if p.retries > 100 {
+            self.err("policy.retries", format!("{} retries is more than 100", p.retries));
+        }
+        if p.max_concurrency == Some(0) {
+            self.err("policy.max_concurrency", "must be at least 1 (leave it out for no limit)");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The recipe's data types, as serde reads and writes them.
+
+use crate::provider::ProviderKind;
+use crate::usage::Price;
+use serde::de::{self, Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// Temperature when neither the agent nor the recipe sets one (the reference implementation's).
+pub const DEFAULT_TEMPERATURE: f64 = 0.7;
+/// Generated-token cap when neither the agent nor the recipe sets one (the reference's).
+pub const DEFAULT_MAX_TOKENS: u32 = 2048;
+
+/// A whole Mixture-of-Agents setup: who answers, in how many layers, who aggregates, and
+/// what to do when things fail. TOML (command line) and JSON (JavaScript) load this same
+/// struct.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// A short name, shown in events and listings.
+    #[serde(default)]
+    pub name: String,
+    /// One line on what the recipe is for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The providers agents are served by, by name.
+    pub providers: BTreeMap<String, Provider>,
+    /// Temperature for every agent that does not set its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Generated-token cap for every agent that does not set its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Proposer layers, in order. The first answers the conversation; each later one
+    /// sees the previous layer's answers through its strategy.
+    pub layers: Vec<Layer>,
+    /// The agent that writes the final answer from the last layer's proposals.
+    #[serde(deserialize_with = "string_or_table")]
+    pub aggregator: Aggregator,
+    /// Timeouts, retries and failure tolerance.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Optional prices, keyed by `provider:model`, to report costs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, Price>,
+}
+
+/// Where a provider lives and how to reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// The wire protocol: `"openai"` (chat completions) or `"anthropic"` (Messages).
+    pub kind: ProviderKind,
+    /// The API root, for example `https://api.together.xyz/v1` or `http://127.0.0.1:8081/v1`.
+    pub base_url: String,
+    /// The environment variable that holds the key (native host). A provider with one
+    /// needs a key at run time; JavaScript callers pass it under the provider's name. A
+    /// provider without one (a local server) is called without a key. Keys themselves
+    /// are never part of a recipe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Most calls in flight to this provider at once; 1 serializes calls to a local
+    /// single-GPU server. Unlimited when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+}
+
+/// One layer of proposers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// The agents, all started together.
+    #[serde(deserialize_with = "seq_string_or_table")]
+    pub agents: Vec<Agent>,
+    /// How the previous layer's proposals become this layer's input. Not allowed on the
+    /// first layer, which has no previous layer; `synthesize` when unset.
+    #[serde(default, deserialize_with = "opt_string_or_table", skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<StrategySpec>,
+    /// Fewest agents (samples counted one by one) that must succeed for the run to go
+    /// on; `policy.min_successes` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_successes: Option<u32>,
+}
+
+/// A proposer: `"provider:model"`, or a table with that `model` and options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    /// `provider:model`; the provider is everything before the first colon.
+    pub model: String,
+    /// Display name in events; `model`, with `#k` per sample, when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Sampling temperature (0–2; 0–1 for Anthropic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Cap on generated tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// This agent's own system prompt, placed before any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// How many independent answers to draw from this model (Self-MoA).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub samples: u32,
+}
+
+/// The final aggregator: `"provider:model"`, or a table with that `model` and options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Aggregator {
+    /// `provider:model`.
+    pub model: String,
+    /// Display name in events; `model` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Cap on generated tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// The aggregator's own system prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// How the last layer's proposals reach the aggregator; `synthesize` when unset.
+    #[serde(default, deserialize_with = "opt_string_or_table", skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<StrategySpec>,
+}
+
+/// A strategy: a built-in by `name` (`"synthesize"`, `"vote"`, or the table form with
+/// `params`), or a WebAssembly component `plugin` run by the native host.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategySpec {
+    /// A built-in strategy's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Path of a plugin component (`.wasm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// Parameters handed to the strategy.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub params: serde_json::Value,
+    /// What to do when the strategy fails to decide.
+    #[serde(default, skip_serializing_if = "OnError::is_fail")]
+    pub on_error: OnError,
+    /// Plugin CPU deadline per decision, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Plugin linear-memory cap, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+    /// Cap on what a plugin may return, in KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_kib: Option<u32>,
+}
+
+impl StrategySpec {
+    /// The built-in strategy `name` with no parameters.
+    pub fn builtin(name: &str) -> StrategySpec {
+        StrategySpec { name: Some(name.to_owned()), ..StrategySpec::default() }
+    }
+
+    /// How the strategy is named in events and errors.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().or(self.plugin.as_deref()).unwrap_or("synthesize")
+    }
+}
+
+/// What a run does when a strategy fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Fail the run.
+    #[default]
+    Fail,
+    /// Use the built-in `synthesize` for that decision instead.
+    Synthesize,
+}
+
+impl OnError {
+    fn is_fail(&self) -> bool {
+        *self == OnError::Fail
+    }
+}
+
+/// How a run treats time and failure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Longest one attempt of a call may take, start to last byte, in seconds.
+    pub timeout_secs: f64,
+    /// Longest wait for the next byte of a response, in seconds.
+    pub stall_timeout_secs: f64,
+    /// Further attempts after a retryable failure (429, 5xx, transport error, timeout).
+    pub retries: u32,
+    /// First backoff, in seconds; it doubles per attempt, with jitter.
+    pub backoff_secs: f64,
+    /// Cap on one backoff, in seconds.
+    pub max_backoff_secs: f64,
+    /// A `Retry-After` longer than this, in seconds, fails the call instead of waiting.
+    pub max_retry_after_secs: f64,
+    /// Fewest successful agents per layer for the run to go on.
+    pub min_successes: u32,
+    /// Most calls in flight at once for this run, over all providers. Unlimited when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            timeout_secs: 600.0,
+            stall_timeout_secs: 120.0,
+            retries: 3,
+            backoff_secs: 1.0,
+            max_backoff_secs: 30.0,
+            max_retry_after_secs: 120.0,
+            min_successes: 1,
+            max_concurrency: None,
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+impl Agent {
+    /// An agent for `provider:model` with every option at its default.
+    pub fn new(model: &str) -> Agent {
+        Agent { model: model.to_owned(), name: None, temperature: None, max_tokens: None, system: None, samples: 1 }
+    }
+}
+
+impl Aggregator {
+    /// An aggregator for `provider:model` with every option at its default.
+    pub fn new(model: &str) -> Aggregator {
+        Aggregator { model: model.to_owned(), name: None, temperature: None, max_tokens: None, system: None, strategy: None }
+    }
+}
+
+/// Types that a bare string may stand for in a recipe (`"together:Qwen/..."`, `"vote"`).
+trait Shorthand: Sized {
+    const EXPECTING: &'static str;
+    fn from_shorthand(s: &str) -> Self;
+}
+
+impl Shorthand for Agent {
+    const EXPECTING: &'static str = "\"provider:model\" or a table with `model`";
+    fn from_shorthand(s: &str) -> Self {
+        Agent::new(s)
+    }
+}
+
+impl Shorthand for Aggregator {
+    const EXPECTING: &'static str = "\"provider:model\" or a table with `model`";
+    fn from_shorthand(s: &str) -> Self {
+        Aggregator::new(s)
+    }
+}
+
+impl Shorthand for StrategySpec {
+    const EXPECTING: &'static str = "a strategy name or a table with `name` or `plugin`";
+    fn from_shorthand(s: &str) -> Self {
+        StrategySpec::builtin(s)
+    }
+}
+
+/// Reads either a bare string or the type's own table, keeping serde's field-level errors
+/// for the table (an untagged enum would replace them with "did not match any variant").
+struct StringOrTable<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de> + Shorthand> Visitor<'de> for StringOrTable<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        Ok(T::from_shorthand(v))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map))
+    }
+}
+
+fn string_or_table<'de, D: Deserializer<'de>, T: Deserialize<'de> + Shorthand>(d: D) -> Result<T, D::Error> {
+    d.deserialize_any(StringOrTable(PhantomData))
+}
+
+fn opt_string_or_table<'de, D: Deserializer<'de>, T: Deserialize<'de> + Shorthand>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    string_or_table(d).map(Some)
+}
+
+struct Item<T>(T);
+
+impl<'de, T: Deserialize<'de> + Shorthand> Deserialize<'de> for Item<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        string_or_table(d).map(Item)
+    }
+}
+
+fn seq_string_or_table<'de, D: Deserializer<'de>, T: Deserialize<'de> + Shorthand>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Vec::<Item<T>>::deserialize(d)?.into_iter().map(|i| i.0).collect())
+}

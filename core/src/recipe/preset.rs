@@ -1,0 +1,116 @@
+//! Built-in recipes: the paper's MoA and MoA-Lite, Self-MoA, and a local llama.cpp setup.
+
+use super::{Agent, Aggregator, Layer, Policy, Provider, Recipe};
+use crate::provider::ProviderKind;
+use std::collections::BTreeMap;
+
+/// Names and one-line descriptions of the presets.
+pub const PRESETS: [(&str, &str); 4] = [
+    ("moa", "The paper's MoA: six open models in two layers, Qwen1.5-110B-Chat aggregates (13 calls, Together)"),
+    ("moa-lite", "The paper's MoA-Lite: one layer of the six, Qwen1.5-72B-Chat aggregates (7 calls, Together)"),
+    ("self-moa", "Self-MoA: one strong model sampled 6 times, then aggregated by itself (7 calls, Together)"),
+    ("local", "Local llama.cpp servers on 127.0.0.1: SmolLM2-135M x2 and Gemma 3 270M propose, SmolLM2 aggregates"),
+];
+
+/// The six proposers of Wang et al. 2024, as Together serves them.
+pub const PAPER_PROPOSERS: [&str; 6] = [
+    "Qwen/Qwen1.5-110B-Chat",
+    "Qwen/Qwen1.5-72B-Chat",
+    "microsoft/WizardLM-2-8x22B",
+    "meta-llama/Llama-3-70b-chat-hf",
+    "mistralai/Mixtral-8x22B-Instruct-v0.1",
+    "databricks/dbrx-instruct",
+];
+
+/// Port of the local SmolLM2 server the `local` preset expects.
+pub const LOCAL_SMOLLM_PORT: u16 = 8081;
+/// Port of the local Gemma 3 server the `local` preset expects.
+pub const LOCAL_GEMMA_PORT: u16 = 8082;
+
+/// The preset called `name`, if there is one.
+pub fn preset(name: &str) -> Option<Recipe> {
+    let recipe = match name {
+        "moa" => {
+            let layer = paper_layer();
+            together(name, vec![layer.clone(), layer], "Qwen/Qwen1.5-110B-Chat")
+        }
+        "moa-lite" => together(name, vec![paper_layer()], "Qwen/Qwen1.5-72B-Chat"),
+        "self-moa" => {
+            let model = "together:microsoft/WizardLM-2-8x22B";
+            let layer = Layer { agents: vec![Agent { samples: 6, ..Agent::new(model) }], strategy: None, min_successes: None };
+            together(name, vec![layer], "microsoft/WizardLM-2-8x22B")
+        }
+        "local" => local(),
+        _ => return None,
+    };
+    Some(recipe)
+}
+
+fn paper_layer() -> Layer {
+    Layer {
+        agents: PAPER_PROPOSERS.iter().map(|m| Agent::new(&format!("together:{m}"))).collect(),
+        strategy: None,
+        min_successes: None,
+    }
+}
+
+fn description(name: &str) -> String {
+    PRESETS.iter().find(|(n, _)| *n == name).map(|(_, d)| d.to_string()).unwrap_or_default()
+}
+
+fn together(name: &str, layers: Vec<Layer>, aggregator: &str) -> Recipe {
+    let providers = BTreeMap::from([(
+        "together".to_owned(),
+        Provider {
+            kind: ProviderKind::OpenAi,
+            base_url: "https://api.together.xyz/v1".into(),
+            api_key_env: Some("TOGETHER_API_KEY".into()),
+            max_concurrency: None,
+        },
+    )]);
+    Recipe {
+        name: name.into(),
+        description: description(name),
+        providers,
+        temperature: None,
+        max_tokens: None,
+        layers,
+        aggregator: Aggregator::new(&format!("together:{aggregator}")),
+        policy: Policy::default(),
+        prices: BTreeMap::new(),
+    }
+}
+
+fn local() -> Recipe {
+    let server = |port: u16| Provider {
+        kind: ProviderKind::OpenAi,
+        base_url: format!("http://127.0.0.1:{port}/v1"),
+        api_key_env: None,
+        // Matches `llama-server -np 4`: more would only queue inside the server.
+        max_concurrency: Some(4),
+    };
+    let providers = BTreeMap::from([
+        ("smollm".to_owned(), server(LOCAL_SMOLLM_PORT)),
+        ("gemma".to_owned(), server(LOCAL_GEMMA_PORT)),
+    ]);
+    let layer = Layer {
+        agents: vec![
+            Agent { samples: 2, ..Agent::new("smollm:SmolLM2-135M-Instruct") },
+            Agent::new("gemma:gemma-3-270m"),
+        ],
+        strategy: None,
+        min_successes: None,
+    };
+    Recipe {
+        name: "local".into(),
+        description: description("local"),
+        providers,
+        temperature: None,
+        // Small models on a CPU: keep answers short so a run takes seconds.
+        max_tokens: Some(256),
+        layers: vec![layer],
+        aggregator: Aggregator::new("smollm:SmolLM2-135M-Instruct"),
+        policy: Policy { timeout_secs: 300.0, ..Policy::default() },
+        prices: BTreeMap::new(),
+    }
+}

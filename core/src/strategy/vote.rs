@@ -1,0 +1,182 @@
+//! Majority vote over short answers, with no LLM call.
+
+use super::{Decision, Strategy, StrategyError, StrategyInput, Synthesize, check_params};
+use std::collections::HashMap;
+
+/// Decides the final answer when more than `threshold` of the proposals agree on the same
+/// normalized short answer; otherwise falls back to [`Synthesize`].
+#[derive(Clone, Debug)]
+pub struct Vote {
+    threshold: f64,
+    max_answer_chars: usize,
+}
+
+impl Default for Vote {
+    fn default() -> Self {
+        Vote { threshold: 0.5, max_answer_chars: 100 }
+    }
+}
+
+impl Vote {
+    /// Parameters: `threshold` (share of proposals that must agree, strictly more than;
+    /// default 0.5) and `max_answer_chars` (longer answers never count as votes; default 100).
+    pub fn from_params(params: &serde_json::Value) -> Result<Vote, StrategyError> {
+        check_params("vote", params, &["threshold", "max_answer_chars"])?;
+        let bad = |message: &str| StrategyError { strategy: "vote".into(), message: message.into() };
+        let mut vote = Vote::default();
+        if let Some(t) = params.get("threshold") {
+            vote.threshold = t
+                .as_f64()
+                .filter(|t| (0.0..1.0).contains(t))
+                .ok_or_else(|| bad("threshold must be a number in 0 ≤ t < 1"))?;
+        }
+        if let Some(n) = params.get("max_answer_chars") {
+            vote.max_answer_chars = n
+                .as_u64()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad("max_answer_chars must be a positive integer"))? as usize;
+        }
+        Ok(vote)
+    }
+}
+
+impl Strategy for Vote {
+    fn name(&self) -> &str {
+        "vote"
+    }
+
+    fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError> {
+        let mut tally: HashMap<String, (usize, usize)> = HashMap::new(); // answer -> (votes, first index)
+        for (i, p) in input.proposals.iter().enumerate() {
+            if let Some(answer) = normalize_answer(&p.text, self.max_answer_chars) {
+                tally.entry(answer).or_insert((0, i)).0 += 1;
+            }
+        }
+        let total = input.proposals.len();
+        let winner = tally.values().max_by_key(|(votes, first)| (*votes, std::cmp::Reverse(*first)));
+        match winner {
+            Some(&(votes, first)) if votes as f64 > self.threshold * total as f64 => {
+                Ok(Decision::Final(input.proposals[first].text.clone()))
+            }
+            _ => Synthesize.decide(input),
+        }
+    }
+}
+
+/// The short answer in `text`, normalized for comparison, or `None` when there is no
+/// short answer (longer than `max_chars` after extraction).
+///
+/// Extraction prefers the last `\boxed{...}`, then the text after the last "answer is" or
+/// "answer:", then the whole text. Normalization lowercases, drops Markdown emphasis,
+/// `$`, quotes and trailing punctuation, collapses whitespace, and writes numbers
+/// canonically (`1,000.0` → `1000`).
+pub fn normalize_answer(text: &str, max_chars: usize) -> Option<String> {
+    let lower = text.to_lowercase();
+    let extracted = boxed(&lower).or_else(|| after_marker(&lower)).unwrap_or(&lower);
+    let cleaned: String = extracted
+        .chars()
+        .filter(|c| !matches!(c, '*' | '_' | '$' | '"' | '`' | '\u{201c}' | '\u{201d}'))
+        .collect();
+    let mut words: Vec<&str> = cleaned.split_whitespace().collect();
+    if let Some(last) = words.last_mut() {
+        *last = last.trim_end_matches(['.', '!', '?', ',', ';', ':']);
+    }
+    let joined = words.join(" ");
+    let answer = joined.trim().trim_start_matches(['(', '[']).trim_end_matches([')', ']']);
+    if answer.is_empty() || answer.chars().count() > max_chars {
+        return None;
+    }
+    Some(canonical_number(answer).unwrap_or_else(|| answer.to_owned()))
+}
+
+fn boxed(text: &str) -> Option<&str> {
+    let start = text.rfind("\\boxed{")? + "\\boxed{".len();
+    let mut depth = 1;
+    for (i, c) in text[start..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&text[start..start + i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn after_marker(text: &str) -> Option<&str> {
+    let (pos, len) = ["answer is", "answer:"]
+        .iter()
+        .filter_map(|m| text.rfind(m).map(|p| (p, m.len())))
+        .max_by_key(|(p, _)| *p)?;
+    let rest = &text[pos + len..];
+    // The answer runs to the end of its line.
+    Some(rest.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(""))
+}
+
+fn canonical_number(s: &str) -> Option<String> {
+    let plain: String = s.chars().filter(|c| *c != ',').collect();
+    if !plain.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+')) {
+        return None;
+    }
+    let n: f64 = plain.parse().ok()?;
+    if !n.is_finite() {
+        return None;
+    }
+    if n.fract() == 0.0 && n.abs() < 1e15 { Some(format!("{}", n as i64)) } else { Some(format!("{n}")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use crate::strategy::Proposal;
+
+    fn proposals(texts: &[&str]) -> Vec<Proposal> {
+        texts
+            .iter()
+            .map(|t| Proposal { agent: "a".into(), model: "m".into(), text: t.to_string(), usage: None, latency_ms: 1.0 })
+            .collect()
+    }
+
+    fn decide(texts: &[&str]) -> Decision {
+        let conv = [Message::user("What is 6*7?")];
+        let ps = proposals(texts);
+        let input = StrategyInput { conversation: &conv, layer: 1, layer_count: 1, proposals: &ps };
+        Vote::default().decide(&input).expect("vote decides")
+    }
+
+    #[test]
+    fn normalizes_short_answers() {
+        assert_eq!(normalize_answer("The answer is **42**.", 100).as_deref(), Some("42"));
+        assert_eq!(normalize_answer("so \\boxed{1,000.0}", 100).as_deref(), Some("1000"));
+        assert_eq!(normalize_answer("  Paris. ", 100).as_deref(), Some("paris"));
+        assert_eq!(normalize_answer("Answer: (B)", 100).as_deref(), Some("b"));
+        assert_eq!(normalize_answer("\\boxed{\\frac{1}{2}}", 100).as_deref(), Some("\\frac{1}{2}"));
+        assert_eq!(normalize_answer(&"long ".repeat(50), 100), None);
+        assert_eq!(normalize_answer("  ", 100), None);
+    }
+
+    #[test]
+    fn majority_decides_the_final_answer_without_a_call() {
+        let d = decide(&["42", "The answer is 42.", "41", "\\boxed{42}"]);
+        assert_eq!(d, Decision::Final("42".into()));
+    }
+
+    #[test]
+    fn no_majority_falls_back_to_synthesize() {
+        let d = decide(&["42", "41", "40", "42"]);
+        let Decision::Messages(m) = d else { panic!("expected messages, got {d:?}") };
+        assert!(m[0].content.contains("Responses from models:\n1. 42\n2. 41\n3. 40\n4. 42"));
+    }
+
+    #[test]
+    fn rejects_bad_params() {
+        assert!(Vote::from_params(&serde_json::json!({"threshold": 1.5})).is_err());
+        assert!(Vote::from_params(&serde_json::json!({"treshold": 0.5})).is_err());
+        assert!(Vote::from_params(&serde_json::json!({"threshold": 0.6, "max_answer_chars": 10})).is_ok());
+    }
+}
