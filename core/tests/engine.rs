@@ -1,0 +1,555 @@
+//! Whole runs in simulated time against a scripted fake network.
+
+mod common;
+
+use common::*;
+use moa_core::engine::RunOptions;
+use moa_core::recipe::{self, Layer, OnError, StrategySpec};
+use moa_core::strategy::{Decision, Resolver, Strategy, StrategyError, StrategyInput, Builtins, REFERENCE_PROMPT};
+use moa_core::{Action, CallError, Event, Input, Message, Recipe, Run, RunError, Time};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const KEY: &str = "sk-SENTINEL-KEY-0123456789";
+const T0: Time = Time::from_millis(1_700_000_000_000);
+
+fn opts(seed: u64) -> RunOptions<'static> {
+    RunOptions { seed, keys: BTreeMap::from([("together".to_owned(), KEY.to_owned())]), ..RunOptions::default() }
+}
+
+fn start(recipe: &Recipe, seed: u64) -> Run {
+    Run::with_options(recipe, vec![Message::user("Name a prime.")], T0, opts(seed)).expect("run starts")
+}
+
+/// Layer of a request in the moa preset: by the number of references in its system prompt.
+fn references(req: &Req) -> Vec<String> {
+    let Some(system) = req.system() else { return vec![] };
+    let Some(refs) = system.split_once(REFERENCE_PROMPT).map(|(_, r)| r) else { return vec![] };
+    refs.split('\n').filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+fn started_calls(events: &[Event]) -> Vec<(moa_core::CallId, usize, u32, f64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallStarted { at, attempt, t_ms, .. } => Some((at.call, at.layer, *attempt, *t_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn moa_preset_runs_thirteen_calls_with_the_papers_prompt() {
+    let recipe = recipe::preset("moa").expect("preset");
+    let trace = simulate(start(&recipe, 1), T0, |req| {
+        let refs = references(req);
+        let layer = match refs.first() {
+            None => 0,
+            Some(r) if r.contains(" L1 ") => 2,
+            Some(_) => 1,
+        };
+        let latency = 100 + 10 * (req.call.0 % 6);
+        openai_stream(&[&format!("L{layer} {}", req.model), " ok"], (20, 7), ms(latency / 2), ms(latency / 2))
+    });
+    let reqs = &trace.requests;
+    assert_eq!(reqs.len(), 13, "6 + 6 + 1 calls");
+    assert_consistent(&trace.events);
+
+    // Layer 1: the six paper models on the plain conversation, all at once.
+    let models: Vec<&str> = reqs[..6].iter().map(|r| r.model.as_str()).collect();
+    assert_eq!(models, recipe::PAPER_PROPOSERS);
+    for r in &reqs[..6] {
+        assert_eq!(r.at, T0);
+        assert_eq!(r.messages, vec![Message::user("Name a prime.")]);
+        assert_eq!(r.body["stream"], true);
+        assert_eq!(r.body["stream_options"]["include_usage"], true);
+        assert_eq!(r.body["temperature"], 0.7);
+        assert_eq!(r.body["max_tokens"], 2048);
+        assert_eq!(r.http.url, "https://api.together.xyz/v1/chat/completions");
+        assert_eq!(r.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+    }
+    // Layer 2 starts when the slowest of layer 1 ends, and each agent sees the six
+    // answers, numbered in agent order, in the paper's prompt.
+    let l1_end = reqs[..6].iter().map(|r| r.at).max().expect("six");
+    let expected_refs: Vec<String> = recipe::PAPER_PROPOSERS
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("{}. L0 {m} ok", i + 1))
+        .collect();
+    for r in &reqs[6..12] {
+        assert!(r.at > l1_end);
+        assert_eq!(r.messages.len(), 2);
+        assert_eq!(r.messages[1], Message::user("Name a prime."));
+        assert_eq!(r.system().expect("system"), format!("{REFERENCE_PROMPT}\n{}", expected_refs.join("\n")));
+    }
+    // The aggregator sees layer 2's six answers.
+    let agg = &reqs[12];
+    assert_eq!(agg.model, "Qwen/Qwen1.5-110B-Chat");
+    assert_eq!(references(agg).len(), 6);
+    assert!(references(agg).iter().all(|r| r.contains(" L1 ")), "{:?}", references(agg));
+    // The answer is exactly what the aggregator streamed.
+    let answer = trace.outcome.answer.clone().expect("answer");
+    assert_eq!(answer, streamed_text(&trace.events, agg.call));
+    assert_eq!(answer, "L2 Qwen/Qwen1.5-110B-Chat ok");
+    assert_eq!(trace.outcome.decided_by.as_deref(), Some("together:Qwen/Qwen1.5-110B-Chat"));
+    // Tokens add up per layer and per run.
+    assert_eq!(trace.outcome.layers.len(), 3);
+    assert_eq!(trace.outcome.layers[0].usage.input_tokens, 6 * 20);
+    assert_eq!(trace.outcome.usage.input_tokens, 13 * 20);
+    assert_eq!(trace.outcome.usage.output_tokens, 13 * 7);
+    // The key reaches only its provider's header: never an event or the outcome.
+    let printed = format!("{}{}", serde_json::to_string(&trace.events).expect("json"), serde_json::to_string(&trace.outcome).expect("json"));
+    assert!(!printed.contains(KEY));
+}
+
+#[test]
+fn timings_are_measured_from_the_drivers_clock() {
+    let recipe = recipe::preset("moa-lite").expect("preset");
+    let trace = simulate(start(&recipe, 1), T0, |_| openai_stream(&["a", "b", "c"], (1, 3), ms(40), ms(10)));
+    let finished: Vec<(f64, Option<f64>)> = trace
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallFinished { latency_ms, ttft_ms, .. } => Some((*latency_ms, *ttft_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished.len(), 7);
+    // Head and first piece at 40 ms, pieces every 10 ms, the end chunk at 70 ms.
+    assert!(finished.iter().all(|&(lat, ttft)| lat == 70.0 && ttft == Some(40.0)), "{finished:?}");
+    assert_eq!(trace.outcome.wall_ms, 140.0, "critical path: two sequential calls of 70 ms");
+}
+
+#[test]
+fn retry_after_seconds_is_honoured_in_simulated_time() {
+    let recipe = recipe::preset("moa-lite").expect("preset");
+    let mut first = true;
+    let trace = simulate(start(&recipe, 1), T0, |req| {
+        if req.model == "databricks/dbrx-instruct" && std::mem::take(&mut first) {
+            return status(429, &[("retry-after", "7")], r#"{"error":{"message":"slow down","type":"rate_limit"}}"#, ms(5));
+        }
+        answer("fine", ms(50))
+    });
+    assert_consistent(&trace.events);
+    let dbrx: Vec<_> = trace.requests.iter().filter(|r| r.model == "databricks/dbrx-instruct").collect();
+    assert_eq!(dbrx.len(), 2);
+    assert_eq!(dbrx[1].at, dbrx[0].at + ms(5) + Duration::from_secs(7));
+    let failed = trace.events.iter().find_map(|e| match e {
+        Event::CallFailed { error, will_retry, retry_in_ms, .. } => Some((error.clone(), *will_retry, *retry_in_ms)),
+        _ => None,
+    });
+    assert_eq!(failed, Some(("HTTP 429: slow down".into(), true, Some(7000.0))));
+    assert!(trace.outcome.answer.is_some());
+}
+
+#[test]
+fn retry_after_http_date_is_measured_against_the_date_header() {
+    let recipe = recipe::preset("moa-lite").expect("preset");
+    let mut first = true;
+    let trace = simulate(start(&recipe, 1), T0, |req| {
+        if std::mem::take(&mut first) {
+            let hs = [("Retry-After", "Wed, 21 Oct 2015 07:28:12 GMT"), ("Date", "Wed, 21 Oct 2015 07:28:00 GMT")];
+            return status(503, &hs, "overloaded", ms(0));
+        }
+        let _ = req;
+        answer("fine", ms(50))
+    });
+    assert_eq!(trace.requests[6].at, T0 + Duration::from_secs(12), "the retry comes 12 s later");
+}
+
+#[test]
+fn server_errors_back_off_with_seeded_jitter_and_give_up_after_the_retries() {
+    let mut recipe = recipe::preset("moa-lite").expect("preset");
+    recipe.policy.retries = 2;
+    recipe.policy.min_successes = 5;
+    let trace = simulate(start(&recipe, 9), T0, |req| {
+        if req.model == "databricks/dbrx-instruct" { status(500, &[], "boom", ms(10)) } else { answer("fine", ms(50)) }
+    });
+    let times: Vec<Time> = trace.requests.iter().filter(|r| r.model == "databricks/dbrx-instruct").map(|r| r.at).collect();
+    assert_eq!(times.len(), 3, "one try and two retries");
+    let gap1 = times[1].since(times[0]) - ms(10);
+    let gap2 = times[2].since(times[1]) - ms(10);
+    assert!(gap1 >= ms(500) && gap1 <= ms(1000), "first backoff in [0.5, 1] s: {gap1:?}");
+    assert!(gap2 >= ms(1000) && gap2 <= ms(2000), "second backoff in [1, 2] s: {gap2:?}");
+    // Five of six suffice; the failed one never reaches the aggregator's prompt.
+    let agg = trace.requests.last().expect("aggregator");
+    assert_eq!(references(agg).len(), 5);
+    assert!(!agg.http.body.contains("boom") && !agg.http.body.contains("HTTP 500"));
+    let report = &trace.outcome.layers[0].calls[5];
+    assert_eq!((report.ok, report.attempts, report.errors.len()), (false, 3, 3));
+}
+
+#[test]
+fn client_errors_are_not_retried() {
+    let recipe = recipe::preset("moa-lite").expect("preset");
+    let trace = simulate(start(&recipe, 1), T0, |req| {
+        if req.model == "databricks/dbrx-instruct" { status(401, &[], r#"{"error":{"message":"invalid key"}}"#, ms(1)) } else { answer("ok", ms(5)) }
+    });
+    assert_eq!(trace.requests.iter().filter(|r| r.model == "databricks/dbrx-instruct").count(), 1);
+    assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { error, will_retry: false, .. } if error == "HTTP 401: invalid key")));
+}
+
+#[test]
+fn too_few_successes_fails_the_run_listing_every_failure() {
+    let mut recipe = recipe::preset("moa-lite").expect("preset");
+    recipe.policy.min_successes = 3;
+    let trace = simulate(start(&recipe, 1), T0, |req| {
+        if req.model.starts_with("Qwen") || req.model.contains("WizardLM") || req.model.contains("Llama") {
+            status(403, &[], &format!("no access to {}", req.model), ms(3))
+        } else {
+            answer("ok", ms(5))
+        }
+    });
+    assert_consistent(&trace.events);
+    assert_eq!(trace.requests.len(), 6, "no aggregator call");
+    let Some(RunError::TooFewSuccesses { what, succeeded, needed, failures }) = &trace.outcome.error else {
+        panic!("expected TooFewSuccesses, got {:?}", trace.outcome.error)
+    };
+    assert_eq!((what.as_str(), *succeeded, *needed, failures.len()), ("layer 0", 2, 3, 4));
+    let msg = trace.outcome.error.as_ref().expect("error").to_string();
+    assert!(msg.contains("together:Qwen/Qwen1.5-110B-Chat: HTTP 403: no access to Qwen/Qwen1.5-110B-Chat"), "{msg}");
+    assert!(msg.contains("meta-llama/Llama-3-70b-chat-hf"), "{msg}");
+}
+
+#[test]
+fn a_call_past_its_deadline_is_cancelled_and_retried() {
+    let mut recipe = recipe::preset("moa-lite").expect("preset");
+    recipe.policy.timeout_secs = 30.0;
+    recipe.policy.stall_timeout_secs = 1000.0;
+    let mut hung = false;
+    let trace = simulate(start(&recipe, 1), T0, |req| {
+        if req.model == "databricks/dbrx-instruct" && !std::mem::replace(&mut hung, true) {
+            // Headers come, then a token every 5 s: never stalled, but far too slow.
+            let mut r = openai_stream(&["x"; 20], (1, 1), ms(100), Duration::from_secs(5));
+            r.retain(|(t, _)| *t < Duration::from_secs(60));
+            return r;
+        }
+        answer("ok", ms(5))
+    });
+    let dbrx: Vec<_> = trace.requests.iter().filter(|r| r.model == "databricks/dbrx-instruct").collect();
+    assert_eq!(dbrx.len(), 2);
+    assert!(trace.aborted.contains(&dbrx[0].call), "the slow call is cancelled");
+    assert!(dbrx[1].at >= T0 + Duration::from_secs(30));
+    assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { error, will_retry: true, t_ms, .. } if error.contains("timeout_secs") && *t_ms == 30_000.0)));
+    // The retry's text replaces the cancelled attempt's: the aggregator sees "ok", not "xxxx".
+    let agg = trace.requests.last().expect("aggregator");
+    assert!(references(agg).iter().all(|r| r.ends_with(". ok")), "{:?}", references(agg));
+}
+
+#[test]
+fn a_stream_that_goes_silent_is_cut_at_the_stall_timeout() {
+    let mut recipe = recipe::preset("moa-lite").expect("preset");
+    recipe.policy.stall_timeout_secs = 2.0;
+    recipe.policy.retries = 0;
+    let trace = simulate(start(&recipe, 1), T0, |req| {
+        if req.model == "databricks/dbrx-instruct" {
+            vec![(ms(10), Step::Head(200, vec![]))] // then nothing, ever
+        } else {
+            answer("ok", ms(5))
+        }
+    });
+    assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { error, will_retry: false, t_ms, .. } if error.contains("stall") && *t_ms == 2010.0)));
+    assert!(trace.outcome.answer.is_some(), "five proposals are enough");
+}
+
+#[test]
+fn a_connection_reset_mid_stream_is_retried_from_scratch() {
+    let recipe = recipe::preset("moa-lite").expect("preset");
+    let mut reset = false;
+    let trace = simulate(start(&recipe, 3), T0, |req| {
+        if req.model == "databricks/dbrx-instruct" && !std::mem::replace(&mut reset, true) {
+            let mut r = openai_stream(&["partial ", "text"], (1, 1), ms(10), ms(10));
+            r.truncate(2);
+            r.push((ms(15), Step::Fail("connection reset by peer".into())));
+            return r;
+        }
+        answer(&format!("full {}", req.model), ms(20))
+    });
+    assert_consistent(&trace.events);
+    let agg = trace.requests.last().expect("aggregator");
+    assert!(references(agg).contains(&"6. full databricks/dbrx-instruct".to_owned()), "{:?}", references(agg));
+    assert!(!agg.http.body.contains("partial"));
+}
+
+#[test]
+fn malformed_sse_fails_the_call_with_a_clear_error() {
+    let recipe = recipe::preset("moa-lite").expect("preset");
+    let trace = simulate(start(&recipe, 1), T0, |req| {
+        if req.model == "databricks/dbrx-instruct" {
+            vec![
+                (ms(1), Step::Head(200, headers(&[("content-type", "text/event-stream")]))),
+                (ms(2), Step::Body(b"data: {\"choices\": [oops\n\n".to_vec())),
+                (ms(3), Step::End),
+            ]
+        } else {
+            answer("ok", ms(5))
+        }
+    });
+    let err = trace.events.iter().find_map(|e| match e {
+        Event::CallFailed { error, will_retry, .. } => Some((error.clone(), *will_retry)),
+        _ => None,
+    });
+    let (error, will_retry) = err.expect("a failure");
+    assert!(error.starts_with("malformed response: stream chunk:"), "{error}");
+    assert!(!will_retry);
+    assert_eq!(trace.cancels.len(), 1, "the broken stream is cancelled");
+}
+
+#[test]
+fn a_stream_cut_before_its_end_is_truncated_and_retried() {
+    let recipe = recipe::preset("moa-lite").expect("preset");
+    let mut cut = false;
+    let trace = simulate(start(&recipe, 1), T0, |req| {
+        let mut r = answer("ok", ms(5));
+        if req.model == "databricks/dbrx-instruct" && !std::mem::replace(&mut cut, true) {
+            r.remove(2); // drop the finish, usage and [DONE] chunk
+        }
+        r
+    });
+    assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { error, will_retry: true, .. } if error.contains("ended before"))));
+    assert!(trace.outcome.answer.is_some());
+}
+
+#[test]
+fn concurrency_caps_are_never_exceeded() {
+    let mut recipe = recipe::preset("moa").expect("preset");
+    recipe.providers.get_mut("together").expect("together").max_concurrency = Some(2);
+    let trace = simulate(start(&recipe, 1), T0, |req| answer("ok", ms(10 + req.call.0 % 7)));
+    assert_eq!(trace.requests.len(), 13);
+    assert_eq!(trace.max_in_flight["https://api.together.xyz"], 2);
+
+    let mut recipe = recipe::preset("moa").expect("preset");
+    recipe.policy.max_concurrency = Some(1);
+    let trace = simulate(start(&recipe, 1), T0, |_| answer("ok", ms(10)));
+    assert_eq!(trace.max_in_flight_total, 1, "a cap of 1 serializes every call");
+    assert_eq!(trace.outcome.wall_ms, 130.0);
+}
+
+#[test]
+fn cancelling_a_run_cancels_every_call_in_flight() {
+    let recipe = recipe::preset("moa").expect("preset");
+    let mut run = start(&recipe, 1);
+    let mut script = |req: &Req| answer("ok", ms(if req.model.contains("dbrx") { 50 } else { 500 }));
+    let trace = simulate_with(&mut run, T0, &mut script, |run, now| {
+        if now >= T0 + ms(100) && !run.is_done() {
+            run.cancel(now);
+            return true;
+        }
+        false
+    });
+    assert_eq!(trace.outcome.error, Some(RunError::Cancelled));
+    assert_eq!(trace.aborted.len(), 5, "the five calls still running are cancelled");
+    assert_eq!(trace.requests.len(), 6);
+    assert!(matches!(trace.events.last(), Some(Event::RunFailed { error, .. }) if error == "the run was cancelled"));
+    // Input arriving after the end is ignored.
+    run.handle(Input::End { call: trace.requests[0].call, now: T0 + ms(600) });
+    assert!(matches!(run.poll(), Action::Done(o) if o.error == Some(RunError::Cancelled)));
+}
+
+#[test]
+fn the_same_seed_replays_the_same_run_and_another_seed_differs() {
+    let recipe = recipe::preset("moa-lite").expect("preset");
+    let run_with = |seed| {
+        let mut n = 0;
+        simulate(start(&recipe, seed), T0, move |_| {
+            n += 1;
+            if n % 3 == 0 { status(502, &[], "bad gateway", ms(7)) } else { answer("ok", ms(11)) }
+        })
+    };
+    let (a, b, c) = (run_with(5), run_with(5), run_with(6));
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.outcome, b.outcome);
+    assert_ne!(started_calls(&a.events), started_calls(&c.events), "jitter depends on the seed");
+}
+
+#[test]
+fn a_missing_key_is_refused_before_any_call() {
+    let recipe = recipe::preset("moa").expect("preset");
+    let err = Run::new(&recipe, vec![Message::user("hi")], T0).err().expect("refused");
+    assert_eq!(err.to_string(), "provider \"together\" needs an API key: set TOGETHER_API_KEY (or pass it at run time)");
+    let err = Run::with_options(&recipe, vec![Message::assistant("hi")], T0, opts(0)).err().expect("refused");
+    assert!(err.to_string().contains("last message must be the user's"), "{err}");
+}
+
+#[test]
+fn multi_turn_conversations_and_system_prompts_reach_every_agent() {
+    let mut recipe = recipe::preset("moa-lite").expect("preset");
+    recipe.layers[0].agents[0].system = Some("You are terse.".into());
+    let conversation = vec![
+        Message::system("Answer in French."),
+        Message::user("Hi"),
+        Message::assistant("Bonjour"),
+        Message::user("Count to 3"),
+    ];
+    let run = Run::with_options(&recipe, conversation.clone(), T0, opts(0)).expect("starts");
+    let trace = simulate(run, T0, |_| answer("un deux trois", ms(5)));
+    assert_eq!(trace.requests[0].messages[0].content, "You are terse.\n\nAnswer in French.");
+    assert_eq!(trace.requests[0].messages[1..], conversation[1..]);
+    assert_eq!(trace.requests[1].messages, conversation);
+    let agg = trace.requests.last().expect("aggregator");
+    assert!(agg.messages[0].content.starts_with(&format!("Answer in French.\n\n{REFERENCE_PROMPT}\n1. un deux trois")));
+    assert_eq!(agg.messages[1..], conversation[1..]);
+}
+
+#[test]
+fn vote_decides_without_an_aggregator_call_when_the_proposers_agree() {
+    let mut recipe = recipe::preset("moa-lite").expect("preset");
+    recipe.aggregator.strategy = Some(StrategySpec::builtin("vote"));
+    let trace = simulate(start(&recipe, 0), T0, |req| answer(if req.model.contains("dbrx") { "13" } else { "The answer is 7." }, ms(5)));
+    assert_eq!(trace.requests.len(), 6);
+    assert_eq!(trace.outcome.answer.as_deref(), Some("The answer is 7."));
+    assert_eq!(trace.outcome.decided_by.as_deref(), Some("vote"));
+    assert!(matches!(trace.events.last(), Some(Event::Final { decided_by, .. }) if decided_by == "vote"));
+}
+
+struct Broken;
+impl Strategy for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+    fn decide(&mut self, _: &StrategyInput<'_>) -> Result<Decision, StrategyError> {
+        Err(StrategyError { strategy: "broken".into(), message: "trapped".into() })
+    }
+}
+struct WithBroken;
+impl Resolver for WithBroken {
+    fn resolve(&self, spec: &StrategySpec) -> Result<Box<dyn Strategy>, StrategyError> {
+        if spec.plugin.is_some() { Ok(Box::new(Broken)) } else { Builtins.resolve(spec) }
+    }
+}
+
+#[test]
+fn a_failing_strategy_falls_back_or_fails_as_the_recipe_says() {
+    for (on_error, calls) in [(OnError::Synthesize, 7), (OnError::Fail, 6)] {
+        let mut recipe = recipe::preset("moa-lite").expect("preset");
+        recipe.aggregator.strategy = Some(StrategySpec { plugin: Some("broken.wasm".into()), on_error, ..Default::default() });
+        let options = RunOptions { resolver: &WithBroken, ..opts(0) };
+        let run = Run::with_options(&recipe, vec![Message::user("q")], T0, options).expect("starts");
+        let trace = simulate(run, T0, |_| answer("ok", ms(5)));
+        assert_eq!(trace.requests.len(), calls, "{on_error:?}");
+        let fallback = on_error == OnError::Synthesize;
+        assert!(trace.events.iter().any(|e| matches!(e, Event::StrategyFailed { fallback: f, error, .. } if *f == fallback && error.contains("trapped"))));
+        assert_eq!(trace.outcome.answer.is_some(), fallback);
+    }
+    // Core alone cannot run plugins, and says so before any call.
+    let mut recipe = recipe::preset("moa-lite").expect("preset");
+    recipe.aggregator.strategy = Some(StrategySpec { plugin: Some("x.wasm".into()), ..Default::default() });
+    let err = Run::with_options(&recipe, vec![Message::user("q")], T0, opts(0)).err().expect("refused");
+    assert!(err.to_string().contains("only in the native host"), "{err}");
+}
+
+#[test]
+fn self_moa_samples_one_model_six_times() {
+    let recipe = recipe::preset("self-moa").expect("preset");
+    let trace = simulate(start(&recipe, 0), T0, |req| answer(&format!("take {}", req.call.0), ms(5)));
+    assert_eq!(trace.requests.len(), 7);
+    assert!(trace.requests.iter().all(|r| r.model == "microsoft/WizardLM-2-8x22B"));
+    let labels: Vec<String> = trace.outcome.layers[0].calls.iter().map(|c| c.agent.clone()).collect();
+    assert_eq!(labels[5], "together:microsoft/WizardLM-2-8x22B#6");
+    assert_eq!(references(trace.requests.last().expect("agg")).len(), 6);
+}
+
+#[test]
+fn prices_give_costs_per_call_layer_and_run() {
+    let mut recipe = recipe::preset("moa-lite").expect("preset");
+    recipe.prices.insert("together:Qwen/Qwen1.5-72B-Chat".into(), moa_core::Price { input: 1.0, output: 2.0 });
+    let trace = simulate(start(&recipe, 0), T0, |_| openai_stream(&["x"], (1_000, 500), ms(1), ms(1)));
+    // Qwen1.5-72B is one proposer and the aggregator: 2 × (1000×1 + 500×2) / 1e6 dollars.
+    assert_eq!(trace.outcome.layers[0].cost, Some(0.002));
+    assert_eq!(trace.outcome.layers[1].cost, Some(0.002));
+    assert_eq!(trace.outcome.cost, Some(0.004));
+    assert_eq!(trace.outcome.layers[0].calls[0].cost, None, "unpriced models have no cost");
+}
+
+#[test]
+fn anthropic_messages_stream_end_to_end() {
+    let recipe = Recipe::from_json(
+        r#"{"name": "claude", "providers": {"anthropic": {"kind": "anthropic", "base_url": "https://api.anthropic.com/v1", "api_key_env": "ANTHROPIC_API_KEY"}},
+            "layers": [{"agents": ["anthropic:claude-a", "anthropic:claude-b"]}], "aggregator": "anthropic:claude-a"}"#,
+    )
+    .expect("valid");
+    let keys = BTreeMap::from([("anthropic".to_owned(), KEY.to_owned())]);
+    let run = Run::with_options(&recipe, vec![Message::system("Be kind."), Message::user("Hi")], T0, RunOptions { keys, ..RunOptions::default() })
+        .expect("starts");
+    let events = [
+        ("message_start", r#"{"type":"message_start","message":{"usage":{"input_tokens":12,"output_tokens":1}}}"#),
+        ("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#),
+        ("ping", r#"{"type": "ping"}"#),
+        ("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#),
+        ("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" there"}}"#),
+        ("content_block_stop", r#"{"type":"content_block_stop","index":0}"#),
+        ("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}"#),
+        ("message_stop", r#"{"type":"message_stop"}"#),
+    ];
+    let stream: String = events.iter().map(|(e, d)| format!("event: {e}\ndata: {d}\n\n")).collect();
+    let trace = simulate(run, T0, |_| {
+        vec![(ms(3), Step::Head(200, headers(&[("content-type", "text/event-stream")]))), (ms(4), Step::Body(stream.clone().into_bytes())), (ms(5), Step::End)]
+    });
+    let first = &trace.requests[0];
+    assert_eq!(first.http.url, "https://api.anthropic.com/v1/messages");
+    assert_eq!(first.header("x-api-key"), Some(KEY));
+    assert_eq!(first.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(first.header("anthropic-dangerous-direct-browser-access"), Some("true"));
+    assert_eq!(first.header("authorization"), None);
+    assert_eq!(first.body["system"], "Be kind.");
+    assert_eq!(first.messages, vec![Message::user("Hi")]);
+    let agg = trace.requests.last().expect("aggregator");
+    assert_eq!(agg.body["system"], format!("Be kind.\n\n{REFERENCE_PROMPT}\n1. Hello there\n2. Hello there"));
+    assert_eq!(trace.outcome.answer.as_deref(), Some("Hello there"));
+    assert_eq!(trace.outcome.usage, moa_core::Usage { input_tokens: 36, output_tokens: 27 });
+}
+
+#[test]
+fn anthropic_overload_error_events_are_retried() {
+    let recipe = Recipe::from_json(
+        r#"{"providers": {"a": {"kind": "anthropic", "base_url": "http://127.0.0.1:1/v1"}},
+            "layers": [{"agents": ["a:m"]}], "aggregator": "a:m"}"#,
+    )
+    .expect("valid");
+    let mut n = 0;
+    let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, |_| {
+        n += 1;
+        let body = if n == 1 {
+            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n".to_owned()
+        } else {
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"ok\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".to_owned()
+        };
+        vec![(ms(1), Step::Head(200, vec![])), (ms(2), Step::Body(body.into_bytes())), (ms(3), Step::End)]
+    });
+    assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { error, will_retry: true, .. } if error == "overloaded_error: Overloaded")));
+    assert_eq!(trace.outcome.answer.as_deref(), Some("ok"));
+}
+
+#[test]
+fn a_server_that_ignores_stream_and_sends_json_still_works() {
+    let recipe = recipe::preset("local").expect("preset");
+    let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, |_| {
+        let body = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"whole"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+        vec![(ms(1), Step::Head(200, headers(&[("Content-Type", "application/json; charset=utf-8")]))), (ms(2), Step::Body(body.as_bytes().to_vec())), (ms(2), Step::End)]
+    });
+    assert_eq!(trace.outcome.answer.as_deref(), Some("whole"));
+    assert_eq!(trace.outcome.usage.input_tokens, 12);
+    assert_eq!(trace.requests[0].http.url, "http://127.0.0.1:8081/v1/chat/completions");
+    assert_eq!(trace.requests[2].http.url, "http://127.0.0.1:8082/v1/chat/completions");
+    assert_eq!(trace.requests[0].header("authorization"), None, "local servers get no key");
+}
+
+#[test]
+fn a_provider_that_is_down_fails_with_the_transport_error() {
+    let mut recipe = recipe::preset("local").expect("preset");
+    recipe.policy.retries = 1;
+    recipe.layers = vec![Layer { agents: vec![recipe::Agent::new("smollm:m")], strategy: None, min_successes: None }];
+    let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, |_| {
+        vec![(ms(1), Step::Fail("connection refused (127.0.0.1:8081)".into()))]
+    });
+    let err = trace.outcome.error.expect("fails").to_string();
+    assert_eq!(err, "layer 0: 0 agent(s) succeeded, 1 needed\n  smollm:m: transport: connection refused (127.0.0.1:8081)");
+    assert_eq!(trace.requests.len(), 2, "tried twice");
+}
+
+#[test]
+fn errors_name_what_failed() {
+    assert!(CallError::Timeout(30.0).retryable());
+    assert!(!CallError::Status { status: 400, message: "bad".into() }.retryable());
+    assert!(CallError::Status { status: 529, message: "overloaded".into() }.retryable());
+}
