@@ -43,11 +43,10 @@ impl Message {
 pub fn validate_conversation(messages: &[Message]) -> Result<(), String> {
     match messages.last() {
         None => Err("the conversation is empty: give at least one user message".into()),
-        Some(m) if m.role != Role::User => Err(format!(
-            "the conversation ends with a {:?} message; the last message must be the user's",
-            m.role
-        )
-        .to_lowercase()),
+        Some(m) if m.role != Role::User => {
+            Err(format!("the conversation ends with a {:?} message; the last message must be the user's", m.role)
+                .to_lowercase())
+        }
         Some(_) => Ok(()),
     }
 }

@@ -216,10 +216,7 @@ mod tests {
     fn oversized_events_are_rejected() {
         let mut d = Decoder::new(16);
         let mut out = Vec::new();
-        assert_eq!(
-            d.feed(b"data: 0123456789abcdef\n", &mut out),
-            Err(SseError::EventTooLarge { limit: 16 })
-        );
+        assert_eq!(d.feed(b"data: 0123456789abcdef\n", &mut out), Err(SseError::EventTooLarge { limit: 16 }));
         let mut d = Decoder::new(16);
         d.feed(b"data: 0123456\n", &mut out).expect("small line");
         assert!(d.feed(b"data: 0123456\n", &mut out).is_err(), "data accumulates across lines");

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use moa_core::engine::RunOptions;
 use moa_core::recipe::{self, Layer, OnError, StrategySpec};
-use moa_core::strategy::{Decision, Resolver, Strategy, StrategyError, StrategyInput, Builtins, REFERENCE_PROMPT};
+use moa_core::strategy::{Builtins, Decision, REFERENCE_PROMPT, Resolver, Strategy, StrategyError, StrategyInput};
 use moa_core::{Action, CallError, Event, Input, Message, Recipe, Run, RunError, Time};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -71,11 +71,8 @@ fn moa_preset_runs_thirteen_calls_with_the_papers_prompt() {
     // Layer 2 starts when the slowest of layer 1 ends, and each agent sees the six
     // answers, numbered in agent order, in the paper's prompt.
     let l1_end = reqs[..6].iter().map(|r| r.at).max().expect("six");
-    let expected_refs: Vec<String> = recipe::PAPER_PROPOSERS
-        .iter()
-        .enumerate()
-        .map(|(i, m)| format!("{}. L0 {m} ok", i + 1))
-        .collect();
+    let expected_refs: Vec<String> =
+        recipe::PAPER_PROPOSERS.iter().enumerate().map(|(i, m)| format!("{}. L0 {m} ok", i + 1)).collect();
     for r in &reqs[6..12] {
         assert!(r.at > l1_end);
         assert_eq!(r.messages.len(), 2);
@@ -98,7 +95,11 @@ fn moa_preset_runs_thirteen_calls_with_the_papers_prompt() {
     assert_eq!(trace.outcome.usage.input_tokens, 13 * 20);
     assert_eq!(trace.outcome.usage.output_tokens, 13 * 7);
     // The key reaches only its provider's header: never an event or the outcome.
-    let printed = format!("{}{}", serde_json::to_string(&trace.events).expect("json"), serde_json::to_string(&trace.outcome).expect("json"));
+    let printed = format!(
+        "{}{}",
+        serde_json::to_string(&trace.events).expect("json"),
+        serde_json::to_string(&trace.outcome).expect("json")
+    );
     assert!(!printed.contains(KEY));
 }
 
@@ -126,7 +127,12 @@ fn retry_after_seconds_is_honoured_in_simulated_time() {
     let mut first = true;
     let trace = simulate(start(&recipe, 1), T0, |req| {
         if req.model == "databricks/dbrx-instruct" && std::mem::take(&mut first) {
-            return status(429, &[("retry-after", "7")], r#"{"error":{"message":"slow down","type":"rate_limit"}}"#, ms(5));
+            return status(
+                429,
+                &[("retry-after", "7")],
+                r#"{"error":{"message":"slow down","type":"rate_limit"}}"#,
+                ms(5),
+            );
         }
         answer("fine", ms(50))
     });
@@ -165,7 +171,8 @@ fn server_errors_back_off_with_seeded_jitter_and_give_up_after_the_retries() {
     let trace = simulate(start(&recipe, 9), T0, |req| {
         if req.model == "databricks/dbrx-instruct" { status(500, &[], "boom", ms(10)) } else { answer("fine", ms(50)) }
     });
-    let times: Vec<Time> = trace.requests.iter().filter(|r| r.model == "databricks/dbrx-instruct").map(|r| r.at).collect();
+    let times: Vec<Time> =
+        trace.requests.iter().filter(|r| r.model == "databricks/dbrx-instruct").map(|r| r.at).collect();
     assert_eq!(times.len(), 3, "one try and two retries");
     let gap1 = times[1].since(times[0]) - ms(10);
     let gap2 = times[2].since(times[1]) - ms(10);
@@ -183,10 +190,18 @@ fn server_errors_back_off_with_seeded_jitter_and_give_up_after_the_retries() {
 fn client_errors_are_not_retried() {
     let recipe = recipe::preset("moa-lite").expect("preset");
     let trace = simulate(start(&recipe, 1), T0, |req| {
-        if req.model == "databricks/dbrx-instruct" { status(401, &[], r#"{"error":{"message":"invalid key"}}"#, ms(1)) } else { answer("ok", ms(5)) }
+        if req.model == "databricks/dbrx-instruct" {
+            status(401, &[], r#"{"error":{"message":"invalid key"}}"#, ms(1))
+        } else {
+            answer("ok", ms(5))
+        }
     });
     assert_eq!(trace.requests.iter().filter(|r| r.model == "databricks/dbrx-instruct").count(), 1);
-    assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { error, will_retry: false, .. } if error == "HTTP 401: invalid key")));
+    assert!(
+        trace.events.iter().any(
+            |e| matches!(e, Event::CallFailed { error, will_retry: false, .. } if error == "HTTP 401: invalid key")
+        )
+    );
 }
 
 #[test]
@@ -306,7 +321,12 @@ fn a_stream_cut_before_its_end_is_truncated_and_retried() {
         }
         r
     });
-    assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { error, will_retry: true, .. } if error.contains("ended before"))));
+    assert!(
+        trace
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::CallFailed { error, will_retry: true, .. } if error.contains("ended before")))
+    );
     assert!(trace.outcome.answer.is_some());
 }
 
@@ -366,7 +386,10 @@ fn the_same_seed_replays_the_same_run_and_another_seed_differs() {
 fn a_missing_key_is_refused_before_any_call() {
     let recipe = recipe::preset("moa").expect("preset");
     let err = Run::new(&recipe, vec![Message::user("hi")], T0).err().expect("refused");
-    assert_eq!(err.to_string(), "provider \"together\" needs an API key: set TOGETHER_API_KEY (or pass it at run time)");
+    assert_eq!(
+        err.to_string(),
+        "provider \"together\" needs an API key: set TOGETHER_API_KEY (or pass it at run time)"
+    );
     let err = Run::with_options(&recipe, vec![Message::assistant("hi")], T0, opts(0)).err().expect("refused");
     assert!(err.to_string().contains("last message must be the user's"), "{err}");
 }
@@ -395,7 +418,9 @@ fn multi_turn_conversations_and_system_prompts_reach_every_agent() {
 fn vote_decides_without_an_aggregator_call_when_the_proposers_agree() {
     let mut recipe = recipe::preset("moa-lite").expect("preset");
     recipe.aggregator.strategy = Some(StrategySpec::builtin("vote"));
-    let trace = simulate(start(&recipe, 0), T0, |req| answer(if req.model.contains("dbrx") { "13" } else { "The answer is 7." }, ms(5)));
+    let trace = simulate(start(&recipe, 0), T0, |req| {
+        answer(if req.model.contains("dbrx") { "13" } else { "The answer is 7." }, ms(5))
+    });
     assert_eq!(trace.requests.len(), 6);
     assert_eq!(trace.outcome.answer.as_deref(), Some("The answer is 7."));
     assert_eq!(trace.outcome.decided_by.as_deref(), Some("vote"));
@@ -422,7 +447,8 @@ impl Resolver for WithBroken {
 fn a_failing_strategy_falls_back_or_fails_as_the_recipe_says() {
     for (on_error, calls) in [(OnError::Synthesize, 7), (OnError::Fail, 6)] {
         let mut recipe = recipe::preset("moa-lite").expect("preset");
-        recipe.aggregator.strategy = Some(StrategySpec { plugin: Some("broken.wasm".into()), on_error, ..Default::default() });
+        recipe.aggregator.strategy =
+            Some(StrategySpec { plugin: Some("broken.wasm".into()), on_error, ..Default::default() });
         let options = RunOptions { resolver: &WithBroken, ..opts(0) };
         let run = Run::with_options(&recipe, vec![Message::user("q")], T0, options).expect("starts");
         let trace = simulate(run, T0, |_| answer("ok", ms(5)));
@@ -469,21 +495,39 @@ fn anthropic_messages_stream_end_to_end() {
     )
     .expect("valid");
     let keys = BTreeMap::from([("anthropic".to_owned(), KEY.to_owned())]);
-    let run = Run::with_options(&recipe, vec![Message::system("Be kind."), Message::user("Hi")], T0, RunOptions { keys, ..RunOptions::default() })
-        .expect("starts");
+    let run = Run::with_options(
+        &recipe,
+        vec![Message::system("Be kind."), Message::user("Hi")],
+        T0,
+        RunOptions { keys, ..RunOptions::default() },
+    )
+    .expect("starts");
     let events = [
         ("message_start", r#"{"type":"message_start","message":{"usage":{"input_tokens":12,"output_tokens":1}}}"#),
-        ("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        ),
         ("ping", r#"{"type": "ping"}"#),
-        ("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#),
-        ("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" there"}}"#),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" there"}}"#,
+        ),
         ("content_block_stop", r#"{"type":"content_block_stop","index":0}"#),
         ("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}"#),
         ("message_stop", r#"{"type":"message_stop"}"#),
     ];
     let stream: String = events.iter().map(|(e, d)| format!("event: {e}\ndata: {d}\n\n")).collect();
     let trace = simulate(run, T0, |_| {
-        vec![(ms(3), Step::Head(200, headers(&[("content-type", "text/event-stream")]))), (ms(4), Step::Body(stream.clone().into_bytes())), (ms(5), Step::End)]
+        vec![
+            (ms(3), Step::Head(200, headers(&[("content-type", "text/event-stream")]))),
+            (ms(4), Step::Body(stream.clone().into_bytes())),
+            (ms(5), Step::End),
+        ]
     });
     let first = &trace.requests[0];
     assert_eq!(first.http.url, "https://api.anthropic.com/v1/messages");
@@ -516,7 +560,9 @@ fn anthropic_overload_error_events_are_retried() {
         };
         vec![(ms(1), Step::Head(200, vec![])), (ms(2), Step::Body(body.into_bytes())), (ms(3), Step::End)]
     });
-    assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { error, will_retry: true, .. } if error == "overloaded_error: Overloaded")));
+    assert!(trace.events.iter().any(
+        |e| matches!(e, Event::CallFailed { error, will_retry: true, .. } if error == "overloaded_error: Overloaded")
+    ));
     assert_eq!(trace.outcome.answer.as_deref(), Some("ok"));
 }
 
@@ -525,7 +571,11 @@ fn a_server_that_ignores_stream_and_sends_json_still_works() {
     let recipe = recipe::preset("local").expect("preset");
     let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, |_| {
         let body = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"whole"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
-        vec![(ms(1), Step::Head(200, headers(&[("Content-Type", "application/json; charset=utf-8")]))), (ms(2), Step::Body(body.as_bytes().to_vec())), (ms(2), Step::End)]
+        vec![
+            (ms(1), Step::Head(200, headers(&[("Content-Type", "application/json; charset=utf-8")]))),
+            (ms(2), Step::Body(body.as_bytes().to_vec())),
+            (ms(2), Step::End),
+        ]
     });
     assert_eq!(trace.outcome.answer.as_deref(), Some("whole"));
     assert_eq!(trace.outcome.usage.input_tokens, 12);
@@ -543,7 +593,10 @@ fn a_provider_that_is_down_fails_with_the_transport_error() {
         vec![(ms(1), Step::Fail("connection refused (127.0.0.1:8081)".into()))]
     });
     let err = trace.outcome.error.expect("fails").to_string();
-    assert_eq!(err, "layer 0: 0 agent(s) succeeded, 1 needed\n  smollm:m: transport: connection refused (127.0.0.1:8081)");
+    assert_eq!(
+        err,
+        "layer 0: 0 agent(s) succeeded, 1 needed\n  smollm:m: transport: connection refused (127.0.0.1:8081)"
+    );
     assert_eq!(trace.requests.len(), 2, "tried twice");
 }
 

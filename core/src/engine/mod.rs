@@ -214,7 +214,8 @@ impl Run {
             }
         }
         let synthesize = StrategySpec::builtin("synthesize");
-        let specs = recipe.layers.iter().skip(1).map(|l| l.strategy.as_ref()).chain([recipe.aggregator.strategy.as_ref()]);
+        let specs =
+            recipe.layers.iter().skip(1).map(|l| l.strategy.as_ref()).chain([recipe.aggregator.strategy.as_ref()]);
         let deciders = specs
             .map(|spec| {
                 let spec = spec.unwrap_or(&synthesize);
@@ -312,11 +313,8 @@ impl Run {
 
     fn begin_layer(&mut self, layer: usize) {
         self.layer = layer;
-        let agents = if self.is_final_layer() {
-            vec![self.recipe.aggregator_agent()]
-        } else {
-            self.recipe.layer_agents(layer)
-        };
+        let agents =
+            if self.is_final_layer() { vec![self.recipe.aggregator_agent()] } else { self.recipe.layer_agents(layer) };
         let now = self.now;
         self.slots = agents
             .into_iter()
@@ -377,7 +375,12 @@ impl Run {
             max_tokens: agent.max_tokens,
         };
         let provider = &self.recipe.providers[&agent.provider];
-        let http = provider::build_request(provider.kind, &provider.base_url, self.keys.get(&agent.provider).map(String::as_str), &req);
+        let http = provider::build_request(
+            provider.kind,
+            &provider.base_url,
+            self.keys.get(&agent.provider).map(String::as_str),
+            &req,
+        );
         let event = Event::CallStarted {
             at: Place { call, layer: self.layer, slot: i },
             agent: agent.label.clone(),
@@ -465,10 +468,9 @@ impl Run {
         let Some((i, f)) = self.flight(call) else { return };
         let result = match &mut f.response {
             Response::Waiting => Err((CallError::Transport("the connection closed before a response".into()), None)),
-            Response::Error { status, body, retry_after } => Err((
-                CallError::Status { status: *status, message: provider::error_message(body) },
-                *retry_after,
-            )),
+            Response::Error { status, body, retry_after } => {
+                Err((CallError::Status { status: *status, message: provider::error_message(body) }, *retry_after))
+            }
             Response::Streaming(parser) => parser.finish(&mut items).map_err(|e| (CallError::from(e), None)),
         };
         self.apply_items(i, call, &mut items);
@@ -525,10 +527,8 @@ impl Run {
         if error.retryable() && self.slots[i].attempts <= policy.retries {
             match retry_after {
                 Some(d) if d.as_secs_f64() > policy.max_retry_after_secs => {
-                    message.push_str(&format!(
-                        " (Retry-After {} s is over policy.max_retry_after_secs)",
-                        d.as_secs_f64()
-                    ));
+                    message
+                        .push_str(&format!(" (Retry-After {} s is over policy.max_retry_after_secs)", d.as_secs_f64()));
                 }
                 Some(d) => delay = Some(d),
                 None => {
@@ -661,7 +661,8 @@ impl Run {
         let needed = self.recipe.layers[self.layer].min_successes.unwrap_or(self.recipe.policy.min_successes) as usize;
         if proposals.len() < needed {
             let what = format!("layer {}", self.layer);
-            return self.finish(Err(RunError::TooFewSuccesses { what, succeeded: proposals.len(), needed, failures }), None);
+            return self
+                .finish(Err(RunError::TooFewSuccesses { what, succeeded: proposals.len(), needed, failures }), None);
         }
         let next = self.layer + 1;
         let input = StrategyInput {
@@ -676,11 +677,21 @@ impl Run {
             Ok(d) => Ok(d),
             Err(e) if decider.on_error == OnError::Synthesize => {
                 let fallback = Synthesize.decide(&input);
-                self.emit(Event::StrategyFailed { layer: next, strategy: name.clone(), error: e.to_string(), fallback: true });
+                self.emit(Event::StrategyFailed {
+                    layer: next,
+                    strategy: name.clone(),
+                    error: e.to_string(),
+                    fallback: true,
+                });
                 fallback
             }
             Err(e) => {
-                self.emit(Event::StrategyFailed { layer: next, strategy: name.clone(), error: e.to_string(), fallback: false });
+                self.emit(Event::StrategyFailed {
+                    layer: next,
+                    strategy: name.clone(),
+                    error: e.to_string(),
+                    fallback: false,
+                });
                 Err(e)
             }
         };

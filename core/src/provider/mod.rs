@@ -200,10 +200,7 @@ pub fn error_message(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let from_json = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| {
         let e = v.get("error").unwrap_or(&v);
-        e.get("message")
-            .or_else(|| v.get("detail"))
-            .or(Some(e))
-            .and_then(|m| m.as_str().map(str::to_owned))
+        e.get("message").or_else(|| v.get("detail")).or(Some(e)).and_then(|m| m.as_str().map(str::to_owned))
     });
     let msg = from_json.unwrap_or_else(|| text.trim().to_owned());
     shorten(&msg, 500)
@@ -211,9 +208,7 @@ pub fn error_message(body: &[u8]) -> String {
 
 /// Whether an error's type or code names a transient condition.
 pub(crate) fn transient(kind: &str) -> bool {
-    ["overloaded", "rate_limit", "server_error", "timeout", "unavailable", "api_error"]
-        .iter()
-        .any(|k| kind.contains(k))
+    ["overloaded", "rate_limit", "server_error", "timeout", "unavailable", "api_error"].iter().any(|k| kind.contains(k))
 }
 
 fn shorten(s: &str, max: usize) -> String {

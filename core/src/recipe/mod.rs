@@ -221,7 +221,11 @@ impl Validator<'_> {
             }
             let slots: u32 = layer.agents.iter().map(|a| a.samples).sum();
             let min = layer.min_successes.unwrap_or(r.policy.min_successes);
-            let min_path = if layer.min_successes.is_some() { format!("{path}.min_successes") } else { "policy.min_successes".into() };
+            let min_path = if layer.min_successes.is_some() {
+                format!("{path}.min_successes")
+            } else {
+                "policy.min_successes".into()
+            };
             if min == 0 {
                 self.err(min_path, "must be at least 1");
             } else if min > slots && !layer.agents.is_empty() {
@@ -280,13 +284,18 @@ impl Validator<'_> {
 
     fn strategy(&mut self, path: &str, s: &StrategySpec) {
         match (&s.name, &s.plugin) {
-            (Some(_), Some(_)) => self.err(path, "give either `name` (a built-in) or `plugin` (a .wasm file), not both"),
+            (Some(_), Some(_)) => {
+                self.err(path, "give either `name` (a built-in) or `plugin` (a .wasm file), not both")
+            }
             (None, None) => self.err(path, "give `name` (a built-in) or `plugin` (a .wasm file)"),
             (Some(name), None) => {
                 if !BUILTIN_STRATEGIES.contains(&name.as_str()) {
                     self.err(
                         path,
-                        format!("unknown strategy {name:?} (built-in: {}; or use {{ plugin = \"file.wasm\" }})", BUILTIN_STRATEGIES.join(", ")),
+                        format!(
+                            "unknown strategy {name:?} (built-in: {}; or use {{ plugin = \"file.wasm\" }})",
+                            BUILTIN_STRATEGIES.join(", ")
+                        ),
                     );
                 }
                 if s.timeout_ms.is_some() || s.memory_mib.is_some() || s.max_output_kib.is_some() {

@@ -243,7 +243,14 @@ impl Agent {
 impl Aggregator {
     /// An aggregator for `provider:model` with every option at its default.
     pub fn new(model: &str) -> Aggregator {
-        Aggregator { model: model.to_owned(), name: None, temperature: None, max_tokens: None, system: None, strategy: None }
+        Aggregator {
+            model: model.to_owned(),
+            name: None,
+            temperature: None,
+            max_tokens: None,
+            system: None,
+            strategy: None,
+        }
     }
 }
 

@@ -37,7 +37,8 @@ pub fn preset(name: &str) -> Option<Recipe> {
         "moa-lite" => together(name, vec![paper_layer()], "Qwen/Qwen1.5-72B-Chat"),
         "self-moa" => {
             let model = "together:microsoft/WizardLM-2-8x22B";
-            let layer = Layer { agents: vec![Agent { samples: 6, ..Agent::new(model) }], strategy: None, min_successes: None };
+            let layer =
+                Layer { agents: vec![Agent { samples: 6, ..Agent::new(model) }], strategy: None, min_successes: None };
             together(name, vec![layer], "microsoft/WizardLM-2-8x22B")
         }
         "local" => local(),

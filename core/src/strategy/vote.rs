@@ -31,10 +31,9 @@ impl Vote {
                 .ok_or_else(|| bad("threshold must be a number in 0 ≤ t < 1"))?;
         }
         if let Some(n) = params.get("max_answer_chars") {
-            vote.max_answer_chars = n
-                .as_u64()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| bad("max_answer_chars must be a positive integer"))? as usize;
+            vote.max_answer_chars =
+                n.as_u64().filter(|n| *n > 0).ok_or_else(|| bad("max_answer_chars must be a positive integer"))?
+                    as usize;
         }
         Ok(vote)
     }
@@ -73,10 +72,8 @@ impl Strategy for Vote {
 pub fn normalize_answer(text: &str, max_chars: usize) -> Option<String> {
     let lower = text.to_lowercase();
     let extracted = boxed(&lower).or_else(|| after_marker(&lower)).unwrap_or(&lower);
-    let cleaned: String = extracted
-        .chars()
-        .filter(|c| !matches!(c, '*' | '_' | '$' | '"' | '`' | '\u{201c}' | '\u{201d}'))
-        .collect();
+    let cleaned: String =
+        extracted.chars().filter(|c| !matches!(c, '*' | '_' | '$' | '"' | '`' | '\u{201c}' | '\u{201d}')).collect();
     let mut words: Vec<&str> = cleaned.split_whitespace().collect();
     if let Some(last) = words.last_mut() {
         *last = last.trim_end_matches(['.', '!', '?', ',', ';', ':']);
@@ -108,10 +105,8 @@ fn boxed(text: &str) -> Option<&str> {
 }
 
 fn after_marker(text: &str) -> Option<&str> {
-    let (pos, len) = ["answer is", "answer:"]
-        .iter()
-        .filter_map(|m| text.rfind(m).map(|p| (p, m.len())))
-        .max_by_key(|(p, _)| *p)?;
+    let (pos, len) =
+        ["answer is", "answer:"].iter().filter_map(|m| text.rfind(m).map(|p| (p, m.len()))).max_by_key(|(p, _)| *p)?;
     let rest = &text[pos + len..];
     // The answer runs to the end of its line.
     Some(rest.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(""))
@@ -138,7 +133,13 @@ mod tests {
     fn proposals(texts: &[&str]) -> Vec<Proposal> {
         texts
             .iter()
-            .map(|t| Proposal { agent: "a".into(), model: "m".into(), text: t.to_string(), usage: None, latency_ms: 1.0 })
+            .map(|t| Proposal {
+                agent: "a".into(),
+                model: "m".into(),
+                text: t.to_string(),
+                usage: None,
+                latency_ms: 1.0,
+            })
             .collect()
     }
 

@@ -77,11 +77,7 @@ pub fn answer(text: &str, latency: Duration) -> Reply {
 
 /// An error response.
 pub fn status(code: u16, hdrs: &[(&str, &str)], body: &str, after: Duration) -> Reply {
-    vec![
-        (after, Step::Head(code, headers(hdrs))),
-        (after, Step::Body(body.as_bytes().to_vec())),
-        (after, Step::End),
-    ]
+    vec![(after, Step::Head(code, headers(hdrs))), (after, Step::Body(body.as_bytes().to_vec())), (after, Step::End)]
 }
 
 /// Everything a simulated run produced.
@@ -148,7 +144,14 @@ pub fn simulate_with(
             Action::Request { call, http } => {
                 let body: serde_json::Value = serde_json::from_str(&http.body).expect("request body is JSON");
                 let messages: Vec<Message> = serde_json::from_value(body["messages"].clone()).expect("messages");
-                let req = Req { call, at: now, model: body["model"].as_str().unwrap_or("").to_owned(), http: http.clone(), body, messages };
+                let req = Req {
+                    call,
+                    at: now,
+                    model: body["model"].as_str().unwrap_or("").to_owned(),
+                    http: http.clone(),
+                    body,
+                    messages,
+                };
                 let host = http.url.split('/').take(3).collect::<Vec<_>>().join("/");
                 open.insert(call, host.clone());
                 let n = open.values().filter(|h| **h == host).count();
@@ -181,7 +184,9 @@ pub fn simulate_with(
                         let s = scheduled.remove(&(t, k)).expect("present");
                         now = now.max(t);
                         match s.step {
-                            Step::Head(status, headers) => run.handle(Input::Head { call: s.call, status, headers, now }),
+                            Step::Head(status, headers) => {
+                                run.handle(Input::Head { call: s.call, status, headers, now })
+                            }
                             Step::Body(bytes) => run.handle(Input::Body { call: s.call, bytes: &bytes, now }),
                             Step::End => {
                                 open.remove(&s.call);
@@ -234,7 +239,10 @@ pub fn assert_consistent(events: &[Event]) {
             Event::RunStarted { .. } | Event::StrategyFailed { .. } => {}
         }
     }
-    assert!(matches!(events.last(), Some(Event::Final { .. } | Event::RunFailed { .. })), "ends with final or run_failed");
+    assert!(
+        matches!(events.last(), Some(Event::Final { .. } | Event::RunFailed { .. })),
+        "ends with final or run_failed"
+    );
     assert!(open.is_empty() || matches!(events.last(), Some(Event::RunFailed { .. })), "calls left open: {open:?}");
 }
 
