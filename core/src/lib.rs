@@ -11,16 +11,31 @@
 //! concurrency behave the same everywhere and are tested in simulated time.
 //!
 //! ```
-//! use moa_core::{Action, Message, Run, Time, recipe};
+//! use moa_core::{Action, Input, Message, Run, Time, recipe};
 //!
+//! // A driver: here every call answers at once with the same tiny stream.
+//! let sse = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi!\"}}]}\n\ndata: [DONE]\n\n";
 //! let recipe = recipe::preset("local").expect("built in");
-//! let mut run = Run::new(&recipe, vec![Message::user("Hi!")], Time::from_millis(0))?;
-//! let mut requests = 0;
-//! while let Action::Request { .. } | Action::Event(_) = match run.poll() {
-//!     a @ Action::Request { .. } => { requests += 1; a }
-//!     a => a,
-//! } {}
-//! assert_eq!(requests, 3); // the local preset's three proposers start together
+//! let now = Time::from_millis(0);
+//! let mut run = Run::new(&recipe, vec![Message::user("Hello?")], now)?;
+//! let mut pending = Vec::new();
+//! let outcome = loop {
+//!     match run.poll() {
+//!         Action::Request { call, http } => pending.push(call), // send `http`
+//!         Action::Cancel { call } => {}                          // abort that call
+//!         Action::Event(event) => {}                             // show it
+//!         Action::Done(outcome) => break outcome,
+//!         Action::Wait(_deadline) => {
+//!             // Block until a response arrives or the deadline passes (then Input::Tick).
+//!             let call = pending.pop().expect("a call in flight");
+//!             run.handle(Input::Head { call, status: 200, headers: vec![], now });
+//!             run.handle(Input::Body { call, bytes: sse, now });
+//!             run.handle(Input::End { call, now });
+//!         }
+//!     }
+//! };
+//! assert_eq!(outcome.answer.as_deref(), Some("Hi!"));
+//! assert_eq!(outcome.layers[0].calls.len(), 3); // the local preset's three proposers
 //! # Ok::<(), moa_core::RunError>(())
 //! ```
 

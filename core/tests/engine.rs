@@ -358,6 +358,7 @@ fn cancelling_a_run_cancels_every_call_in_flight() {
         false
     });
     assert_eq!(trace.outcome.error, Some(RunError::Cancelled));
+    assert_consistent(&trace.events);
     assert_eq!(trace.aborted.len(), 5, "the five calls still running are cancelled");
     assert_eq!(trace.requests.len(), 6);
     assert!(matches!(trace.events.last(), Some(Event::RunFailed { error, .. }) if error == "the run was cancelled"));

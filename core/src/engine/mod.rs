@@ -403,6 +403,7 @@ impl Run {
         self.queue.push_back(Action::Request { call, http });
     }
 
+    /// The slot and flight of a call still in flight; `None` for stale input.
     fn flight(&mut self, call: CallId) -> Option<(usize, &mut Flight)> {
         let i = *self.calls.get(&call)?;
         match &mut self.slots[i].state {
@@ -413,8 +414,7 @@ impl Run {
 
     fn on_head(&mut self, call: CallId, status: u16, headers: &[(String, String)]) {
         let now = self.now;
-        let Some((i, _)) = self.flight(call) else { return };
-        let kind = self.slots[i].kind;
+        let Some(kind) = self.calls.get(&call).map(|&i| self.slots[i].kind) else { return };
         let Some((_, f)) = self.flight(call) else { return };
         f.last_byte = now;
         f.response = if (200..300).contains(&status) {
@@ -427,17 +427,23 @@ impl Run {
     fn on_body(&mut self, call: CallId, bytes: &[u8]) {
         let now = self.now;
         let mut items = std::mem::take(&mut self.scratch);
-        let Some((i, f)) = self.flight(call) else { return };
-        f.last_byte = now;
-        let result = match &mut f.response {
-            Response::Waiting => Err(CallError::Transport("body bytes before the response head".into())),
-            Response::Error { body, .. } => {
-                let room = MAX_ERROR_BODY.saturating_sub(body.len());
-                body.extend_from_slice(&bytes[..bytes.len().min(room)]);
-                Ok(())
+        let result = match self.flight(call) {
+            None => return self.scratch = items,
+            Some((i, f)) => {
+                f.last_byte = now;
+                let r = match &mut f.response {
+                    Response::Waiting => Err(CallError::Transport("body bytes before the response head".into())),
+                    Response::Error { body, .. } => {
+                        let room = MAX_ERROR_BODY.saturating_sub(body.len());
+                        body.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                        Ok(())
+                    }
+                    Response::Streaming(parser) => parser.feed(bytes, &mut items).map_err(CallError::from),
+                };
+                (i, r)
             }
-            Response::Streaming(parser) => parser.feed(bytes, &mut items).map_err(CallError::from),
         };
+        let (i, result) = result;
         self.apply_items(i, call, &mut items);
         self.scratch = items;
         if let Err(e) = result {
@@ -446,18 +452,18 @@ impl Run {
     }
 
     fn apply_items(&mut self, i: usize, call: CallId, items: &mut Vec<StreamItem>) {
+        let now = self.now;
         for item in items.drain(..) {
+            let slot = &mut self.slots[i];
             match item {
-                StreamItem::Usage(u) => self.slots[i].usage = Some(u),
+                StreamItem::Usage(u) => slot.usage = Some(u),
                 StreamItem::Text(text) => {
-                    let now = self.now;
-                    let slot = &mut self.slots[i];
                     if let SlotState::InFlight(f) = &mut slot.state {
                         f.first_token.get_or_insert(now);
                     }
                     slot.text.push_str(&text);
                     let at = Place { call, layer: self.layer, slot: i };
-                    self.emit(Event::TextDelta { at, text });
+                    self.queue.push_back(Action::Event(Event::TextDelta { at, text }));
                 }
             }
         }
@@ -465,13 +471,21 @@ impl Run {
 
     fn on_end(&mut self, call: CallId) {
         let mut items = std::mem::take(&mut self.scratch);
-        let Some((i, f)) = self.flight(call) else { return };
-        let result = match &mut f.response {
-            Response::Waiting => Err((CallError::Transport("the connection closed before a response".into()), None)),
-            Response::Error { status, body, retry_after } => {
-                Err((CallError::Status { status: *status, message: provider::error_message(body) }, *retry_after))
+        let (i, result) = match self.flight(call) {
+            None => return self.scratch = items,
+            Some((i, f)) => {
+                let r = match &mut f.response {
+                    Response::Waiting => {
+                        Err((CallError::Transport("the connection closed before a response".into()), None))
+                    }
+                    Response::Error { status, body, retry_after } => Err((
+                        CallError::Status { status: *status, message: provider::error_message(body) },
+                        *retry_after,
+                    )),
+                    Response::Streaming(parser) => parser.finish(&mut items).map_err(|e| (CallError::from(e), None)),
+                };
+                (i, r)
             }
-            Response::Streaming(parser) => parser.finish(&mut items).map_err(|e| (CallError::from(e), None)),
         };
         self.apply_items(i, call, &mut items);
         self.scratch = items;
@@ -712,7 +726,12 @@ impl Run {
             for i in 0..self.slots.len() {
                 if let Some(f) = self.end_flight(i, SlotState::Failed) {
                     self.queue.push_back(Action::Cancel { call: f.call });
-                    self.slots[i].errors.push(CallError::Cancelled.to_string());
+                    let error = CallError::Cancelled.to_string();
+                    self.slots[i].errors.push(error.clone());
+                    let at = Place { call: f.call, layer: self.layer, slot: i };
+                    let agent = self.slots[i].agent.label.clone();
+                    let t_ms = self.t_ms();
+                    self.emit(Event::CallFailed { at, agent, error, will_retry: false, retry_in_ms: None, t_ms });
                 } else if matches!(self.slots[i].state, SlotState::Queued { .. }) {
                     self.slots[i].state = SlotState::Failed;
                     self.slots[i].errors.push(CallError::Cancelled.to_string());

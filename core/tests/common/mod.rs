@@ -243,7 +243,7 @@ pub fn assert_consistent(events: &[Event]) {
         matches!(events.last(), Some(Event::Final { .. } | Event::RunFailed { .. })),
         "ends with final or run_failed"
     );
-    assert!(open.is_empty() || matches!(events.last(), Some(Event::RunFailed { .. })), "calls left open: {open:?}");
+    assert!(open.is_empty(), "calls left open: {open:?}");
 }
 
 /// The concatenated text deltas of one call.
