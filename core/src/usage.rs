@@ -44,7 +44,7 @@ impl Price {
 }
 
 /// Adds an optional cost to an optional total: unknown stays unknown only while every part is.
-pub(crate) fn add_cost(total: &mut Option<f64>, part: Option<f64>) {
+pub fn add_cost(total: &mut Option<f64>, part: Option<f64>) {
     if let Some(p) = part {
         *total = Some(total.unwrap_or(0.0) + p);
     }

@@ -607,3 +607,39 @@ fn errors_name_what_failed() {
     assert!(!CallError::Status { status: 400, message: "bad".into() }.retryable());
     assert!(CallError::Status { status: 529, message: "overloaded".into() }.retryable());
 }
+
+#[test]
+fn time_queued_in_the_transport_counts_toward_neither_deadlines_nor_latency() {
+    let mut recipe = recipe::preset("local").expect("preset");
+    recipe.policy.stall_timeout_secs = 10.0;
+    let mut run = Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts");
+    let mut calls = vec![];
+    while let Action::Event(_) | Action::Request { .. } = {
+        let a = run.poll();
+        if let Action::Request { call, .. } = &a {
+            calls.push(*call);
+        }
+        a
+    } {}
+    // The transport held the first call for 60 s before sending it: past the stall timeout.
+    let sent = T0 + Duration::from_secs(60);
+    run.handle(Input::Sent { call: calls[0], now: sent });
+    let later = sent + ms(5);
+    run.handle(Input::Head { call: calls[0], status: 200, headers: vec![], now: later });
+    let sse = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
+    run.handle(Input::Body { call: calls[0], bytes: sse, now: later });
+    run.handle(Input::End { call: calls[0], now: later });
+    let mut finished = None;
+    let mut failed = vec![];
+    loop {
+        match run.poll() {
+            Action::Event(Event::CallFinished { at, latency_ms, .. }) => finished = Some((at.call, latency_ms)),
+            Action::Event(Event::CallFailed { at, .. }) => failed.push(at.call),
+            Action::Event(_) | Action::Cancel { .. } => {}
+            _ => break,
+        }
+    }
+    assert_eq!(finished, Some((calls[0], 5.0)), "latency from when it was sent");
+    assert!(!failed.contains(&calls[0]));
+    assert_eq!(failed.len(), 2, "the two calls never sent did stall");
+}

@@ -53,6 +53,15 @@ pub enum Action {
 /// What the driver reports back.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input<'a> {
+    /// Optional: the request actually left. A transport that queues requests (to share
+    /// a provider's concurrency cap across runs) sends this so that queueing counts
+    /// toward neither the call's deadlines nor its latency.
+    Sent {
+        /// Which call.
+        call: CallId,
+        /// When.
+        now: Time,
+    },
     /// The response's status line and headers arrived.
     Head {
         /// Which call.
@@ -99,7 +108,8 @@ pub enum Input<'a> {
 impl Input<'_> {
     fn now(&self) -> Time {
         match self {
-            Input::Head { now, .. }
+            Input::Sent { now, .. }
+            | Input::Head { now, .. }
             | Input::Body { now, .. }
             | Input::End { now, .. }
             | Input::Failed { now, .. }
@@ -271,6 +281,12 @@ impl Run {
             return;
         }
         match input {
+            Input::Sent { call, now } => {
+                if let Some((_, f)) = self.flight(call) {
+                    f.started = now;
+                    f.last_byte = now;
+                }
+            }
             Input::Head { call, status, headers, .. } => self.on_head(call, status, &headers),
             Input::Body { call, bytes, .. } => self.on_body(call, bytes),
             Input::End { call, .. } => self.on_end(call),

@@ -1,0 +1,196 @@
+//! What `moa run` shows: the final answer on stdout as it streams, one live line per
+//! agent on stderr (plain lines when stderr is not a terminal), or every event as a JSON
+//! line with `--json`.
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use moa_core::Event;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+/// How events are shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Answer on stdout, progress on stderr.
+    Human {
+        /// Also print every intermediate answer on stdout.
+        show_proposals: bool,
+    },
+    /// Every event as one JSON line on stdout.
+    Json,
+}
+
+/// One agent's line.
+struct Agent {
+    name: String,
+    text: String,
+    deltas: u64,
+    bar: Option<ProgressBar>,
+}
+
+/// Shows one run's events.
+pub struct Display {
+    mode: Mode,
+    layers: usize,
+    live: Option<MultiProgress>,
+    agents: HashMap<(usize, usize), Agent>,
+    streamed: bool,
+    ends_with_newline: bool,
+}
+
+impl Display {
+    /// A display for a recipe with `layers` proposer layers.
+    pub fn new(mode: Mode, layers: usize) -> Display {
+        let live = (mode != Mode::Json && std::io::stderr().is_terminal())
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Display { mode, layers, live, agents: HashMap::new(), streamed: false, ends_with_newline: true }
+    }
+
+    /// Shows one event.
+    pub fn on_event(&mut self, e: &Event) {
+        match self.mode {
+            Mode::Json => {
+                let mut out = std::io::stdout().lock();
+                let _ = serde_json::to_writer(&mut out, e);
+                let _ = out.write_all(b"\n");
+                let _ = out.flush();
+            }
+            Mode::Human { show_proposals } => self.human(e, show_proposals),
+        }
+    }
+
+    fn human(&mut self, e: &Event, show_proposals: bool) {
+        match e {
+            Event::CallStarted { at, agent, attempt, aggregator, .. } => {
+                if *aggregator {
+                    self.finish_bars();
+                    self.note(&format!("aggregating with {agent}"));
+                    return;
+                }
+                let bar = self.live.as_ref().map(|m| {
+                    let bar = m.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {prefix:48!} {msg} {elapsed:>4}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.set_prefix(format!("L{} {agent}", at.layer));
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    bar
+                });
+                let a = self.agents.entry((at.layer, at.slot)).or_insert(Agent {
+                    name: agent.clone(),
+                    text: String::new(),
+                    deltas: 0,
+                    bar: None,
+                });
+                a.text.clear();
+                a.deltas = 0;
+                if let Some(old) = a.bar.replace(bar.clone().unwrap_or_else(ProgressBar::hidden)) {
+                    old.finish_and_clear();
+                }
+                let state = if *attempt > 1 { format!("retrying (attempt {attempt})") } else { "waiting".into() };
+                match &bar {
+                    Some(b) => b.set_message(state),
+                    None => self.note(&format!("L{} {agent}: {state}", at.layer)),
+                }
+            }
+            Event::TextDelta { at, text } => {
+                if at.layer == self.layers {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(text.as_bytes());
+                    let _ = out.flush();
+                    self.streamed = true;
+                    self.ends_with_newline = text.ends_with('\n');
+                    return;
+                }
+                if let Some(a) = self.agents.get_mut(&(at.layer, at.slot)) {
+                    a.text.push_str(text);
+                    a.deltas += 1;
+                    if let Some(b) = &a.bar {
+                        b.set_message(format!("streaming {:>5} tok", a.deltas));
+                    }
+                }
+            }
+            Event::CallFinished { at, usage, latency_ms, .. } if at.layer < self.layers => {
+                if let Some(a) = self.agents.get(&(at.layer, at.slot)) {
+                    let tokens = usage.map_or(a.deltas, |u| u.output_tokens);
+                    let msg = format!("done {tokens:>5} tok {:>5.1}s", latency_ms / 1000.0);
+                    match &a.bar {
+                        Some(b) if !b.is_hidden() => b.finish_with_message(msg),
+                        _ => self.note(&format!("L{} {}: {msg}", at.layer, a.name)),
+                    }
+                }
+            }
+            Event::CallFailed { at, error, will_retry, retry_in_ms, .. } => {
+                let msg = match (will_retry, retry_in_ms) {
+                    (true, Some(ms)) => format!("failed, retrying in {:.1}s: {error}", ms / 1000.0),
+                    _ => format!("failed: {error}"),
+                };
+                let agent = self.agents.get(&(at.layer, at.slot));
+                match agent.and_then(|a| a.bar.as_ref().filter(|b| !b.is_hidden())) {
+                    Some(b) if *will_retry => b.set_message(msg),
+                    Some(b) => b.abandon_with_message(msg),
+                    None => {
+                        let name = agent.map_or("the aggregator", |a| a.name.as_str());
+                        self.note(&format!("L{} {name}: {msg}", at.layer))
+                    }
+                }
+            }
+            Event::StrategyFailed { layer, strategy, error, fallback } => {
+                let then = if *fallback { "using synthesize instead" } else { "the run fails" };
+                self.note(&format!("strategy {strategy} for layer {layer} failed ({then}): {error}"));
+            }
+            Event::LayerFinished { layer, .. } if show_proposals && *layer < self.layers => {
+                self.finish_bars();
+                let mut slots: Vec<_> = self.agents.iter().filter(|((l, _), _)| l == layer).collect();
+                slots.sort_by_key(|((_, s), _)| *s);
+                let mut out = std::io::stdout().lock();
+                for (_, a) in slots {
+                    let _ = writeln!(out, "── layer {layer} · {} ──\n{}\n", a.name, a.text.trim());
+                }
+                let _ = writeln!(out, "── final answer ──");
+                let _ = out.flush();
+            }
+            Event::Final { text, decided_by, usage, cost, wall_ms } => {
+                self.finish_bars();
+                let mut out = std::io::stdout().lock();
+                if !self.streamed {
+                    let _ = out.write_all(text.as_bytes());
+                    self.ends_with_newline = text.ends_with('\n');
+                }
+                if !self.ends_with_newline {
+                    let _ = out.write_all(b"\n");
+                }
+                let _ = out.flush();
+                let cost = cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
+                self.note(&format!(
+                    "done in {:.1}s by {decided_by}: {} tokens in, {} out{cost}",
+                    wall_ms / 1000.0,
+                    usage.input_tokens,
+                    usage.output_tokens
+                ));
+            }
+            Event::RunFailed { .. } => self.finish_bars(),
+            _ => {}
+        }
+    }
+
+    fn finish_bars(&mut self) {
+        for a in self.agents.values() {
+            if let Some(b) = &a.bar
+                && !b.is_finished()
+            {
+                b.abandon();
+            }
+        }
+    }
+
+    fn note(&self, line: &str) {
+        match &self.live {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => eprintln!("moa: {line}"),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! # moa-host
+//!
+//! The native side of moa: a tokio + reqwest transport that drives `moa-core`'s sans-IO
+//! engine, the `moa` command line, and batch jobs that lose nothing.
+
+pub mod batch;
+pub mod clock;
+pub mod display;
+pub mod keys;
+pub mod recipes;
+pub mod transport;
+
+pub use clock::Clock;
+pub use transport::Transport;

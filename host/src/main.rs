@@ -1,0 +1,293 @@
+//! The `moa` command line.
+
+use clap::{Args, Parser, Subcommand};
+use moa_core::recipe::PRESETS;
+use moa_core::{Message, Recipe, Run, RunError, RunOptions};
+use moa_host::display::{Display, Mode};
+use moa_host::recipes::{self, Knobs};
+use moa_host::{Clock, Transport, batch, keys};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// Mixture-of-Agents: several LLMs answer, later layers refine, an aggregator writes one answer.
+#[derive(Parser)]
+#[command(name = "moa", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer one prompt; the final answer streams to stdout.
+    Run(RunArgs),
+    /// Answer every prompt of a JSONL file into another, resumably.
+    Batch(BatchArgs),
+    /// List the built-in recipes, or print one as TOML to start your own.
+    Recipes {
+        /// Print this preset as TOML.
+        #[arg(long, value_name = "NAME")]
+        show: Option<String>,
+    },
+    /// Validate a recipe (preset name or file) and summarize it.
+    Check {
+        /// Preset name or .toml/.json file.
+        recipe: String,
+    },
+}
+
+#[derive(Args)]
+struct RecipeArgs {
+    /// Preset name or .toml/.json recipe file.
+    #[arg(long, short, default_value = "local")]
+    recipe: String,
+    /// Override any recipe field: PATH=VALUE, e.g. layers[0].agents[1].temperature=0.2.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    sets: Vec<String>,
+    /// Final aggregator, as provider:model.
+    #[arg(long)]
+    aggregator: Option<String>,
+    /// Temperature for every agent.
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Generated-token cap for every agent.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Number of proposer layers (repeats or drops the last ones).
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Seed for retry jitter.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl RecipeArgs {
+    fn load(&self) -> Result<Recipe, String> {
+        let r = recipes::load(&self.recipe).map_err(|e| e.to_string())?;
+        let knobs = Knobs {
+            aggregator: self.aggregator.clone(),
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            layers: self.layers,
+        };
+        let r = knobs.apply(&r).map_err(|e| e.to_string())?;
+        recipes::apply_sets(&r, &self.sets).map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// The prompt; `-` or nothing reads it from stdin.
+    prompt: Option<String>,
+    /// Print every event as one JSON line on stdout instead.
+    #[arg(long)]
+    json: bool,
+    /// Print every layer's answers before the final one.
+    #[arg(long)]
+    show_proposals: bool,
+}
+
+#[derive(Args)]
+struct BatchArgs {
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// Input JSONL: a prompt string, {"instruction": ...} or {"messages": [...]} per line, optional "id".
+    input: PathBuf,
+    /// Output JSONL; rerunning skips ids already answered there.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Items in flight at once (each provider's max_concurrency also holds, across items).
+    #[arg(long, short = 'j', default_value_t = 16)]
+    concurrency: usize,
+    /// Write every layer's proposals in each output line.
+    #[arg(long)]
+    proposals: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Exit codes: 0 done, 1 the run failed, 2 bad input or recipe, 130 interrupted.
+const FAILED: u8 = 1;
+const BAD_INPUT: u8 = 2;
+const INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Recipes { show: None } => {
+            for (name, description) in PRESETS {
+                println!("{name:10} {description}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Recipes { show: Some(name) } => match moa_core::recipe::preset(&name) {
+            Some(r) => {
+                print!("{}", r.to_toml());
+                ExitCode::SUCCESS
+            }
+            None => bad(&format!("no preset called {name:?}")),
+        },
+        Command::Check { recipe } => match recipes::load(&recipe) {
+            Ok(r) => {
+                println!(
+                    "{}: ok — {} layer(s), {} calls per run, aggregator {}",
+                    recipe,
+                    r.layers.len(),
+                    r.call_count(),
+                    r.aggregator.model
+                );
+                for (name, p) in &r.providers {
+                    let key = p.api_key_env.as_deref().map(|v| format!(", key from ${v}")).unwrap_or_default();
+                    println!("  provider {name}: {:?} at {}{key}", p.kind, p.base_url);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => bad(&e.to_string()),
+        },
+        Command::Run(args) => runtime().block_on(run(args)),
+        Command::Batch(args) => runtime().block_on(run_batch(args)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("moa: cannot start the async runtime: {e}");
+            std::process::exit(FAILED as i32);
+        }
+    }
+}
+
+fn bad(message: &str) -> ExitCode {
+    eprintln!("moa: {message}");
+    ExitCode::from(BAD_INPUT)
+}
+
+/// Cancels on the first Ctrl-C (or SIGTERM); a second one exits at once.
+fn interrupt_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let term = async {
+            if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                s.recv().await;
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
+        eprintln!("\nmoa: interrupted, cancelling (Ctrl-C again to quit at once)");
+        t.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(INTERRUPTED as i32);
+    });
+    token
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    let recipe = match args.recipe.load() {
+        Ok(r) => r,
+        Err(e) => return bad(&e),
+    };
+    let prompt = match args.prompt.as_deref() {
+        Some(p) if p != "-" => p.to_owned(),
+        _ => {
+            let mut s = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut s) {
+                return bad(&format!("cannot read the prompt from stdin: {e}"));
+            }
+            s
+        }
+    };
+    if prompt.trim().is_empty() {
+        return bad("the prompt is empty");
+    }
+    let clock = Clock::new();
+    let options = RunOptions { seed: args.recipe.seed, keys: keys::from_env(&recipe), ..RunOptions::default() };
+    let mut run = match Run::with_options(&recipe, vec![Message::user(prompt)], clock.now(), options) {
+        Ok(r) => r,
+        Err(e) => return bad(&e.to_string()),
+    };
+    let transport = match Transport::new() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("moa: cannot make an HTTP client: {e}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    let mode = if args.json { Mode::Json } else { Mode::Human { show_proposals: args.show_proposals } };
+    let mut display = Display::new(mode, recipe.layers.len());
+    let cancel = interrupt_token();
+    let outcome = transport.drive(&mut run, &clock, &cancel, |e| display.on_event(e)).await;
+    match &outcome.error {
+        None => ExitCode::SUCCESS,
+        Some(RunError::Cancelled) => ExitCode::from(INTERRUPTED),
+        Some(e) => {
+            if !args.json {
+                eprintln!("moa: the run failed: {e}");
+            }
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+async fn run_batch(args: BatchArgs) -> ExitCode {
+    let recipe = match args.recipe.load() {
+        Ok(r) => r,
+        Err(e) => return bad(&e),
+    };
+    let keys = keys::from_env(&recipe);
+    for (name, p) in &recipe.providers {
+        if let Some(var) = &p.api_key_env
+            && !keys.contains_key(name)
+        {
+            return bad(&format!("provider {name:?} needs an API key: set {var}"));
+        }
+    }
+    let transport = match Transport::new() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("moa: cannot make an HTTP client: {e}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    let job = batch::Batch {
+        recipe,
+        keys,
+        input: args.input,
+        output: args.output,
+        concurrency: args.concurrency,
+        proposals: args.proposals,
+        seed: args.recipe.seed,
+        progress: !args.quiet,
+    };
+    let cancel = interrupt_token();
+    match batch::run(job, &transport, cancel.clone()).await {
+        Err(e) => bad(&e.to_string()),
+        Ok(s) => {
+            let cost = s.cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
+            eprintln!(
+                "moa: {} items: {} answered now, {} already done, {} failed (rerun to retry them); {} tokens{cost}",
+                s.total,
+                s.answered,
+                s.skipped,
+                s.failed,
+                s.usage.total()
+            );
+            if cancel.is_cancelled() {
+                ExitCode::from(INTERRUPTED)
+            } else if s.failed > 0 {
+                ExitCode::from(FAILED)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}
