@@ -1,0 +1,235 @@
+//! A fault- and latency-injecting OpenAI-compatible server for the tests and benchmarks,
+//! on 127.0.0.1. It is a fake, on purpose: it injects what real providers do only
+//! sometimes (429s, resets, stalls, garbage) on demand. Behaviour comes from the
+//! request's `model`, as `key=value` pairs joined by `;`:
+//!
+//! - `text=...` the answer (default "hello from fake"); `tokens=N` sends N pieces `tN `
+//!   instead; `ttft=MS` delay before the head and first piece; `rate=TPS` pieces per second.
+//! - `fault=429|500|reset` for the first `times=N` requests (default 1) of that model:
+//!   429 with `Retry-After: retry_after` (default 1), a 500, or a connection reset after half
+//!   the pieces. `fault=malformed` always sends a broken chunk; `fault=hang` sends the head
+//!   and one piece and never ends; `fault=slowhead;delay=MS` delays the head.
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the server saw.
+#[derive(Default)]
+pub struct Seen {
+    /// Requests per model string.
+    pub counts: Mutex<HashMap<String, u32>>,
+    /// Every request's Authorization header.
+    pub auth: Mutex<Vec<Option<String>>>,
+    /// Every request body.
+    pub bodies: Mutex<Vec<serde_json::Value>>,
+    /// Response streams open now.
+    pub open: AtomicUsize,
+    /// Streams the client dropped before their end.
+    pub dropped: AtomicUsize,
+    /// Streams sent to the end.
+    pub completed: AtomicUsize,
+}
+
+/// A running fake server; stops when dropped.
+pub struct Fake {
+    /// `http://127.0.0.1:PORT/v1`
+    pub base_url: String,
+    /// What it saw.
+    pub seen: Arc<Seen>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Fake {
+    /// Starts a server on an ephemeral 127.0.0.1 port, on its own runtime thread.
+    pub fn start() -> Fake {
+        let seen = Arc::new(Seen::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let state = seen.clone();
+        let thread = std::thread::spawn(move || {
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
+                ready_tx.send(listener.local_addr().expect("addr")).expect("ready");
+                let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(state);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("serve");
+            });
+        });
+        let addr = ready_rx.recv().expect("server started");
+        Fake { base_url: format!("http://{addr}/v1"), seen, stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// Requests seen for `model`.
+    pub fn count(&self, model: &str) -> u32 {
+        self.seen.counts.lock().expect("lock").get(model).copied().unwrap_or(0)
+    }
+}
+
+fn params(model: &str) -> HashMap<String, String> {
+    model
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+fn num(p: &HashMap<String, String>, k: &str, default: f64) -> f64 {
+    p.get(k).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Counts a live stream; notes whether it ended or was dropped.
+struct Guard {
+    seen: Arc<Seen>,
+    done: bool,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.seen.open.fetch_sub(1, Ordering::SeqCst);
+        let counter = if self.done { &self.seen.completed } else { &self.seen.dropped };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn chunk(piece: &str) -> Bytes {
+    let v = serde_json::json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
+    Bytes::from(format!("data: {v}\n\n"))
+}
+
+async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("{{\"error\":{{\"message\":\"bad json: {e}\"}}}}"))
+                .into_response();
+        }
+    };
+    let model = body["model"].as_str().unwrap_or("").to_owned();
+    let n = {
+        let mut counts = seen.counts.lock().expect("lock");
+        let c = counts.entry(model.clone()).or_default();
+        *c += 1;
+        *c
+    };
+    seen.auth.lock().expect("lock").push(headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned));
+    seen.bodies.lock().expect("lock").push(body.clone());
+    let p = params(&model);
+    let fault = p.get("fault").map(String::as_str).unwrap_or("");
+    let faulty = n as f64 <= num(&p, "times", 1.0);
+    let ttft = Duration::from_millis(num(&p, "ttft", 0.0) as u64);
+    match fault {
+        "429" if faulty => {
+            tokio::time::sleep(ttft).await;
+            let retry = num(&p, "retry_after", 1.0).to_string();
+            let mut r =
+                (StatusCode::TOO_MANY_REQUESTS, r#"{"error":{"message":"rate limited","type":"rate_limit_error"}}"#)
+                    .into_response();
+            r.headers_mut().insert("retry-after", retry.parse().expect("header"));
+            return r;
+        }
+        "500" if faulty => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":{"message":"internal error"}}"#).into_response();
+        }
+        "slowhead" => tokio::time::sleep(Duration::from_millis(num(&p, "delay", 1000.0) as u64)).await,
+        _ => {}
+    }
+    let pieces: Vec<String> = match p.get("tokens") {
+        Some(_) => (0..num(&p, "tokens", 1.0) as usize).map(|i| format!("t{i} ")).collect(),
+        None => {
+            let text = p.get("text").cloned().unwrap_or_else(|| "hello from fake".into());
+            let words: Vec<&str> = text.split(' ').collect();
+            words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| if i + 1 < words.len() { format!("{w} ") } else { (*w).to_owned() })
+                .collect()
+        }
+    };
+    let gap = match num(&p, "rate", 0.0) {
+        r if r > 0.0 => Duration::from_secs_f64(1.0 / r),
+        _ => Duration::ZERO,
+    };
+    let prompt_tokens = body["messages"]
+        .as_array()
+        .map_or(0, |m| m.iter().map(|x| x["content"].as_str().unwrap_or("").len() / 4).sum::<usize>());
+    let total = pieces.len();
+    let reset_at = if fault == "reset" && faulty { Some(total / 2) } else { None };
+    seen.open.fetch_add(1, Ordering::SeqCst);
+    let guard = Guard { seen: seen.clone(), done: false };
+    let fault = fault.to_owned();
+    // state: (next piece index, guard); yields one SSE chunk per step.
+    let stream = futures_util::stream::unfold((0usize, guard), move |(i, mut guard)| {
+        let pieces = pieces.clone();
+        let fault = fault.clone();
+        async move {
+            if i == 0 {
+                tokio::time::sleep(ttft).await;
+            } else if i <= total {
+                tokio::time::sleep(gap).await;
+            }
+            if reset_at == Some(i) {
+                return Some((Err(std::io::Error::other("injected reset")), (usize::MAX, guard)));
+            }
+            if i == usize::MAX || i > total {
+                return None;
+            }
+            if fault == "malformed" && i == 0 {
+                return Some((Ok(Bytes::from_static(b"data: {\"choices\": [nope\n\n")), (i + 1, guard)));
+            }
+            if fault == "hang" && i == 1 {
+                std::future::pending::<()>().await;
+            }
+            if i == total {
+                guard.done = true;
+                let usage = serde_json::json!({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": total, "total_tokens": prompt_tokens + total}});
+                let fin = serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+                return Some((
+                    Ok(Bytes::from(format!("data: {fin}\n\ndata: {usage}\n\ndata: [DONE]\n\n"))),
+                    (i + 1, guard),
+                ));
+            }
+            Some((Ok(chunk(&pieces[i])), (i + 1, guard)))
+        }
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert("content-type", "text/event-stream".parse().expect("header"));
+    r
+}
+
+/// A recipe with one provider `fake` at `base_url`, proposers `models`, and `aggregator`.
+pub fn recipe(base_url: &str, models: &[&str], aggregator: &str, extra: &str) -> moa_core::Recipe {
+    let agents: Vec<String> = models.iter().map(|m| format!("\"fake:{m}\"")).collect();
+    let toml = format!(
+        "name = \"fake\"\n{extra}\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{base_url}\"\n\n[[layers]]\nagents = [{}]\n\n[aggregator]\nmodel = \"fake:{aggregator}\"\n",
+        agents.join(", ")
+    );
+    moa_core::Recipe::from_toml(&toml).unwrap_or_else(|e| panic!("test recipe: {e}\n{toml}"))
+}

@@ -1,0 +1,148 @@
+//! The native transport against a fault-injecting HTTP server on 127.0.0.1: each fault
+//! is handled as the recipe's policy says, with a clear error when the run cannot finish.
+
+mod common;
+
+use common::{Fake, recipe};
+use moa_core::{Event, Message, Outcome, Recipe, Run, RunOptions};
+use moa_host::{Clock, Transport};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+async fn drive(recipe: &Recipe, cancel: CancellationToken) -> (Outcome, Vec<Event>) {
+    let clock = Clock::new();
+    let mut run = Run::with_options(
+        recipe,
+        vec![Message::user("hi")],
+        clock.now(),
+        RunOptions { seed: 1, ..RunOptions::default() },
+    )
+    .expect("starts");
+    let mut events = Vec::new();
+    let outcome = Transport::new().expect("client").drive(&mut run, &clock, &cancel, |e| events.push(e.clone())).await;
+    (outcome, events)
+}
+
+fn failures(events: &[Event]) -> Vec<(String, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallFailed { error, will_retry, .. } => Some((error.clone(), *will_retry)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn streams_a_whole_run_and_counts_the_servers_tokens() {
+    let fake = Fake::start();
+    let r = recipe(&fake.base_url, &["a;tokens=5", "b;tokens=7", "c;text=x y z"], "agg;text=the final answer", "");
+    let (outcome, events) = drive(&r, CancellationToken::new()).await;
+    assert_eq!(outcome.answer.as_deref(), Some("the final answer"));
+    assert_eq!(outcome.usage.output_tokens, 5 + 7 + 3 + 3);
+    let deltas = events.iter().filter(|e| matches!(e, Event::TextDelta { .. })).count();
+    assert_eq!(deltas, 5 + 7 + 3 + 3, "every piece became an event as it arrived");
+    assert_eq!(fake.seen.completed.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_waited_out_then_retried() {
+    let fake = Fake::start();
+    let r = recipe(&fake.base_url, &["a;fault=429;retry_after=1"], "agg", "");
+    let t = Instant::now();
+    let (outcome, events) = drive(&r, CancellationToken::new()).await;
+    assert!(outcome.answer.is_some(), "{:?}", outcome.error);
+    assert!(t.elapsed() >= Duration::from_secs(1), "waited for Retry-After");
+    assert_eq!(failures(&events), [("HTTP 429: rate limited".to_owned(), true)]);
+    assert_eq!(fake.count("a;fault=429;retry_after=1"), 2);
+}
+
+#[tokio::test]
+async fn a_500_then_success_is_retried_with_backoff() {
+    let fake = Fake::start();
+    let r = recipe(&fake.base_url, &["a;fault=500"], "agg", "[policy]\nbackoff_secs = 0.05");
+    let (outcome, events) = drive(&r, CancellationToken::new()).await;
+    assert!(outcome.answer.is_some());
+    assert_eq!(failures(&events), [("HTTP 500: internal error".to_owned(), true)]);
+}
+
+#[tokio::test]
+async fn a_connection_reset_mid_stream_is_retried() {
+    let fake = Fake::start();
+    let r = recipe(&fake.base_url, &["a;tokens=10;rate=200;fault=reset"], "agg", "[policy]\nbackoff_secs = 0.05");
+    let (outcome, events) = drive(&r, CancellationToken::new()).await;
+    let f = failures(&events);
+    assert_eq!(f.len(), 1);
+    assert!(f[0].0.starts_with("transport: ") && f[0].1, "{f:?}");
+    assert_eq!(
+        outcome.layers[0].calls[0].text, "t0 t1 t2 t3 t4 t5 t6 t7 t8 t9",
+        "the retry's whole text, not the cut one"
+    );
+}
+
+#[tokio::test]
+async fn malformed_sse_fails_the_agent_clearly_and_the_run_goes_on() {
+    let fake = Fake::start();
+    let r = recipe(&fake.base_url, &["a;fault=malformed", "b"], "agg", "");
+    let (outcome, events) = drive(&r, CancellationToken::new()).await;
+    assert!(outcome.answer.is_some());
+    let f = failures(&events);
+    assert!(f[0].0.starts_with("malformed response: stream chunk: ") && !f[0].1, "{f:?}");
+}
+
+#[tokio::test]
+async fn a_first_byte_later_than_the_deadline_times_out() {
+    let fake = Fake::start();
+    let r =
+        recipe(&fake.base_url, &["a;fault=slowhead;delay=5000"], "agg", "[policy]\ntimeout_secs = 0.3\nretries = 0");
+    let t = Instant::now();
+    let (outcome, events) = drive(&r, CancellationToken::new()).await;
+    assert!(t.elapsed() < Duration::from_secs(3), "gave up at the deadline, not after the server's delay");
+    assert_eq!(failures(&events), [("no complete answer within 0.3 s (policy.timeout_secs)".to_owned(), false)]);
+    let err = outcome.error.expect("fails").to_string();
+    assert!(err.contains("layer 0: 0 agent(s) succeeded, 1 needed") && err.contains("fake:a;fault=slowhead"), "{err}");
+}
+
+#[tokio::test]
+async fn a_stream_that_never_ends_is_cut_and_its_connection_closed() {
+    let fake = Fake::start();
+    let r = recipe(&fake.base_url, &["a;fault=hang", "b"], "agg", "[policy]\nstall_timeout_secs = 0.3\nretries = 0");
+    let (outcome, events) = drive(&r, CancellationToken::new()).await;
+    assert!(outcome.answer.is_some(), "b alone is enough");
+    assert_eq!(failures(&events), [("no data for 0.3 s (policy.stall_timeout_secs)".to_owned(), false)]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.seen.open.load(Ordering::SeqCst), 0, "the hung stream was closed");
+    assert_eq!(fake.seen.dropped.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_provider_that_is_down_fails_with_the_connection_error() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    }; // closed again: nothing listens there now
+    let r = recipe(&format!("http://127.0.0.1:{port}/v1"), &["a"], "agg", "[policy]\nretries = 1\nbackoff_secs = 0.01");
+    let (outcome, events) = drive(&r, CancellationToken::new()).await;
+    assert_eq!(failures(&events).len(), 2);
+    let err = outcome.error.expect("fails").to_string();
+    assert!(err.contains("Connection refused"), "{err}");
+}
+
+#[tokio::test]
+async fn cancelling_the_run_closes_every_connection() {
+    let fake = Fake::start();
+    let r =
+        recipe(&fake.base_url, &["a;tokens=100;rate=10", "b;tokens=100;rate=10", "c;tokens=100;rate=10"], "agg", "");
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.cancel();
+    });
+    let (outcome, _) = drive(&r, cancel).await;
+    assert_eq!(outcome.error, Some(moa_core::RunError::Cancelled));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.seen.open.load(Ordering::SeqCst), 0);
+    assert_eq!(fake.seen.dropped.load(Ordering::SeqCst), 3);
+}
