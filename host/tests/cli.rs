@@ -1,0 +1,288 @@
+//! The `moa` binary, end to end against the fake server on 127.0.0.1: output streams,
+//! exit codes, keys that never leak, and batch jobs that survive `kill -9`.
+
+mod common;
+
+use common::Fake;
+use moa_core::Event;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const SENTINEL: &str = "sk-SENTINEL-never-print-me-4242";
+
+fn moa() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_moa"));
+    c.env("MOA_TEST_KEY", SENTINEL).stdin(Stdio::null());
+    c
+}
+
+/// Writes a recipe file: provider `fake` (key from MOA_TEST_KEY), proposers, aggregator.
+fn recipe_file(dir: &Path, fake: &Fake, models: &[&str], aggregator: &str, extra: &str) -> PathBuf {
+    let agents: Vec<String> = models.iter().map(|m| format!("\"fake:{m}\"")).collect();
+    let text = format!(
+        "name = \"fake\"\n{extra}\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"MOA_TEST_KEY\"\n\n[[layers]]\nagents = [{}]\n\n[aggregator]\nmodel = \"fake:{aggregator}\"\n",
+        fake.base_url,
+        agents.join(", ")
+    );
+    let path = dir.join("recipe.toml");
+    std::fs::write(&path, text).expect("write recipe");
+    path
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn assert_no_key(o: &Output) {
+    let (out, err) = text(o);
+    assert!(!out.contains(SENTINEL) && !err.contains(SENTINEL), "the key leaked:\n{out}\n{err}");
+}
+
+#[test]
+fn run_streams_the_answer_to_stdout_and_progress_to_stderr() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(dir.path(), &fake, &["a;text=one", "b;text=two"], "agg;text=the final answer", "");
+    let o = moa().args(["run", "--recipe"]).arg(&r).arg("What?").output().expect("runs");
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(out, "the final answer\n");
+    assert!(err.contains("fake:a;text=one: done"), "{err}");
+    assert!(err.contains("aggregating with fake:agg"), "{err}");
+    assert_no_key(&o);
+    let auth = fake.seen.auth.lock().expect("lock").clone();
+    assert!(
+        auth.iter().all(|a| a.as_deref() == Some(&format!("Bearer {SENTINEL}")[..])),
+        "the key reached its provider"
+    );
+}
+
+#[test]
+fn json_mode_prints_every_event_as_a_line() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(dir.path(), &fake, &["a;tokens=3", "b;tokens=2"], "agg;tokens=4", "");
+    let o = moa()
+        .args(["run", "--json", "--recipe"])
+        .arg(&r)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(b"a prompt from stdin")?;
+            c.wait_with_output()
+        });
+    let o = o.expect("runs");
+    assert_eq!(o.status.code(), Some(0));
+    let events: Vec<Event> = text(&o).0.lines().map(|l| serde_json::from_str(l).expect("an event per line")).collect();
+    assert!(matches!(events.first(), Some(Event::RunStarted { planned_calls: 3, .. })));
+    assert!(matches!(events.last(), Some(Event::Final { text, .. }) if text == "t0 t1 t2 t3 "));
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::TextDelta { .. })).count(), 9);
+    let bodies = fake.seen.bodies.lock().expect("lock").clone();
+    assert_eq!(bodies[0]["messages"][0]["content"], "a prompt from stdin");
+    assert_no_key(&o);
+}
+
+#[test]
+fn show_proposals_prints_each_layer_before_the_answer() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(dir.path(), &fake, &["a;text=alpha", "b;text=beta"], "agg;text=omega", "");
+    let o = moa().args(["run", "--show-proposals", "--recipe"]).arg(&r).arg("q").output().expect("runs");
+    let (out, _) = text(&o);
+    assert_eq!(
+        out,
+        "── layer 0 · fake:a;text=alpha ──\nalpha\n\n── layer 0 · fake:b;text=beta ──\nbeta\n\n── final answer ──\nomega\n"
+    );
+}
+
+#[test]
+fn overrides_apply_and_exit_codes_tell_what_happened() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(dir.path(), &fake, &["a"], "agg", "");
+    // --set and the knobs reach the request.
+    let o = moa()
+        .args([
+            "run",
+            "--temperature",
+            "0.3",
+            "--max-tokens",
+            "77",
+            "--set",
+            "layers[0].agents[0].system=Be terse.",
+            "--recipe",
+        ])
+        .arg(&r)
+        .arg("q")
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0));
+    let first = fake.seen.bodies.lock().expect("lock")[0].clone();
+    assert_eq!((first["temperature"].as_f64(), first["max_tokens"].as_u64()), (Some(0.3), Some(77)));
+    assert_eq!(first["messages"][0]["content"], "Be terse.");
+
+    // A bad recipe: exit 2, and the error names the field.
+    std::fs::write(dir.path().join("bad.toml"), "[providers.x]\nkind = \"openai\"\nbase_url = \"ftp://x\"\n[[layers]]\nagents = [\"y:m\"]\n[aggregator]\nmodel = \"x:m\"\n").expect("write");
+    let o = moa().args(["run", "--recipe"]).arg(dir.path().join("bad.toml")).arg("q").output().expect("runs");
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("providers.x.base_url: \"ftp://x\" is not an http:// or https:// URL"), "{err}");
+    assert!(err.contains("layers[0].agents[0]: unknown provider \"y\" (known: x)"), "{err}");
+    let o = moa().args(["check"]).arg(dir.path().join("bad.toml")).output().expect("runs");
+    assert_eq!(o.status.code(), Some(2));
+
+    // A missing key: exit 2, naming the variable.
+    let o = moa().env_remove("MOA_TEST_KEY").args(["run", "--recipe"]).arg(&r).arg("q").output().expect("runs");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("set MOA_TEST_KEY"));
+
+    // A run that fails: exit 1 with every failure listed, and still no key anywhere.
+    let r = recipe_file(dir.path(), &fake, &["a;fault=500;times=99"], "agg", "[policy]\nretries = 0");
+    let o = moa().args(["run", "--recipe"]).arg(&r).arg("q").output().expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("the run failed: layer 0: 0 agent(s) succeeded, 1 needed\n  fake:a;fault=500;times=99: HTTP 500: internal error"), "{}", text(&o).1);
+    assert_no_key(&o);
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_and_closes_every_connection() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(dir.path(), &fake, &["a;tokens=200;rate=20", "b;tokens=200;rate=20"], "agg", "");
+    let child = moa()
+        .args(["run", "--recipe"])
+        .arg(&r)
+        .arg("q")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    for _ in 0..100 {
+        if fake.seen.open.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fake.seen.open.load(Ordering::SeqCst), 2, "both proposers streaming");
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let o = child.wait_with_output().expect("exits");
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o).1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(fake.seen.open.load(Ordering::SeqCst), 0);
+    assert_eq!(fake.seen.dropped.load(Ordering::SeqCst), 2);
+}
+
+fn read_lines(path: &Path) -> Vec<serde_json::Value> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    bytes[..whole]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("whole lines are JSON"))
+        .collect()
+}
+
+#[test]
+fn batch_answers_every_shape_skips_done_ids_and_retries_failures() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(dir.path(), &fake, &["a;fault=500"], "agg;text=answered", "[policy]\nretries = 0");
+    let input = dir.path().join("in.jsonl");
+    let out = dir.path().join("out.jsonl");
+    std::fs::write(&input, "\"plain prompt\"\n{\"id\": \"x\", \"instruction\": \"alpaca shape\"}\n\n{\"id\": 7, \"messages\": [{\"role\": \"user\", \"content\": \"chat shape\"}]}\n").expect("write");
+    let run = || {
+        moa()
+            .args(["batch", "-q", "-j", "1", "--proposals", "--recipe"])
+            .arg(&r)
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .expect("runs")
+    };
+    let o = run();
+    assert_eq!(o.status.code(), Some(1), "one item failed: {}", text(&o).1);
+    let lines = read_lines(&out);
+    assert_eq!(lines.len(), 3);
+    let failed: Vec<_> = lines.iter().filter(|l| l.get("error").is_some()).collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0]["error"].as_str().expect("text").contains("HTTP 500"));
+    let ok = lines.iter().find(|l| l["id"] == "x").expect("x answered");
+    assert_eq!(ok["answer"], "answered");
+    assert_eq!(ok["layers"][0]["calls"][0]["text"], "hello from fake");
+    assert!(ok["usage"]["output_tokens"].as_u64().expect("tokens") > 0);
+    assert!(ok["timings"]["wall_ms"].as_f64().is_some());
+    // The rerun redoes only the failed item, and OUT ends with each id once.
+    let before = fake.seen.bodies.lock().expect("lock").len();
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    assert_eq!(fake.seen.bodies.lock().expect("lock").len() - before, 2, "one item: proposer + aggregator");
+    let lines = read_lines(&out);
+    let ids: BTreeSet<String> = lines.iter().map(|l| l["id"].to_string()).collect();
+    assert_eq!((lines.len(), ids.len()), (3, 3));
+    assert!(ids.contains("1") && ids.contains("\"x\"") && ids.contains("7"), "{ids:?}");
+    assert!(lines.iter().all(|l| l["answer"] == "answered"));
+    assert_no_key(&o);
+    assert!(!std::fs::read_to_string(&out).expect("out").contains(SENTINEL));
+
+    // Bad input names the file and line.
+    std::fs::write(&input, "\"ok\"\n{\"instruction\": 5}\n").expect("write");
+    let o = run();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("in.jsonl:2: expected \"instruction\""), "{}", text(&o).1);
+}
+
+#[test]
+fn batch_survives_kill_9_at_any_moment() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(
+        dir.path(),
+        &fake,
+        &["a;ttft=40;tokens=20;rate=400", "b;ttft=60;tokens=10;rate=300"],
+        "agg;ttft=30;tokens=30;rate=600",
+        "",
+    );
+    let input = dir.path().join("in.jsonl");
+    let out = dir.path().join("out.jsonl");
+    let n = 60;
+    let items: String =
+        (0..n).map(|i| format!("{{\"id\": \"item-{i}\", \"instruction\": \"question {i}\"}}\n")).collect();
+    std::fs::write(&input, items).expect("write");
+    let batch = || {
+        let mut c = moa();
+        c.args(["batch", "-q", "-j", "8", "--recipe"])
+            .arg(&r)
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    // Kill at several moments; after each, the whole lines are valid and unique.
+    for delay_ms in [150, 420, 90, 700, 260] {
+        let mut child = batch().spawn().expect("spawn");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        let lines = read_lines(&out);
+        let ids: BTreeSet<String> = lines.iter().map(|l| l["id"].to_string()).collect();
+        assert_eq!(ids.len(), lines.len(), "no duplicates after a kill at {delay_ms} ms");
+    }
+    let o = batch().output().expect("finishes");
+    assert_eq!(o.status.code(), Some(0));
+    let bytes = std::fs::read(&out).expect("out");
+    assert_eq!(bytes.last(), Some(&b'\n'), "only whole lines");
+    let lines = read_lines(&out);
+    let ids: BTreeSet<String> = lines.iter().map(|l| l["id"].as_str().expect("id").to_owned()).collect();
+    assert_eq!((lines.len(), ids.len()), (n, n), "every item exactly once");
+    assert!(lines.iter().all(|l| l["answer"].as_str().is_some_and(|a| a.starts_with("t0 t1"))));
+}
