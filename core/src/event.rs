@@ -82,6 +82,8 @@ pub enum Event {
         latency_ms: f64,
         /// Start of this attempt to its first text.
         ttft_ms: Option<f64>,
+        /// The server's own processing time, where it reports one (llama.cpp).
+        server_ms: Option<f64>,
         /// When.
         t_ms: f64,
     },

@@ -147,6 +147,7 @@ struct Slot {
     errors: Vec<String>,
     latency: Option<Duration>,
     ttft: Option<Duration>,
+    server_ms: Option<f64>,
 }
 
 enum SlotState {
@@ -344,6 +345,7 @@ impl Run {
                 errors: Vec::new(),
                 latency: None,
                 ttft: None,
+                server_ms: None,
             })
             .collect();
     }
@@ -379,6 +381,7 @@ impl Run {
         slot.attempts += 1;
         slot.text.clear();
         slot.usage = None;
+        slot.server_ms = None;
         let agent = &slot.agent;
         let mut messages = self.input.clone();
         if let Some(system) = &agent.system {
@@ -473,6 +476,7 @@ impl Run {
             let slot = &mut self.slots[i];
             match item {
                 StreamItem::Usage(u) => slot.usage = Some(u),
+                StreamItem::ServerTime(ms) => slot.server_ms = Some(ms),
                 StreamItem::Text(text) => {
                     if let SlotState::InFlight(f) = &mut slot.state {
                         f.first_token.get_or_insert(now);
@@ -540,6 +544,7 @@ impl Run {
             cost: self.price(&self.slots[i].agent, self.slots[i].usage),
             latency_ms: millis(now.since(flight.started)),
             ttft_ms: self.slots[i].ttft.map(millis),
+            server_ms: self.slots[i].server_ms,
             t_ms: self.t_ms(),
         };
         self.emit(event);
@@ -650,6 +655,7 @@ impl Run {
                 cost,
                 latency_ms: s.latency.map(millis),
                 ttft_ms: s.ttft.map(millis),
+                server_ms: if ok { s.server_ms } else { None },
             });
         }
         self.usage += report.usage;

@@ -134,6 +134,8 @@ pub struct CallReport {
     pub latency_ms: Option<f64>,
     /// Its time to first token.
     pub ttft_ms: Option<f64>,
+    /// The server's own processing time, where it reports one (llama.cpp).
+    pub server_ms: Option<f64>,
 }
 
 /// The account of one layer; the aggregator's layer comes last.

@@ -46,6 +46,9 @@ pub enum StreamItem {
     Text(String),
     /// The usage so far; a later report replaces an earlier one.
     Usage(Usage),
+    /// The server's own processing time for the call, in milliseconds, where it reports
+    /// one (llama.cpp's `timings`: prompt plus generation).
+    ServerTime(f64),
 }
 
 /// A response that cannot be used.
@@ -225,6 +228,23 @@ fn malformed(what: &str, err: serde_json::Error, data: &str) -> ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn llama_cpp_timings_are_the_servers_own_time() {
+        let mut p = ResponseParser::new(ProviderKind::OpenAi, None);
+        let mut items = Vec::new();
+        let chunk = br#"data: {"choices":[],"usage":{"completion_tokens":5,"prompt_tokens":31},"timings":{"prompt_n":7,"prompt_ms":44.5,"predicted_n":5,"predicted_ms":40.75}}
+
+data: [DONE]
+
+"#;
+        p.feed(chunk, &mut items).expect("valid");
+        p.finish(&mut items).expect("complete");
+        assert_eq!(
+            items,
+            [StreamItem::Usage(Usage { input_tokens: 31, output_tokens: 5 }), StreamItem::ServerTime(85.25)]
+        );
+    }
 
     #[test]
     fn error_bodies_in_every_common_shape() {

@@ -36,6 +36,17 @@ struct Chunk {
     usage: Option<WireUsage>,
     #[serde(default)]
     error: Option<serde_json::Value>,
+    /// llama.cpp's extension: the server's own timings.
+    #[serde(default)]
+    timings: Option<Timings>,
+}
+
+#[derive(Deserialize)]
+struct Timings {
+    #[serde(default)]
+    prompt_ms: f64,
+    #[serde(default)]
+    predicted_ms: f64,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +100,9 @@ pub(super) fn on_event(ev: &SseEvent, out: &mut Vec<StreamItem>) -> Result<Marke
     }
     if let Some(u) = chunk.usage {
         out.push(StreamItem::Usage(u.into()));
+    }
+    if let Some(t) = chunk.timings {
+        out.push(StreamItem::ServerTime(t.prompt_ms + t.predicted_ms));
     }
     // A finish reason ends the text; the usage chunk and `[DONE]` may still follow, but a
     // server that closes here has sent a whole answer.
