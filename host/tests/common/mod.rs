@@ -21,7 +21,20 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// When the server received a request, sent its first piece and ended its stream.
+#[derive(Clone, Debug)]
+pub struct Span {
+    /// The request's model string.
+    pub model: String,
+    /// Request received.
+    pub received: Instant,
+    /// First piece sent.
+    pub first: Option<Instant>,
+    /// Last byte sent.
+    pub end: Option<Instant>,
+}
 
 /// What the server saw.
 #[derive(Default)]
@@ -38,6 +51,8 @@ pub struct Seen {
     pub dropped: AtomicUsize,
     /// Streams sent to the end.
     pub completed: AtomicUsize,
+    /// Server-side timings of every streamed response, in arrival order.
+    pub spans: Mutex<Vec<Span>>,
 }
 
 /// A running fake server; stops when dropped.
@@ -109,6 +124,20 @@ fn num(p: &HashMap<String, String>, k: &str, default: f64) -> f64 {
 struct Guard {
     seen: Arc<Seen>,
     done: bool,
+    span: usize,
+}
+
+impl Guard {
+    fn mark(&self, first: bool) {
+        let now = Instant::now();
+        if let Some(s) = self.seen.spans.lock().expect("lock").get_mut(self.span) {
+            if first {
+                s.first.get_or_insert(now);
+            } else {
+                s.end = Some(now);
+            }
+        }
+    }
 }
 
 impl Drop for Guard {
@@ -125,6 +154,7 @@ fn chunk(piece: &str) -> Bytes {
 }
 
 async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) -> Response {
+    let received = Instant::now();
     let body: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -183,7 +213,12 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
     let total = pieces.len();
     let reset_at = if fault == "reset" && faulty { Some(total / 2) } else { None };
     seen.open.fetch_add(1, Ordering::SeqCst);
-    let guard = Guard { seen: seen.clone(), done: false };
+    let span = {
+        let mut spans = seen.spans.lock().expect("lock");
+        spans.push(Span { model: model.clone(), received, first: None, end: None });
+        spans.len() - 1
+    };
+    let guard = Guard { seen: seen.clone(), done: false, span };
     let fault = fault.to_owned();
     // state: (next piece index, guard); yields one SSE chunk per step.
     let stream = futures_util::stream::unfold((0usize, guard), move |(i, mut guard)| {
@@ -209,12 +244,16 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
             }
             if i == total {
                 guard.done = true;
+                guard.mark(false);
                 let usage = serde_json::json!({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": total, "total_tokens": prompt_tokens + total}});
                 let fin = serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
                 return Some((
                     Ok(Bytes::from(format!("data: {fin}\n\ndata: {usage}\n\ndata: [DONE]\n\n"))),
                     (i + 1, guard),
                 ));
+            }
+            if i == 0 {
+                guard.mark(true);
             }
             Some((Ok(chunk(&pieces[i])), (i + 1, guard)))
         }
