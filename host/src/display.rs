@@ -32,6 +32,9 @@ struct Agent {
 pub struct Display {
     mode: Mode,
     layers: usize,
+    /// stderr is a terminal: draw live lines while proposers work.
+    tty: bool,
+    /// The live lines of the layer in progress.
     live: Option<MultiProgress>,
     agents: HashMap<(usize, usize), Agent>,
     streamed: bool,
@@ -41,9 +44,8 @@ pub struct Display {
 impl Display {
     /// A display for a recipe with `layers` proposer layers.
     pub fn new(mode: Mode, layers: usize) -> Display {
-        let live = (mode != Mode::Json && std::io::stderr().is_terminal())
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Display { mode, layers, live, agents: HashMap::new(), streamed: false, ends_with_newline: true }
+        let tty = mode != Mode::Json && std::io::stderr().is_terminal();
+        Display { mode, layers, tty, live: None, agents: HashMap::new(), streamed: false, ends_with_newline: true }
     }
 
     /// Shows one event.
@@ -63,14 +65,18 @@ impl Display {
         match e {
             Event::CallStarted { at, agent, attempt, aggregator, .. } => {
                 if *aggregator {
-                    self.finish_bars();
+                    self.settle();
                     self.note(&format!("aggregating with {agent}"));
                     return;
                 }
+                if self.tty && self.live.is_none() {
+                    self.live = Some(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+                }
                 let bar = self.live.as_ref().map(|m| {
                     let bar = m.add(ProgressBar::new_spinner());
+                    // The elapsed column ticks while the call runs; on finish it is dropped.
                     bar.set_style(
-                        ProgressStyle::with_template("{spinner} {prefix:48!} {msg} {elapsed:>4}")
+                        ProgressStyle::with_template("{spinner} {prefix:48!} {msg:32} {elapsed:>4}")
                             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                     );
                     bar.set_prefix(format!("L{} {agent}", at.layer));
@@ -141,7 +147,7 @@ impl Display {
                 self.note(&format!("strategy {strategy} for layer {layer} failed ({then}): {error}"));
             }
             Event::LayerFinished { layer, .. } if show_proposals && *layer < self.layers => {
-                self.finish_bars();
+                self.settle();
                 let mut slots: Vec<_> = self.agents.iter().filter(|((l, _), _)| l == layer).collect();
                 slots.sort_by_key(|((_, s), _)| *s);
                 let mut out = std::io::stdout().lock();
@@ -152,7 +158,7 @@ impl Display {
                 let _ = out.flush();
             }
             Event::Final { text, decided_by, usage, cost, wall_ms } => {
-                self.finish_bars();
+                self.settle();
                 let mut out = std::io::stdout().lock();
                 if !self.streamed {
                     let _ = out.write_all(text.as_bytes());
@@ -170,18 +176,31 @@ impl Display {
                     usage.output_tokens
                 ));
             }
-            Event::RunFailed { .. } => self.finish_bars(),
+            Event::RunFailed { .. } => self.settle(),
             _ => {}
         }
     }
 
-    fn finish_bars(&mut self) {
-        for a in self.agents.values() {
-            if let Some(b) = &a.bar
-                && !b.is_finished()
-            {
-                b.abandon();
+    /// Replaces the live lines with plain ones, before anything goes to stdout: a live
+    /// display redrawn under streaming text would garble both.
+    fn settle(&mut self) {
+        let Some(live) = self.live.take() else { return };
+        let mut lines: Vec<((usize, usize), String)> = self
+            .agents
+            .iter()
+            .filter_map(|(k, a)| {
+                a.bar.as_ref().filter(|b| !b.is_hidden()).map(|b| (*k, format!("  {:48} {}", b.prefix(), b.message())))
+            })
+            .collect();
+        lines.sort();
+        for a in self.agents.values_mut() {
+            if let Some(b) = a.bar.take() {
+                b.finish_and_clear();
             }
+        }
+        let _ = live.clear();
+        for (_, line) in lines {
+            eprintln!("{line}");
         }
     }
 
