@@ -88,6 +88,7 @@ async fn batch_throughput(transport: &Transport) {
     std::fs::write(&input, (0..n).map(|i| format!("\"question {i}\"\n")).collect::<String>()).expect("write");
     let job = batch::Batch {
         recipe,
+        resolver: None,
         keys: Default::default(),
         input,
         output: dir.path().join("out.jsonl"),

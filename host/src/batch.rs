@@ -146,6 +146,8 @@ pub fn prepare_output(path: &Path) -> Result<HashSet<String>, BatchError> {
 pub struct Batch {
     /// The recipe every item runs.
     pub recipe: Recipe,
+    /// Resolves plugin strategies; built-ins only when `None`.
+    pub resolver: Option<Arc<crate::plugin::HostResolver>>,
     /// API keys by provider.
     pub keys: BTreeMap<String, String>,
     /// Input JSONL.

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod clock;
 pub mod display;
 pub mod keys;
+pub mod plugin;
 pub mod recipes;
 pub mod transport;
 

@@ -4,8 +4,10 @@ use clap::{Args, Parser, Subcommand};
 use moa_core::recipe::PRESETS;
 use moa_core::{Message, Recipe, Run, RunError, RunOptions};
 use moa_host::display::{Display, Mode};
+use moa_host::plugin::{self, HostResolver, Runtime};
 use moa_host::recipes::{self, Knobs};
 use moa_host::{Clock, Transport, batch, keys};
+use std::sync::Arc;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +38,21 @@ enum Command {
         /// Preset name or .toml/.json file.
         recipe: String,
     },
+    /// Work with strategy plugins (WebAssembly components).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a plugin, check its contract, run it on a sample context, and time it.
+    Check {
+        /// The plugin's .wasm file.
+        file: PathBuf,
+        /// Params as JSON, as a recipe would give them.
+        #[arg(long, default_value = "{}")]
+        params: String,
+    },
 }
 
 #[derive(Args)]
@@ -64,6 +81,18 @@ struct RecipeArgs {
 }
 
 impl RecipeArgs {
+    /// Resolves the recipe's strategies; plugins load relative to the recipe's folder.
+    fn resolver(&self, recipe: &Recipe) -> Result<Option<Arc<HostResolver>>, String> {
+        let uses_plugins = recipe.layers.iter().filter_map(|l| l.strategy.as_ref()).chain(recipe.aggregator.strategy.as_ref()).any(|s| s.plugin.is_some());
+        if !uses_plugins {
+            return Ok(None);
+        }
+        let runtime = Runtime::default_cached().map_err(|e| format!("cannot start the plugin runtime: {e}"))?;
+        let path = std::path::Path::new(&self.recipe);
+        let base = if path.exists() { path.parent().map(PathBuf::from).unwrap_or_default() } else { PathBuf::from(".") };
+        Ok(Some(Arc::new(HostResolver { runtime, base })))
+    }
+
     fn load(&self) -> Result<Recipe, String> {
         let r = recipes::load(&self.recipe).map_err(|e| e.to_string())?;
         let knobs = Knobs {
@@ -149,6 +178,7 @@ fn main() -> ExitCode {
             }
             Err(e) => bad(&e.to_string()),
         },
+        Command::Plugin(PluginCommand::Check { file, params }) => plugin_check(&file, &params),
         Command::Run(args) => runtime().block_on(run(args)),
         Command::Batch(args) => runtime().block_on(run_batch(args)),
     }
@@ -209,8 +239,15 @@ async fn run(args: RunArgs) -> ExitCode {
     if prompt.trim().is_empty() {
         return bad("the prompt is empty");
     }
+    let resolver = match args.recipe.resolver(&recipe) {
+        Ok(r) => r,
+        Err(e) => return bad(&e),
+    };
     let clock = Clock::new();
-    let options = RunOptions { seed: args.recipe.seed, keys: keys::from_env(&recipe), ..RunOptions::default() };
+    let mut options = RunOptions { seed: args.recipe.seed, keys: keys::from_env(&recipe), ..RunOptions::default() };
+    if let Some(r) = &resolver {
+        options.resolver = r.as_ref();
+    }
     let mut run = match Run::with_options(&recipe, vec![Message::user(prompt)], clock.now(), options) {
         Ok(r) => r,
         Err(e) => return bad(&e.to_string()),
@@ -258,8 +295,13 @@ async fn run_batch(args: BatchArgs) -> ExitCode {
             return ExitCode::from(FAILED);
         }
     };
+    let resolver = match args.recipe.resolver(&recipe) {
+        Ok(r) => r,
+        Err(e) => return bad(&e),
+    };
     let job = batch::Batch {
         recipe,
+        resolver,
         keys,
         input: args.input,
         output: args.output,
@@ -290,4 +332,54 @@ async fn run_batch(args: BatchArgs) -> ExitCode {
             }
         }
     }
+}
+
+fn plugin_check(file: &std::path::Path, params: &str) -> ExitCode {
+    let params: serde_json::Value = match serde_json::from_str(params) {
+        Ok(v) => v,
+        Err(e) => return bad(&format!("--params is not JSON: {e}")),
+    };
+    let runtime = match Runtime::default_cached() {
+        Ok(r) => r,
+        Err(e) => return bad(&format!("cannot start the plugin runtime: {e}")),
+    };
+    let t = std::time::Instant::now();
+    let spec = moa_core::recipe::StrategySpec { plugin: Some(file.display().to_string()), params, ..Default::default() };
+    let mut strategy = match plugin::PluginStrategy::new(runtime.clone(), file, &spec) {
+        Ok(s) => s,
+        Err(e) => return bad(&e.to_string()),
+    };
+    let loaded = t.elapsed();
+    let plugin = match runtime.load(file) {
+        Ok(p) => p,
+        Err(e) => return bad(&e.to_string()),
+    };
+    println!("{}: contract moa:strategy@{}, loaded in {:.1} ms", file.display(), plugin.contract, loaded.as_secs_f64() * 1e3);
+    println!("  {} {} — {}", plugin.info.name, plugin.info.version, plugin.info.description);
+    println!("  params: {}", plugin.info.params);
+    let conversation = [Message::user("What is the capital of France?")];
+    let proposals: Vec<moa_core::strategy::Proposal> = ["Paris.", "The capital of France is Paris.", "Paris", "Lyon", "Paris.", "Marseille"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| moa_core::strategy::Proposal { agent: format!("sample:agent-{i}"), model: format!("agent-{i}"), text: (*t).into(), usage: None, latency_ms: 100.0 })
+        .collect();
+    let input = moa_core::strategy::StrategyInput { conversation: &conversation, layer: 1, layer_count: 1, proposals: &proposals };
+    use moa_core::strategy::Strategy;
+    let t = std::time::Instant::now();
+    let decision = strategy.decide(&input);
+    let took = t.elapsed();
+    match decision {
+        Ok(moa_core::strategy::Decision::Final(answer)) => println!("  decided the final answer in {:.1} µs: {answer:?}", took.as_secs_f64() * 1e6),
+        Ok(moa_core::strategy::Decision::Messages(ms)) => {
+            println!("  returned {} message(s) for the next agents in {:.1} µs:", ms.len(), took.as_secs_f64() * 1e6);
+            for m in ms {
+                println!("    [{:?}] {}", m.role, m.content.replace('\n', "\n      "));
+            }
+        }
+        Err(e) => {
+            eprintln!("moa: {e}");
+            return ExitCode::from(FAILED);
+        }
+    }
+    ExitCode::SUCCESS
 }

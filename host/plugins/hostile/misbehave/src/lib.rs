@@ -1,0 +1,48 @@
+//! A hostile plugin for the host's tests: `params.mode` picks the misbehaviour.
+//! loop | bomb | recursion | huge | panic | nonsense | ok
+
+wit_bindgen::generate!({ path: "../../../wit/v0.1.0", world: "plugin" });
+
+use exports::moa::strategy::strategy::Guest;
+use moa::strategy::types::{Context, Decision, Info};
+use std::hint::black_box;
+
+struct Misbehave;
+
+fn recurse(n: u64) -> u64 {
+    let pad = black_box([n; 64]);
+    if black_box(n) == u64::MAX { return pad[0]; }
+    recurse(n + 1) + pad[1]
+}
+
+impl Guest for Misbehave {
+    fn describe() -> Info {
+        Info { name: "misbehave".into(), version: "0.1.0".into(), description: "hostile test plugin".into(), params: "{\"mode\": \"...\"}".into() }
+    }
+
+    fn decide(ctx: Context) -> Result<Decision, String> {
+        let params: serde_json::Value = serde_json::from_str(&ctx.params).map_err(|e| e.to_string())?;
+        match params.get("mode").and_then(|m| m.as_str()).unwrap_or("ok") {
+            "loop" => {
+                let mut i = 0u64;
+                loop {
+                    i = black_box(i.wrapping_add(1));
+                }
+            }
+            "bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            "recursion" => Ok(Decision::Answer(recurse(0).to_string())),
+            "huge" => Ok(Decision::Answer("x".repeat(8 << 20))),
+            "panic" => panic!("this plugin panics on purpose"),
+            "nonsense" => Ok(Decision::Keep(vec![99, 0, 0])),
+            "fail" => Err("declined to decide".into()),
+            _ => Ok(Decision::Answer(format!("ok: {} proposals", ctx.proposals.len()))),
+        }
+    }
+}
+
+export!(Misbehave);

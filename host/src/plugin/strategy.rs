@@ -1,0 +1,92 @@
+//! Plugins as `moa_core` strategies, and the resolver that finds them from recipes.
+
+use super::{Limits, Plugin, PluginError, Runtime, v0_1_0};
+use moa_core::recipe::StrategySpec;
+use moa_core::strategy::{Builtins, Decision, Resolver, Strategy, StrategyError, StrategyInput, inject_references};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A loaded plugin with the recipe's params and limits.
+pub struct PluginStrategy {
+    runtime: Arc<Runtime>,
+    plugin: Arc<Plugin>,
+    params: String,
+    limits: Limits,
+}
+
+impl PluginStrategy {
+    /// The plugin of `spec`, loaded (or found loaded) from `path`.
+    pub fn new(runtime: Arc<Runtime>, path: &std::path::Path, spec: &StrategySpec) -> Result<PluginStrategy, PluginError> {
+        let plugin = runtime.load(path)?;
+        let params = if spec.params.is_null() { "{}".to_owned() } else { spec.params.to_string() };
+        Ok(PluginStrategy { runtime, plugin, params, limits: Limits::from_spec(spec) })
+    }
+}
+
+impl Strategy for PluginStrategy {
+    fn name(&self) -> &str {
+        &self.plugin.name
+    }
+
+    fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError> {
+        // PluginError already names the plugin; StrategyError names it once more.
+        let fail = |e: PluginError| {
+            let text = e.to_string();
+            let prefix = format!("plugin {}: ", self.plugin.name);
+            StrategyError { strategy: self.plugin.name.clone(), message: text.strip_prefix(&prefix).unwrap_or(&text).to_owned() }
+        };
+        let ctx = v0_1_0::context(input, &self.params);
+        let decision = self.runtime.decide(&self.plugin, self.limits, &ctx).map_err(fail)?;
+        Ok(match decision {
+            v0_1_0::Decision::Messages(ms) if ms.is_empty() => {
+                return Err(fail(PluginError::Decision { plugin: self.plugin.name.clone(), reason: "returned no messages".into() }));
+            }
+            v0_1_0::Decision::Messages(ms) => Decision::Messages(ms.into_iter().map(v0_1_0::message_from_wit).collect()),
+            v0_1_0::Decision::Answer(a) => Decision::Final(a),
+            v0_1_0::Decision::Keep(ix) => {
+                let n = input.proposals.len();
+                if ix.is_empty() {
+                    return Err(fail(PluginError::Decision { plugin: self.plugin.name.clone(), reason: "kept no proposals".into() }));
+                }
+                let mut refs = Vec::with_capacity(ix.len());
+                for i in ix {
+                    let p = input.proposals.get(i as usize).ok_or_else(|| {
+                        fail(PluginError::Decision {
+                            plugin: self.plugin.name.clone(),
+                            reason: format!("kept proposal {i}, but there are only {n} (0..{n})"),
+                        })
+                    })?;
+                    refs.push(p.text.as_str());
+                }
+                Decision::Messages(inject_references(input.conversation, &refs))
+            }
+        })
+    }
+}
+
+/// Resolves built-ins through the core, and `plugin` specs by loading the component.
+/// Relative plugin paths are taken from `base` (the recipe file's folder).
+pub struct HostResolver {
+    /// The plugin runtime.
+    pub runtime: Arc<Runtime>,
+    /// Folder relative plugin paths start from.
+    pub base: PathBuf,
+}
+
+impl Resolver for HostResolver {
+    fn resolve(&self, spec: &StrategySpec) -> Result<Box<dyn Strategy>, StrategyError> {
+        match &spec.plugin {
+            None => Builtins.resolve(spec),
+            Some(p) => {
+                let path = self.base.join(p);
+                PluginStrategy::new(self.runtime.clone(), &path, spec)
+                    .map(|s| Box::new(s) as Box<dyn Strategy>)
+                    .map_err(|e| {
+                        let text = e.to_string();
+                        let prefix = format!("plugin {}: ", path.display());
+                        StrategyError { strategy: p.clone(), message: text.strip_prefix(&prefix).unwrap_or(&text).to_owned() }
+                    })
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Contract `moa:strategy@0.1.0` (`host/wit/v0.1.0`): bindings and conversions. A later
+//! contract version gets a module of its own beside this one, as Zed's extension host
+//! keeps one per WIT version, and the runtime accepts every version it still supports.
+
+use moa_core::strategy::{Proposal, StrategyInput};
+use moa_core::{Message, Role};
+
+/// Generated from the WIT; its items mirror the contract's own documentation.
+#[allow(missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/v0.1.0",
+        world: "plugin",
+    });
+}
+
+pub use bindings::exports::moa::strategy::strategy::{Context, Decision, Info};
+pub use bindings::{Plugin, PluginPre};
+use bindings::moa::strategy::types as wit;
+
+/// The export this contract version is found under.
+pub const EXPORT: &str = "moa:strategy/strategy@0.1.0";
+
+fn role_to_wit(r: Role) -> wit::Role {
+    match r {
+        Role::System => wit::Role::System,
+        Role::User => wit::Role::User,
+        Role::Assistant => wit::Role::Assistant,
+    }
+}
+
+/// Converts a plugin's message back into the core's.
+pub fn message_from_wit(m: wit::Message) -> Message {
+    let role = match m.role {
+        wit::Role::System => Role::System,
+        wit::Role::User => Role::User,
+        wit::Role::Assistant => Role::Assistant,
+    };
+    Message { role, content: m.content }
+}
+
+fn proposal_to_wit(p: &Proposal) -> wit::Proposal {
+    wit::Proposal {
+        agent: p.agent.clone(),
+        model: p.model.clone(),
+        text: p.text.clone(),
+        input_tokens: p.usage.map(|u| u.input_tokens),
+        output_tokens: p.usage.map(|u| u.output_tokens),
+        latency_ms: p.latency_ms,
+    }
+}
+
+/// The context a plugin sees for one decision.
+pub fn context(input: &StrategyInput<'_>, params: &str) -> Context {
+    Context {
+        conversation: input
+            .conversation
+            .iter()
+            .map(|m| wit::Message { role: role_to_wit(m.role), content: m.content.clone() })
+            .collect(),
+        layer: input.layer as u32,
+        layer_count: input.layer_count as u32,
+        proposals: input.proposals.iter().map(proposal_to_wit).collect(),
+        params: params.to_owned(),
+    }
+}
+
+/// Bytes of text in a decision, for the output cap.
+pub fn decision_size(d: &Decision) -> usize {
+    match d {
+        Decision::Messages(ms) => ms.iter().map(|m| m.content.len() + 16).sum(),
+        Decision::Keep(ix) => ix.len() * 4,
+        Decision::Answer(a) => a.len(),
+    }
+}
