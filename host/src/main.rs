@@ -7,10 +7,10 @@ use moa_host::display::{Display, Mode};
 use moa_host::plugin::{self, HostResolver, Runtime};
 use moa_host::recipes::{self, Knobs};
 use moa_host::{Clock, Transport, batch, keys};
-use std::sync::Arc;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// Mixture-of-Agents: several LLMs answer, later layers refine, an aggregator writes one answer.
@@ -83,13 +83,19 @@ struct RecipeArgs {
 impl RecipeArgs {
     /// Resolves the recipe's strategies; plugins load relative to the recipe's folder.
     fn resolver(&self, recipe: &Recipe) -> Result<Option<Arc<HostResolver>>, String> {
-        let uses_plugins = recipe.layers.iter().filter_map(|l| l.strategy.as_ref()).chain(recipe.aggregator.strategy.as_ref()).any(|s| s.plugin.is_some());
+        let uses_plugins = recipe
+            .layers
+            .iter()
+            .filter_map(|l| l.strategy.as_ref())
+            .chain(recipe.aggregator.strategy.as_ref())
+            .any(|s| s.plugin.is_some());
         if !uses_plugins {
             return Ok(None);
         }
         let runtime = Runtime::default_cached().map_err(|e| format!("cannot start the plugin runtime: {e}"))?;
         let path = std::path::Path::new(&self.recipe);
-        let base = if path.exists() { path.parent().map(PathBuf::from).unwrap_or_default() } else { PathBuf::from(".") };
+        let base =
+            if path.exists() { path.parent().map(PathBuf::from).unwrap_or_default() } else { PathBuf::from(".") };
         Ok(Some(Arc::new(HostResolver { runtime, base })))
     }
 
@@ -344,7 +350,8 @@ fn plugin_check(file: &std::path::Path, params: &str) -> ExitCode {
         Err(e) => return bad(&format!("cannot start the plugin runtime: {e}")),
     };
     let t = std::time::Instant::now();
-    let spec = moa_core::recipe::StrategySpec { plugin: Some(file.display().to_string()), params, ..Default::default() };
+    let spec =
+        moa_core::recipe::StrategySpec { plugin: Some(file.display().to_string()), params, ..Default::default() };
     let mut strategy = match plugin::PluginStrategy::new(runtime.clone(), file, &spec) {
         Ok(s) => s,
         Err(e) => return bad(&e.to_string()),
@@ -354,22 +361,41 @@ fn plugin_check(file: &std::path::Path, params: &str) -> ExitCode {
         Ok(p) => p,
         Err(e) => return bad(&e.to_string()),
     };
-    println!("{}: contract moa:strategy@{}, loaded in {:.1} ms", file.display(), plugin.contract, loaded.as_secs_f64() * 1e3);
+    println!(
+        "{}: contract moa:strategy@{}, loaded in {:.1} ms",
+        file.display(),
+        plugin.contract,
+        loaded.as_secs_f64() * 1e3
+    );
     println!("  {} {} — {}", plugin.info.name, plugin.info.version, plugin.info.description);
     println!("  params: {}", plugin.info.params);
     let conversation = [Message::user("What is the capital of France?")];
-    let proposals: Vec<moa_core::strategy::Proposal> = ["Paris.", "The capital of France is Paris.", "Paris", "Lyon", "Paris.", "Marseille"]
-        .iter()
-        .enumerate()
-        .map(|(i, t)| moa_core::strategy::Proposal { agent: format!("sample:agent-{i}"), model: format!("agent-{i}"), text: (*t).into(), usage: None, latency_ms: 100.0 })
-        .collect();
-    let input = moa_core::strategy::StrategyInput { conversation: &conversation, layer: 1, layer_count: 1, proposals: &proposals };
+    let proposals: Vec<moa_core::strategy::Proposal> =
+        ["Paris.", "The capital of France is Paris.", "Paris", "Lyon", "Paris.", "Marseille"]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| moa_core::strategy::Proposal {
+                agent: format!("sample:agent-{i}"),
+                model: format!("agent-{i}"),
+                text: (*t).into(),
+                usage: None,
+                latency_ms: 100.0,
+            })
+            .collect();
+    let input = moa_core::strategy::StrategyInput {
+        conversation: &conversation,
+        layer: 1,
+        layer_count: 1,
+        proposals: &proposals,
+    };
     use moa_core::strategy::Strategy;
     let t = std::time::Instant::now();
     let decision = strategy.decide(&input);
     let took = t.elapsed();
     match decision {
-        Ok(moa_core::strategy::Decision::Final(answer)) => println!("  decided the final answer in {:.1} µs: {answer:?}", took.as_secs_f64() * 1e6),
+        Ok(moa_core::strategy::Decision::Final(answer)) => {
+            println!("  decided the final answer in {:.1} µs: {answer:?}", took.as_secs_f64() * 1e6)
+        }
         Ok(moa_core::strategy::Decision::Messages(ms)) => {
             println!("  returned {} message(s) for the next agents in {:.1} µs:", ms.len(), took.as_secs_f64() * 1e6);
             for m in ms {

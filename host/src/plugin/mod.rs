@@ -15,7 +15,7 @@ pub use strategy::{HostResolver, PluginStrategy};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
@@ -23,6 +23,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// How often the epoch advances: the granularity of CPU deadlines.
 pub const TICK: Duration = Duration::from_millis(10);
+
+/// The largest memory cap a recipe may give a plugin (`memory_mib`).
+pub const MAX_MEMORY: usize = 1 << 30;
 
 /// Contract versions this host accepts, newest first.
 pub const SUPPORTED: [&str; 1] = ["0.1.0"];
@@ -171,6 +174,12 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // Pooling keeps instance slots and memories mapped between decisions, so a fresh
+        // instance per decision costs microseconds. Slots are virtual reservations.
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(256).total_core_instances(1024).total_memories(512).total_tables(1024);
+        pool.max_memory_size(MAX_MEMORY);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         if let Some(dir) = cache_dir {
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(dir);
@@ -207,11 +216,16 @@ impl Runtime {
 
     fn load_uncached(&self, path: &Path) -> Result<Plugin, PluginError> {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| PluginError::Read { plugin: name.clone(), reason: e.to_string() })?;
+        let bytes =
+            std::fs::read(path).map_err(|e| PluginError::Read { plugin: name.clone(), reason: e.to_string() })?;
         let invalid = |reason: String| PluginError::Invalid { plugin: name.clone(), reason };
         let contract = |reason: String| PluginError::Contract { plugin: name.clone(), reason };
         if !wasmparser::Parser::is_component(&bytes) {
-            let what = if wasmparser::Parser::is_core_wasm(&bytes) { "a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)" } else { "not WebAssembly at all" };
+            let what = if wasmparser::Parser::is_core_wasm(&bytes) {
+                "a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)"
+            } else {
+                "not WebAssembly at all"
+            };
             return Err(invalid(what.into()));
         }
         // Validate before compiling, so a broken file gets the validator's precise error.
@@ -227,7 +241,9 @@ impl Runtime {
             .ok_or_else(|| {
                 let found: Vec<&String> = exports.iter().filter(|e| e.starts_with("moa:strategy/")).collect();
                 contract(match found.first() {
-                    Some(other) => format!("implements {other}, but this host supports moa:strategy@{}", SUPPORTED.join(", @")),
+                    Some(other) => {
+                        format!("implements {other}, but this host supports moa:strategy@{}", SUPPORTED.join(", @"))
+                    }
                     None => format!("exports no moa:strategy contract (it exports: {})", exports.join(", ")),
                 })
             })?;
@@ -244,15 +260,34 @@ impl Runtime {
         }
         let pre = self.linker.instantiate_pre(&component).map_err(|e| contract(format!("{e:#}")))?;
         let pre = v0_1_0::PluginPre::new(pre).map_err(|e| contract(format!("{e:#}")))?;
-        let mut plugin = Plugin { name: name.clone(), contract: version, info: v0_1_0::Info { name: String::new(), version: String::new(), description: String::new(), params: String::new() }, pre };
-        plugin.info = self.call(&plugin, Limits::default(), |p, store| p.moa_strategy_strategy().call_describe(store))?;
+        let mut plugin = Plugin {
+            name: name.clone(),
+            contract: version,
+            info: v0_1_0::Info {
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+                params: String::new(),
+            },
+            pre,
+        };
+        plugin.info =
+            self.call(&plugin, Limits::default(), |p, store| p.moa_strategy_strategy().call_describe(store))?;
         Ok(plugin)
     }
 
     /// One decision by `plugin` under `limits`, in a fresh store.
-    pub fn decide(&self, plugin: &Plugin, limits: Limits, ctx: &v0_1_0::Context) -> Result<v0_1_0::Decision, PluginError> {
+    pub fn decide(
+        &self,
+        plugin: &Plugin,
+        limits: Limits,
+        ctx: &v0_1_0::Context,
+    ) -> Result<v0_1_0::Decision, PluginError> {
         let result = self.call(plugin, limits, |p, store| p.moa_strategy_strategy().call_decide(store, ctx))?;
-        let decision = result.map_err(|reason| PluginError::Decision { plugin: plugin.name.clone(), reason: format!("declined to decide: {reason}") })?;
+        let decision = result.map_err(|reason| PluginError::Decision {
+            plugin: plugin.name.clone(),
+            reason: format!("declined to decide: {reason}"),
+        })?;
         let bytes = v0_1_0::decision_size(&decision);
         if bytes > limits.output {
             return Err(PluginError::Output { plugin: plugin.name.clone(), bytes, cap: limits.output });
@@ -260,7 +295,30 @@ impl Runtime {
         Ok(decision)
     }
 
-    fn call<R>(
+    fn call<R: Send>(
+        &self,
+        plugin: &Plugin,
+        limits: Limits,
+        f: impl FnOnce(&v0_1_0::Plugin, &mut Store<PluginState>) -> wasmtime::Result<R> + Send,
+    ) -> Result<R, PluginError> {
+        // wasmtime-wasi's synchronous host calls block on a tokio runtime of their own,
+        // which tokio forbids on a thread that is already driving one (a plugin writing a
+        // panic message would bring the host down). So inside tokio, a plugin runs on a
+        // plain thread of its own.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return std::thread::scope(|s| {
+                s.spawn(|| self.call_here(plugin, limits, f)).join().unwrap_or_else(|_| {
+                    Err(PluginError::Trap {
+                        plugin: plugin.name.clone(),
+                        reason: "the host thread running it panicked".into(),
+                    })
+                })
+            });
+        }
+        self.call_here(plugin, limits, f)
+    }
+
+    fn call_here<R>(
         &self,
         plugin: &Plugin,
         limits: Limits,
@@ -271,7 +329,11 @@ impl Runtime {
         let state = PluginState {
             wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(limits.memory).instances(16).trap_on_grow_failure(true).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory)
+                .instances(16)
+                .trap_on_grow_failure(true)
+                .build(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -279,17 +341,16 @@ impl Runtime {
         // tick already under way.
         let ticks = (limits.timeout.as_nanos() / TICK.as_nanos()) as u64 + 1;
         store.set_epoch_deadline(ticks);
-        let started = Instant::now();
         let out = plugin.pre.instantiate(&mut store).and_then(|instance| f(&instance, &mut store));
         out.map_err(|e| {
             let said = String::from_utf8_lossy(&stderr.contents()).split_whitespace().collect::<Vec<_>>().join(" ");
-            classify(&plugin.name, &e, limits, &said, started.elapsed())
+            classify(&plugin.name, &e, limits, &said)
         })
     }
 }
 
 /// Turns a wasmtime error into what the user needs to know.
-fn classify(plugin: &str, e: &wasmtime::Error, limits: Limits, stderr: &str, _elapsed: Duration) -> PluginError {
+fn classify(plugin: &str, e: &wasmtime::Error, limits: Limits, stderr: &str) -> PluginError {
     let plugin = plugin.to_owned();
     let text = format!("{e:#}");
     let said: String = stderr.chars().take(300).collect();
@@ -299,13 +360,16 @@ fn classify(plugin: &str, e: &wasmtime::Error, limits: Limits, stderr: &str, _el
             PluginError::Memory { plugin, mib: limits.memory >> 20 }
         }
         Some(Trap::StackOverflow) => PluginError::Trap { plugin, reason: "stack overflow (runaway recursion?)".into() },
-        Some(Trap::UnreachableCodeReached) if !said.is_empty() => PluginError::Trap { plugin, reason: format!("it panicked: {said}") },
+        Some(Trap::UnreachableCodeReached) if !said.is_empty() => {
+            PluginError::Trap { plugin, reason: format!("it panicked: {said}") }
+        }
         Some(Trap::UnreachableCodeReached) => {
             PluginError::Trap { plugin, reason: "it panicked or aborted (wasm `unreachable` executed)".into() }
         }
-        Some(Trap::MemoryOutOfBounds) => {
-            PluginError::Trap { plugin, reason: "out-of-bounds memory access (a stack overflow in linear memory, or a bug)".into() }
-        }
+        Some(Trap::MemoryOutOfBounds) => PluginError::Trap {
+            plugin,
+            reason: "out-of-bounds memory access (a stack overflow in linear memory, or a bug)".into(),
+        },
         Some(t) => PluginError::Trap { plugin, reason: t.to_string() },
         None => PluginError::Trap { plugin, reason: text },
     }

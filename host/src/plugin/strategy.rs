@@ -16,7 +16,17 @@ pub struct PluginStrategy {
 
 impl PluginStrategy {
     /// The plugin of `spec`, loaded (or found loaded) from `path`.
-    pub fn new(runtime: Arc<Runtime>, path: &std::path::Path, spec: &StrategySpec) -> Result<PluginStrategy, PluginError> {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        path: &std::path::Path,
+        spec: &StrategySpec,
+    ) -> Result<PluginStrategy, PluginError> {
+        if let Some(mib) = spec.memory_mib.filter(|m| (*m as usize) << 20 > super::MAX_MEMORY) {
+            return Err(PluginError::Contract {
+                plugin: path.display().to_string(),
+                reason: format!("memory_mib = {mib} is over this host's maximum of {} MiB", super::MAX_MEMORY >> 20),
+            });
+        }
         let plugin = runtime.load(path)?;
         let params = if spec.params.is_null() { "{}".to_owned() } else { spec.params.to_string() };
         Ok(PluginStrategy { runtime, plugin, params, limits: Limits::from_spec(spec) })
@@ -33,20 +43,31 @@ impl Strategy for PluginStrategy {
         let fail = |e: PluginError| {
             let text = e.to_string();
             let prefix = format!("plugin {}: ", self.plugin.name);
-            StrategyError { strategy: self.plugin.name.clone(), message: text.strip_prefix(&prefix).unwrap_or(&text).to_owned() }
+            StrategyError {
+                strategy: self.plugin.name.clone(),
+                message: text.strip_prefix(&prefix).unwrap_or(&text).to_owned(),
+            }
         };
         let ctx = v0_1_0::context(input, &self.params);
         let decision = self.runtime.decide(&self.plugin, self.limits, &ctx).map_err(fail)?;
         Ok(match decision {
             v0_1_0::Decision::Messages(ms) if ms.is_empty() => {
-                return Err(fail(PluginError::Decision { plugin: self.plugin.name.clone(), reason: "returned no messages".into() }));
+                return Err(fail(PluginError::Decision {
+                    plugin: self.plugin.name.clone(),
+                    reason: "returned no messages".into(),
+                }));
             }
-            v0_1_0::Decision::Messages(ms) => Decision::Messages(ms.into_iter().map(v0_1_0::message_from_wit).collect()),
+            v0_1_0::Decision::Messages(ms) => {
+                Decision::Messages(ms.into_iter().map(v0_1_0::message_from_wit).collect())
+            }
             v0_1_0::Decision::Answer(a) => Decision::Final(a),
             v0_1_0::Decision::Keep(ix) => {
                 let n = input.proposals.len();
                 if ix.is_empty() {
-                    return Err(fail(PluginError::Decision { plugin: self.plugin.name.clone(), reason: "kept no proposals".into() }));
+                    return Err(fail(PluginError::Decision {
+                        plugin: self.plugin.name.clone(),
+                        reason: "kept no proposals".into(),
+                    }));
                 }
                 let mut refs = Vec::with_capacity(ix.len());
                 for i in ix {
@@ -84,7 +105,10 @@ impl Resolver for HostResolver {
                     .map_err(|e| {
                         let text = e.to_string();
                         let prefix = format!("plugin {}: ", path.display());
-                        StrategyError { strategy: p.clone(), message: text.strip_prefix(&prefix).unwrap_or(&text).to_owned() }
+                        StrategyError {
+                            strategy: p.clone(),
+                            message: text.strip_prefix(&prefix).unwrap_or(&text).to_owned(),
+                        }
                     })
             }
         }

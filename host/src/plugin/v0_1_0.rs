@@ -15,8 +15,8 @@ mod bindings {
 }
 
 pub use bindings::exports::moa::strategy::strategy::{Context, Decision, Info};
-pub use bindings::{Plugin, PluginPre};
 use bindings::moa::strategy::types as wit;
+pub use bindings::{Plugin, PluginPre};
 
 /// The export this contract version is found under.
 pub const EXPORT: &str = "moa:strategy/strategy@0.1.0";

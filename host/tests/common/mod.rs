@@ -11,6 +11,8 @@
 //!   and one piece and never ends; `fault=slowhead;delay=MS` delays the head.
 #![allow(dead_code)]
 
+pub mod plugins;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;

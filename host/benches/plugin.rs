@@ -1,0 +1,41 @@
+//! Per-decision overhead of a WebAssembly strategy plugin: a fresh `Store`, instantiation
+//! from the `InstancePre`, the call with 6 proposals of 2 KB each, and the result lifted
+//! back. `cargo bench -p moa-host --bench plugin`; results are recorded in the README.
+#![allow(missing_docs)]
+
+#[path = "../tests/common/plugins.rs"]
+mod plugins;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use moa_core::Message;
+use moa_core::strategy::{Proposal, StrategyInput};
+use moa_host::plugin::{Limits, Runtime, v0_1_0};
+use std::hint::black_box;
+
+fn decisions(c: &mut Criterion) {
+    let rt = Runtime::new(None).expect("runtime");
+    let conversation = [Message::user("Explain how a hash map works.")];
+    let text: String = "lorem ipsum dolor sit amet ".repeat(80)[..2048].to_owned();
+    let proposals: Vec<Proposal> = (0..6)
+        .map(|i| Proposal {
+            agent: format!("a{i}"),
+            model: "m".into(),
+            text: format!("{i}{}", &text[1..]),
+            usage: None,
+            latency_ms: 1.0,
+        })
+        .collect();
+    let input = StrategyInput { conversation: &conversation, layer: 1, layer_count: 1, proposals: &proposals };
+    let mut g = c.benchmark_group("plugin_decision");
+    for (name, params) in [("misbehave", r#"{"mode":"ok"}"#), ("dedup-top-k", "{}"), ("majority-vote", "{}")] {
+        let plugin = rt.load(&plugins::path(name)).expect("loads");
+        let ctx = v0_1_0::context(&input, params);
+        g.bench_function(format!("{name}_6x2KB"), |b| {
+            b.iter(|| black_box(rt.decide(&plugin, Limits::default(), black_box(&ctx)).expect("decides")))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decisions);
+criterion_main!(benches);

@@ -1,0 +1,218 @@
+//! Strategy plugins: the examples do their jobs inside real runs, and hostile plugins get
+//! a clear error naming them while the same host goes on to run a good plugin.
+
+mod common;
+
+use common::{Fake, plugins, recipe};
+use moa_core::recipe::{OnError, StrategySpec};
+use moa_core::strategy::{Decision, Proposal, Strategy, StrategyInput};
+use moa_core::{Event, Message, Outcome, Recipe, Run, RunOptions};
+use moa_host::plugin::{HostResolver, Limits, PluginError, PluginStrategy, Runtime, TICK};
+use moa_host::{Clock, Transport};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+fn runtime() -> Arc<Runtime> {
+    Runtime::new(None).expect("plugin runtime")
+}
+
+fn spec(plugin: &str, params: serde_json::Value) -> StrategySpec {
+    StrategySpec { plugin: Some(plugins::path(plugin).display().to_string()), params, ..Default::default() }
+}
+
+fn proposals(texts: &[&str]) -> Vec<Proposal> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Proposal {
+            agent: format!("a{i}"),
+            model: "m".into(),
+            text: (*t).into(),
+            usage: None,
+            latency_ms: 1.0,
+        })
+        .collect()
+}
+
+fn decide(rt: &Arc<Runtime>, s: &StrategySpec, texts: &[&str]) -> Result<Decision, String> {
+    let conv = [Message::user("q")];
+    let ps = proposals(texts);
+    let input = StrategyInput { conversation: &conv, layer: 1, layer_count: 1, proposals: &ps };
+    let path = std::path::PathBuf::from(s.plugin.as_deref().expect("plugin"));
+    let mut strategy = PluginStrategy::new(rt.clone(), &path, s).map_err(|e| e.to_string())?;
+    strategy.decide(&input).map_err(|e| e.to_string())
+}
+
+async fn run_with(recipe: &Recipe, rt: &Arc<Runtime>) -> (Outcome, Vec<Event>) {
+    let resolver = HostResolver { runtime: rt.clone(), base: ".".into() };
+    let clock = Clock::new();
+    let options = RunOptions { resolver: &resolver, ..RunOptions::default() };
+    let mut run = Run::with_options(recipe, vec![Message::user("What is 2+2?")], clock.now(), options).expect("starts");
+    let mut events = vec![];
+    let outcome = Transport::new()
+        .expect("client")
+        .drive(&mut run, &clock, &CancellationToken::new(), |e| events.push(e.clone()))
+        .await;
+    (outcome, events)
+}
+
+#[tokio::test]
+async fn dedup_top_k_keeps_k_distinct_proposals_for_the_aggregator() {
+    let fake = Fake::start();
+    let mut r = recipe(
+        &fake.base_url,
+        &["a;text=four is the answer", "b;text=four is the answer", "c;text=it is 4", "d;text=maybe five"],
+        "agg",
+        "",
+    );
+    r.aggregator.strategy = Some(spec("dedup-top-k", json!({"k": 2})));
+    let (outcome, _) = run_with(&r, &runtime()).await;
+    assert!(outcome.answer.is_some(), "{:?}", outcome.error);
+    let bodies = fake.seen.bodies.lock().expect("lock").clone();
+    let system = bodies.last().expect("aggregator")["messages"][0]["content"].as_str().expect("system").to_owned();
+    let refs: Vec<&str> = system.split("Responses from models:\n").nth(1).expect("references").lines().collect();
+    assert_eq!(refs, ["1. four is the answer", "2. maybe five"], "duplicates dropped, two longest kept");
+}
+
+#[tokio::test]
+async fn majority_vote_answers_without_the_aggregator_when_proposers_agree() {
+    let fake = Fake::start();
+    let mut r = recipe(&fake.base_url, &["a;text=The answer is 4.", "b;text=4", "c;text=5"], "agg", "");
+    r.aggregator.strategy = Some(spec("majority-vote", json!({})));
+    let (outcome, events) = run_with(&r, &runtime()).await;
+    assert_eq!(outcome.answer.as_deref(), Some("The answer is 4."));
+    assert_eq!(fake.count("agg"), 0, "no aggregator call");
+    assert!(
+        matches!(events.last(), Some(Event::Final { decided_by, .. }) if decided_by.ends_with("majority_vote.wasm"))
+    );
+}
+
+#[tokio::test]
+async fn critique_sends_its_own_prompt() {
+    let fake = Fake::start();
+    let mut r = recipe(&fake.base_url, &["a;text=four", "b;text=five"], "agg;text=Answer: 4", "");
+    r.aggregator.strategy = Some(spec("critique", json!({"style": "Be brief."})));
+    let (outcome, _) = run_with(&r, &runtime()).await;
+    assert_eq!(outcome.answer.as_deref(), Some("Answer: 4"));
+    let bodies = fake.seen.bodies.lock().expect("lock").clone();
+    let system = bodies.last().expect("aggregator")["messages"][0]["content"].as_str().expect("system").to_owned();
+    assert!(system.contains("critique each one briefly") && system.contains("Be brief."), "{system}");
+    assert!(system.contains("[Candidate 1]\nfour") && system.contains("[Candidate 2]\nfive"), "{system}");
+}
+
+#[tokio::test]
+async fn a_failing_plugin_falls_back_to_synthesize_or_fails_the_run_as_the_recipe_says() {
+    let fake = Fake::start();
+    let rt = runtime();
+    for (on_error, ok) in [(OnError::Synthesize, true), (OnError::Fail, false)] {
+        let mut r = recipe(&fake.base_url, &["a", "b"], "agg", "");
+        r.aggregator.strategy = Some(StrategySpec { on_error, ..spec("misbehave", json!({"mode": "panic"})) });
+        let (outcome, events) = run_with(&r, &rt).await;
+        assert_eq!(outcome.answer.is_some(), ok, "{on_error:?}: {:?}", outcome.error);
+        let failed = events.iter().find_map(|e| match e {
+            Event::StrategyFailed { error, fallback, .. } => Some((error.clone(), *fallback)),
+            _ => None,
+        });
+        let (error, fallback) = failed.expect("strategy_failed event");
+        assert_eq!(fallback, ok);
+        assert!(
+            error.contains("misbehave.wasm")
+                && error.contains("it panicked: ")
+                && error.contains("this plugin panics on purpose"),
+            "{error}"
+        );
+    }
+}
+
+/// Every hostile behaviour: a clear error naming the plugin within the deadline plus one
+/// tick, and then the same runtime runs a good plugin correctly.
+#[test]
+fn hostile_plugins_fail_their_decision_and_the_host_goes_on() {
+    let rt = runtime();
+    let good = spec("misbehave", json!({"mode": "ok"}));
+    let limits = Limits::default();
+    let cases = [
+        ("loop", "ran past its CPU deadline of 300 ms"),
+        ("bomb", "tried to use more than its 64 MiB memory cap"),
+        ("recursion", "crashed: "),
+        ("huge", "returned 8388608 bytes, over its cap of 1048576 bytes"),
+        ("panic", "crashed: it panicked: "),
+        ("nonsense", "kept proposal 99, but there are only 3 (0..3)"),
+        ("fail", "declined to decide"),
+    ];
+    // Loaded (compiled) before anything is timed.
+    assert_eq!(decide(&rt, &good, &["a"]), Ok(Decision::Final("ok: 1 proposals".into())));
+    for (mode, expected) in cases {
+        let t = Instant::now();
+        let err = decide(&rt, &spec("misbehave", json!({"mode": mode})), &["a", "b", "c"]).expect_err(mode);
+        let took = t.elapsed();
+        assert!(err.contains("misbehave.wasm") && err.contains(expected), "{mode}: {err}");
+        // Generous slack for a loaded machine; the point is that nothing hangs.
+        assert!(took < limits.timeout + TICK + Duration::from_millis(700), "{mode} took {took:?}");
+        assert_eq!(decide(&rt, &good, &["a", "b", "c"]), Ok(Decision::Final("ok: 3 proposals".into())), "after {mode}");
+    }
+    // A tighter deadline from the recipe applies.
+    let tight = StrategySpec { timeout_ms: Some(50), ..spec("misbehave", json!({"mode": "loop"})) };
+    let t = Instant::now();
+    let err = decide(&rt, &tight, &["a"]).expect_err("loops");
+    assert!(err.contains("CPU deadline of 50 ms"), "{err}");
+    assert!(t.elapsed() < Duration::from_millis(50) + TICK + Duration::from_millis(500));
+}
+
+#[test]
+fn plugins_that_import_what_the_contract_does_not_grant_are_refused_at_load() {
+    let rt = runtime();
+    for (name, import) in [("reads-files", "wasi:filesystem/"), ("opens-sockets", "wasi:sockets/")] {
+        let err = rt.load(&plugins::path(name)).err().expect("refused");
+        assert!(matches!(err, PluginError::Contract { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(import) && text.contains("does not grant"), "{text}");
+        assert_eq!(
+            decide(&rt, &spec("dedup-top-k", json!({})), &["x y", "z"]).map(|d| matches!(d, Decision::Messages(_))),
+            Ok(true)
+        );
+    }
+}
+
+#[test]
+fn files_that_are_not_components_get_a_clear_error() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, "hello").expect("write");
+    let module = dir.path().join("module.wasm");
+    std::fs::write(&module, b"\0asm\x01\0\0\0").expect("write"); // an empty core module
+    let broken = dir.path().join("broken.wasm");
+    let mut bytes = std::fs::read(plugins::path("critique")).expect("read");
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&broken, bytes).expect("write");
+    let missing = dir.path().join("missing.wasm");
+    let errs: Vec<String> =
+        [&text, &module, &broken, &missing].iter().map(|p| rt.load(p).err().expect("refused").to_string()).collect();
+    assert!(errs[0].ends_with("not a valid WebAssembly component: not WebAssembly at all"), "{}", errs[0]);
+    assert!(errs[1].contains("a core WebAssembly module, not a component"), "{}", errs[1]);
+    assert!(errs[2].contains("broken.wasm: not a valid WebAssembly component: "), "{}", errs[2]);
+    assert!(errs[3].contains("missing.wasm: cannot read it"), "{}", errs[3]);
+}
+
+#[test]
+fn moa_plugin_check_reports_contract_and_timing() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_moa"))
+        .args(["plugin", "check"])
+        .arg(plugins::path("majority-vote"))
+        .output()
+        .expect("runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("contract moa:strategy@0.1.0, loaded in "), "{out}");
+    assert!(out.contains("majority-vote 0.1.0") && out.contains(" µs"), "{out}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_moa"))
+        .args(["plugin", "check", "--params", "{\"mode\": \"loop\"}"])
+        .arg(plugins::path("misbehave"))
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ran past its CPU deadline"));
+}
