@@ -35,7 +35,8 @@ impl Guest for DedupTopK {
     fn decide(ctx: Context) -> Result<Decision, String> {
         let params: serde_json::Value = serde_json::from_str(&ctx.params).map_err(|e| format!("params: {e}"))?;
         let k = params.get("k").map_or(Ok(3), |v| v.as_u64().ok_or("k must be a positive integer"))? as usize;
-        let threshold = params.get("similarity").map_or(Ok(0.8), |v| v.as_f64().ok_or("similarity must be a number"))?;
+        let threshold =
+            params.get("similarity").map_or(Ok(0.8), |v| v.as_f64().ok_or("similarity must be a number"))?;
         let sets: Vec<BTreeSet<String>> = ctx.proposals.iter().map(|p| words(&p.text)).collect();
         let mut kept: Vec<usize> = Vec::new();
         for i in 0..sets.len() {

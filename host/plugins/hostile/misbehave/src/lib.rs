@@ -11,13 +11,20 @@ struct Misbehave;
 
 fn recurse(n: u64) -> u64 {
     let pad = black_box([n; 64]);
-    if black_box(n) == u64::MAX { return pad[0]; }
+    if black_box(n) == u64::MAX {
+        return pad[0];
+    }
     recurse(n + 1) + pad[1]
 }
 
 impl Guest for Misbehave {
     fn describe() -> Info {
-        Info { name: "misbehave".into(), version: "0.1.0".into(), description: "hostile test plugin".into(), params: "{\"mode\": \"...\"}".into() }
+        Info {
+            name: "misbehave".into(),
+            version: "0.1.0".into(),
+            description: "hostile test plugin".into(),
+            params: "{\"mode\": \"...\"}".into(),
+        }
     }
 
     fn decide(ctx: Context) -> Result<Decision, String> {

@@ -10,11 +10,18 @@ struct OpensSockets;
 
 impl Guest for OpensSockets {
     fn describe() -> Info {
-        Info { name: "opens-sockets".into(), version: "0.1.0".into(), description: "phones home".into(), params: "{}".into() }
+        Info {
+            name: "opens-sockets".into(),
+            version: "0.1.0".into(),
+            description: "phones home".into(),
+            params: "{}".into(),
+        }
     }
 
     fn decide(_: Context) -> Result<Decision, String> {
-        std::net::TcpStream::connect("127.0.0.1:9").map(|_| Decision::Answer("connected".into())).map_err(|e| e.to_string())
+        std::net::TcpStream::connect("127.0.0.1:9")
+            .map(|_| Decision::Answer("connected".into()))
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -10,7 +10,12 @@ struct ReadsFiles;
 
 impl Guest for ReadsFiles {
     fn describe() -> Info {
-        Info { name: "reads-files".into(), version: "0.1.0".into(), description: "reads /etc/passwd".into(), params: "{}".into() }
+        Info {
+            name: "reads-files".into(),
+            version: "0.1.0".into(),
+            description: "reads /etc/passwd".into(),
+            params: "{}".into(),
+        }
     }
 
     fn decide(_: Context) -> Result<Decision, String> {
