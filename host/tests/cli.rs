@@ -286,3 +286,27 @@ fn batch_survives_kill_9_at_any_moment() {
     assert_eq!((lines.len(), ids.len()), (n, n), "every item exactly once");
     assert!(lines.iter().all(|l| l["answer"].as_str().is_some_and(|a| a.starts_with("t0 t1"))));
 }
+
+#[test]
+fn run_loads_plugins_relative_to_the_recipe_file() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(dir.path().join("plugins")).expect("mkdir");
+    std::fs::copy(common::plugins::path("majority-vote"), dir.path().join("plugins/vote.wasm")).expect("copy");
+    let r = recipe_file(dir.path(), &fake, &["a;text=The answer is 4.", "b;text=4", "c;text=5"], "agg", "");
+    let toml = std::fs::read_to_string(&r).expect("read") + "strategy = { plugin = \"plugins/vote.wasm\" }\n";
+    std::fs::write(&r, toml).expect("write");
+    // Run from elsewhere: the path is the recipe's, not the working directory's.
+    let o = moa()
+        .current_dir(std::env::temp_dir())
+        .args(["run", "--recipe"])
+        .arg(&r)
+        .arg("What is 2+2?")
+        .output()
+        .expect("runs");
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(out, "The answer is 4.\n");
+    assert!(err.contains("vote.wasm"), "{err}");
+    assert_eq!(fake.count("agg"), 0);
+}
