@@ -1,0 +1,163 @@
+//! # moa-wasm
+//!
+//! Mixture-of-Agents in a web page or any JavaScript app, with no server of ours: the
+//! `moa-core` engine, driven by `fetch` with streaming bodies. Keys come from the caller
+//! at run time and go only to their own provider.
+//!
+//! ```js
+//! import init, { Moa, presets, validateRecipe } from "moa-wasm";
+//! await init();
+//! const moa = new Moa(recipe);
+//! const outcome = await moa.run("Hello?", { onEvent: (e) => console.log(e), signal, keys: { together: "..." } });
+//! ```
+
+mod transport;
+
+use moa_core::recipe::{self, PRESETS};
+use moa_core::{Message, Recipe, RecipeError, Run, RunError, RunOptions};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &str = include_str!("types.d.ts");
+
+#[wasm_bindgen]
+extern "C" {
+    /// `RunOptions` in the TypeScript declarations (an optional argument).
+    #[wasm_bindgen(typescript_type = "RunOptions")]
+    pub type JsRunOptions;
+}
+
+/// Serializes maps as plain objects, so events look like the CLI's JSON lines.
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
+}
+
+fn parse_recipe(value: &JsValue) -> Result<Recipe, RecipeError> {
+    let text = match value.as_string() {
+        Some(s) => s,
+        None => js_sys::JSON::stringify(value).ok().and_then(|s| s.as_string()).unwrap_or_default(),
+    };
+    Recipe::from_json(&text)
+}
+
+/// A recipe ready to run.
+#[wasm_bindgen]
+pub struct Moa {
+    recipe: Recipe,
+}
+
+#[wasm_bindgen]
+impl Moa {
+    /// Makes a runner from a recipe (an object or its JSON text). Throws an `Error` whose
+    /// message lists every problem with its field path.
+    #[wasm_bindgen(constructor)]
+    pub fn new(#[wasm_bindgen(unchecked_param_type = "Recipe | string")] recipe: JsValue) -> Result<Moa, JsError> {
+        parse_recipe(&recipe).map(|recipe| Moa { recipe }).map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// The recipe, as a plain object.
+    #[wasm_bindgen(getter, unchecked_return_type = "Recipe")]
+    pub fn recipe(&self) -> Result<JsValue, JsError> {
+        to_js(&self.recipe)
+    }
+
+    /// Runs the recipe on a prompt (a string) or a conversation (an array of messages).
+    /// Resolves to the outcome; rejects with an `Error` saying what went wrong. Aborting
+    /// `options.signal` cancels every request in flight.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Outcome>")]
+    pub fn run(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string | Message[]")] input: JsValue,
+        options: Option<JsRunOptions>,
+    ) -> js_sys::Promise {
+        let recipe = self.recipe.clone();
+        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        wasm_bindgen_futures::future_to_promise(async move { run(recipe, input, options).await.map_err(JsValue::from) })
+    }
+}
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    if obj.is_object() {
+        js_sys::Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    } else {
+        JsValue::UNDEFINED
+    }
+}
+
+async fn run(recipe: Recipe, input: JsValue, options: JsValue) -> Result<JsValue, JsError> {
+    let conversation: Vec<Message> = match input.as_string() {
+        Some(prompt) => vec![Message::user(prompt)],
+        None => serde_wasm_bindgen::from_value(input).map_err(|e| JsError::new(&format!("messages: {e}")))?,
+    };
+    let keys_value = get(&options, "keys");
+    let keys: BTreeMap<String, String> = if keys_value.is_undefined() || keys_value.is_null() {
+        BTreeMap::new()
+    } else {
+        serde_wasm_bindgen::from_value(keys_value).map_err(|e| JsError::new(&format!("keys: {e}")))?
+    };
+    let seed = get(&options, "seed").as_f64().unwrap_or(0.0) as u64;
+    let on_event = get(&options, "onEvent").dyn_into::<js_sys::Function>().ok();
+    let signal = get(&options, "signal").dyn_into::<web_sys::AbortSignal>().ok();
+    let mut run =
+        Run::with_options(&recipe, conversation, transport::now(), RunOptions { seed, keys, ..RunOptions::default() })
+            .map_err(|e| JsError::new(&e.to_string()))?;
+    let outcome = transport::drive(&mut run, signal, |event| {
+        if let (Some(f), Ok(v)) = (&on_event, to_js(event)) {
+            // A throwing callback must not stop the run.
+            let _ = f.call1(&JsValue::NULL, &v);
+        }
+    })
+    .await;
+    match &outcome.error {
+        None => to_js(&outcome),
+        Some(RunError::Cancelled) => Err(JsError::new("the run was cancelled")),
+        Some(e) => Err(JsError::new(&e.to_string())),
+    }
+}
+
+#[derive(Serialize)]
+struct Preset {
+    name: &'static str,
+    description: &'static str,
+    recipe: Recipe,
+}
+
+/// The built-in recipes: `[{ name, description, recipe }]`.
+#[wasm_bindgen(unchecked_return_type = "Preset[]")]
+pub fn presets() -> Result<JsValue, JsError> {
+    let list: Vec<Preset> = PRESETS
+        .iter()
+        .filter_map(|(name, description)| recipe::preset(name).map(|recipe| Preset { name, description, recipe }))
+        .collect();
+    to_js(&list)
+}
+
+#[derive(Serialize)]
+struct FieldProblem {
+    path: String,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Validation {
+    ok: bool,
+    errors: Vec<FieldProblem>,
+}
+
+/// Checks a recipe without running it: `{ ok, errors: [{ path, message }] }`, with the
+/// same field paths and reasons as the command line.
+#[wasm_bindgen(js_name = validateRecipe, unchecked_return_type = "Validation")]
+pub fn validate_recipe(
+    #[wasm_bindgen(unchecked_param_type = "Recipe | string")] recipe: JsValue,
+) -> Result<JsValue, JsError> {
+    let errors = match parse_recipe(&recipe) {
+        Ok(_) => vec![],
+        Err(RecipeError::Parse { path, message, .. }) => vec![FieldProblem { path, message }],
+        Err(RecipeError::Invalid(list)) => {
+            list.into_iter().map(|e| FieldProblem { path: e.path, message: e.message }).collect()
+        }
+    };
+    to_js(&Validation { ok: errors.is_empty(), errors })
+}

@@ -1,0 +1,165 @@
+//! The browser transport: `fetch` with a streaming body, an `AbortController` per call,
+//! timers for the engine's deadlines. No protocol logic: that is all in moa-core.
+
+use futures_channel::mpsc;
+use futures_util::future::{Either, select};
+use futures_util::{FutureExt, StreamExt};
+use moa_core::{Action, CallId, Event, HttpRequest, Input, Outcome, Run, Time};
+use std::collections::HashMap;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+#[wasm_bindgen]
+extern "C" {
+    /// The global `fetch`: in a window, a worker, or Node.
+    #[wasm_bindgen(js_name = fetch)]
+    fn fetch_request(request: &web_sys::Request) -> js_sys::Promise;
+}
+
+/// Now on the page's clock: `performance.timeOrigin + performance.now()`, in µs.
+pub fn now() -> Time {
+    let perf = js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok());
+    let ms = match perf {
+        Some(p) => p.time_origin() + p.now(),
+        None => js_sys::Date::now(),
+    };
+    Time::from_micros((ms * 1000.0) as u64)
+}
+
+enum Msg {
+    Head { call: CallId, status: u16, headers: Vec<(String, String)> },
+    Body { call: CallId, bytes: Vec<u8> },
+    End { call: CallId },
+    Failed { call: CallId, error: String },
+    Abort,
+}
+
+fn js_error(v: &JsValue) -> String {
+    v.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| v.as_string())
+        .unwrap_or_else(|| format!("{v:?}"))
+}
+
+/// Drives `run` to its end; aborting `signal` cancels it.
+pub async fn drive(run: &mut Run, signal: Option<web_sys::AbortSignal>, mut on_event: impl FnMut(&Event)) -> Outcome {
+    let (tx, mut rx) = mpsc::unbounded::<Msg>();
+    let mut controllers: HashMap<CallId, web_sys::AbortController> = HashMap::new();
+    // Kept alive for the whole run; dropped (and so detached) at the end.
+    let _on_abort = signal.as_ref().map(|s| {
+        let tx = tx.clone();
+        let cb = Closure::<dyn FnMut()>::new(move || {
+            let _ = tx.unbounded_send(Msg::Abort);
+        });
+        let _ = s.add_event_listener_with_callback("abort", cb.as_ref().unchecked_ref());
+        (s.clone(), cb)
+    });
+    if signal.as_ref().is_some_and(|s| s.aborted()) {
+        run.cancel(now());
+    }
+    loop {
+        match run.poll() {
+            Action::Request { call, http } => match web_sys::AbortController::new() {
+                Ok(controller) => {
+                    wasm_bindgen_futures::spawn_local(send(call, http, controller.signal(), tx.clone()));
+                    controllers.insert(call, controller);
+                }
+                Err(e) => run.handle(Input::Failed { call, error: js_error(&e), now: now() }),
+            },
+            Action::Cancel { call } => {
+                if let Some(c) = controllers.remove(&call) {
+                    c.abort();
+                }
+            }
+            Action::Event(e) => on_event(&e),
+            Action::Done(outcome) => {
+                for c in controllers.values() {
+                    c.abort();
+                }
+                if let Some((s, cb)) = &_on_abort {
+                    let _ = s.remove_event_listener_with_callback("abort", cb.as_ref().unchecked_ref());
+                }
+                return outcome;
+            }
+            Action::Wait(deadline) => {
+                let timer = match deadline {
+                    Some(t) => {
+                        let ms = t.since(now()).as_millis().min(u32::MAX as u128) as u32;
+                        Either::Left(gloo_timers::future::TimeoutFuture::new(ms))
+                    }
+                    None => Either::Right(futures_util::future::pending::<()>()),
+                };
+                match select(rx.next(), timer.fuse()).await {
+                    Either::Left((Some(msg), _)) => {
+                        feed(run, msg, &mut controllers);
+                        while let Ok(msg) = rx.try_recv() {
+                            feed(run, msg, &mut controllers);
+                        }
+                    }
+                    Either::Left((None, _)) => {}
+                    Either::Right(_) => run.handle(Input::Tick { now: now() }),
+                }
+            }
+        }
+    }
+}
+
+fn feed(run: &mut Run, msg: Msg, controllers: &mut HashMap<CallId, web_sys::AbortController>) {
+    let now = now();
+    match msg {
+        Msg::Head { call, status, headers } => run.handle(Input::Head { call, status, headers, now }),
+        Msg::Body { call, bytes } => run.handle(Input::Body { call, bytes: &bytes, now }),
+        Msg::End { call } => {
+            controllers.remove(&call);
+            run.handle(Input::End { call, now })
+        }
+        Msg::Failed { call, error } => {
+            controllers.remove(&call);
+            run.handle(Input::Failed { call, error, now })
+        }
+        Msg::Abort => run.cancel(now),
+    }
+}
+
+async fn send(call: CallId, http: HttpRequest, signal: web_sys::AbortSignal, tx: mpsc::UnboundedSender<Msg>) {
+    let msg = match request(call, http, signal, &tx).await {
+        Ok(()) => Msg::End { call },
+        Err(e) => Msg::Failed { call, error: js_error(&e) },
+    };
+    let _ = tx.unbounded_send(msg);
+}
+
+async fn request(
+    call: CallId,
+    http: HttpRequest,
+    signal: web_sys::AbortSignal,
+    tx: &mpsc::UnboundedSender<Msg>,
+) -> Result<(), JsValue> {
+    let headers = web_sys::Headers::new()?;
+    for (k, v) in &http.headers {
+        headers.set(k, v)?;
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_method(http.method);
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from_str(&http.body));
+    init.set_signal(Some(&signal));
+    let request = web_sys::Request::new_with_str_and_init(&http.url, &init)?;
+    let response: web_sys::Response = JsFuture::from(fetch_request(&request)).await?.dyn_into()?;
+    // The engine reads only these; a browser hides most others from cross-origin pages.
+    let got = response.headers();
+    let headers = ["content-type", "retry-after", "date"]
+        .iter()
+        .filter_map(|name| got.get(name).ok().flatten().map(|v| (name.to_string(), v)))
+        .collect();
+    let _ = tx.unbounded_send(Msg::Head { call, status: response.status(), headers });
+    let Some(body) = response.body() else { return Ok(()) };
+    let mut stream = wasm_streams::ReadableStream::from_raw(body.unchecked_into()).into_stream();
+    while let Some(chunk) = stream.next().await {
+        let bytes = js_sys::Uint8Array::new(&chunk?).to_vec();
+        let _ = tx.unbounded_send(Msg::Body { call, bytes });
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+/** One chat message. */
+export interface Message { role: "system" | "user" | "assistant"; content: string; }
+
+/** A strategy: a built-in name, or a table (plugins run only in the native host). */
+export type StrategySpec = string | {
+  name?: string; plugin?: string; params?: Record<string, unknown>;
+  on_error?: "fail" | "synthesize"; timeout_ms?: number; memory_mib?: number; max_output_kib?: number;
+};
+
+/** A proposer: "provider:model", or a table. */
+export type Agent = string | {
+  model: string; name?: string; temperature?: number; max_tokens?: number; system?: string; samples?: number;
+};
+
+/** The same recipe the command line reads from TOML. */
+export interface Recipe {
+  name?: string;
+  description?: string;
+  providers: Record<string, {
+    kind: "openai" | "anthropic"; base_url: string; api_key_env?: string; max_concurrency?: number;
+  }>;
+  temperature?: number;
+  max_tokens?: number;
+  layers: { agents: Agent[]; strategy?: StrategySpec; min_successes?: number }[];
+  aggregator: string | { model: string; name?: string; temperature?: number; max_tokens?: number; system?: string; strategy?: StrategySpec };
+  policy?: {
+    timeout_secs?: number; stall_timeout_secs?: number; retries?: number; backoff_secs?: number;
+    max_backoff_secs?: number; max_retry_after_secs?: number; min_successes?: number; max_concurrency?: number;
+  };
+  prices?: Record<string, { input: number; output: number }>;
+}
+
+export interface Usage { input_tokens: number; output_tokens: number; }
+
+interface Place { call: number; layer: number; slot: number; }
+
+/** Events, the same shape as the command line's `--json` lines. */
+export type MoaEvent =
+  | { type: "run_started"; recipe: string; layers: number; planned_calls: number }
+  | (Place & { type: "call_started"; agent: string; provider: string; model: string; attempt: number; aggregator: boolean; t_ms: number })
+  | (Place & { type: "text_delta"; text: string })
+  | (Place & { type: "call_finished"; agent: string; usage: Usage | null; cost: number | null; latency_ms: number; ttft_ms: number | null; server_ms: number | null; t_ms: number })
+  | (Place & { type: "call_failed"; agent: string; error: string; will_retry: boolean; retry_in_ms: number | null; t_ms: number })
+  | { type: "strategy_failed"; layer: number; strategy: string; error: string; fallback: boolean }
+  | { type: "layer_finished"; layer: number; succeeded: number; failed: number; usage: Usage; cost: number | null; t_ms: number }
+  | { type: "final"; text: string; decided_by: string; usage: Usage; cost: number | null; wall_ms: number }
+  | { type: "run_failed"; error: string; t_ms: number };
+
+export interface CallReport {
+  slot: number; agent: string; provider: string; model: string; ok: boolean; text: string; errors: string[];
+  attempts: number; usage: Usage | null; cost: number | null; latency_ms: number | null; ttft_ms: number | null; server_ms: number | null;
+}
+
+/** What a run resolves to. */
+export interface Outcome {
+  answer: string;
+  error: null;
+  decided_by: string;
+  layers: { layer: number; aggregator: boolean; calls: CallReport[]; usage: Usage; cost: number | null }[];
+  usage: Usage;
+  cost: number | null;
+  wall_ms: number;
+}
+
+export interface RunOptions {
+  /** Called with every event as it happens. */
+  onEvent?: (event: MoaEvent) => void;
+  /** Aborting it cancels the run and every request in flight. */
+  signal?: AbortSignal;
+  /** API keys by provider name; each is sent only to its own provider. */
+  keys?: Record<string, string>;
+  /** Seeds retry jitter. */
+  seed?: number;
+}
+
+export interface Preset { name: string; description: string; recipe: Recipe; }
+
+export interface Validation { ok: boolean; errors: { path: string; message: string }[]; }
