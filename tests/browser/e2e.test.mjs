@@ -82,6 +82,8 @@ test("aborting mid-run stops every request: the server sees the connections clos
   const before = await metric("tokens_predicted_total");
   const page = await browser.newPage();
   await page.goto(`${base}/tests/browser/abort.html?server=${encodeURIComponent(`${llm}/v1`)}`);
+  // The module sets it once its top-level `await init()` is done, after the load event.
+  await page.waitForFunction(() => window.abortResult !== undefined, null, { timeout: 60_000 });
   const result = await page.evaluate(() => window.abortResult);
   assert.deepEqual({ ...result, deltas: undefined }, { resolved: false, message: "the run was cancelled", isError: true, deltas: undefined });
   // llama-server stops a request when its client goes away: nothing left processing,
