@@ -1,0 +1,169 @@
+// The web page (www/) in real headless Chromium against real llama-servers and a fake
+// provider that answers with HTML/JS payloads. Screenshots go to tests/browser/artifacts.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdir, readFile } from "node:fs/promises";
+import { extname, join, normalize } from "node:path";
+import { chromium } from "playwright-core";
+
+const repo = new URL("../../", import.meta.url).pathname;
+const artifacts = join(repo, "tests/browser/artifacts");
+const PORTS = { smollm: "18391", gemma: "18392" };
+const env = { ...process.env, MOA_SMOLLM_PORT: PORTS.smollm, MOA_GEMMA_PORT: PORTS.gemma };
+const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".wasm": "application/wasm" };
+const PAYLOAD = 'Safe? <img src=x onerror="window.pwned=1;alert(1)"> <script>window.pwned=2</script> [click me](javascript:window.pwned=3) **bold** [docs](https://example.org/)';
+
+let files, fake, browser, base, fakeUrl;
+
+function listen(server) {
+  return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(`http://127.0.0.1:${server.address().port}`)));
+}
+
+before(async () => {
+  execFileSync(join(repo, "scripts/local-llm"), ["start"], { env, stdio: "inherit" });
+  files = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^(\.\.[/\\])+/, "");
+    try {
+      const body = await readFile(join(repo, path));
+      res.writeHead(200, { "content-type": types[extname(path)] ?? "application/octet-stream" });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  // A fake OpenAI-compatible provider whose every answer is a hostile payload.
+  fake = createServer((req, res) => {
+    const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "POST" };
+    if (req.method === "OPTIONS") return res.writeHead(204, cors).end();
+    res.writeHead(200, { ...cors, "content-type": "text/event-stream" });
+    const chunk = { choices: [{ index: 0, delta: { content: PAYLOAD }, finish_reason: null }] };
+    res.end(`data: ${JSON.stringify(chunk)}\n\ndata: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n`);
+  });
+  base = await listen(files);
+  fakeUrl = await listen(fake);
+  await mkdir(artifacts, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  files?.close();
+  fake?.close();
+  execFileSync(join(repo, "scripts/local-llm"), ["stop"], { env, stdio: "inherit" });
+});
+
+async function open(viewport = { width: 1280, height: 900 }) {
+  const page = await browser.newPage({ viewport });
+  const dialogs = [];
+  page.on("dialog", (d) => { dialogs.push(d.message()); d.dismiss(); });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${base}/www/index.html`);
+  await page.waitForSelector("body[data-ready=true]");
+  return { page, dialogs, errors };
+}
+
+async function useRecipe(page, edit) {
+  const recipe = JSON.parse(await page.inputValue("#recipe"));
+  edit(recipe);
+  await page.fill("#recipe", JSON.stringify(recipe, null, 2));
+  assert.equal(await page.locator("#recipe-errors li").count(), 0);
+}
+
+const local = (maxTokens) => (r) => {
+  r.providers.smollm.base_url = `http://127.0.0.1:${PORTS.smollm}/v1`;
+  r.providers.gemma.base_url = `http://127.0.0.1:${PORTS.gemma}/v1`;
+  r.max_tokens = maxTokens;
+};
+
+async function metric(port, name) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return Number(text.split("\n").find((l) => l.startsWith(`llamacpp:${name} `)).split(" ")[1]);
+}
+
+test("the local recipe streams every agent's card and the answer, over two turns", async () => {
+  const { page, errors } = await open();
+  await useRecipe(page, local(40));
+  const bodies = [];
+  page.on("request", (r) => r.method() === "POST" && bodies.push(r.postData() ?? ""));
+  await page.fill("#prompt", "Name a fruit.");
+  await page.click("#send");
+  // Cards stream while the run is going.
+  await page.waitForSelector(".card[data-state=streaming]", { timeout: 120_000 });
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Done.", null, { timeout: 240_000 });
+  assert.equal(await page.locator(".card").count(), 4, "three proposers and the aggregator");
+  assert.equal(await page.locator(".card[data-state=done]").count(), 4);
+  const answer = (await page.textContent("#answer")).trim();
+  assert.ok(answer.length > 0);
+  assert.equal(await page.locator("#timeline .bar").count(), 4);
+  assert.match(await page.textContent("#totals"), /tokens in, \d+ out .* s wall/);
+  await page.screenshot({ path: join(artifacts, "desktop.png"), fullPage: true });
+  // A second turn carries the first.
+  await page.fill("#prompt", "And a vegetable?");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelectorAll("#history li").length === 4, null, { timeout: 240_000 });
+  assert.ok(bodies.slice(4).every((b) => b.includes("Name a fruit.") && b.includes("And a vegetable?")), "history reaches every agent");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("Stop aborts every call: the servers stop processing", async () => {
+  const { page } = await open();
+  await useRecipe(page, local(512));
+  await page.fill("#prompt", "Write a long story about a lighthouse keeper.");
+  await page.click("#send");
+  await page.waitForSelector(".card[data-state=streaming]", { timeout: 120_000 });
+  await page.click("#stop");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Stopped.", null, { timeout: 10_000 });
+  let busy = 1;
+  for (let i = 0; i < 50 && busy > 0; i++) {
+    busy = (await metric(PORTS.smollm, "requests_processing")) + (await metric(PORTS.gemma, "requests_processing"));
+    if (busy) await new Promise((ok) => setTimeout(ok, 100));
+  }
+  assert.equal(busy, 0);
+  await page.close();
+});
+
+test("HTML and JavaScript in model output execute nothing", async () => {
+  const { page, dialogs } = await open({ width: 390, height: 844 });
+  await useRecipe(page, (r) => {
+    r.providers = { fake: { kind: "openai", base_url: `${fakeUrl}/v1` } };
+    r.layers = [{ agents: ["fake:a", "fake:b"] }];
+    r.aggregator = "fake:agg";
+  });
+  await page.fill("#prompt", "Say something dangerous.");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Done.", null, { timeout: 30_000 });
+  await new Promise((ok) => setTimeout(ok, 300));
+  assert.deepEqual(dialogs, [], "no alert ran");
+  assert.equal(await page.evaluate(() => window.pwned), undefined, "no payload ran");
+  assert.equal(await page.locator("#answer img, #answer script, .card img, .card script").count(), 0);
+  const hrefs = await page.locator("#answer a").evaluateAll((as) => as.map((a) => a.getAttribute("href")));
+  assert.deepEqual(hrefs, ["https://example.org/"], "only the http(s) link became a link");
+  assert.ok((await page.textContent("#answer")).includes('<img src=x onerror="window.pwned=1;alert(1)">'), "shown as text");
+  assert.equal(await page.locator("#answer strong").count(), 1, "Markdown still renders");
+  await page.screenshot({ path: join(artifacts, "phone.png"), fullPage: true });
+  await page.close();
+});
+
+test("keys stay out of localStorage unless the user opts in, and can be forgotten", async () => {
+  const { page } = await open();
+  await page.selectOption("#preset", "moa");
+  await page.fill("#key-together", "sk-test-123");
+  assert.equal(await page.evaluate(() => JSON.stringify(localStorage)), "{}");
+  await page.check("#remember");
+  assert.match(await page.evaluate(() => localStorage.getItem("moa.keys")), /sk-test-123/);
+  await page.click("#forget");
+  assert.equal(await page.evaluate(() => localStorage.getItem("moa.keys")), null);
+  assert.equal(await page.inputValue("#key-together"), "");
+  // Every control has a label.
+  const unlabeled = await page.evaluate(() => [...document.querySelectorAll("input, select, textarea")].filter((el) => !el.labels?.length).map((el) => el.id));
+  assert.deepEqual(unlabeled, []);
+  await page.close();
+});

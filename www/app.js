@@ -1,0 +1,267 @@
+import init, { Moa, presets, validateRecipe } from "./pkg/moa_wasm.js";
+import { renderMarkdown } from "./markdown.js";
+
+await init();
+
+const $ = (id) => document.getElementById(id);
+const KEY_STORE = "moa.keys";
+const all = presets();
+const keys = JSON.parse(localStorage.getItem(KEY_STORE) ?? "{}"); // only there if opted in
+$("remember").checked = localStorage.getItem(KEY_STORE) !== null;
+let history = [];
+let controller = null;
+let lastRun = null;
+
+for (const p of all) $("preset").append(new Option(`${p.name} — ${p.description}`, p.name));
+$("preset").value = "local";
+
+function loadPreset(name) {
+  $("recipe").value = JSON.stringify(all.find((p) => p.name === name).recipe, null, 2);
+  onRecipeEdited();
+}
+
+function currentRecipe() {
+  try {
+    return JSON.parse($("recipe").value);
+  } catch {
+    return null;
+  }
+}
+
+function onRecipeEdited() {
+  const list = $("recipe-errors");
+  list.replaceChildren();
+  let check;
+  try {
+    check = validateRecipe($("recipe").value);
+  } catch (e) {
+    check = { ok: false, errors: [{ path: ".", message: e.message }] };
+  }
+  for (const e of check.errors) {
+    const li = document.createElement("li");
+    li.textContent = `${e.path}: ${e.message}`;
+    list.append(li);
+  }
+  $("recipe").setAttribute("aria-invalid", String(!check.ok));
+  $("send").disabled = !check.ok;
+  drawKeyInputs();
+}
+
+function drawKeyInputs() {
+  const recipe = currentRecipe();
+  const box = $("keys");
+  box.replaceChildren();
+  const needing = Object.entries(recipe?.providers ?? {}).filter(([, p]) => p.api_key_env);
+  if (!needing.length) box.textContent = "This recipe's providers need no key.";
+  for (const [name, p] of needing) {
+    const label = document.createElement("label");
+    label.textContent = `${name} key (${p.api_key_env}), sent only to ${p.base_url}`;
+    const input = document.createElement("input");
+    input.type = "password";
+    input.autocomplete = "off";
+    input.value = keys[name] ?? "";
+    input.id = `key-${name}`;
+    label.htmlFor = input.id;
+    input.addEventListener("input", () => {
+      keys[name] = input.value;
+      saveKeys();
+    });
+    box.append(label, input);
+  }
+}
+
+function saveKeys() {
+  if ($("remember").checked) localStorage.setItem(KEY_STORE, JSON.stringify(keys));
+  else localStorage.removeItem(KEY_STORE);
+}
+
+$("preset").addEventListener("change", () => loadPreset($("preset").value));
+$("recipe").addEventListener("input", onRecipeEdited);
+$("remember").addEventListener("change", saveKeys);
+$("forget").addEventListener("click", () => {
+  localStorage.removeItem(KEY_STORE);
+  $("remember").checked = false;
+  for (const k of Object.keys(keys)) delete keys[k];
+  drawKeyInputs();
+  $("status").textContent = "Saved keys forgotten.";
+});
+$("import").addEventListener("change", async () => {
+  const file = $("import").files[0];
+  if (file) {
+    $("recipe").value = await file.text();
+    onRecipeEdited();
+  }
+});
+
+function download(name, text) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+  a.download = name;
+  a.click();
+  URL.revokeObjectURL(a.href);
+}
+$("export-recipe").addEventListener("click", () => download("recipe.json", $("recipe").value));
+$("export-run").addEventListener("click", () => lastRun && download("moa-run.json", JSON.stringify(lastRun, null, 2)));
+$("stop").addEventListener("click", () => controller?.abort());
+
+function addHistory(role, text) {
+  const li = document.createElement("li");
+  li.textContent = `${role === "user" ? "You" : "moa"}: ${text}`;
+  $("history").append(li);
+}
+
+/** The live view of one run: a card per agent, the answer, the timeline, the totals. */
+function view(recipeLayers) {
+  const cards = new Map();
+  const calls = new Map();
+  let answer = "";
+  $("layers").replaceChildren();
+  $("timeline").replaceChildren();
+  $("answer").replaceChildren();
+  $("totals").textContent = "";
+  const card = (layer, slot, agent) => {
+    const key = `${layer}/${slot}`;
+    if (!cards.has(key)) {
+      let box = document.getElementById(`layer-${layer}`);
+      if (!box) {
+        box = document.createElement("div");
+        box.className = "layer";
+        box.id = `layer-${layer}`;
+        const h = document.createElement("h4");
+        h.textContent = layer === recipeLayers ? "Aggregator" : `Layer ${layer + 1}`;
+        const grid = document.createElement("div");
+        grid.className = "cards";
+        box.append(h, grid);
+        $("layers").append(box);
+      }
+      const el = document.createElement("section");
+      el.className = "card";
+      el.setAttribute("aria-label", `${agent}, layer ${layer + 1}`);
+      const h = document.createElement("h4");
+      h.textContent = agent;
+      const meta = document.createElement("div");
+      meta.className = "meta";
+      const text = document.createElement("div");
+      text.className = "text";
+      el.append(h, meta, text);
+      box.querySelector(".cards").append(el);
+      cards.set(key, { el, meta, text, tokens: 0, started: 0 });
+    }
+    return cards.get(key);
+  };
+  const set = (c, state, extra = "") => {
+    c.el.dataset.state = state;
+    c.meta.textContent = `${state} · ${c.tokens} tok${extra}`;
+  };
+  return {
+    onEvent(e) {
+      if (e.type === "call_started") {
+        const c = card(e.layer, e.slot, e.agent);
+        c.text.textContent = "";
+        c.tokens = 0;
+        set(c, e.attempt > 1 ? "retrying" : "waiting");
+        calls.set(e.call, { label: e.agent, layer: e.layer, start: e.t_ms, first: null, end: null });
+      } else if (e.type === "text_delta") {
+        const c = cards.get(`${e.layer}/${e.slot}`);
+        c.tokens++;
+        c.text.textContent += e.text;
+        set(c, "streaming");
+        const call = calls.get(e.call);
+        if (call.first === null) call.first = performance.now();
+        if (e.layer === recipeLayers) {
+          answer += e.text;
+          renderMarkdown($("answer"), answer);
+        }
+      } else if (e.type === "call_finished") {
+        const c = cards.get(`${e.layer}/${e.slot}`);
+        c.tokens = e.usage?.output_tokens ?? c.tokens;
+        set(c, "done", ` · ${(e.latency_ms / 1000).toFixed(1)} s`);
+        Object.assign(calls.get(e.call), { end: e.t_ms, ttft: e.ttft_ms });
+        drawTimeline();
+      } else if (e.type === "call_failed") {
+        const c = cards.get(`${e.layer}/${e.slot}`);
+        set(c, e.will_retry ? "retrying" : "failed", ` · ${e.error}`);
+        Object.assign(calls.get(e.call), { end: e.t_ms, failed: true });
+        drawTimeline();
+      } else if (e.type === "final") {
+        if (!answer) renderMarkdown($("answer"), e.text);
+        const cost = e.cost == null ? "" : ` · $${e.cost.toFixed(4)}`;
+        $("totals").textContent = `${e.usage.input_tokens} tokens in, ${e.usage.output_tokens} out${cost} · ${(e.wall_ms / 1000).toFixed(1)} s wall`;
+      }
+    },
+  };
+  function drawTimeline() {
+    const done = [...calls.values()].filter((c) => c.end !== null);
+    const span = Math.max(1, ...done.map((c) => c.end));
+    $("timeline").replaceChildren(
+      ...done.map((c) => {
+        const bar = document.createElement("div");
+        bar.className = "bar";
+        const first = c.ttft == null ? c.end : c.start + c.ttft;
+        const wait = document.createElement("span");
+        wait.className = "wait";
+        wait.style.left = `${(100 * c.start) / span}%`;
+        wait.style.width = `${(100 * (first - c.start)) / span}%`;
+        const stream = document.createElement("span");
+        stream.className = "stream";
+        stream.style.left = `${(100 * first) / span}%`;
+        stream.style.width = `${(100 * (c.end - first)) / span}%`;
+        const label = document.createElement("span");
+        label.className = "label";
+        label.textContent = `${c.label}: first token ${c.ttft == null ? "–" : (c.ttft / 1000).toFixed(2) + " s"}, done ${(c.end / 1000).toFixed(2)} s${c.failed ? " (failed)" : ""}`;
+        bar.append(wait, stream, label);
+        return bar;
+      }),
+    );
+  }
+}
+
+$("ask").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = $("prompt").value.trim();
+  const recipe = currentRecipe();
+  if (!text || !recipe) return;
+  let moa;
+  try {
+    moa = new Moa(recipe);
+  } catch (e) {
+    $("status").textContent = e.message;
+    return;
+  }
+  history.push({ role: "user", content: text });
+  addHistory("user", text);
+  $("prompt").value = "";
+  controller = new AbortController();
+  $("send").disabled = true;
+  $("stop").disabled = false;
+  $("status").textContent = "Running…";
+  const events = [];
+  const live = view(recipe.layers.length);
+  const activeKeys = Object.fromEntries(Object.entries(keys).filter(([, v]) => v));
+  try {
+    const outcome = await moa.run(history, {
+      signal: controller.signal,
+      keys: activeKeys,
+      onEvent: (e) => {
+        events.push(e);
+        live.onEvent(e);
+      },
+    });
+    history.push({ role: "assistant", content: outcome.answer });
+    addHistory("assistant", outcome.answer);
+    $("status").textContent = "Done.";
+    lastRun = { recipe, conversation: history, events, outcome };
+  } catch (e) {
+    history.pop();
+    $("status").textContent = e.message === "the run was cancelled" ? "Stopped." : `Failed: ${e.message}`;
+    lastRun = { recipe, events, error: e.message };
+  } finally {
+    controller = null;
+    $("send").disabled = false;
+    $("stop").disabled = true;
+    $("export-run").disabled = false;
+  }
+});
+
+loadPreset("local");
+document.body.dataset.ready = "true";

@@ -1,0 +1,97 @@
+// Markdown to DOM nodes, with no HTML parsing at all: model output becomes text nodes and
+// a few safe elements (paragraphs, headings, lists, code, emphasis, http(s) links), so an
+// answer holding <script>, <img onerror=...> or javascript: links shows as text.
+
+const INLINE = /(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)|(\[[^\]]+\]\([^)\s]+\))/g;
+
+function inline(parent, text) {
+  let last = 0;
+  for (const m of text.matchAll(INLINE)) {
+    if (m.index > last) parent.append(text.slice(last, m.index));
+    const t = m[0];
+    if (m[1]) {
+      const code = document.createElement("code");
+      code.textContent = t.slice(1, -1);
+      parent.append(code);
+    } else if (m[2]) {
+      const strong = document.createElement("strong");
+      inline(strong, t.slice(2, -2));
+      parent.append(strong);
+    } else if (m[3]) {
+      const em = document.createElement("em");
+      inline(em, t.slice(1, -1));
+      parent.append(em);
+    } else {
+      const [, label, href] = t.match(/^\[([^\]]+)\]\(([^)\s]+)\)$/);
+      if (/^https?:\/\//i.test(href)) {
+        const a = document.createElement("a");
+        a.href = href;
+        a.rel = "noopener noreferrer nofollow";
+        a.target = "_blank";
+        a.textContent = label;
+        parent.append(a);
+      } else {
+        parent.append(t); // anything but http(s) stays text: no javascript:, data:, ...
+      }
+    }
+    last = m.index + t.length;
+  }
+  if (last < text.length) parent.append(text.slice(last));
+}
+
+/** Renders `source` into `target`, replacing what was there. */
+export function renderMarkdown(target, source) {
+  target.replaceChildren();
+  const lines = source.replace(/\r\n?/g, "\n").split("\n");
+  let list = null;
+  let para = [];
+  const flush = () => {
+    if (para.length) {
+      const p = document.createElement("p");
+      inline(p, para.join(" "));
+      target.append(p);
+      para = [];
+    }
+  };
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (line.startsWith("```")) {
+      flush();
+      list = null;
+      const code = [];
+      for (i++; i < lines.length && !lines[i].startsWith("```"); i++) code.push(lines[i]);
+      const pre = document.createElement("pre");
+      const c = document.createElement("code");
+      c.textContent = code.join("\n");
+      pre.append(c);
+      target.append(pre);
+      continue;
+    }
+    const heading = line.match(/^(#{1,4})\s+(.*)$/);
+    const item = line.match(/^\s*(?:[-*+]|(\d+)[.)])\s+(.*)$/);
+    if (heading) {
+      flush();
+      list = null;
+      const h = document.createElement(`h${Math.min(heading[1].length + 3, 6)}`);
+      inline(h, heading[2]);
+      target.append(h);
+    } else if (item) {
+      flush();
+      const kind = item[1] ? "OL" : "UL";
+      if (!list || list.tagName !== kind) {
+        list = document.createElement(kind.toLowerCase());
+        target.append(list);
+      }
+      const li = document.createElement("li");
+      inline(li, item[2]);
+      list.append(li);
+    } else if (!line.trim()) {
+      flush();
+      list = null;
+    } else {
+      list = null;
+      para.push(line.trim());
+    }
+  }
+  flush();
+}
