@@ -1,5 +1,6 @@
 import init, { Moa, presets, validateRecipe } from "./pkg/moa_wasm.js";
 import { renderMarkdown } from "./markdown.js";
+import { drawBuilder, markErrors, wireBuilder } from "./builder.js";
 
 await init();
 
@@ -28,7 +29,15 @@ function currentRecipe() {
   }
 }
 
-function onRecipeEdited() {
+/** A form edit: rewrite the JSON; redraw the form only when its shape changed. */
+function commitFromForm(recipe, redraw = false) {
+  $("recipe").value = JSON.stringify(recipe, null, 2);
+  onRecipeEdited({ redraw });
+}
+
+function onRecipeEdited({ redraw = true } = {}) {
+  const parsed = currentRecipe();
+  if (parsed && redraw) drawBuilder(parsed, commitFromForm);
   const list = $("recipe-errors");
   list.replaceChildren();
   let check;
@@ -43,6 +52,7 @@ function onRecipeEdited() {
     list.append(li);
   }
   $("recipe").setAttribute("aria-invalid", String(!check.ok));
+  markErrors(check.errors);
   $("send").disabled = !check.ok;
   drawKeyInputs();
 }
@@ -76,7 +86,8 @@ function saveKeys() {
 }
 
 $("preset").addEventListener("change", () => loadPreset($("preset").value));
-$("recipe").addEventListener("input", onRecipeEdited);
+$("recipe").addEventListener("input", () => onRecipeEdited());
+wireBuilder(() => currentRecipe() ?? { providers: {}, layers: [{ agents: [] }], aggregator: "" }, commitFromForm);
 $("remember").addEventListener("change", saveKeys);
 $("forget").addEventListener("click", () => {
   localStorage.removeItem(KEY_STORE);

@@ -167,3 +167,29 @@ test("keys stay out of localStorage unless the user opts in, and can be forgotte
   assert.deepEqual(unlabeled, []);
   await page.close();
 });
+
+test("the form builds a recipe, keeps the JSON in step, and shows errors next to the field", async () => {
+  const { page, errors } = await open();
+  await page.selectOption("#preset", "moa-lite");
+  await page.fill("#b-layer-0", "together:Qwen/Qwen1.5-72B-Chat\ntogther:typo-model");
+  assert.match(await page.textContent("#b-layer-0-error"), /layers\[0\]\.agents\[1\]: unknown provider "togther" \(known: together\)/);
+  assert.equal(await page.getAttribute("#b-layer-0", "aria-invalid"), "true");
+  assert.ok(await page.isDisabled("#send"), "an invalid recipe cannot run");
+  await page.fill("#b-layer-0", "together:Qwen/Qwen1.5-72B-Chat\ntogether:databricks/dbrx-instruct *3");
+  assert.equal(await page.textContent("#b-layer-0-error"), "");
+  await page.fill("#b-max-tokens", "64");
+  await page.click("#b-add-layer");
+  await page.selectOption("#b-aggregator-strategy", "vote");
+  const recipe = JSON.parse(await page.inputValue("#recipe"));
+  assert.deepEqual(recipe.layers[0].agents, ["together:Qwen/Qwen1.5-72B-Chat", { model: "together:databricks/dbrx-instruct", samples: 3 }]);
+  assert.equal(recipe.layers.length, 2);
+  assert.equal(recipe.max_tokens, 64);
+  assert.deepEqual(recipe.aggregator, { model: "together:Qwen/Qwen1.5-72B-Chat", strategy: "vote" });
+  assert.equal(await page.locator("#recipe-errors li").count(), 0);
+  // And the other way: text edits redraw the form.
+  recipe.temperature = 0.3;
+  await page.fill("#recipe", JSON.stringify(recipe));
+  assert.equal(await page.inputValue("#b-temperature"), "0.3");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
