@@ -9,6 +9,7 @@ pub mod display;
 pub mod keys;
 pub mod plugin;
 pub mod recipes;
+pub mod serve;
 pub mod transport;
 
 pub use clock::Clock;

@@ -38,6 +38,8 @@ enum Command {
         /// Preset name or .toml/.json file.
         recipe: String,
     },
+    /// Serve every recipe as a model behind an OpenAI-compatible API (and the web page at /).
+    Serve(ServeArgs),
     /// Work with strategy plugins (WebAssembly components).
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -110,6 +112,28 @@ impl RecipeArgs {
         let r = knobs.apply(&r).map_err(|e| e.to_string())?;
         recipes::apply_sets(&r, &self.sets).map_err(|e| e.to_string())
     }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// A folder of .toml/.json recipes, served as models by file name (besides the presets).
+    #[arg(long)]
+    recipes: Option<PathBuf>,
+    /// Require `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "MOA_SERVE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Runs at once; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 16)]
+    max_runs: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    max_body: usize,
+    /// The web page's folder (built by scripts/build-wasm).
+    #[arg(long, default_value = "www")]
+    www: PathBuf,
 }
 
 #[derive(Args)]
@@ -186,6 +210,7 @@ fn main() -> ExitCode {
         },
         Command::Plugin(PluginCommand::Check { file, params }) => plugin_check(&file, &params),
         Command::Run(args) => runtime().block_on(run(args)),
+        Command::Serve(args) => runtime().block_on(serve(args)),
         Command::Batch(args) => runtime().block_on(run_batch(args)),
     }
 }
@@ -408,4 +433,55 @@ fn plugin_check(file: &std::path::Path, params: &str) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let mut recipes: std::collections::BTreeMap<String, Recipe> =
+        PRESETS.iter().filter_map(|(n, _)| moa_core::recipe::preset(n).map(|r| (n.to_string(), r))).collect();
+    if let Some(dir) = &args.recipes {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => return bad(&format!("--recipes {}: {e}", dir.display())),
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if !path.extension().is_some_and(|x| x == "toml" || x == "json") {
+                continue;
+            }
+            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            match recipes::load(&path.display().to_string()) {
+                Ok(r) => {
+                    recipes.insert(name, r);
+                }
+                Err(e) => return bad(&e.to_string()),
+            }
+        }
+    }
+    let transport = match Transport::new() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("moa: cannot make an HTTP client: {e}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    let www = args.www.join("index.html").exists().then_some(args.www.clone());
+    let config =
+        moa_host::serve::Config { recipes, token: args.token, max_body: args.max_body, max_runs: args.max_runs, www };
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => return bad(&format!("cannot listen on {}: {e}", args.listen)),
+    };
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    eprintln!("moa: serving on http://{addr}/v1 (models: GET /v1/models)");
+    let stop = interrupt_token();
+    let app = moa_host::serve::router(config, transport);
+    match axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
+        Ok(()) => {
+            eprintln!("moa: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moa: server error: {e}");
+            ExitCode::from(FAILED)
+        }
+    }
 }

@@ -71,7 +71,8 @@ impl Transport {
         mut on_event: impl FnMut(&Event),
     ) -> Outcome {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut tasks: HashMap<CallId, JoinHandle<()>> = HashMap::new();
+        // Aborts every request task if this future is dropped (a server's client went away).
+        let mut tasks = Tasks::default();
         let mut cancelled = false;
         loop {
             match run.poll() {
@@ -82,21 +83,16 @@ impl Transport {
                         .find(|(base, _)| http.url.starts_with(base.as_str()))
                         .map(|(_, s)| s.clone());
                     let task = tokio::spawn(send(self.client.clone(), call, http, limit, tx.clone()));
-                    tasks.insert(call, task);
+                    tasks.0.insert(call, task);
                 }
                 Action::Cancel { call } => {
                     // Aborting the task drops the response, which closes the connection.
-                    if let Some(task) = tasks.remove(&call) {
+                    if let Some(task) = tasks.0.remove(&call) {
                         task.abort();
                     }
                 }
                 Action::Event(event) => on_event(&event),
-                Action::Done(outcome) => {
-                    for task in tasks.values() {
-                        task.abort();
-                    }
-                    return outcome;
-                }
+                Action::Done(outcome) => return outcome,
                 Action::Wait(deadline) => {
                     let sleep = async {
                         match deadline {
@@ -113,10 +109,10 @@ impl Transport {
                         msg = rx.recv() => {
                             // `tx` lives in this scope, so the channel never closes.
                             if let Some(msg) = msg {
-                                feed(run, msg, clock, &mut tasks);
+                                feed(run, msg, clock, &mut tasks.0);
                                 // Take whatever else has arrived before polling again.
                                 while let Ok(msg) = rx.try_recv() {
-                                    feed(run, msg, clock, &mut tasks);
+                                    feed(run, msg, clock, &mut tasks.0);
                                 }
                             }
                         }
@@ -124,6 +120,18 @@ impl Transport {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The request tasks of one run; dropping it aborts them, which closes their connections.
+#[derive(Default)]
+struct Tasks(HashMap<CallId, JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in self.0.values() {
+            task.abort();
         }
     }
 }

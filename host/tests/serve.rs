@@ -1,0 +1,209 @@
+//! `moa serve` as a process: the official `openai` Python client against the real local
+//! llama-server, and the operating rules (auth, body cap, 429 past the run bound, client
+//! disconnects cancelling upstream calls, SIGTERM) against the fake upstream.
+
+mod common;
+
+use common::Fake;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A `moa serve` child on an ephemeral port; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(recipes: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moa"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--recipes"])
+        .arg(recipes)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("moa serve starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let first = lines.next().expect("a line").expect("text");
+    // "moa: serving on http://127.0.0.1:PORT/v1 (...)"
+    let addr = first.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap_or_else(|| panic!("{first}"));
+    let base = format!("http://{addr}");
+    std::thread::spawn(move || lines.for_each(drop)); // keep draining
+    Server { child, base }
+}
+
+fn fake_recipe(dir: &Path, fake: &Fake, name: &str, models: &[&str], aggregator: &str) {
+    let agents: Vec<String> = models.iter().map(|m| format!("\"fake:{m}\"")).collect();
+    let text = format!(
+        "[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\n[[layers]]\nagents = [{}]\n[aggregator]\nmodel = \"fake:{aggregator}\"\n",
+        fake.base_url,
+        agents.join(", ")
+    );
+    std::fs::write(dir.join(format!("{name}.toml")), text).expect("write");
+}
+
+fn post(base: &str, token: Option<&str>, body: &str) -> (u16, String, Option<String>) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-D",
+        "/dev/stderr",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        "@-",
+    ]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("authorization: Bearer {t}")]);
+    }
+    let mut child = cmd
+        .arg(format!("{base}/v1/chat/completions"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("send");
+    let o = child.wait_with_output().expect("curl runs");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = out.rsplit_once('\n').expect("status line");
+    let headers = String::from_utf8_lossy(&o.stderr).to_lowercase();
+    let retry = headers.lines().find_map(|l| l.strip_prefix("retry-after: ").map(|v| v.trim().to_owned()));
+    (code.parse().expect("code"), body.to_owned(), retry)
+}
+
+#[test]
+fn the_openai_python_client_works_against_the_real_local_model() {
+    let ports = [("MOA_SMOLLM_PORT", "18481"), ("MOA_GEMMA_PORT", "18482")];
+    let llm =
+        |arg: &str| Command::new(repo().join("scripts/local-llm")).arg(arg).envs(ports).status().expect("local-llm");
+    assert!(llm("start").success());
+    struct Stop<F: FnMut()>(F);
+    impl<F: FnMut()> Drop for Stop<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _stop = Stop(|| {
+        llm("stop");
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut recipe = moa_core::recipe::preset("local").expect("preset");
+    recipe.providers.get_mut("smollm").expect("smollm").base_url = "http://127.0.0.1:18481/v1".into();
+    recipe.providers.get_mut("gemma").expect("gemma").base_url = "http://127.0.0.1:18482/v1".into();
+    recipe.max_tokens = Some(32);
+    std::fs::write(dir.path().join("local-test.toml"), recipe.to_toml()).expect("write");
+    let server = serve(dir.path(), &[]);
+    let python = std::env::var("MOA_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/moa/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
+    let o = Command::new(&python)
+        .arg(repo().join("tests/serve/openai_client.py"))
+        .args([&format!("{}/v1", server.base), "local-test"])
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e} (scripts/test installs the openai client in ~/.cache/moa/venv)"));
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("4 checks passed"));
+}
+
+#[test]
+fn auth_body_cap_and_proposals() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    fake_recipe(dir.path(), &fake, "quick", &["a;text=one", "b;text=two"], "agg;text=final");
+    let server = serve(dir.path(), &["--token", "s3cret", "--max-body", "2000"]);
+    let body = r#"{"model": "quick", "messages": [{"role": "user", "content": "hi"}], "moa_proposals": true, "temperature": 0.1, "max_tokens": 9}"#;
+    let (code, text, _) = post(&server.base, None, body);
+    assert_eq!(code, 401, "{text}");
+    assert!(text.contains("\"code\":\"invalid_api_key\""), "{text}");
+    let (code, text, _) = post(&server.base, Some("s3cret"), body);
+    assert_eq!(code, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["choices"][0]["message"]["content"], "final");
+    assert_eq!(v["moa"]["layers"][0]["calls"][1]["text"], "two", "proposals on request");
+    let agg = fake.seen.bodies.lock().expect("lock").last().cloned().expect("aggregator call");
+    assert_eq!(
+        (agg["temperature"].as_f64(), agg["max_tokens"].as_u64()),
+        (Some(0.1), Some(9)),
+        "the request's knobs reach the aggregator"
+    );
+    let big = format!(r#"{{"model": "quick", "messages": [{{"role": "user", "content": "{}"}}]}}"#, "x".repeat(5000));
+    let (code, _, _) = post(&server.base, Some("s3cret"), &big);
+    assert_eq!(code, 413);
+}
+
+#[test]
+fn past_the_run_bound_clients_get_429_and_a_disconnect_cancels_upstream() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    fake_recipe(dir.path(), &fake, "slow", &["a;tokens=100;rate=20", "b;tokens=100;rate=20"], "agg");
+    let server = serve(dir.path(), &["--max-runs", "1"]);
+    // One streaming client holds the only run slot...
+    let mut streaming = Command::new("curl")
+        .args([
+            "-sN",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"model": "slow", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#,
+        ])
+        .arg(format!("{}/v1/chat/completions", server.base))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("curl");
+    for _ in 0..100 {
+        if fake.seen.open.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fake.seen.open.load(Ordering::SeqCst), 2, "both proposers streaming");
+    // ...so the next one is told to come back, not queued.
+    let (code, text, retry) =
+        post(&server.base, None, r#"{"model": "slow", "messages": [{"role": "user", "content": "hi"}]}"#);
+    assert_eq!(code, 429, "{text}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(text.contains("rate_limit_exceeded"), "{text}");
+    // The streaming client goes away: its run and both upstream calls are cancelled.
+    streaming.kill().expect("kill curl");
+    let _ = streaming.wait();
+    for _ in 0..100 {
+        if fake.seen.open.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fake.seen.open.load(Ordering::SeqCst), 0, "upstream calls cancelled");
+    assert_eq!(fake.seen.dropped.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn sigterm_stops_the_server_gracefully() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    fake_recipe(dir.path(), &fake, "quick", &["a"], "agg");
+    let mut server = serve(dir.path(), &[]);
+    let (code, _, _) =
+        post(&server.base, None, r#"{"model": "quick", "messages": [{"role": "user", "content": "hi"}]}"#);
+    assert_eq!(code, 200);
+    assert!(Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().expect("kill").success());
+    let status = server.child.wait().expect("exits");
+    assert_eq!(status.code(), Some(0));
+}
