@@ -36,7 +36,7 @@ fn main() {
     let recipe = moa_core::Recipe::from_toml(&toml).expect("recipe");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async move {
-        let config = Config { recipes: BTreeMap::from([("bench".to_owned(), recipe)]), token: None, max_body: 1 << 20, max_runs: 48, www: None };
+        let config = Config { recipes: BTreeMap::from([("bench".to_owned(), recipe)]), token: None, max_body: 1 << 20, max_runs: 48, www: None, resolver: None };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/v1/chat/completions", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, router(config, Transport::new().expect("client"))).await });

@@ -464,8 +464,30 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let www = args.www.join("index.html").exists().then_some(args.www.clone());
-    let config =
-        moa_host::serve::Config { recipes, token: args.token, max_body: args.max_body, max_runs: args.max_runs, www };
+    let uses_plugins = recipes.values().any(|r| {
+        r.layers
+            .iter()
+            .filter_map(|l| l.strategy.as_ref())
+            .chain(r.aggregator.strategy.as_ref())
+            .any(|s| s.plugin.is_some())
+    });
+    let resolver = if uses_plugins {
+        match Runtime::default_cached() {
+            // Plugin paths in served recipes are relative to the recipes folder.
+            Ok(runtime) => Some(Arc::new(HostResolver { runtime, base: args.recipes.clone().unwrap_or_default() })),
+            Err(e) => return bad(&format!("cannot start the plugin runtime: {e}")),
+        }
+    } else {
+        None
+    };
+    let config = moa_host::serve::Config {
+        recipes,
+        token: args.token,
+        max_body: args.max_body,
+        max_runs: args.max_runs,
+        www,
+        resolver,
+    };
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => return bad(&format!("cannot listen on {}: {e}", args.listen)),

@@ -33,6 +33,8 @@ pub struct Config {
     pub max_runs: usize,
     /// The web page's folder, served at `/`.
     pub www: Option<PathBuf>,
+    /// Resolves plugin strategies; built-ins only when `None`.
+    pub resolver: Option<Arc<crate::plugin::HostResolver>>,
 }
 
 struct App {
@@ -41,6 +43,7 @@ struct App {
     runs: Arc<Semaphore>,
     transport: Transport,
     next_id: AtomicU64,
+    resolver: Option<Arc<crate::plugin::HostResolver>>,
 }
 
 /// The router: `/v1/models`, `/v1/chat/completions`, and the page at `/`.
@@ -51,6 +54,7 @@ pub fn router(config: Config, transport: Transport) -> Router {
         runs: Arc::new(Semaphore::new(config.max_runs.max(1))),
         transport,
         next_id: AtomicU64::new(1),
+        resolver: config.resolver,
     });
     let api = Router::new()
         .route("/v1/models", get(models))
@@ -197,7 +201,10 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
         return r;
     };
     let clock = Clock::new();
-    let options = RunOptions { keys: keys::from_env(&recipe), ..RunOptions::default() };
+    let mut options = RunOptions { keys: keys::from_env(&recipe), ..RunOptions::default() };
+    if let Some(r) = &app.resolver {
+        options.resolver = r.as_ref();
+    }
     let mut run = match Run::with_options(&recipe, messages, clock.now(), options) {
         Ok(r) => r,
         Err(e @ RunError::MissingKey { .. }) => {

@@ -195,6 +195,23 @@ fn past_the_run_bound_clients_get_429_and_a_disconnect_cancels_upstream() {
 }
 
 #[test]
+fn served_recipes_may_use_plugin_strategies() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::copy(common::plugins::path("majority-vote"), dir.path().join("vote.wasm")).expect("copy");
+    fake_recipe(dir.path(), &fake, "voted", &["a;text=4", "b;text=4", "c;text=5"], "agg");
+    let path = dir.path().join("voted.toml");
+    let text = std::fs::read_to_string(&path).expect("read") + "strategy = { plugin = \"vote.wasm\" }\n";
+    std::fs::write(&path, text).expect("write");
+    let server = serve(dir.path(), &[]);
+    let (code, body, _) =
+        post(&server.base, None, r#"{"model": "voted", "messages": [{"role": "user", "content": "2+2?"}]}"#);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"content\":\"4\""), "{body}");
+    assert_eq!(fake.count("agg"), 0, "the plugin decided; no aggregator call");
+}
+
+#[test]
 fn sigterm_stops_the_server_gracefully() {
     let fake = Fake::start();
     let dir = tempfile::tempdir().expect("tmp");
