@@ -85,13 +85,7 @@ struct RecipeArgs {
 impl RecipeArgs {
     /// Resolves the recipe's strategies; plugins load relative to the recipe's folder.
     fn resolver(&self, recipe: &Recipe) -> Result<Option<Arc<HostResolver>>, String> {
-        let uses_plugins = recipe
-            .layers
-            .iter()
-            .filter_map(|l| l.strategy.as_ref())
-            .chain(recipe.aggregator.strategy.as_ref())
-            .any(|s| s.plugin.is_some());
-        if !uses_plugins {
+        if !uses_plugins(recipe) {
             return Ok(None);
         }
         let runtime = Runtime::default_cached().map_err(|e| format!("cannot start the plugin runtime: {e}"))?;
@@ -225,6 +219,24 @@ fn runtime() -> tokio::runtime::Runtime {
     }
 }
 
+/// The HTTP transport, or the exit code after saying why there is none.
+fn transport() -> Result<Transport, ExitCode> {
+    Transport::new().map_err(|e| {
+        eprintln!("moa: cannot make an HTTP client: {e}");
+        ExitCode::from(FAILED)
+    })
+}
+
+/// Whether any strategy of `recipe` is a plugin (then the plugin runtime is started).
+fn uses_plugins(recipe: &Recipe) -> bool {
+    recipe
+        .layers
+        .iter()
+        .filter_map(|l| l.strategy.as_ref())
+        .chain(recipe.aggregator.strategy.as_ref())
+        .any(|s| s.plugin.is_some())
+}
+
 fn bad(message: &str) -> ExitCode {
     eprintln!("moa: {message}");
     ExitCode::from(BAD_INPUT)
@@ -283,12 +295,9 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return bad(&e.to_string()),
     };
-    let transport = match Transport::new() {
+    let transport = match transport() {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("moa: cannot make an HTTP client: {e}");
-            return ExitCode::from(FAILED);
-        }
+        Err(code) => return code,
     };
     let mode = if args.json { Mode::Json } else { Mode::Human { show_proposals: args.show_proposals } };
     let mut display = Display::new(mode, recipe.layers.len());
@@ -319,12 +328,9 @@ async fn run_batch(args: BatchArgs) -> ExitCode {
             return bad(&format!("provider {name:?} needs an API key: set {var}"));
         }
     }
-    let transport = match Transport::new() {
+    let transport = match transport() {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("moa: cannot make an HTTP client: {e}");
-            return ExitCode::from(FAILED);
-        }
+        Err(code) => return code,
     };
     let resolver = match args.recipe.resolver(&recipe) {
         Ok(r) => r,
@@ -456,22 +462,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     }
-    let transport = match Transport::new() {
+    let transport = match transport() {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("moa: cannot make an HTTP client: {e}");
-            return ExitCode::from(FAILED);
-        }
+        Err(code) => return code,
     };
     let www = args.www.join("index.html").exists().then_some(args.www.clone());
-    let uses_plugins = recipes.values().any(|r| {
-        r.layers
-            .iter()
-            .filter_map(|l| l.strategy.as_ref())
-            .chain(r.aggregator.strategy.as_ref())
-            .any(|s| s.plugin.is_some())
-    });
-    let resolver = if uses_plugins {
+    let resolver = if recipes.values().any(uses_plugins) {
         match Runtime::default_cached() {
             // Plugin paths in served recipes are relative to the recipes folder.
             Ok(runtime) => Some(Arc::new(HostResolver { runtime, base: args.recipes.clone().unwrap_or_default() })),

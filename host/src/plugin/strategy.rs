@@ -40,14 +40,7 @@ impl Strategy for PluginStrategy {
 
     fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError> {
         // PluginError already names the plugin; StrategyError names it once more.
-        let fail = |e: PluginError| {
-            let text = e.to_string();
-            let prefix = format!("plugin {}: ", self.plugin.name);
-            StrategyError {
-                strategy: self.plugin.name.clone(),
-                message: text.strip_prefix(&prefix).unwrap_or(&text).to_owned(),
-            }
-        };
+        let fail = |e: PluginError| strategy_error(&self.plugin.name, self.plugin.name.clone(), e);
         let ctx = v0_1_0::context(input, &self.params);
         let decision = self.runtime.decide(&self.plugin, self.limits, &ctx).map_err(fail)?;
         Ok(match decision {
@@ -102,15 +95,16 @@ impl Resolver for HostResolver {
                 let path = self.base.join(p);
                 PluginStrategy::new(self.runtime.clone(), &path, spec)
                     .map(|s| Box::new(s) as Box<dyn Strategy>)
-                    .map_err(|e| {
-                        let text = e.to_string();
-                        let prefix = format!("plugin {}: ", path.display());
-                        StrategyError {
-                            strategy: p.clone(),
-                            message: text.strip_prefix(&prefix).unwrap_or(&text).to_owned(),
-                        }
-                    })
+                    .map_err(|e| strategy_error(&path.display().to_string(), p.clone(), e))
             }
         }
     }
+}
+
+/// A plugin's error as a strategy error: `PluginError` already names the plugin, and
+/// `StrategyError` names it again, so the message drops the first naming.
+fn strategy_error(plugin: &str, strategy: String, e: PluginError) -> StrategyError {
+    let text = e.to_string();
+    let message = text.strip_prefix(&format!("plugin {plugin}: ")).unwrap_or(&text).to_owned();
+    StrategyError { strategy, message }
 }
