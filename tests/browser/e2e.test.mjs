@@ -3,39 +3,20 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
-import { extname, join, normalize } from "node:path";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import { launch, metric as llamaMetric, repo, serveRepo } from "./harness.mjs";
 
-const repo = new URL("../../", import.meta.url).pathname;
 const LLM_PORT = "18381";
 const llm = `http://127.0.0.1:${LLM_PORT}`;
 const env = { ...process.env, MOA_SMOLLM_PORT: LLM_PORT };
-const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".md": "text/plain" };
 
 let server, base, browser;
 
 before(async () => {
   execFileSync(join(repo, "scripts/local-llm"), ["start", "smollm"], { env, stdio: "inherit" });
-  // A static file server for the repository, on 127.0.0.1 only.
-  server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^(\.\.[/\\])+/, "");
-    try {
-      const body = await readFile(join(repo, path));
-      res.writeHead(200, { "content-type": types[extname(path)] ?? "application/octet-stream" });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end("not found");
-    }
-  });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-  base = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  ({ server, base } = await serveRepo());
+  browser = await launch();
 });
 
 after(async () => {
@@ -44,12 +25,7 @@ after(async () => {
   execFileSync(join(repo, "scripts/local-llm"), ["stop", "smollm"], { env, stdio: "inherit" });
 });
 
-async function metric(name) {
-  const text = await (await fetch(`${llm}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`llamacpp:${name} `));
-  assert.ok(line, `llama-server reports ${name}`);
-  return Number(line.split(" ")[1]);
-}
+const metric = (name) => llamaMetric(LLM_PORT, name);
 
 test("the README's example runs two layers in the page and streams the answer", async () => {
   const readme = await readFile(join(repo, "README.md"), "utf8");

@@ -4,35 +4,19 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdir, readFile } from "node:fs/promises";
-import { extname, join, normalize } from "node:path";
-import { chromium } from "playwright-core";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { launch, listen, metric, repo, serveRepo } from "./harness.mjs";
 
-const repo = new URL("../../", import.meta.url).pathname;
 const artifacts = join(repo, "tests/browser/artifacts");
 const PORTS = { smollm: "18391", gemma: "18392" };
 const env = { ...process.env, MOA_SMOLLM_PORT: PORTS.smollm, MOA_GEMMA_PORT: PORTS.gemma };
-const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".wasm": "application/wasm" };
 const PAYLOAD = 'Safe? <img src=x onerror="window.pwned=1;alert(1)"> <script>window.pwned=2</script> [click me](javascript:window.pwned=3) **bold** [docs](https://example.org/)';
 
 let files, fake, browser, base, fakeUrl;
 
-function listen(server) {
-  return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(`http://127.0.0.1:${server.address().port}`)));
-}
-
 before(async () => {
   execFileSync(join(repo, "scripts/local-llm"), ["start"], { env, stdio: "inherit" });
-  files = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^(\.\.[/\\])+/, "");
-    try {
-      const body = await readFile(join(repo, path));
-      res.writeHead(200, { "content-type": types[extname(path)] ?? "application/octet-stream" });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
   // A fake OpenAI-compatible provider whose every answer is a hostile payload.
   fake = createServer((req, res) => {
     const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "POST" };
@@ -41,14 +25,10 @@ before(async () => {
     const chunk = { choices: [{ index: 0, delta: { content: PAYLOAD }, finish_reason: null }] };
     res.end(`data: ${JSON.stringify(chunk)}\n\ndata: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n`);
   });
-  base = await listen(files);
+  ({ server: files, base } = await serveRepo());
   fakeUrl = await listen(fake);
   await mkdir(artifacts, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launch();
 });
 
 after(async () => {
@@ -81,11 +61,6 @@ const local = (maxTokens) => (r) => {
   r.providers.gemma.base_url = `http://127.0.0.1:${PORTS.gemma}/v1`;
   r.max_tokens = maxTokens;
 };
-
-async function metric(port, name) {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  return Number(text.split("\n").find((l) => l.startsWith(`llamacpp:${name} `)).split(" ")[1]);
-}
 
 test("the local recipe streams every agent's card and the answer, over two turns", async () => {
   const { page, errors } = await open();
