@@ -100,6 +100,30 @@ pub enum Event {
         will_retry: bool,
         /// After how long, when it will.
         retry_in_ms: Option<f64>,
+        /// Characters of text this attempt had streamed in [`Event::TextDelta`]s, all of
+        /// which are now void: a consumer that showed them must take them back (a retry
+        /// streams its answer from the start). 0 when it streamed nothing.
+        discarded_chars: usize,
+        /// Tokens the attempt consumed anyway: the provider's count when it sent one,
+        /// else an estimate (marked `estimated`); zero when the provider refused it.
+        usage: Usage,
+        /// Their cost in dollars, when priced.
+        cost: Option<f64>,
+        /// When.
+        t_ms: f64,
+    },
+    /// An agent that was waiting (to retry, or for a free slot) was stopped before its
+    /// next attempt began: the run was cancelled or ended. Ends the "retrying" state a
+    /// UI shows after a [`Event::CallFailed`] with `will_retry`.
+    AgentStopped {
+        /// The layer.
+        layer: usize,
+        /// The agent's index in the layer.
+        slot: usize,
+        /// The agent's display name.
+        agent: String,
+        /// Why (`cancelled`).
+        reason: String,
         /// When.
         t_ms: f64,
     },
@@ -122,10 +146,12 @@ pub enum Event {
         succeeded: usize,
         /// Agents that failed after their retries.
         failed: usize,
-        /// Tokens of the layer's successful calls.
+        /// Tokens of every attempt of the layer: successful, failed, retried, cancelled.
         usage: Usage,
-        /// Dollars, when priced.
+        /// Dollars, when priced, for the same.
         cost: Option<f64>,
+        /// The part of `usage` spent on attempts that failed or were cancelled.
+        wasted: Usage,
         /// When.
         t_ms: f64,
     },
@@ -135,10 +161,12 @@ pub enum Event {
         text: String,
         /// What decided it: the aggregator's name, or a strategy that decided alone.
         decided_by: String,
-        /// Tokens over every successful call of the run.
+        /// Tokens over every attempt of every call of the run, failed ones included.
         usage: Usage,
-        /// Dollars, when priced.
+        /// Dollars, when priced, for the same.
         cost: Option<f64>,
+        /// The part of `usage` spent on attempts that failed or were cancelled.
+        wasted: Usage,
         /// The run's wall time.
         wall_ms: f64,
     },

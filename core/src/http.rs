@@ -17,6 +17,10 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// The JSON body.
     pub body: String,
+    /// The provider's identity: its base URL, normalized ([`normalize_base_url`]). A
+    /// transport that shares a provider's `max_concurrency` across runs keys it by this,
+    /// never by a URL prefix (`.../v1` must not capture `.../v1beta`).
+    pub endpoint: String,
 }
 
 /// Headers whose values are secrets and never printed.
@@ -38,6 +42,7 @@ impl fmt::Debug for HttpRequest {
             .field("url", &self.url)
             .field("headers", &headers)
             .field("body", &self.body)
+            .field("endpoint", &self.endpoint)
             .finish()
     }
 }
@@ -66,6 +71,83 @@ pub fn retry_after(headers: &[(String, String)], now: Time) -> Option<Duration> 
         .and_then(|d| httpdate::parse_http_date(d).ok())
         .unwrap_or_else(|| UNIX_EPOCH + Duration::from_micros(now.as_micros()));
     Some(at.duration_since(reference).unwrap_or(Duration::ZERO))
+}
+
+/// Checks a provider's `base_url` the way a transport will use it, and returns it
+/// normalized: scheme and host in lower case, the scheme's default port dropped, no
+/// trailing `/`. An error says what is wrong, for a recipe's field error.
+///
+/// Written by hand because the core stays small for the browser (the `url` crate brings
+/// IDNA tables): it accepts exactly `http(s)://host[:port][/path]` where host is a DNS
+/// name, an IPv4 address or a bracketed IPv6 address, the port is 1..=65535, and nothing
+/// (no user info, query, fragment, space or control character) that would make the
+/// request URL mean something other than base + `/chat/completions`.
+pub fn normalize_base_url(url: &str) -> Result<String, String> {
+    let lower = url.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let (scheme, rest) = if lower.starts_with("https://") {
+        ("https", &url[8..])
+    } else if lower.starts_with("http://") {
+        ("http", &url[7..])
+    } else {
+        return Err(format!("{url:?} is not an http:// or https:// URL"));
+    };
+    if let Some(c) = url.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} contains {c:?}; a URL has no spaces or control characters"));
+    }
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.contains('@') {
+        return Err(format!("{url:?} has user info before the host; put credentials in api_key_env, not the URL"));
+    }
+    if path.contains(['?', '#']) {
+        return Err(format!("{url:?} has a query or fragment; a base URL is a path the API's routes are added to"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return Err(format!("{url:?}: the IPv6 address has no closing ']'"));
+        };
+        if addr.is_empty() || !addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+            return Err(format!("{url:?}: {addr:?} is not an IPv6 address"));
+        }
+        match after {
+            "" => (format!("[{}]", addr.to_ascii_lowercase()), None),
+            p if p.starts_with(':') => (format!("[{}]", addr.to_ascii_lowercase()), Some(&p[1..])),
+            _ => return Err(format!("{url:?}: unexpected {after:?} after the IPv6 address")),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
+            None => (authority.to_ascii_lowercase(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    if !host.starts_with('[') {
+        if !host.is_ascii() {
+            return Err(format!("{url:?}: write the host {host:?} in its ASCII (xn--) form"));
+        }
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if host.len() > 253 || !host.trim_end_matches('.').split('.').all(label_ok) {
+            return Err(format!("{url:?}: {host:?} is not a valid host name"));
+        }
+    }
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) && p.chars().all(|c| c.is_ascii_digit()) => Some(n),
+            _ => return Err(format!("{url:?}: port {p:?} is not a number in 1..=65535")),
+        },
+    };
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let port = port.filter(|p| *p != default_port).map(|p| format!(":{p}")).unwrap_or_default();
+    Ok(format!("{scheme}://{host}{port}{}", path.trim_end_matches('/')))
 }
 
 /// Whether an HTTP status is worth retrying: rate limits, timeouts and server errors.
@@ -109,12 +191,40 @@ mod tests {
     }
 
     #[test]
+    fn base_urls_are_checked_and_normalized() {
+        let ok = |u: &str| normalize_base_url(u).unwrap_or_else(|e| panic!("{u}: {e}"));
+        assert_eq!(ok("https://api.together.xyz/v1"), "https://api.together.xyz/v1");
+        assert_eq!(ok("HTTP://LocalHost:8081/v1/"), "http://localhost:8081/v1");
+        assert_eq!(ok("https://x.example:443/v1"), "https://x.example/v1");
+        assert_eq!(ok("http://127.0.0.1"), "http://127.0.0.1");
+        assert_eq!(ok("http://[::1]:8080/v1"), "http://[::1]:8080/v1");
+        for (bad, why) in [
+            ("https://", "no host"),
+            ("http://127.0.0.1:99999/v1", "port"),
+            ("http://127.0.0.1:0/v1", "port"),
+            ("http://127.0.0.1:/v1", "port"),
+            ("http://my host/v1", "contains ' '"),
+            ("http://host\n/v1", "contains"),
+            ("ftp://x/v1", "not an http"),
+            ("https://user:pw@x/v1", "user info"),
+            ("https://x/v1?key=1", "query"),
+            ("https://exämple.com/v1", "ASCII"),
+            ("http://[::1/v1", "closing"),
+            ("http://-x-/v1", "not a valid host"),
+        ] {
+            let e = normalize_base_url(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn debug_redacts_keys() {
         let r = HttpRequest {
             method: "POST",
             url: "https://x".into(),
             headers: h(&[("authorization", "Bearer sk-SECRET"), ("x-api-key", "SECRET2")]),
             body: "{}".into(),
+            endpoint: "https://x".into(),
         };
         let s = format!("{r:?}");
         assert!(!s.contains("SECRET"), "{s}");

@@ -3,19 +3,54 @@
 use serde::{Deserialize, Serialize};
 use std::ops::AddAssign;
 
-/// Tokens a call consumed, as the provider reported them.
+/// Tokens a call consumed: as the provider reported them, or, for an attempt that ended
+/// before the provider reported any, estimated (and marked so).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Prompt tokens (for Anthropic including cache reads and writes).
     pub input_tokens: u64,
     /// Generated tokens.
     pub output_tokens: u64,
+    /// Some of these tokens are estimated, not reported: an attempt that failed, was cut
+    /// or was cancelled before the provider sent its usage (see [`Usage::estimate`]).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub estimated: bool,
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Characters per token for estimates: the usual rule of thumb for English text with
+/// BPE tokenizers. Estimates only ever stand in for a count the provider did not send.
+const CHARS_PER_TOKEN: usize = 4;
+
 impl Usage {
+    /// Reported usage.
+    pub const fn new(input_tokens: u64, output_tokens: u64) -> Usage {
+        Usage { input_tokens, output_tokens, estimated: false }
+    }
+
+    /// An estimate for an attempt the provider never reported on: `prompt_chars` of input
+    /// (counted only when the provider accepted the request, since a refused request is
+    /// not processed) and the text it streamed, at four characters per token, rounded up.
+    pub fn estimate(prompt_chars: Option<usize>, streamed: &str) -> Usage {
+        let tokens = |chars: usize| chars.div_ceil(CHARS_PER_TOKEN) as u64;
+        Usage {
+            input_tokens: prompt_chars.map_or(0, tokens),
+            output_tokens: tokens(streamed.chars().count()),
+            estimated: true,
+        }
+    }
+
     /// Input plus output tokens.
     pub fn total(&self) -> u64 {
         self.input_tokens + self.output_tokens
+    }
+
+    /// Whether no tokens are counted.
+    pub fn is_zero(&self) -> bool {
+        self.total() == 0
     }
 }
 
@@ -23,6 +58,7 @@ impl AddAssign for Usage {
     fn add_assign(&mut self, other: Usage) {
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;
+        self.estimated |= other.estimated;
     }
 }
 

@@ -301,13 +301,13 @@ fn malformed_sse_fails_the_call_with_a_clear_error() {
         }
     });
     let err = trace.events.iter().find_map(|e| match e {
-        Event::CallFailed { error, will_retry, .. } => Some((error.clone(), *will_retry)),
+        Event::CallFailed { at, error, will_retry, .. } => Some((at.call, error.clone(), *will_retry)),
         _ => None,
     });
-    let (error, will_retry) = err.expect("a failure");
+    let (call, error, will_retry) = err.expect("a failure");
     assert!(error.starts_with("malformed response: stream chunk:"), "{error}");
     assert!(!will_retry);
-    assert_eq!(trace.cancels.len(), 1, "the broken stream is cancelled");
+    assert!(trace.aborted.contains(&call), "the broken stream is cancelled");
 }
 
 #[test]
@@ -541,7 +541,7 @@ fn anthropic_messages_stream_end_to_end() {
     let agg = trace.requests.last().expect("aggregator");
     assert_eq!(agg.body["system"], format!("Be kind.\n\n{REFERENCE_PROMPT}\n1. Hello there\n2. Hello there"));
     assert_eq!(trace.outcome.answer.as_deref(), Some("Hello there"));
-    assert_eq!(trace.outcome.usage, moa_core::Usage { input_tokens: 36, output_tokens: 27 });
+    assert_eq!(trace.outcome.usage, moa_core::Usage::new(36, 27));
 }
 
 #[test]
@@ -642,4 +642,265 @@ fn time_queued_in_the_transport_counts_toward_neither_deadlines_nor_latency() {
     assert_eq!(finished, Some((calls[0], 5.0)), "latency from when it was sent");
     assert!(!failed.contains(&calls[0]));
     assert_eq!(failed.len(), 2, "the two calls never sent did stall");
+}
+
+/// A one-proposer recipe on a local provider, for fault tests on the aggregator.
+fn one_and_aggregator() -> Recipe {
+    Recipe::from_json(
+        r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+            "layers": [{"agents": ["p:proposer"]}], "aggregator": "p:agg",
+            "policy": {"retries": 2, "backoff_secs": 0.1}}"#,
+    )
+    .expect("valid")
+}
+
+/// The aggregator's first attempt streams "Partial " and then the connection resets.
+fn aggregator_breaks_once() -> impl FnMut(&Req) -> Reply {
+    let mut broke = false;
+    move |req: &Req| {
+        if req.model == "agg" && !std::mem::replace(&mut broke, true) {
+            let mut r = openai_stream(&["Partial ", "answ"], (10, 2), ms(5), ms(5));
+            r.truncate(3); // head and both pieces, no finish
+            r.push((ms(20), Step::Fail("connection reset by peer".into())));
+            r
+        } else if req.model == "agg" {
+            openai_stream(&["Whole ", "answer."], (10, 2), ms(5), ms(5))
+        } else {
+            answer("a proposal", ms(5))
+        }
+    }
+}
+
+#[test]
+fn a_retried_aggregator_voids_its_partial_text_and_the_answer_is_the_retry_alone() {
+    let recipe = one_and_aggregator();
+    let run = Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts");
+    let trace = simulate(run, T0, aggregator_breaks_once());
+    assert_consistent(&trace.events);
+    assert_eq!(trace.outcome.answer.as_deref(), Some("Whole answer."));
+    // The broken attempt says its streamed text is void, so a consumer can take it back.
+    let void = trace.events.iter().find_map(|e| match e {
+        Event::CallFailed { at, will_retry: true, discarded_chars, .. } if at.layer == 1 => Some(*discarded_chars),
+        _ => None,
+    });
+    assert_eq!(void, Some("Partial answ".len()));
+    // What a consumer that honours the voiding shows is exactly the answer.
+    let mut shown = String::new();
+    for e in &trace.events {
+        match e {
+            Event::TextDelta { at, text } if at.layer == 1 => shown.push_str(text),
+            Event::CallFailed { at, discarded_chars, .. } if at.layer == 1 => {
+                shown.truncate(shown.len() - discarded_chars)
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(shown, "Whole answer.");
+}
+
+#[test]
+fn with_irrevocable_output_an_aggregator_that_broke_after_text_ends_the_run_instead_of_retrying() {
+    let recipe = one_and_aggregator();
+    let options = RunOptions { irrevocable_answer: true, ..RunOptions::default() };
+    let run = Run::with_options(&recipe, vec![Message::user("Hi")], T0, options).expect("starts");
+    let trace = simulate(run, T0, aggregator_breaks_once());
+    assert_consistent(&trace.events);
+    assert_eq!(trace.requests.iter().filter(|r| r.model == "agg").count(), 1, "not retried");
+    match &trace.outcome.error {
+        Some(RunError::AnswerBroken { delivered_chars, error }) => {
+            assert_eq!(*delivered_chars, 12);
+            assert!(error.contains("connection reset"), "{error}");
+        }
+        other => panic!("expected AnswerBroken, got {other:?}"),
+    }
+    assert!(matches!(trace.events.last(), Some(Event::RunFailed { .. })));
+
+    // Before any text was delivered, a retry is still safe and made.
+    let mut first = true;
+    let run = Run::with_options(
+        &recipe,
+        vec![Message::user("Hi")],
+        T0,
+        RunOptions { irrevocable_answer: true, ..RunOptions::default() },
+    )
+    .expect("starts");
+    let trace = simulate(run, T0, |req| {
+        if req.model == "agg" && std::mem::replace(&mut first, false) {
+            status(503, &[], "busy", ms(3))
+        } else {
+            answer("fine", ms(5))
+        }
+    });
+    assert_eq!(trace.outcome.answer.as_deref(), Some("fine"));
+}
+
+#[test]
+fn with_reports_sent_a_call_waiting_in_the_transport_queue_never_stalls() {
+    let mut recipe = one_and_aggregator();
+    recipe.policy.stall_timeout_secs = 3.0;
+    recipe.policy.timeout_secs = 5.0;
+    let options = RunOptions { reports_sent: true, ..RunOptions::default() };
+    let run = Run::with_options(&recipe, vec![Message::user("Hi")], T0, options).expect("starts");
+    // Each call waits 20 s in the transport's queue (past both deadlines), then takes 2 s.
+    let trace = simulate(run, T0, |_| {
+        let mut r = vec![(Duration::from_secs(20), Step::Sent)];
+        for (t, step) in answer("ok", Duration::from_secs(2)) {
+            r.push((t + Duration::from_secs(20), step));
+        }
+        r
+    });
+    assert_consistent(&trace.events);
+    assert_eq!(trace.outcome.answer.as_deref(), Some("ok"));
+    assert_eq!(trace.requests.len(), 2, "every call succeeds at its first attempt");
+    // Once sent, the deadlines hold: a call sent and then silent is cut at the stall.
+    let options = RunOptions { reports_sent: true, ..RunOptions::default() };
+    let run = Run::with_options(&recipe, vec![Message::user("Hi")], T0, options).expect("starts");
+    let mut n = 0;
+    let trace = simulate(run, T0, |_| {
+        n += 1;
+        if n == 1 { vec![(Duration::from_secs(20), Step::Sent)] } else { answer("ok", ms(5)) }
+    });
+    assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { error, t_ms, .. }
+        if error.contains("stall_timeout_secs") && *t_ms == 23_000.0)));
+}
+
+#[test]
+fn an_end_marker_finishes_the_call_even_if_the_connection_stays_open() {
+    let recipe = one_and_aggregator();
+    let run = Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts");
+    // A proxy that keeps every connection open after [DONE] (no End ever comes).
+    let trace = simulate(run, T0, |req| {
+        let mut r = answer(&format!("from {}", req.model), ms(10));
+        r.retain(|(_, s)| !matches!(s, Step::End));
+        r
+    });
+    assert_consistent(&trace.events);
+    assert_eq!(trace.outcome.answer.as_deref(), Some("from agg"));
+    assert_eq!(trace.requests.len(), 2, "nothing stalled or was retried");
+    assert!(trace.outcome.wall_ms < 100.0, "no wait for the stall timeout: {}", trace.outcome.wall_ms);
+    // The proposer's connection was closed after its grace; the aggregator's at the end.
+    assert_eq!(trace.aborted.len(), 2, "{:?}", trace.aborted);
+    // Anthropic's message_stop does the same.
+    let recipe = Recipe::from_json(
+        r#"{"providers": {"a": {"kind": "anthropic", "base_url": "http://127.0.0.1:1/v1"}},
+            "layers": [{"agents": ["a:m"]}], "aggregator": "a:m"}"#,
+    )
+    .expect("valid");
+    let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, |_| {
+        let body = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"ok\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        vec![(ms(1), Step::Head(200, vec![])), (ms(2), Step::Body(body.as_bytes().to_vec()))]
+    });
+    assert_eq!(trace.outcome.answer.as_deref(), Some("ok"));
+    assert_eq!(trace.requests.len(), 2);
+}
+
+#[test]
+fn failed_retried_and_cancelled_attempts_are_counted_in_every_total() {
+    let mut recipe = one_and_aggregator();
+    recipe.prices.insert("p:agg".into(), moa_core::Price { input: 1.0, output: 2.0 });
+    let run = Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts");
+    let trace = simulate(run, T0, aggregator_breaks_once());
+    // The broken attempt reported no usage: estimated from its prompt and its 12 chars.
+    let broken = trace.events.iter().find_map(|e| match e {
+        Event::CallFailed { at, usage, cost, .. } if at.layer == 1 => Some((*usage, *cost)),
+        _ => None,
+    });
+    let (usage, cost) = broken.expect("the broken attempt");
+    assert!(usage.estimated);
+    assert_eq!(usage.output_tokens, 3, "12 characters at 4 per token");
+    assert!(usage.input_tokens > 0, "the prompt was accepted and processed");
+    assert!(cost.is_some_and(|c| c > 0.0));
+    let o = &trace.outcome;
+    assert_eq!(o.wasted, usage);
+    let successful: u64 = o.layers.iter().flat_map(|l| &l.calls).filter_map(|c| c.usage).map(|u| u.total()).sum();
+    assert_eq!(o.usage.total(), successful + usage.total(), "totals include the waste");
+    assert!(o.usage.estimated);
+    assert_eq!(o.layers[1].calls[0].wasted, usage);
+    match trace.events.last() {
+        Some(Event::Final { usage: u, wasted, .. }) => assert_eq!((*u, *wasted), (o.usage, o.wasted)),
+        other => panic!("{other:?}"),
+    }
+    // A refused request (an error status) consumed nothing.
+    let mut first = true;
+    let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, |req| {
+        if req.model == "agg" && std::mem::replace(&mut first, false) {
+            status(429, &[("retry-after", "0")], "slow down", ms(1))
+        } else {
+            answer("ok", ms(5))
+        }
+    });
+    assert!(trace.outcome.wasted.is_zero());
+    // A call cancelled mid-stream counts what it streamed.
+    let mut run = Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts");
+    let trace = simulate_with(
+        &mut run,
+        T0,
+        &mut |_| {
+            let mut r = openai_stream(&["twelve chars"], (0, 0), ms(1), ms(1));
+            r.truncate(2);
+            r
+        },
+        |run, now| {
+            if now >= T0 + ms(10) {
+                run.cancel(now);
+                return true;
+            }
+            false
+        },
+    );
+    assert_eq!(trace.outcome.usage.output_tokens, 3);
+    assert!(trace.outcome.usage.estimated);
+}
+
+#[test]
+fn cancelling_an_agent_that_waits_to_retry_ends_its_retrying_state() {
+    let mut recipe = one_and_aggregator();
+    recipe.layers[0].agents.push(recipe::Agent::new("p:slow"));
+    let mut run = Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts");
+    let trace = simulate_with(
+        &mut run,
+        T0,
+        &mut |req| match req.model.as_str() {
+            "slow" => answer("slowly", Duration::from_secs(6)),
+            _ => status(429, &[("retry-after", "60")], "slow down", ms(1)),
+        },
+        |run, now| {
+            if now >= T0 + Duration::from_secs(5) {
+                run.cancel(now);
+                return true;
+            }
+            false
+        },
+    );
+    assert_consistent(&trace.events);
+    let stopped: Vec<_> = trace
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AgentStopped { layer, slot, reason, .. } => Some((*layer, *slot, reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stopped, [(0, 0, "cancelled")], "{:#?}", trace.events);
+}
+
+#[test]
+fn a_request_the_transport_cannot_make_is_not_retried() {
+    let recipe = one_and_aggregator();
+    let mut run = Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts");
+    let Some(call) = std::iter::from_fn(|| Some(run.poll())).find_map(|a| match a {
+        Action::Request { call, .. } => Some(call),
+        _ => None,
+    }) else {
+        panic!("a request")
+    };
+    run.handle(Input::Invalid { call, error: "invalid header value".into(), now: T0 });
+    let events: Vec<Event> = std::iter::from_fn(|| match run.poll() {
+        Action::Event(e) => Some(e),
+        _ => None,
+    })
+    .collect();
+    assert!(events.iter().any(|e| matches!(e, Event::CallFailed { will_retry: false, error, .. }
+        if error == "the request could not be made: invalid header value")));
+    assert!(run.is_done());
 }

@@ -138,9 +138,52 @@ fn every_problem_is_listed_with_its_path() {
         "layers[0].agents[1].samples: 0 is out of range 1..=64",
         r#"layers[1].strategy: unknown strategy "votes" (built-in: synthesize, vote; or use { plugin = "file.wasm" })"#,
         "layers[1].min_successes: 2 successes needed but layer 1 has only 1 agents",
-        "policy.timeout_secs: -1 must be a positive number of seconds",
+        "policy.timeout_secs: -1 must be a positive number of seconds, at most 604800 (a week)",
     ];
     assert_eq!(errors, expected);
+}
+
+/// Everything that would fail at run time is caught at check time, at its path.
+#[test]
+fn a_recipe_that_validates_runs() {
+    let base = |url: &str| invalid(Recipe::from_toml(&TOML.replace("https://api.together.xyz/v1", url)));
+    // What the page's "Add provider" creates, a port past 65535, a space in the host.
+    assert_eq!(base("https://"), [r#"providers.together.base_url: "https://" has no host"#]);
+    assert_eq!(
+        base("http://127.0.0.1:99999/v1"),
+        [r#"providers.together.base_url: "http://127.0.0.1:99999/v1": port "99999" is not a number in 1..=65535"#]
+    );
+    assert_eq!(
+        base("http://my host/v1"),
+        [r#"providers.together.base_url: "http://my host/v1" contains ' '; a URL has no spaces or control characters"#]
+    );
+    // A built-in strategy's parameters, at check time.
+    assert_eq!(
+        invalid(Recipe::from_toml(&TOML.replace("threshold = 0.6", "treshold = 0.5"))),
+        [r#"layers[1].strategy.params: unknown parameter "treshold" (it takes threshold, max_answer_chars)"#]
+    );
+    assert_eq!(
+        invalid(Recipe::from_toml(&TOML.replace("threshold = 0.6", "threshold = 1.5"))),
+        ["layers[1].strategy.params: threshold must be a number in 0 ≤ t < 1"]
+    );
+    // Durations are bounded: huge ones are an error, not a panic (the wasm build aborts
+    // on a panic) nor a browser timer that overflows and fires at once.
+    assert_eq!(
+        invalid(Recipe::from_toml(&TOML.replace("timeout_secs = 60", "timeout_secs = 1e20"))),
+        ["policy.timeout_secs: 100000000000000000000 must be a positive number of seconds, at most 604800 (a week)"]
+    );
+    let json =
+        JSON.replace(r#""retries": 2"#, r#""retries": 2, "stall_timeout_secs": 1e300, "max_retry_after_secs": 1e12"#);
+    assert_eq!(invalid(Recipe::from_json(&json)).len(), 2);
+    // samples = 0: one message, not a second one about min_successes.
+    assert_eq!(
+        invalid(Recipe::from_toml(
+            &TOML
+                .replace("samples = 3", "samples = 0")
+                .replace(r#"agents = ["together:Qwen/Qwen1.5-72B-Chat", { model"#, r#"agents = [{ model"#)
+        )),
+        ["layers[0].agents[0].samples: 0 is out of range 1..=64"]
+    );
 }
 
 #[test]

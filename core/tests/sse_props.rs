@@ -102,7 +102,7 @@ proptest! {
         parser.finish(&mut items).expect("complete");
         let text: String = items.iter().filter_map(|i| match i { StreamItem::Text(t) => Some(t.as_str()), _ => None }).collect();
         prop_assert_eq!(text, pieces.concat());
-        prop_assert_eq!(items.last(), Some(&StreamItem::Usage(moa_core::Usage { input_tokens: 3, output_tokens: 4 })));
+        prop_assert_eq!(items.last(), Some(&StreamItem::Usage(moa_core::Usage::new(3, 4))));
     }
 }
 

@@ -6,17 +6,19 @@
 //! never reads a clock; every input carries `now`, so tests run whole recipes in
 //! simulated time.
 
+mod api;
 mod backoff;
 mod report;
 
+pub use api::{Action, Input, RunOptions};
 pub use report::{CallError, CallReport, Failure, LayerReport, Outcome, RunError};
 
 use crate::event::{CallId, Event, Place};
-use crate::http::{self, HttpRequest};
+use crate::http;
 use crate::message::{Message, prepend_system, validate_conversation};
 use crate::provider::{self, ChatRequest, ProviderKind, ResponseParser, StreamItem};
 use crate::recipe::{OnError, Recipe, ResolvedAgent, StrategySpec};
-use crate::strategy::{Builtins, Decision, Proposal, Resolver, Strategy, StrategyInput, Synthesize};
+use crate::strategy::{Decision, Proposal, Strategy, StrategyInput, Synthesize};
 use crate::time::{Time, millis};
 use crate::usage::{Usage, add_cost};
 use backoff::{Rng, backoff};
@@ -26,115 +28,10 @@ use std::time::Duration;
 /// Largest error body kept to explain a failed call.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
-/// What the driver should do next.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Action {
-    /// Send this request; feed its response back under `call`.
-    Request {
-        /// The call's id.
-        call: CallId,
-        /// What to send.
-        http: HttpRequest,
-    },
-    /// Abort this call; anything still arriving for it is ignored.
-    Cancel {
-        /// The call's id.
-        call: CallId,
-    },
-    /// Something happened; show it.
-    Event(Event),
-    /// Nothing to do until a response arrives or, if given, this time passes (then send
-    /// [`Input::Tick`]).
-    Wait(Option<Time>),
-    /// The run is over. Polling again returns the same outcome.
-    Done(Outcome),
-}
-
-/// What the driver reports back.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Input<'a> {
-    /// Optional: the request actually left. A transport that queues requests (to share
-    /// a provider's concurrency cap across runs) sends this so that queueing counts
-    /// toward neither the call's deadlines nor its latency.
-    Sent {
-        /// Which call.
-        call: CallId,
-        /// When.
-        now: Time,
-    },
-    /// The response's status line and headers arrived.
-    Head {
-        /// Which call.
-        call: CallId,
-        /// HTTP status.
-        status: u16,
-        /// Response headers.
-        headers: Vec<(String, String)>,
-        /// When.
-        now: Time,
-    },
-    /// More of the response body arrived, split anywhere.
-    Body {
-        /// Which call.
-        call: CallId,
-        /// The bytes.
-        bytes: &'a [u8],
-        /// When.
-        now: Time,
-    },
-    /// The response body ended normally.
-    End {
-        /// Which call.
-        call: CallId,
-        /// When.
-        now: Time,
-    },
-    /// The call failed in transport (refused, reset, TLS, CORS...).
-    Failed {
-        /// Which call.
-        call: CallId,
-        /// The transport's description.
-        error: String,
-        /// When.
-        now: Time,
-    },
-    /// Time passed.
-    Tick {
-        /// Now.
-        now: Time,
-    },
-}
-
-impl Input<'_> {
-    fn now(&self) -> Time {
-        match self {
-            Input::Sent { now, .. }
-            | Input::Head { now, .. }
-            | Input::Body { now, .. }
-            | Input::End { now, .. }
-            | Input::Failed { now, .. }
-            | Input::Tick { now } => *now,
-        }
-    }
-}
-
-/// Options for [`Run::with_options`].
-pub struct RunOptions<'a> {
-    /// Seeds retry jitter; the same seed and inputs give the same run.
-    pub seed: u64,
-    /// API keys by provider name. Sent only to that provider, never put in events.
-    pub keys: BTreeMap<String, String>,
-    /// Makes the recipe's strategies; [`Builtins`] unless the host adds plugins.
-    pub resolver: &'a dyn Resolver,
-}
-
-static BUILTINS: Builtins = Builtins;
-
-impl Default for RunOptions<'_> {
-    fn default() -> Self {
-        RunOptions { seed: 0, keys: BTreeMap::new(), resolver: &BUILTINS }
-    }
-}
+/// How long a call whose stream has ended (`[DONE]`, `message_stop`) may keep its
+/// connection open before it is cancelled. The answer is used at once; the grace only
+/// lets a well-behaved server finish the body, so the connection can be reused.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// One agent's progress through its attempts.
 struct Slot {
@@ -142,12 +39,16 @@ struct Slot {
     kind: ProviderKind,
     state: SlotState,
     attempts: u32,
+    /// The current attempt's streamed text.
     text: String,
+    /// The current attempt's usage, as reported so far.
     usage: Option<Usage>,
     errors: Vec<String>,
     latency: Option<Duration>,
     ttft: Option<Duration>,
     server_ms: Option<f64>,
+    /// Tokens of attempts that failed or were cancelled.
+    wasted: Usage,
 }
 
 enum SlotState {
@@ -157,10 +58,18 @@ enum SlotState {
     Failed,
 }
 
+/// One attempt on the wire.
 struct Flight {
     call: CallId,
+    /// When its clocks started: when it was asked for, or when it was sent.
     started: Time,
     last_byte: Time,
+    /// Its deadlines run (false while it waits in a transport's queue).
+    clocks_running: bool,
+    /// The provider accepted it (a 2xx head): its prompt is being processed.
+    accepted: bool,
+    /// Characters of prompt sent, for estimates when no usage comes back.
+    prompt_chars: usize,
     first_token: Option<Time>,
     response: Response,
 }
@@ -177,6 +86,12 @@ struct Decider {
     on_error: OnError,
 }
 
+/// A duration in seconds from a validated recipe, saturating instead of panicking on
+/// anything a validation missed.
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
+}
+
 /// One run of a recipe on one conversation.
 pub struct Run {
     recipe: Recipe,
@@ -185,6 +100,8 @@ pub struct Run {
     /// `deciders[i]` feeds layer `i + 1`; the last one feeds the aggregator.
     deciders: Vec<Decider>,
     rng: Rng,
+    reports_sent: bool,
+    irrevocable_answer: bool,
     started: Time,
     now: Time,
     layer: usize,
@@ -193,10 +110,17 @@ pub struct Run {
     reports: Vec<LayerReport>,
     in_flight: BTreeMap<String, u32>,
     calls: HashMap<CallId, usize>,
+    /// Calls whose answer is complete but whose body has not ended: the time by which
+    /// it must, or they are cancelled, and their provider, whose concurrency slot they
+    /// hold until then (the connection is still open).
+    draining: BTreeMap<CallId, (Time, String)>,
+    /// The aggregator broke off after delivering text that cannot be taken back.
+    broken: Option<(usize, String)>,
     next_call: u64,
     queue: VecDeque<Action>,
     usage: Usage,
     cost: Option<f64>,
+    wasted: Usage,
     outcome: Option<Outcome>,
     scratch: Vec<StreamItem>,
 }
@@ -240,6 +164,8 @@ impl Run {
             keys: options.keys,
             deciders,
             rng: Rng::new(options.seed),
+            reports_sent: options.reports_sent,
+            irrevocable_answer: options.irrevocable_answer,
             started: now,
             now,
             layer: 0,
@@ -247,10 +173,13 @@ impl Run {
             reports: Vec::new(),
             in_flight: BTreeMap::new(),
             calls: HashMap::new(),
+            draining: BTreeMap::new(),
+            broken: None,
             next_call: 0,
             queue: VecDeque::new(),
             usage: Usage::default(),
             cost: None,
+            wasted: Usage::default(),
             outcome: None,
             scratch: Vec::new(),
         };
@@ -262,6 +191,11 @@ impl Run {
         run.begin_layer(0);
         run.step();
         Ok(run)
+    }
+
+    /// The recipe this run plays.
+    pub fn recipe(&self) -> &Recipe {
+        &self.recipe
     }
 
     /// The next thing for the driver to do.
@@ -286,16 +220,14 @@ impl Run {
                 if let Some((_, f)) = self.flight(call) {
                     f.started = now;
                     f.last_byte = now;
+                    f.clocks_running = true;
                 }
             }
             Input::Head { call, status, headers, .. } => self.on_head(call, status, &headers),
             Input::Body { call, bytes, .. } => self.on_body(call, bytes),
             Input::End { call, .. } => self.on_end(call),
-            Input::Failed { call, error, .. } => {
-                if let Some(i) = self.calls.get(&call).copied() {
-                    self.fail_attempt(i, CallError::Transport(error), None, false);
-                }
-            }
+            Input::Failed { call, error, .. } => self.on_transport_error(call, CallError::Transport(error)),
+            Input::Invalid { call, error, .. } => self.on_transport_error(call, CallError::Invalid(error)),
             Input::Tick { .. } => {}
         }
         self.check_timers();
@@ -346,6 +278,7 @@ impl Run {
                 latency: None,
                 ttft: None,
                 server_ms: None,
+                wasted: Usage::default(),
             })
             .collect();
     }
@@ -414,6 +347,9 @@ impl Run {
             call,
             started: self.now,
             last_byte: self.now,
+            clocks_running: !self.reports_sent,
+            accepted: false,
+            prompt_chars: messages.iter().map(|m| m.content.chars().count()).sum(),
             first_token: None,
             response: Response::Waiting,
         }));
@@ -431,12 +367,28 @@ impl Run {
         }
     }
 
+    fn on_transport_error(&mut self, call: CallId, error: CallError) {
+        // A call that was draining has its answer already; its connection just ended.
+        if self.end_drain(call) {
+            return;
+        }
+        if let Some(i) = self.calls.get(&call).copied() {
+            self.fail_attempt(i, error, None, false);
+        }
+    }
+
     fn on_head(&mut self, call: CallId, status: u16, headers: &[(String, String)]) {
         let now = self.now;
         let Some(kind) = self.calls.get(&call).map(|&i| self.slots[i].kind) else { return };
         let Some((_, f)) = self.flight(call) else { return };
+        // A response means the request was sent, whether or not the transport said so.
+        if !f.clocks_running {
+            f.started = now;
+            f.clocks_running = true;
+        }
         f.last_byte = now;
-        f.response = if (200..300).contains(&status) {
+        f.accepted = (200..300).contains(&status);
+        f.response = if f.accepted {
             Response::Streaming(ResponseParser::new(kind, http::header(headers, "content-type")))
         } else {
             Response::Error { status, body: Vec::new(), retry_after: http::retry_after(headers, now) }
@@ -446,7 +398,7 @@ impl Run {
     fn on_body(&mut self, call: CallId, bytes: &[u8]) {
         let now = self.now;
         let mut items = std::mem::take(&mut self.scratch);
-        let result = match self.flight(call) {
+        let (i, result, complete) = match self.flight(call) {
             None => return self.scratch = items,
             Some((i, f)) => {
                 f.last_byte = now;
@@ -459,14 +411,24 @@ impl Run {
                     }
                     Response::Streaming(parser) => parser.feed(bytes, &mut items).map_err(CallError::from),
                 };
-                (i, r)
+                let complete = matches!(&f.response, Response::Streaming(p) if p.is_complete());
+                (i, r, complete)
             }
         };
-        let (i, result) = result;
         self.apply_items(i, call, &mut items);
         self.scratch = items;
-        if let Err(e) = result {
-            self.fail_attempt(i, e, None, true);
+        match result {
+            Err(e) => self.fail_attempt(i, e, None, true),
+            // The stream's end marker finishes the call even if the connection stays
+            // open (some proxies keep it); the body gets a short grace to end by itself.
+            Ok(()) if complete => {
+                let provider = self.slots[i].agent.provider.clone();
+                self.succeed(i);
+                // Still on the wire: it keeps its provider slot until the body ends.
+                *self.in_flight.entry(provider.clone()).or_default() += 1;
+                self.draining.insert(call, (now + DRAIN_GRACE, provider));
+            }
+            Ok(()) => {}
         }
     }
 
@@ -489,7 +451,19 @@ impl Run {
         }
     }
 
+    /// Ends the drain of `call`, if it was draining, freeing its provider slot.
+    fn end_drain(&mut self, call: CallId) -> bool {
+        let Some((_, provider)) = self.draining.remove(&call) else { return false };
+        if let Some(n) = self.in_flight.get_mut(&provider) {
+            *n = n.saturating_sub(1);
+        }
+        true
+    }
+
     fn on_end(&mut self, call: CallId) {
+        if self.end_drain(call) {
+            return;
+        }
         let mut items = std::mem::take(&mut self.scratch);
         let (i, result) = match self.flight(call) {
             None => return self.scratch = items,
@@ -518,6 +492,9 @@ impl Run {
     /// Ends the attempt in flight on slot `i`, returning its flight.
     fn end_flight(&mut self, i: usize, next: SlotState) -> Option<Box<Flight>> {
         let slot = &mut self.slots[i];
+        if !matches!(slot.state, SlotState::InFlight(_)) {
+            return None;
+        }
         let SlotState::InFlight(flight) = std::mem::replace(&mut slot.state, next) else { return None };
         self.calls.remove(&flight.call);
         if let Some(n) = self.in_flight.get_mut(&slot.agent.provider) {
@@ -550,6 +527,34 @@ impl Run {
         self.emit(event);
     }
 
+    /// What an attempt that did not succeed consumed: the provider's count where it sent
+    /// one (raised to what was visibly streamed, since a count sent early, like
+    /// Anthropic's `message_start`, lags the text), else an estimate; nothing when the
+    /// provider refused the request.
+    fn attempt_usage(slot: &Slot, flight: &Flight) -> Usage {
+        let estimate = Usage::estimate(flight.accepted.then_some(flight.prompt_chars), &slot.text);
+        match slot.usage {
+            Some(u) if u.output_tokens >= estimate.output_tokens => u,
+            Some(u) => Usage { output_tokens: estimate.output_tokens, estimated: true, ..u },
+            None if estimate.is_zero() => Usage::default(),
+            None => estimate,
+        }
+    }
+
+    /// Closes the books of a failed attempt on slot `i`: its tokens go to the slot's
+    /// waste, its text is void. Returns the event's accounting fields.
+    fn void_attempt(&mut self, i: usize, flight: &Flight) -> (usize, Usage, Option<f64>) {
+        let slot = &mut self.slots[i];
+        let usage = Run::attempt_usage(slot, flight);
+        slot.wasted += usage;
+        let discarded = slot.text.chars().count();
+        slot.text.clear();
+        slot.usage = None;
+        slot.server_ms = None;
+        let cost = if usage.is_zero() { None } else { self.price(&self.slots[i].agent, Some(usage)) };
+        (discarded, usage, cost)
+    }
+
     /// Records a failed attempt and either schedules a retry or gives the agent up.
     fn fail_attempt(&mut self, i: usize, error: CallError, retry_after: Option<Duration>, cancel: bool) {
         let Some(flight) = self.end_flight(i, SlotState::Failed) else { return };
@@ -559,7 +564,11 @@ impl Run {
         let policy = &self.recipe.policy;
         let mut message = error.to_string();
         let mut delay = None;
-        if error.retryable() && self.slots[i].attempts <= policy.retries {
+        // Retry only while nothing irrevocable reached the user: with irrevocable output,
+        // an aggregator that already streamed text is not tried again.
+        let delivered = self.slots[i].text.chars().count();
+        let irrevocable = self.irrevocable_answer && self.is_final_layer() && delivered > 0;
+        if error.retryable() && self.slots[i].attempts <= policy.retries && !irrevocable {
             match retry_after {
                 Some(d) if d.as_secs_f64() > policy.max_retry_after_secs => {
                     message
@@ -572,6 +581,10 @@ impl Run {
                 }
             }
         }
+        if irrevocable {
+            self.broken = Some((delivered, message.clone()));
+        }
+        let (discarded_chars, usage, cost) = self.void_attempt(i, &flight);
         let slot = &mut self.slots[i];
         slot.errors.push(message.clone());
         if let Some(d) = delay {
@@ -583,9 +596,20 @@ impl Run {
             error: message,
             will_retry: delay.is_some(),
             retry_in_ms: delay.map(millis),
+            discarded_chars,
+            usage,
+            cost,
             t_ms: self.t_ms(),
         };
         self.emit(event);
+    }
+
+    /// The deadline of an attempt: its total timeout or its stall limit, whichever
+    /// comes first; none while it waits in a transport's queue.
+    fn flight_deadline(&self, f: &Flight) -> Option<Time> {
+        let policy = &self.recipe.policy;
+        f.clocks_running
+            .then(|| (f.started + secs(policy.timeout_secs)).min(f.last_byte + secs(policy.stall_timeout_secs)))
     }
 
     fn check_timers(&mut self) {
@@ -593,29 +617,33 @@ impl Run {
         let (timeout, stall) = (policy.timeout_secs, policy.stall_timeout_secs);
         for i in 0..self.slots.len() {
             let SlotState::InFlight(f) = &self.slots[i].state else { continue };
-            let error = if self.now >= f.started + Duration::from_secs_f64(timeout) {
+            if !f.clocks_running {
+                continue;
+            }
+            let error = if self.now >= f.started + secs(timeout) {
                 CallError::Timeout(timeout)
-            } else if self.now >= f.last_byte + Duration::from_secs_f64(stall) {
+            } else if self.now >= f.last_byte + secs(stall) {
                 CallError::Stalled(stall)
             } else {
                 continue;
             };
             self.fail_attempt(i, error, None, true);
         }
+        let now = self.now;
+        let expired: Vec<CallId> = self.draining.iter().filter(|(_, (t, _))| *t <= now).map(|(c, _)| *c).collect();
+        for call in expired {
+            self.end_drain(call);
+            self.queue.push_back(Action::Cancel { call });
+        }
     }
 
     fn next_deadline(&self) -> Option<Time> {
-        let policy = &self.recipe.policy;
-        let timeout = Duration::from_secs_f64(policy.timeout_secs);
-        let stall = Duration::from_secs_f64(policy.stall_timeout_secs);
-        self.slots
-            .iter()
-            .filter_map(|s| match &s.state {
-                SlotState::InFlight(f) => Some((f.started + timeout).min(f.last_byte + stall)),
-                SlotState::Queued { not_before } if *not_before > self.now => Some(*not_before),
-                _ => None,
-            })
-            .min()
+        let calls = self.slots.iter().filter_map(|s| match &s.state {
+            SlotState::InFlight(f) => self.flight_deadline(f),
+            SlotState::Queued { not_before } if *not_before > self.now => Some(*not_before),
+            _ => None,
+        });
+        calls.chain(self.draining.values().map(|(t, _)| *t)).min()
     }
 
     /// Closes the current layer's books; returns its proposals.
@@ -626,6 +654,7 @@ impl Run {
             calls: Vec::new(),
             usage: Usage::default(),
             cost: None,
+            wasted: Usage::default(),
         };
         let mut proposals = Vec::new();
         for (i, s) in self.slots.iter().enumerate() {
@@ -642,6 +671,11 @@ impl Run {
                     latency_ms: s.latency.map(millis).unwrap_or(0.0),
                 });
             }
+            report.usage += s.wasted;
+            report.wasted += s.wasted;
+            if !s.wasted.is_zero() {
+                add_cost(&mut report.cost, self.price(&s.agent, Some(s.wasted)));
+            }
             report.calls.push(CallReport {
                 slot: i,
                 agent: s.agent.label.clone(),
@@ -653,12 +687,14 @@ impl Run {
                 attempts: s.attempts,
                 usage: if ok { s.usage } else { None },
                 cost,
+                wasted: s.wasted,
                 latency_ms: s.latency.map(millis),
                 ttft_ms: s.ttft.map(millis),
                 server_ms: if ok { s.server_ms } else { None },
             });
         }
         self.usage += report.usage;
+        self.wasted += report.wasted;
         add_cost(&mut self.cost, report.cost);
         self.emit(Event::LayerFinished {
             layer: self.layer,
@@ -666,6 +702,7 @@ impl Run {
             failed: self.slots.len() - proposals.len(),
             usage: report.usage,
             cost: report.cost,
+            wasted: report.wasted,
             t_ms: self.t_ms(),
         });
         self.reports.push(report);
@@ -682,6 +719,9 @@ impl Run {
             .collect();
         if self.is_final_layer() {
             let label = self.slots[0].agent.label.clone();
+            if let (true, Some((delivered_chars, error))) = (proposals.is_empty(), self.broken.take()) {
+                return self.finish(Err(RunError::AnswerBroken { delivered_chars, error }), None);
+            }
             return match proposals.is_empty() {
                 true => self.finish(
                     Err(RunError::TooFewSuccesses { what: "the aggregator".into(), succeeded: 0, needed: 1, failures }),
@@ -742,24 +782,50 @@ impl Run {
     }
 
     fn finish(&mut self, result: Result<String, RunError>, decided_by: Option<String>) {
-        // A run that ends mid-layer (cancelled) still accounts for that layer.
+        // A run that ends mid-layer (cancelled) still accounts for that layer, and ends
+        // every state a UI may show: calls in flight fail as cancelled, agents waiting
+        // to retry are stopped.
         let open = self.slots.iter().any(|s| matches!(s.state, SlotState::InFlight(_) | SlotState::Queued { .. }));
         if open {
             for i in 0..self.slots.len() {
                 if let Some(f) = self.end_flight(i, SlotState::Failed) {
                     self.queue.push_back(Action::Cancel { call: f.call });
                     let error = CallError::Cancelled.to_string();
+                    let (discarded_chars, usage, cost) = self.void_attempt(i, &f);
                     self.slots[i].errors.push(error.clone());
                     let at = Place { call: f.call, layer: self.layer, slot: i };
                     let agent = self.slots[i].agent.label.clone();
                     let t_ms = self.t_ms();
-                    self.emit(Event::CallFailed { at, agent, error, will_retry: false, retry_in_ms: None, t_ms });
+                    self.emit(Event::CallFailed {
+                        at,
+                        agent,
+                        error,
+                        will_retry: false,
+                        retry_in_ms: None,
+                        discarded_chars,
+                        usage,
+                        cost,
+                        t_ms,
+                    });
                 } else if matches!(self.slots[i].state, SlotState::Queued { .. }) {
                     self.slots[i].state = SlotState::Failed;
                     self.slots[i].errors.push(CallError::Cancelled.to_string());
+                    if self.slots[i].attempts > 0 {
+                        let event = Event::AgentStopped {
+                            layer: self.layer,
+                            slot: i,
+                            agent: self.slots[i].agent.label.clone(),
+                            reason: "cancelled".into(),
+                            t_ms: self.t_ms(),
+                        };
+                        self.emit(event);
+                    }
                 }
             }
             self.report_layer();
+        }
+        for call in std::mem::take(&mut self.draining).into_keys() {
+            self.queue.push_back(Action::Cancel { call });
         }
         let wall_ms = self.t_ms();
         let (answer, error) = match result {
@@ -769,6 +835,7 @@ impl Run {
                     decided_by: decided_by.clone().unwrap_or_default(),
                     usage: self.usage,
                     cost: self.cost,
+                    wasted: self.wasted,
                     wall_ms,
                 });
                 (Some(text), None)
@@ -785,6 +852,7 @@ impl Run {
             layers: std::mem::take(&mut self.reports),
             usage: self.usage,
             cost: self.cost,
+            wasted: self.wasted,
             wall_ms,
         });
     }

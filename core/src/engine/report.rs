@@ -30,6 +30,10 @@ pub enum CallError {
     /// No byte arrived for `policy.stall_timeout_secs`.
     #[error("no data for {0} s (policy.stall_timeout_secs)")]
     Stalled(f64),
+    /// The transport could not make the request at all (a URL or header value it
+    /// rejects).
+    #[error("the request could not be made: {0}")]
+    Invalid(String),
     /// The run was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -42,7 +46,7 @@ impl CallError {
             CallError::Status { status, .. } => crate::http::status_is_retryable(*status),
             CallError::Provider(e) => e.retryable(),
             CallError::Transport(_) | CallError::Timeout(_) | CallError::Stalled(_) => true,
-            CallError::Cancelled => false,
+            CallError::Invalid(_) | CallError::Cancelled => false,
         }
     }
 }
@@ -88,6 +92,19 @@ pub enum RunError {
         /// Every agent that failed.
         failures: Vec<Failure>,
     },
+    /// The aggregator's answer broke off after part of it had been delivered where it
+    /// cannot be taken back ([`crate::RunOptions::irrevocable_answer`]), so it was not
+    /// retried: a retry would have appended a second answer to the first one's start.
+    #[error(
+        "the aggregator's answer broke off after {delivered_chars} characters had been delivered ({error}); \
+         not retried, because delivered text cannot be taken back"
+    )]
+    AnswerBroken {
+        /// Characters already delivered.
+        delivered_chars: usize,
+        /// Why the attempt failed.
+        error: String,
+    },
     /// The run was cancelled.
     #[error("the run was cancelled")]
     Cancelled,
@@ -130,6 +147,8 @@ pub struct CallReport {
     pub usage: Option<Usage>,
     /// Its cost in dollars, when priced.
     pub cost: Option<f64>,
+    /// Tokens of its failed, retried and cancelled attempts (reported or estimated).
+    pub wasted: Usage,
     /// Its latency.
     pub latency_ms: Option<f64>,
     /// Its time to first token.
@@ -147,10 +166,12 @@ pub struct LayerReport {
     pub aggregator: bool,
     /// Every agent's call.
     pub calls: Vec<CallReport>,
-    /// Tokens of its successful calls.
+    /// Tokens of every attempt in the layer, failed ones included.
     pub usage: Usage,
-    /// Dollars, when priced.
+    /// Dollars, when priced, for the same.
     pub cost: Option<f64>,
+    /// The part of `usage` spent on attempts that failed or were cancelled.
+    pub wasted: Usage,
 }
 
 /// How a run ended.
@@ -164,10 +185,13 @@ pub struct Outcome {
     pub decided_by: Option<String>,
     /// Every layer that ran, the aggregator's last.
     pub layers: Vec<LayerReport>,
-    /// Tokens over every successful call.
+    /// Tokens over every attempt of every call, failed, retried and cancelled ones
+    /// included, so the total never reads low.
     pub usage: Usage,
-    /// Dollars, when priced.
+    /// Dollars, when priced, for the same.
     pub cost: Option<f64>,
+    /// The part of `usage` spent on attempts that failed or were cancelled.
+    pub wasted: Usage,
     /// Wall time of the run.
     pub wall_ms: f64,
 }

@@ -35,7 +35,13 @@ pub(super) fn request(base: &str, key: Option<&str>, req: &ChatRequest<'_>) -> H
     if let Some(key) = key {
         headers.push(("x-api-key".to_owned(), key.to_owned()));
     }
-    HttpRequest { method: "POST", url: format!("{base}/messages"), headers, body: body.to_string() }
+    HttpRequest {
+        method: "POST",
+        url: format!("{base}/messages"),
+        headers,
+        body: body.to_string(),
+        endpoint: String::new(),
+    }
 }
 
 fn count(v: &Value, field: &str) -> u64 {
@@ -96,12 +102,10 @@ pub(super) fn on_whole_body(body: &[u8], out: &mut Vec<StreamItem>) -> Result<()
     let answer: String = blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect();
     out.push(StreamItem::Text(answer));
     if let Some(u) = v.get("usage") {
-        out.push(StreamItem::Usage(Usage {
-            input_tokens: count(u, "input_tokens")
-                + count(u, "cache_creation_input_tokens")
-                + count(u, "cache_read_input_tokens"),
-            output_tokens: count(u, "output_tokens"),
-        }));
+        out.push(StreamItem::Usage(Usage::new(
+            count(u, "input_tokens") + count(u, "cache_creation_input_tokens") + count(u, "cache_read_input_tokens"),
+            count(u, "output_tokens"),
+        )));
     }
     Ok(())
 }

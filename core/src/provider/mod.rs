@@ -87,10 +87,14 @@ impl ProviderError {
 /// Writes the HTTP request for `req` to a provider of `kind` at `base_url`.
 pub fn build_request(kind: ProviderKind, base_url: &str, key: Option<&str>, req: &ChatRequest<'_>) -> HttpRequest {
     let base = base_url.trim_end_matches('/');
-    match kind {
+    let mut http = match kind {
         ProviderKind::OpenAi => openai::request(base, key, req),
         ProviderKind::Anthropic => anthropic::request(base, key, req),
-    }
+    };
+    // A recipe's base URL was checked when it was validated; the fallback only serves
+    // callers that build requests without one.
+    http.endpoint = crate::http::normalize_base_url(base_url).unwrap_or_else(|_| base.to_owned());
+    http
 }
 
 /// Reads one response body, incrementally.
@@ -240,10 +244,7 @@ data: [DONE]
 "#;
         p.feed(chunk, &mut items).expect("valid");
         p.finish(&mut items).expect("complete");
-        assert_eq!(
-            items,
-            [StreamItem::Usage(Usage { input_tokens: 31, output_tokens: 5 }), StreamItem::ServerTime(85.25)]
-        );
+        assert_eq!(items, [StreamItem::Usage(Usage::new(31, 5)), StreamItem::ServerTime(85.25)]);
     }
 
     #[test]

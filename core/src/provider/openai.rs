@@ -25,7 +25,13 @@ pub(super) fn request(base: &str, key: Option<&str>, req: &ChatRequest<'_>) -> H
     if let Some(key) = key {
         headers.push(("authorization".to_owned(), format!("Bearer {key}")));
     }
-    HttpRequest { method: "POST", url: format!("{base}/chat/completions"), headers, body: body.to_string() }
+    HttpRequest {
+        method: "POST",
+        url: format!("{base}/chat/completions"),
+        headers,
+        body: body.to_string(),
+        endpoint: String::new(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -77,7 +83,7 @@ struct WireUsage {
 
 impl From<WireUsage> for Usage {
     fn from(u: WireUsage) -> Usage {
-        Usage { input_tokens: u.prompt_tokens, output_tokens: u.completion_tokens }
+        Usage::new(u.prompt_tokens, u.completion_tokens)
     }
 }
 

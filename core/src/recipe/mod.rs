@@ -11,6 +11,11 @@ use crate::provider::ProviderKind;
 use std::fmt;
 use thiserror::Error;
 
+/// The longest duration a policy may give, in seconds: a week. Longer ones mean a typo,
+/// and every timer must stay within what a browser's `setTimeout` can wait (2^31 ms, about
+/// 24.8 days) and what a `Duration` can hold.
+pub const MAX_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
 /// Built-in strategies a recipe may name.
 pub const BUILTIN_STRATEGIES: [&str; 2] = ["synthesize", "vote"];
 
@@ -181,8 +186,8 @@ impl Validator<'_> {
             if name.is_empty() || name.contains(':') {
                 self.err(&path, "a provider name must be non-empty and contain no ':'");
             }
-            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
-                self.err(format!("{path}.base_url"), format!("{:?} is not an http:// or https:// URL", p.base_url));
+            if let Err(e) = crate::http::normalize_base_url(&p.base_url) {
+                self.err(format!("{path}.base_url"), e);
             }
             if let Some(env) = &p.api_key_env
                 && (env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
@@ -203,6 +208,7 @@ impl Validator<'_> {
             if layer.agents.is_empty() {
                 self.err(format!("{path}.agents"), "a layer needs at least one agent");
             }
+            let mut bad_samples = false;
             for (j, a) in layer.agents.iter().enumerate() {
                 let apath = format!("{path}.agents[{j}]");
                 let kind = self.model(&apath, &a.model);
@@ -210,6 +216,7 @@ impl Validator<'_> {
                 self.max_tokens(&format!("{apath}.max_tokens"), a.max_tokens);
                 if !(1..=64).contains(&a.samples) {
                     self.err(format!("{apath}.samples"), format!("{} is out of range 1..=64", a.samples));
+                    bad_samples = true;
                 }
             }
             if let Some(s) = &layer.strategy {
@@ -228,7 +235,8 @@ impl Validator<'_> {
             };
             if min == 0 {
                 self.err(min_path, "must be at least 1");
-            } else if min > slots && !layer.agents.is_empty() {
+            } else if min > slots && !layer.agents.is_empty() && !bad_samples {
+                // With a bad sample count the agent count means nothing: one message, not two.
                 self.err(min_path, format!("{min} successes needed but layer {i} has only {slots} agents"));
             }
         }
@@ -301,6 +309,13 @@ impl Validator<'_> {
                 if s.timeout_ms.is_some() || s.memory_mib.is_some() || s.max_output_kib.is_some() {
                     self.err(path, "timeout_ms, memory_mib and max_output_kib apply to plugins only");
                 }
+                // A built-in's parameters are checked now, not when a run reaches it.
+                if BUILTIN_STRATEGIES.contains(&name.as_str())
+                    && s.params.is_object()
+                    && let Err(e) = crate::strategy::Resolver::resolve(&crate::strategy::Builtins, s)
+                {
+                    self.err(format!("{path}.params"), e.message);
+                }
             }
             (None, Some(p)) => {
                 if p.is_empty() {
@@ -323,13 +338,19 @@ impl Validator<'_> {
             ("stall_timeout_secs", p.stall_timeout_secs),
             ("max_backoff_secs", p.max_backoff_secs),
         ] {
-            if !(value.is_finite() && value > 0.0) {
-                self.err(format!("policy.{field}"), format!("{value} must be a positive number of seconds"));
+            if !(value.is_finite() && value > 0.0 && value <= MAX_SECS) {
+                self.err(
+                    format!("policy.{field}"),
+                    format!("{value} must be a positive number of seconds, at most {MAX_SECS} (a week)"),
+                );
             }
         }
         for (field, value) in [("backoff_secs", p.backoff_secs), ("max_retry_after_secs", p.max_retry_after_secs)] {
-            if !(value.is_finite() && value >= 0.0) {
-                self.err(format!("policy.{field}"), format!("{value} must be zero or a positive number of seconds"));
+            if !(value.is_finite() && (0.0..=MAX_SECS).contains(&value)) {
+                self.err(
+                    format!("policy.{field}"),
+                    format!("{value} must be zero or a positive number of seconds, at most {MAX_SECS} (a week)"),
+                );
             }
         }
         if p.retries > 100 {

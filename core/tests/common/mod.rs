@@ -11,6 +11,8 @@ use std::time::Duration;
 /// One thing the fake server does to a call, at an offset from the request.
 #[derive(Clone, Debug)]
 pub enum Step {
+    /// The transport reports the request left its queue (`Input::Sent`).
+    Sent,
     Head(u16, Vec<(String, String)>),
     Body(Vec<u8>),
     End,
@@ -128,6 +130,7 @@ pub fn simulate_with(
             layers: vec![],
             usage: Default::default(),
             cost: None,
+            wasted: Default::default(),
             wall_ms: 0.0,
         },
         events: vec![],
@@ -184,6 +187,7 @@ pub fn simulate_with(
                         let s = scheduled.remove(&(t, k)).expect("present");
                         now = now.max(t);
                         match s.step {
+                            Step::Sent => run.handle(Input::Sent { call: s.call, now }),
                             Step::Head(status, headers) => {
                                 run.handle(Input::Head { call: s.call, status, headers, now })
                             }
@@ -235,6 +239,18 @@ pub fn assert_consistent(events: &[Event]) {
             }
             Event::Final { .. } | Event::RunFailed { .. } => {
                 assert_eq!(i, events.len() - 1, "terminal event is last");
+            }
+            Event::AgentStopped { layer, slot, .. } => {
+                // Only an agent waiting to retry is stopped: its last call failed with
+                // will_retry, and it has no call open.
+                let last = events[..i].iter().rev().find_map(|e| match e {
+                    Event::CallStarted { at, .. } if at.layer == *layer && at.slot == *slot => Some(None),
+                    Event::CallFailed { at, will_retry, .. } if at.layer == *layer && at.slot == *slot => {
+                        Some(Some(*will_retry))
+                    }
+                    _ => None,
+                });
+                assert_eq!(last, Some(Some(true)), "agent_stopped for an agent not waiting to retry: {e:?}");
             }
             Event::RunStarted { .. } | Event::StrategyFailed { .. } => {}
         }
