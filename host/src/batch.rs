@@ -1,14 +1,18 @@
 //! `moa batch`: many prompts through one recipe, for evaluations and synthetic data.
 //!
 //! It loses nothing: each finished item is appended to OUT as one whole line the moment
-//! it finishes; a rerun skips ids already answered in OUT, retries the ones written with
-//! an error, and first repairs OUT (dropping a line cut short by `kill -9` and the error
-//! lines it will redo) by writing a new file and renaming it over the old one.
+//! it finishes, and appended lines reach the disk within a second; a rerun skips ids
+//! already answered in OUT, retries the ones written with an error, and first repairs OUT
+//! (dropping a line cut short by `kill -9` and the error lines it will redo) by writing a
+//! new file, syncing it, renaming it over the old one and syncing the folder. Two batches
+//! on one OUT at once are refused: a lock on `OUT.lock` is held for the whole run.
 
 use crate::clock::Clock;
 use crate::transport::Transport;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use moa_core::{Event, Message, Outcome, Recipe, Run, RunOptions, Usage};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
@@ -39,6 +43,16 @@ pub enum BatchError {
         /// What is wrong.
         reason: String,
     },
+    /// Another batch holds OUT.
+    #[error(
+        "{path} is in use by another moa batch (lock {lock} is held); wait for it to finish or write to another file"
+    )]
+    Locked {
+        /// The output file.
+        path: String,
+        /// The lock file.
+        lock: String,
+    },
     /// A line of the existing output is not a result line.
     #[error("{path}:{line}: not a result line ({reason}); remove or fix it, then run again")]
     Output {
@@ -52,10 +66,11 @@ pub enum BatchError {
 }
 
 /// One prompt to answer.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Item {
-    /// The id from the input, or the 1-based line number.
-    pub id: Value,
+    /// The id from the input exactly as written there (so a 20-digit integer stays that
+    /// integer), or the 1-based line number.
+    pub id: Box<RawValue>,
     /// The conversation.
     pub messages: Vec<Message>,
 }
@@ -85,24 +100,63 @@ pub fn read_input(path: &Path) -> Result<Vec<Item>, BatchError> {
                     (None, Some(m)) => serde_json::from_value(m.clone()).map_err(|e| bad(format!("messages: {e}")))?,
                     _ => return Err(bad("expected \"instruction\": \"...\" or \"messages\": [...]".into())),
                 };
-                (o.get("id").cloned(), messages)
+                // The id as written, not as parsed: a `Value` would round big integers.
+                let raw: IdOnly = serde_json::from_str(line).map_err(|e| bad(format!("id: {e}")))?;
+                (raw.id.map(|r| r.to_owned()), messages)
             }
             _ => return Err(bad("expected a prompt string or an object".into())),
         };
         moa_core::message::validate_conversation(&messages).map_err(bad)?;
-        let id = id.unwrap_or_else(|| json!(n));
-        if !(id.is_string() || id.is_number()) {
+        let id = match id {
+            Some(id) => id,
+            None => RawValue::from_string(n.to_string()).map_err(|e| bad(e.to_string()))?,
+        };
+        if !id.get().starts_with(|c: char| c == '"' || c == '-' || c.is_ascii_digit()) {
             return Err(bad("id must be a string or a number".into()));
         }
-        if let Some(first) = seen.insert(id.to_string(), n) {
-            return Err(bad(format!("id {id} already used on line {first}")));
+        if let Some(first) = seen.insert(id.get().to_owned(), n) {
+            return Err(bad(format!("id {} already used on line {first}", id.get())));
         }
         items.push(Item { id, messages });
     }
     Ok(items)
 }
 
-/// Repairs OUT and returns the ids it already answers.
+#[derive(Deserialize)]
+struct IdOnly<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ResultOnly<'a> {
+    #[serde(borrow)]
+    id: &'a RawValue,
+    #[serde(default)]
+    answer: Option<Value>,
+}
+
+/// A stable 64-bit hash (FNV-1a) of an item's id, so each item's seed depends on the id
+/// alone and a rerun reproduces it, whatever else the input holds.
+fn id_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The seed an item runs with: the batch's seed mixed with its id.
+pub fn item_seed(batch_seed: u64, id: &RawValue) -> u64 {
+    batch_seed ^ id_hash(id.get())
+}
+
+/// Takes the lock that makes a batch the only writer of `out` (`OUT.lock`, beside it).
+pub fn lock_output(out: &Path) -> Result<fd_lock::RwLock<std::fs::File>, BatchError> {
+    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    let lock = out.with_file_name(name);
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock).map_err(io(&lock))?;
+    Ok(fd_lock::RwLock::new(file))
+}
+
+/// Repairs OUT and returns the ids it already answers (as their JSON text).
 pub fn prepare_output(path: &Path) -> Result<HashSet<String>, BatchError> {
     let text = match std::fs::read(path) {
         Ok(bytes) => bytes,
@@ -119,9 +173,9 @@ pub fn prepare_output(path: &Path) -> Result<HashSet<String>, BatchError> {
             continue;
         }
         let bad = |reason: String| BatchError::Output { path: path.display().to_string(), line: n + 1, reason };
-        let v: Value = serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
-        let id = v.get("id").ok_or_else(|| bad("no id".into()))?.to_string();
-        if v.get("answer").is_some_and(Value::is_string) {
+        let v: ResultOnly = serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
+        let id = v.id.get().to_owned();
+        if v.answer.as_ref().is_some_and(Value::is_string) {
             if done.insert(id) {
                 kept.extend_from_slice(line);
                 kept.push(b'\n');
@@ -133,11 +187,19 @@ pub fn prepare_output(path: &Path) -> Result<HashSet<String>, BatchError> {
         }
     }
     if changed {
-        let tmp = path.with_extension("jsonl.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&kept).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))?;
+        // A fresh, uniquely named file beside OUT (so the rename stays on one file
+        // system and cannot meet another output's temporary file), synced, renamed over
+        // OUT, and the folder synced so the rename itself survives a crash.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp =
+            tempfile::Builder::new().prefix(".moa-repair-").suffix(".tmp").tempfile_in(dir).map_err(io(dir))?;
+        tmp.write_all(&kept).map_err(io(tmp.path()))?;
+        tmp.as_file().sync_all().map_err(io(tmp.path()))?;
+        tmp.persist(path).map_err(|e| io(path)(e.error))?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
     }
     Ok(done)
 }
@@ -181,13 +243,20 @@ pub struct Summary {
     pub cost: Option<f64>,
 }
 
-/// The line written for one finished item.
-pub fn result_line(id: &Value, outcome: &Outcome, proposals: bool) -> Value {
+#[derive(Serialize)]
+struct Line<'a> {
+    id: &'a RawValue,
+    #[serde(flatten)]
+    rest: &'a Value,
+}
+
+/// The line written for one finished item (JSON, no newline), its id as the input wrote it.
+pub fn result_line(id: &RawValue, outcome: &Outcome, proposals: bool) -> String {
     let layer_ms: Vec<f64> =
         outcome.layers.iter().map(|l| l.calls.iter().filter_map(|c| c.latency_ms).fold(0.0, f64::max)).collect();
     let mut line = json!({
-        "id": id,
         "usage": outcome.usage,
+        "wasted": outcome.wasted,
         "cost": outcome.cost,
         "timings": { "wall_ms": outcome.wall_ms, "layer_ms": layer_ms },
     });
@@ -201,40 +270,67 @@ pub fn result_line(id: &Value, outcome: &Outcome, proposals: bool) -> Value {
     if proposals {
         line["layers"] = json!(outcome.layers);
     }
-    line
+    serde_json::to_string(&Line { id, rest: &line }).unwrap_or_default()
 }
+
+/// How often appended lines are synced to disk, at most: the most a power cut can lose.
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the batch until every item is answered, failed, or `cancel` fires. Items
 /// cancelled mid-run are not written, so the next run does them.
 pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken) -> Result<Summary, BatchError> {
     let items = read_input(&batch.input)?;
+    let mut lock = lock_output(&batch.output)?;
+    let _held = lock.try_write().map_err(|_| BatchError::Locked {
+        path: batch.output.display().to_string(),
+        lock: format!("{}.lock", batch.output.display()),
+    })?;
     let done = prepare_output(&batch.output)?;
-    let todo: Vec<Item> = items.iter().filter(|i| !done.contains(&i.id.to_string())).cloned().collect();
+    let todo: Vec<Item> = items.iter().filter(|i| !done.contains(i.id.get())).cloned().collect();
     let out = std::fs::OpenOptions::new().create(true).append(true).open(&batch.output).map_err(io(&batch.output))?;
+    let dirty = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let syncer = out.try_clone().map_err(io(&batch.output))?;
+    let sync_task = {
+        let dirty = dirty.clone();
+        tokio::spawn(async move {
+            let syncer = Arc::new(syncer);
+            loop {
+                tokio::time::sleep(SYNC_EVERY).await;
+                if dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                    let f = syncer.clone();
+                    let _ = tokio::task::spawn_blocking(move || f.sync_data()).await;
+                }
+            }
+        })
+    };
     let summary =
         Arc::new(Mutex::new(Summary { total: items.len(), skipped: items.len() - todo.len(), ..Summary::default() }));
     let bar = progress_bar(&batch, items.len(), items.len() - todo.len());
     let out = Arc::new(Mutex::new(out));
     let slots = Arc::new(Semaphore::new(batch.concurrency.max(1)));
-    let transport = transport.clone().with_provider_limits(&batch.recipe);
+    let transport = transport.clone().with_provider_limits([&batch.recipe]);
     let batch = Arc::new(batch);
     let mut tasks = tokio::task::JoinSet::new();
-    for (n, item) in todo.into_iter().enumerate() {
+    for item in todo {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => p.map_err(|_| ()),
             _ = cancel.cancelled() => break,
         };
         let Ok(permit) = permit else { break };
         let (batch, transport, cancel) = (batch.clone(), transport.clone(), cancel.clone());
-        let (out, summary, bar) = (out.clone(), summary.clone(), bar.clone());
+        let (out, summary, bar, dirty) = (out.clone(), summary.clone(), bar.clone(), dirty.clone());
         tasks.spawn(async move {
             let _permit = permit;
             let clock = Clock::new();
-            let options = RunOptions {
-                seed: batch.seed.wrapping_add(n as u64),
+            let mut options = RunOptions {
+                seed: item_seed(batch.seed, &item.id),
                 keys: batch.keys.clone(),
+                reports_sent: true,
                 ..RunOptions::default()
             };
+            if let Some(r) = &batch.resolver {
+                options.resolver = r.as_ref();
+            }
             let outcome = match Run::with_options(&batch.recipe, item.messages, clock.now(), options) {
                 Ok(mut run) => transport.drive(&mut run, &clock, &cancel, |_: &Event| {}).await,
                 Err(e) => Outcome {
@@ -244,17 +340,19 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
                     layers: vec![],
                     usage: Usage::default(),
                     cost: None,
+                    wasted: Usage::default(),
                     wall_ms: 0.0,
                 },
             };
             if matches!(outcome.error, Some(moa_core::RunError::Cancelled)) {
                 return Ok(());
             }
-            let mut line = serde_json::to_vec(&result_line(&item.id, &outcome, batch.proposals)).unwrap_or_default();
+            let mut line = result_line(&item.id, &outcome, batch.proposals).into_bytes();
             line.push(b'\n');
             // One write of the whole line: a kill leaves it whole or absent, and a cut
             // tail is dropped by the next run's repair.
             out.lock().map_err(|_| std::io::Error::other("poisoned"))?.write_all(&line)?;
+            dirty.store(true, std::sync::atomic::Ordering::Release);
             let mut s = summary.lock().map_err(|_| std::io::Error::other("poisoned"))?;
             if outcome.answer.is_some() {
                 s.answered += 1
@@ -272,6 +370,11 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
     while let Some(r) = tasks.join_next().await {
         r.map_err(|e| io(&batch.output)(std::io::Error::other(e)))?.map_err(io(&batch.output))?;
     }
+    sync_task.abort();
+    out.lock()
+        .map_err(|_| io(&batch.output)(std::io::Error::other("poisoned")))?
+        .sync_data()
+        .map_err(io(&batch.output))?;
     bar.finish();
     let s = summary.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(s)
@@ -289,4 +392,17 @@ fn progress_bar(batch: &Batch, total: usize, done: usize) -> ProgressBar {
     }
     bar.set_position(done as u64);
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_items_seed_follows_its_id_not_its_position() {
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).expect("json");
+        assert_eq!(item_seed(7, &raw("\"a\"")), item_seed(7, &raw("\"a\"")));
+        assert_ne!(item_seed(7, &raw("\"a\"")), item_seed(7, &raw("\"b\"")));
+        assert_ne!(item_seed(7, &raw("1")), item_seed(8, &raw("1")));
+    }
 }

@@ -39,13 +39,60 @@ pub struct Display {
     agents: HashMap<(usize, usize), Agent>,
     streamed: bool,
     ends_with_newline: bool,
+    /// stdout is a terminal: a voided answer can be erased and redrawn.
+    stdout_tty: bool,
+    /// The aggregator attempt's text printed so far, to erase if the attempt is voided.
+    answer: String,
 }
 
 impl Display {
     /// A display for a recipe with `layers` proposer layers.
     pub fn new(mode: Mode, layers: usize) -> Display {
         let tty = mode != Mode::Json && std::io::stderr().is_terminal();
-        Display { mode, layers, tty, live: None, agents: HashMap::new(), streamed: false, ends_with_newline: true }
+        Display {
+            mode,
+            layers,
+            tty,
+            live: None,
+            agents: HashMap::new(),
+            streamed: false,
+            ends_with_newline: true,
+            stdout_tty: std::io::stdout().is_terminal(),
+            answer: String::new(),
+        }
+    }
+
+    /// Whether the answer goes where it cannot be taken back: stdout is not a terminal
+    /// (a pipe, a file) in human mode. Then the run must not retry an aggregator after
+    /// some of its text was printed ([`moa_core::RunOptions::irrevocable_answer`]).
+    /// JSON lines carry `discarded_chars`, so their reader can take text back.
+    pub fn answer_is_irrevocable(&self) -> bool {
+        matches!(self.mode, Mode::Human { .. }) && !self.stdout_tty
+    }
+
+    /// Takes back the printed answer of a voided aggregator attempt: on a terminal, moves
+    /// the cursor to where the answer began and clears to the end of the screen; if the
+    /// answer has scrolled past the top, says plainly that it starts again below.
+    fn take_back_answer(&mut self) {
+        let printed = std::mem::take(&mut self.answer);
+        self.streamed = false;
+        self.ends_with_newline = true;
+        if printed.is_empty() || !self.stdout_tty {
+            return;
+        }
+        let term = console::Term::stdout();
+        let (height, width) = term.size();
+        let width = usize::from(width.max(1));
+        // Rows the answer occupies; the cursor is on the last one.
+        let rows: usize = printed.split('\n').map(|l| console::measure_text_width(l).div_ceil(width).max(1)).sum();
+        let mut out = std::io::stdout().lock();
+        if rows <= usize::from(height) {
+            let up = if rows > 1 { format!("\x1b[{}A", rows - 1) } else { String::new() };
+            let _ = write!(out, "\r{up}\x1b[J");
+        } else {
+            let _ = write!(out, "\n\n[the answer above broke off and is void; it starts again below]\n\n");
+        }
+        let _ = out.flush();
     }
 
     /// Shows one event.
@@ -105,6 +152,7 @@ impl Display {
                     let mut out = std::io::stdout().lock();
                     let _ = out.write_all(text.as_bytes());
                     let _ = out.flush();
+                    self.answer.push_str(text);
                     self.streamed = true;
                     self.ends_with_newline = text.ends_with('\n');
                     return;
@@ -126,6 +174,13 @@ impl Display {
                         _ => self.note(&format!("L{} {}: {msg}", at.layer, a.name)),
                     }
                 }
+            }
+            Event::CallFailed { at, error, will_retry, discarded_chars, .. }
+                if at.layer == self.layers && *discarded_chars > 0 =>
+            {
+                self.take_back_answer();
+                let then = if *will_retry { "retrying from the start" } else { "giving up" };
+                self.note(&format!("the aggregator's answer broke off ({error}); {then}"));
             }
             Event::CallFailed { at, error, will_retry, retry_in_ms, .. } => {
                 let msg = match (will_retry, retry_in_ms) {
@@ -157,7 +212,16 @@ impl Display {
                 let _ = writeln!(out, "── final answer ──");
                 let _ = out.flush();
             }
-            Event::Final { text, decided_by, usage, cost, wall_ms } => {
+            Event::AgentStopped { layer, slot, reason, .. } => {
+                if let Some(a) = self.agents.get(&(*layer, *slot)) {
+                    let msg = format!("stopped ({reason})");
+                    match a.bar.as_ref().filter(|b| !b.is_hidden()) {
+                        Some(b) => b.abandon_with_message(msg),
+                        None => self.note(&format!("L{layer} {}: {msg}", a.name)),
+                    }
+                }
+            }
+            Event::Final { text, decided_by, usage, cost, wasted, wall_ms } => {
                 self.settle();
                 let mut out = std::io::stdout().lock();
                 if !self.streamed {
@@ -169,8 +233,14 @@ impl Display {
                 }
                 let _ = out.flush();
                 let cost = cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
+                let estimated = if usage.estimated { " (some estimated)" } else { "" };
+                let wasted = if wasted.is_zero() {
+                    String::new()
+                } else {
+                    format!("; {} of them on failed or cancelled attempts", wasted.total())
+                };
                 self.note(&format!(
-                    "done in {:.1}s by {decided_by}: {} tokens in, {} out{cost}",
+                    "done in {:.1}s by {decided_by}: {} tokens in, {} out{estimated}{cost}{wasted}",
                     wall_ms / 1000.0,
                     usage.input_tokens,
                     usage.output_tokens

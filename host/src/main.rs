@@ -287,7 +287,15 @@ async fn run(args: RunArgs) -> ExitCode {
         Err(e) => return bad(&e),
     };
     let clock = Clock::new();
-    let mut options = RunOptions { seed: args.recipe.seed, keys: keys::from_env(&recipe), ..RunOptions::default() };
+    let mode = if args.json { Mode::Json } else { Mode::Human { show_proposals: args.show_proposals } };
+    let mut display = Display::new(mode, recipe.layers.len());
+    let mut options = RunOptions {
+        seed: args.recipe.seed,
+        keys: keys::from_env(&recipe),
+        reports_sent: true,
+        irrevocable_answer: display.answer_is_irrevocable(),
+        ..RunOptions::default()
+    };
     if let Some(r) = &resolver {
         options.resolver = r.as_ref();
     }
@@ -299,8 +307,6 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let mode = if args.json { Mode::Json } else { Mode::Human { show_proposals: args.show_proposals } };
-    let mut display = Display::new(mode, recipe.layers.len());
     let cancel = interrupt_token();
     let outcome = transport.drive(&mut run, &clock, &cancel, |e| display.on_event(e)).await;
     match &outcome.error {

@@ -48,6 +48,8 @@ struct App {
 
 /// The router: `/v1/models`, `/v1/chat/completions`, and the page at `/`.
 pub fn router(config: Config, transport: Transport) -> Router {
+    // Each provider's max_concurrency holds across every request, whatever recipe it uses.
+    let transport = transport.with_provider_limits(config.recipes.values());
     let app = Arc::new(App {
         recipes: config.recipes,
         token: config.token,
@@ -201,7 +203,14 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
         return r;
     };
     let clock = Clock::new();
-    let mut options = RunOptions { keys: keys::from_env(&recipe), ..RunOptions::default() };
+    // A streamed response cannot take back text it sent: an aggregator that breaks
+    // after some text ends the response with an error instead of a second answer.
+    let mut options = RunOptions {
+        keys: keys::from_env(&recipe),
+        reports_sent: true,
+        irrevocable_answer: req.stream,
+        ..RunOptions::default()
+    };
     if let Some(r) = &app.resolver {
         options.resolver = r.as_ref();
     }
@@ -276,10 +285,13 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
                 }
             }
             Err(RunError::Cancelled) => return,
+            // An error event and no finish_reason and no [DONE]: a client must not take
+            // a broken answer for a whole one.
             Err(e) => {
                 let _ = send(
                     json!({ "error": { "message": e.to_string(), "type": "api_error", "code": "upstream_failed" } }),
                 );
+                return;
             }
         }
         let _ = tx.send("data: [DONE]\n\n".to_owned());
@@ -295,6 +307,15 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
     (headers, axum::body::Body::from_stream(body)).into_response()
 }
 
+/// Usage over every attempt of every call of the run, failed ones included (OpenAI's
+/// shape), with moa's own breakdown: how much went to failed or cancelled attempts, and
+/// whether some of it is estimated.
 fn usage(o: &Outcome) -> Value {
-    json!({ "prompt_tokens": o.usage.input_tokens, "completion_tokens": o.usage.output_tokens, "total_tokens": o.usage.total() })
+    json!({
+        "prompt_tokens": o.usage.input_tokens,
+        "completion_tokens": o.usage.output_tokens,
+        "total_tokens": o.usage.total(),
+        "moa_wasted_tokens": o.wasted.total(),
+        "moa_estimated": o.usage.estimated,
+    })
 }

@@ -20,14 +20,16 @@ enum Msg {
     Body { call: CallId, bytes: Bytes },
     End { call: CallId },
     Failed { call: CallId, error: String },
+    Invalid { call: CallId, error: String },
 }
 
 /// An HTTP client shared by every run: one connection pool, reused across calls.
 #[derive(Clone, Debug)]
 pub struct Transport {
     client: reqwest::Client,
-    /// Caps shared by every run on this transport, by provider base URL.
-    limits: Arc<Vec<(String, Arc<Semaphore>)>>,
+    /// Caps shared by every run on this transport, by provider identity (the normalized
+    /// base URL, [`moa_core::HttpRequest::endpoint`]; never a prefix of it).
+    limits: Arc<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Transport {
@@ -44,19 +46,21 @@ impl Transport {
     }
 
     /// Shares each provider's `max_concurrency` across every run on this transport (a
-    /// batch runs many at once). Queued requests report [`Input::Sent`] when they leave,
-    /// so waiting here counts against no deadline.
-    pub fn with_provider_limits(mut self, recipe: &Recipe) -> Transport {
-        let limits = recipe
-            .providers
-            .values()
-            .filter_map(|p| {
-                Some((
-                    p.base_url.trim_end_matches('/').to_owned(),
-                    Arc::new(Semaphore::new(p.max_concurrency? as usize)),
-                ))
-            })
-            .collect();
+    /// batch runs many items at once, a server many requests). A provider is identified
+    /// by its normalized base URL, so two recipes naming the same server share one cap;
+    /// where they give it different caps, the smallest holds. Every request reports
+    /// [`Input::Sent`] when it leaves, so with [`moa_core::RunOptions::reports_sent`]
+    /// waiting here counts against no deadline.
+    pub fn with_provider_limits<'a>(mut self, recipes: impl IntoIterator<Item = &'a Recipe>) -> Transport {
+        let mut caps: HashMap<String, u32> = HashMap::new();
+        for p in recipes.into_iter().flat_map(|r| r.providers.values()) {
+            let (Some(cap), Ok(endpoint)) = (p.max_concurrency, moa_core::http::normalize_base_url(&p.base_url)) else {
+                continue;
+            };
+            let c = caps.entry(endpoint).or_insert(cap);
+            *c = (*c).min(cap);
+        }
+        let limits = caps.into_iter().map(|(k, cap)| (k, Arc::new(Semaphore::new(cap as usize)))).collect();
         self.limits = Arc::new(limits);
         self
     }
@@ -77,11 +81,7 @@ impl Transport {
         loop {
             match run.poll() {
                 Action::Request { call, http } => {
-                    let limit = self
-                        .limits
-                        .iter()
-                        .find(|(base, _)| http.url.starts_with(base.as_str()))
-                        .map(|(_, s)| s.clone());
+                    let limit = self.limits.get(&http.endpoint).cloned();
                     let task = tokio::spawn(send(self.client.clone(), call, http, limit, tx.clone()));
                     tasks.0.insert(call, task);
                 }
@@ -150,6 +150,10 @@ fn feed(run: &mut Run, msg: Msg, clock: &Clock, tasks: &mut HashMap<CallId, Join
             tasks.remove(&call);
             run.handle(Input::Failed { call, error, now })
         }
+        Msg::Invalid { call, error } => {
+            tasks.remove(&call);
+            run.handle(Input::Invalid { call, error, now })
+        }
     }
 }
 
@@ -160,22 +164,26 @@ async fn send(
     limit: Option<Arc<Semaphore>>,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
-    // Held until the body ends or the task is aborted.
-    let _permit = match limit {
-        Some(s) => match s.acquire_owned().await {
-            Ok(p) => {
-                let _ = tx.send(Msg::Sent { call });
-                Some(p)
-            }
-            Err(_) => None,
-        },
-        None => None,
-    };
+    // A request the HTTP library cannot even build (a URL or header value it rejects)
+    // is reported as such: retrying cannot help.
     let mut req = client.request(reqwest::Method::POST, &http.url).body(http.body);
     for (k, v) in &http.headers {
         req = req.header(k, v);
     }
-    let resp = match req.send().await {
+    let req = match req.build() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.send(Msg::Invalid { call, error: describe(&e) });
+            return;
+        }
+    };
+    // Held until the body ends or the task is aborted.
+    let _permit = match limit {
+        Some(s) => s.acquire_owned().await.ok(),
+        None => None,
+    };
+    let _ = tx.send(Msg::Sent { call });
+    let resp = match client.execute(req).await {
         Ok(r) => r,
         Err(e) => {
             let _ = tx.send(Msg::Failed { call, error: describe(&e) });

@@ -310,3 +310,138 @@ fn run_loads_plugins_relative_to_the_recipe_file() {
     assert!(err.contains("vote.wasm"), "{err}");
     assert_eq!(fake.count("agg"), 0);
 }
+
+/// The aggregator streams "one two " and then its connection resets; its retry would
+/// stream the whole "one two three four".
+const BREAKS_ONCE: &str = "agg;text=one two three four;fault=reset";
+
+#[test]
+fn run_to_a_pipe_never_appends_a_retried_answer_to_a_broken_one() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(dir.path(), &fake, &["a"], BREAKS_ONCE, "[policy]\nbackoff_secs = 0.05");
+    let o = moa().args(["run", "--recipe"]).arg(&r).arg("What?").output().expect("runs");
+    let (out, err) = text(&o);
+    // stdout is a pipe: what was printed stays printed, so the run ends with a clear
+    // error rather than printing a second answer after the first one's start.
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(out, "one two ", "only the part already delivered");
+    assert!(err.contains("broke off after 8 characters had been delivered"), "{err}");
+    assert_eq!(fake.count(BREAKS_ONCE), 1, "not retried");
+
+    // --json lines can be taken back by their reader: the run retries, and the void
+    // attempt says how much of its text to drop.
+    let fake = Fake::start();
+    let r = recipe_file(dir.path(), &fake, &["a"], BREAKS_ONCE, "[policy]\nbackoff_secs = 0.05");
+    let o = moa().args(["run", "--json", "--recipe"]).arg(&r).arg("What?").output().expect("runs");
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let events: Vec<Event> = out.lines().map(|l| serde_json::from_str(l).expect("event")).collect();
+    assert!(events.iter().any(|e| matches!(e, Event::CallFailed { at, will_retry: true, discarded_chars: 8, .. }
+        if at.layer == 1)));
+    match events.last() {
+        Some(Event::Final { text, usage, wasted, .. }) => {
+            assert_eq!(text, "one two three four");
+            assert!(wasted.output_tokens > 0 && usage.total() > wasted.total(), "{usage:?} {wasted:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn batch_calls_waiting_for_a_provider_capped_at_one_never_stall() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    // Calls take about 0.5 s each and the provider takes one at a time, so the last of
+    // 16 calls waits ~7.5 s in the queue: far past both deadlines, which must not run
+    // until it is sent.
+    let r = recipe_file(
+        dir.path(),
+        &fake,
+        &["a;ttft=250;tokens=2;rate=4"],
+        "agg;ttft=250;tokens=2;rate=4",
+        "[policy]\nstall_timeout_secs = 0.75\ntimeout_secs = 1.25",
+    );
+    let toml = std::fs::read_to_string(&r).expect("read").replace("api_key_env", "max_concurrency = 1\napi_key_env");
+    std::fs::write(&r, toml).expect("write");
+    let input = dir.path().join("in.jsonl");
+    let out = dir.path().join("out.jsonl");
+    std::fs::write(&input, (0..8).map(|i| format!("\"q{i}\"\n")).collect::<String>()).expect("write");
+    let o = moa()
+        .args(["batch", "-q", "-j", "16", "--proposals", "--recipe"])
+        .arg(&r)
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let lines = read_lines(&out);
+    assert_eq!(lines.len(), 8);
+    for l in &lines {
+        assert!(l["answer"].is_string(), "{l}");
+        for layer in l["layers"].as_array().expect("layers") {
+            assert_eq!(layer["calls"][0]["attempts"], 1, "first attempt: {l}");
+        }
+    }
+    assert_eq!(fake.seen.max_open.load(Ordering::SeqCst), 1, "the cap held");
+    assert_eq!(fake.seen.bodies.lock().expect("lock").len(), 16, "no retries");
+}
+
+#[test]
+fn batch_refuses_a_second_batch_on_the_same_output_and_keeps_ids_exactly() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(dir.path(), &fake, &["a;ttft=300"], "agg;text=ok", "");
+    let input = dir.path().join("in.jsonl");
+    let out = dir.path().join("out.jsonl");
+    // Ids JSON numbers cannot hold exactly: they must come back as written.
+    let big = ["123456789012345678901234567890", "18446744073709551617", "-9007199254740993"];
+    let mut lines: String = big.iter().map(|id| format!("{{\"id\": {id}, \"instruction\": \"q\"}}\n")).collect();
+    lines.push_str("{\"id\": \"s\", \"instruction\": \"q\"}\n");
+    std::fs::write(&input, lines).expect("write");
+    let batch = || {
+        let mut c = moa();
+        c.args(["batch", "-q", "-j", "1", "--recipe"]).arg(&r).arg(&input).arg("-o").arg(&out);
+        c
+    };
+    let mut first = batch().stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starts");
+    for _ in 0..200 {
+        if fake.seen.bodies.lock().expect("lock").len() > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = batch().output().expect("runs");
+    assert_eq!(second.status.code(), Some(2), "{}", text(&second).1);
+    assert!(text(&second).1.contains("in use by another moa batch"), "{}", text(&second).1);
+    assert!(first.wait().expect("waits").success());
+    let written = std::fs::read_to_string(&out).expect("out");
+    for id in big {
+        assert!(written.contains(&format!("{{\"id\":{id},")), "{id} round-trips:\n{written}");
+    }
+    // A rerun finds every id done (exact text match) and calls nothing.
+    let before = fake.seen.bodies.lock().expect("lock").len();
+    let o = batch().output().expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    assert_eq!(fake.seen.bodies.lock().expect("lock").len(), before);
+    assert!(text(&o).1.contains("4 already done"), "{}", text(&o).1);
+}
+
+#[test]
+fn batch_runs_plugin_strategies() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::copy(common::plugins::path("majority-vote"), dir.path().join("vote.wasm")).expect("copy");
+    let r = recipe_file(dir.path(), &fake, &["a;text=The answer is 4.", "b;text=4", "c;text=5"], "agg", "");
+    let toml = std::fs::read_to_string(&r).expect("read") + "strategy = { plugin = \"vote.wasm\" }\n";
+    std::fs::write(&r, toml).expect("write");
+    let input = dir.path().join("in.jsonl");
+    let out = dir.path().join("out.jsonl");
+    std::fs::write(&input, "\"What is 2+2?\"\n").expect("write");
+    let o = moa().args(["batch", "-q", "--recipe"]).arg(&r).arg(&input).arg("-o").arg(&out).output().expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let lines = read_lines(&out);
+    assert_eq!(lines[0]["answer"], "The answer is 4.", "{}", lines[0]);
+    assert_eq!(fake.count("agg"), 0, "the plugin decided");
+}

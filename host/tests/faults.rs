@@ -146,3 +146,50 @@ async fn cancelling_the_run_closes_every_connection() {
     assert_eq!(fake.seen.open.load(Ordering::SeqCst), 0);
     assert_eq!(fake.seen.dropped.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn a_finished_stream_on_a_connection_left_open_completes_the_call_and_is_closed() {
+    let fake = Fake::start();
+    let r =
+        recipe(&fake.base_url, &["a;text=done;fault=keepopen"], "agg;text=final", "[policy]\nstall_timeout_secs = 5");
+    let t = Instant::now();
+    let (outcome, events) = drive(&r, CancellationToken::new()).await;
+    assert_eq!(outcome.answer.as_deref(), Some("final"));
+    assert!(failures(&events).is_empty(), "{:?}", failures(&events));
+    assert!(t.elapsed() < Duration::from_secs(2), "no wait for the stall timeout: {:?}", t.elapsed());
+    // The run is done and its connections are closed, the one left open included.
+    for _ in 0..100 {
+        if fake.seen.open.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fake.seen.open.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_request_the_http_library_cannot_build_is_not_retried() {
+    let fake = Fake::start();
+    let r = Recipe::from_toml(&format!(
+        "[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"K\"\n[[layers]]\nagents = [\"fake:a\"]\n[aggregator]\nmodel = \"fake:agg\"\n",
+        fake.base_url
+    ))
+    .expect("valid");
+    let clock = Clock::new();
+    let keys = std::collections::BTreeMap::from([("fake".to_owned(), "a key\nwith a newline".to_owned())]);
+    let mut run =
+        Run::with_options(&r, vec![Message::user("hi")], clock.now(), RunOptions { keys, ..RunOptions::default() })
+            .expect("starts");
+    let mut events = Vec::new();
+    let outcome = Transport::new()
+        .expect("client")
+        .drive(&mut run, &clock, &CancellationToken::new(), |e| events.push(e.clone()))
+        .await;
+    assert!(outcome.answer.is_none());
+    let f = failures(&events);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].0.starts_with("the request could not be made"), "{f:?}");
+    assert!(!f[0].0.contains("newline"), "the key's text is not echoed: {f:?}");
+    assert!(!f[0].1, "not retried");
+    assert_eq!(fake.seen.bodies.lock().expect("lock").len(), 0);
+}

@@ -224,3 +224,64 @@ fn sigterm_stops_the_server_gracefully() {
     let status = server.child.wait().expect("exits");
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn a_streamed_answer_that_breaks_ends_with_an_error_and_a_plain_one_is_retried() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    // The aggregator streams "one two " and then its connection resets, once per model.
+    fake_recipe(dir.path(), &fake, "breaks", &["a"], "agg;text=one two three four;fault=reset");
+    fake_recipe(dir.path(), &fake, "breaks2", &["a"], "agg2;text=one two three four;fault=reset");
+    let server = serve(dir.path(), &[]);
+    let (code, body, _) = post(
+        &server.base,
+        None,
+        r#"{"model": "breaks", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    assert_eq!(code, 200);
+    let content: String = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(content, "one two ", "no second answer appended:\n{body}");
+    assert!(body.contains("\"error\"") && body.contains("broke off"), "{body}");
+    assert!(!body.contains("[DONE]"), "a broken stream does not end as if whole:\n{body}");
+    assert!(!body.contains("\"finish_reason\":\"stop\""), "{body}");
+    // Without streaming nothing was delivered yet: the retry gives the whole answer,
+    // and the usage counts the broken attempt too.
+    let (code, body, _) =
+        post(&server.base, None, r#"{"model": "breaks2", "messages": [{"role": "user", "content": "hi"}]}"#);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["choices"][0]["message"]["content"], "one two three four");
+    assert!(v["usage"]["moa_wasted_tokens"].as_u64().is_some_and(|n| n > 0), "{body}");
+    assert_eq!(v["usage"]["moa_estimated"], true, "{body}");
+}
+
+#[test]
+fn a_providers_cap_holds_across_concurrent_requests() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = format!(
+        "[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmax_concurrency = 2\n[[layers]]\nagents = [\"fake:a;ttft=100\", \"fake:b;ttft=100\", \"fake:c;ttft=100\"]\n[aggregator]\nmodel = \"fake:agg;ttft=100\"\n[policy]\nstall_timeout_secs = 0.5\n",
+        fake.base_url
+    );
+    std::fs::write(dir.path().join("capped.toml"), text).expect("write");
+    let server = serve(dir.path(), &[]);
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let base = server.base.clone();
+            std::thread::spawn(move || {
+                post(&base, None, r#"{"model": "capped", "messages": [{"role": "user", "content": "hi"}]}"#)
+            })
+        })
+        .collect();
+    for c in clients {
+        let (code, body, _) = c.join().expect("client");
+        assert_eq!(code, 200, "{body}");
+    }
+    assert_eq!(fake.seen.max_open.load(Ordering::SeqCst), 2, "two slots, across all six requests");
+    assert_eq!(fake.seen.bodies.lock().expect("lock").len(), 24, "no call stalled in the queue and was retried");
+}

@@ -8,7 +8,9 @@
 //! - `fault=429|500|reset` for the first `times=N` requests (default 1) of that model:
 //!   429 with `Retry-After: retry_after` (default 1), a 500, or a connection reset after half
 //!   the pieces. `fault=malformed` always sends a broken chunk; `fault=hang` sends the head
-//!   and one piece and never ends; `fault=slowhead;delay=MS` delays the head.
+//!   and one piece and never ends; `fault=slowhead;delay=MS` delays the head;
+//!   `fault=keepopen` sends the whole answer and `[DONE]`, then keeps the connection open
+//!   forever, as some proxies do.
 #![allow(dead_code)]
 
 pub mod plugins;
@@ -49,6 +51,8 @@ pub struct Seen {
     pub bodies: Mutex<Vec<serde_json::Value>>,
     /// Response streams open now.
     pub open: AtomicUsize,
+    /// The most response streams open at once.
+    pub max_open: AtomicUsize,
     /// Streams the client dropped before their end.
     pub dropped: AtomicUsize,
     /// Streams sent to the end.
@@ -214,7 +218,8 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
         .map_or(0, |m| m.iter().map(|x| x["content"].as_str().unwrap_or("").len() / 4).sum::<usize>());
     let total = pieces.len();
     let reset_at = if fault == "reset" && faulty { Some(total / 2) } else { None };
-    seen.open.fetch_add(1, Ordering::SeqCst);
+    let now_open = seen.open.fetch_add(1, Ordering::SeqCst) + 1;
+    seen.max_open.fetch_max(now_open, Ordering::SeqCst);
     let span = {
         let mut spans = seen.spans.lock().expect("lock");
         spans.push(Span { model: model.clone(), received, first: None, end: None });
@@ -234,6 +239,9 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
             }
             if reset_at == Some(i) {
                 return Some((Err(std::io::Error::other("injected reset")), (usize::MAX, guard)));
+            }
+            if i > total && fault == "keepopen" {
+                std::future::pending::<()>().await;
             }
             if i == usize::MAX || i > total {
                 return None;
