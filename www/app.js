@@ -191,13 +191,29 @@ function view(recipeLayers) {
         drawTimeline();
       } else if (e.type === "call_failed") {
         const c = cards.get(`${e.layer}/${e.slot}`);
+        // A failed attempt's text is void: take it back, so a retry never appends.
+        if (e.discarded_chars > 0) {
+          c.text.textContent = "";
+          c.tokens = 0;
+          if (e.layer === recipeLayers) {
+            answer = "";
+            $("answer").replaceChildren();
+            if (e.will_retry) $("status").textContent = `The answer broke off (${e.error}); retrying…`;
+          }
+        }
         set(c, e.will_retry ? "retrying" : "failed", ` · ${e.error}`);
         Object.assign(calls.get(e.call), { end: e.t_ms, failed: true });
         drawTimeline();
+      } else if (e.type === "agent_stopped") {
+        const c = cards.get(`${e.layer}/${e.slot}`);
+        if (c) set(c, "stopped", ` · ${e.reason}`);
       } else if (e.type === "final") {
         if (!answer) renderMarkdown($("answer"), e.text);
         const cost = e.cost == null ? "" : ` · $${e.cost.toFixed(4)}`;
-        $("totals").textContent = `${e.usage.input_tokens} tokens in, ${e.usage.output_tokens} out${cost} · ${(e.wall_ms / 1000).toFixed(1)} s wall`;
+        const est = e.usage.estimated ? " (some estimated)" : "";
+        const wasted = e.wasted.input_tokens + e.wasted.output_tokens;
+        const waste = wasted ? ` · ${wasted} of them on failed or cancelled attempts` : "";
+        $("totals").textContent = `${e.usage.input_tokens} tokens in, ${e.usage.output_tokens} out${est}${cost}${waste} · ${(e.wall_ms / 1000).toFixed(1)} s wall`;
       }
     },
   };

@@ -407,7 +407,7 @@ fn batch_refuses_a_second_batch_on_the_same_output_and_keeps_ids_exactly() {
     };
     let mut first = batch().stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starts");
     for _ in 0..200 {
-        if fake.seen.bodies.lock().expect("lock").len() > 0 {
+        if !fake.seen.bodies.lock().expect("lock").is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));

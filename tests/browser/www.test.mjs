@@ -17,13 +17,28 @@ let files, fake, browser, base, fakeUrl;
 
 before(async () => {
   execFileSync(join(repo, "scripts/local-llm"), ["start"], { env, stdio: "inherit" });
-  // A fake OpenAI-compatible provider whose every answer is a hostile payload.
+  // A fake OpenAI-compatible provider whose every answer is a hostile payload, but for
+  // model "breaks-once": its first answer streams a part and then the connection drops;
+  // later ones answer "Whole answer."
+  let broke = false;
   fake = createServer((req, res) => {
     const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "POST" };
     if (req.method === "OPTIONS") return res.writeHead(204, cors).end();
-    res.writeHead(200, { ...cors, "content-type": "text/event-stream" });
-    const chunk = { choices: [{ index: 0, delta: { content: PAYLOAD }, finish_reason: null }] };
-    res.end(`data: ${JSON.stringify(chunk)}\n\ndata: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n`);
+    let body = "";
+    req.on("data", (d) => (body += d));
+    req.on("end", () => {
+      const model = JSON.parse(body).model;
+      const chunk = (content) => `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+      res.writeHead(200, { ...cors, "content-type": "text/event-stream" });
+      if (model === "breaks-once" && !broke) {
+        broke = true;
+        res.write(chunk("Partial answ"));
+        setTimeout(() => res.socket.destroy(), 200);
+        return;
+      }
+      const text = model === "breaks-once" ? "Whole answer." : PAYLOAD;
+      res.end(`${chunk(text)}data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n`);
+    });
   });
   ({ server: files, base } = await serveRepo());
   fakeUrl = await listen(fake);
@@ -124,6 +139,27 @@ test("HTML and JavaScript in model output execute nothing", async () => {
   assert.ok((await page.textContent("#answer")).includes('<img src=x onerror="window.pwned=1;alert(1)">'), "shown as text");
   assert.equal(await page.locator("#answer strong").count(), 1, "Markdown still renders");
   await page.screenshot({ path: join(artifacts, "phone.png"), fullPage: true });
+  await page.close();
+});
+
+test("an aggregator that breaks after some text and is retried shows the retry's answer alone", async () => {
+  const { page } = await open();
+  await useRecipe(page, (r) => {
+    r.providers = { fake: { kind: "openai", base_url: `${fakeUrl}/v1` } };
+    r.layers = [{ agents: ["fake:a"] }];
+    r.aggregator = "fake:breaks-once";
+    r.policy = { backoff_secs: 1 };
+  });
+  await page.fill("#prompt", "Answer, eventually.");
+  await page.click("#send");
+  // While it retries, the page says so and the broken part is gone.
+  await page.waitForFunction(() => document.querySelector("#status").textContent.includes("retrying"), null, { timeout: 30_000 });
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Done.", null, { timeout: 30_000 });
+  assert.equal((await page.textContent("#answer")).trim(), "Whole answer.");
+  const history = await page.locator("#history li").allTextContents();
+  assert.equal(history.at(-1), "moa: Whole answer.");
+  assert.ok(!(await page.textContent("body")).includes("Partial answ"), "the void text is nowhere on the page");
+  assert.match(await page.textContent("#totals"), /on failed or cancelled attempts/);
   await page.close();
 });
 

@@ -29,6 +29,7 @@ pub fn now() -> Time {
 }
 
 enum Msg {
+    Invalid { call: CallId, error: String },
     Head { call: CallId, status: u16, headers: Vec<(String, String)> },
     Body { call: CallId, bytes: Vec<u8> },
     End { call: CallId },
@@ -66,7 +67,7 @@ pub async fn drive(run: &mut Run, signal: Option<web_sys::AbortSignal>, mut on_e
                     wasm_bindgen_futures::spawn_local(send(call, http, controller.signal(), tx.clone()));
                     controllers.insert(call, controller);
                 }
-                Err(e) => run.handle(Input::Failed { call, error: js_error(&e), now: now() }),
+                Err(e) => run.handle(Input::Invalid { call, error: js_error(&e), now: now() }),
             },
             Action::Cancel { call } => {
                 if let Some(c) = controllers.remove(&call) {
@@ -86,7 +87,10 @@ pub async fn drive(run: &mut Run, signal: Option<web_sys::AbortSignal>, mut on_e
             Action::Wait(deadline) => {
                 let timer = match deadline {
                     Some(t) => {
-                        let ms = t.since(now()).as_millis().min(u32::MAX as u128) as u32;
+                        // setTimeout takes a signed 32-bit delay; a longer one fires at
+                        // once. Recipes bound durations to a week, but clamp anyway:
+                        // waking early only means waiting again.
+                        let ms = t.since(now()).as_millis().min(i32::MAX as u128) as u32;
                         Either::Left(gloo_timers::future::TimeoutFuture::new(ms))
                     }
                     None => Either::Right(futures_util::future::pending::<()>()),
@@ -119,24 +123,32 @@ fn feed(run: &mut Run, msg: Msg, controllers: &mut HashMap<CallId, web_sys::Abor
             controllers.remove(&call);
             run.handle(Input::Failed { call, error, now })
         }
+        Msg::Invalid { call, error } => {
+            controllers.remove(&call);
+            run.handle(Input::Invalid { call, error, now })
+        }
         Msg::Abort => run.cancel(now),
     }
 }
 
 async fn send(call: CallId, http: HttpRequest, signal: web_sys::AbortSignal, tx: mpsc::UnboundedSender<Msg>) {
-    let msg = match request(call, http, signal, &tx).await {
+    // A request the browser will not even construct (a bad URL, a header value it
+    // rejects) cannot succeed on a retry.
+    let request = match build(&http, &signal) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.unbounded_send(Msg::Invalid { call, error: js_error(&e) });
+            return;
+        }
+    };
+    let msg = match request_stream(call, request, &tx).await {
         Ok(()) => Msg::End { call },
         Err(e) => Msg::Failed { call, error: js_error(&e) },
     };
     let _ = tx.unbounded_send(msg);
 }
 
-async fn request(
-    call: CallId,
-    http: HttpRequest,
-    signal: web_sys::AbortSignal,
-    tx: &mpsc::UnboundedSender<Msg>,
-) -> Result<(), JsValue> {
+fn build(http: &HttpRequest, signal: &web_sys::AbortSignal) -> Result<web_sys::Request, JsValue> {
     let headers = web_sys::Headers::new()?;
     for (k, v) in &http.headers {
         headers.set(k, v)?;
@@ -145,8 +157,15 @@ async fn request(
     init.set_method(http.method);
     init.set_headers(&headers);
     init.set_body(&JsValue::from_str(&http.body));
-    init.set_signal(Some(&signal));
-    let request = web_sys::Request::new_with_str_and_init(&http.url, &init)?;
+    init.set_signal(Some(signal));
+    web_sys::Request::new_with_str_and_init(&http.url, &init)
+}
+
+async fn request_stream(
+    call: CallId,
+    request: web_sys::Request,
+    tx: &mpsc::UnboundedSender<Msg>,
+) -> Result<(), JsValue> {
     let response: web_sys::Response = JsFuture::from(fetch_request(&request)).await?.dyn_into()?;
     // The engine reads only these; a browser hides most others from cross-origin pages.
     let got = response.headers();

@@ -30,7 +30,8 @@ export interface Recipe {
   prices?: Record<string, { input: number; output: number }>;
 }
 
-export interface Usage { input_tokens: number; output_tokens: number; }
+/** Tokens; `estimated` when some are estimated (attempts the provider never reported on). */
+export interface Usage { input_tokens: number; output_tokens: number; estimated?: boolean; }
 
 interface Place { call: number; layer: number; slot: number; }
 
@@ -40,15 +41,17 @@ export type MoaEvent =
   | (Place & { type: "call_started"; agent: string; provider: string; model: string; attempt: number; aggregator: boolean; t_ms: number })
   | (Place & { type: "text_delta"; text: string })
   | (Place & { type: "call_finished"; agent: string; usage: Usage | null; cost: number | null; latency_ms: number; ttft_ms: number | null; server_ms: number | null; t_ms: number })
-  | (Place & { type: "call_failed"; agent: string; error: string; will_retry: boolean; retry_in_ms: number | null; t_ms: number })
+  /** `discarded_chars` > 0: this attempt's streamed text is void; take it back (a retry starts over). */
+  | (Place & { type: "call_failed"; agent: string; error: string; will_retry: boolean; retry_in_ms: number | null; discarded_chars: number; usage: Usage; cost: number | null; t_ms: number })
+  | { type: "agent_stopped"; layer: number; slot: number; agent: string; reason: string; t_ms: number }
   | { type: "strategy_failed"; layer: number; strategy: string; error: string; fallback: boolean }
-  | { type: "layer_finished"; layer: number; succeeded: number; failed: number; usage: Usage; cost: number | null; t_ms: number }
-  | { type: "final"; text: string; decided_by: string; usage: Usage; cost: number | null; wall_ms: number }
+  | { type: "layer_finished"; layer: number; succeeded: number; failed: number; usage: Usage; cost: number | null; wasted: Usage; t_ms: number }
+  | { type: "final"; text: string; decided_by: string; usage: Usage; cost: number | null; wasted: Usage; wall_ms: number }
   | { type: "run_failed"; error: string; t_ms: number };
 
 export interface CallReport {
   slot: number; agent: string; provider: string; model: string; ok: boolean; text: string; errors: string[];
-  attempts: number; usage: Usage | null; cost: number | null; latency_ms: number | null; ttft_ms: number | null; server_ms: number | null;
+  attempts: number; usage: Usage | null; cost: number | null; wasted: Usage; latency_ms: number | null; ttft_ms: number | null; server_ms: number | null;
 }
 
 /** What a run resolves to. */
@@ -56,9 +59,12 @@ export interface Outcome {
   answer: string;
   error: null;
   decided_by: string;
-  layers: { layer: number; aggregator: boolean; calls: CallReport[]; usage: Usage; cost: number | null }[];
+  layers: { layer: number; aggregator: boolean; calls: CallReport[]; usage: Usage; cost: number | null; wasted: Usage }[];
+  /** Every attempt's tokens, failed and cancelled ones included. */
   usage: Usage;
   cost: number | null;
+  /** The part of `usage` spent on attempts that failed or were cancelled. */
+  wasted: Usage;
   wall_ms: number;
 }
 
