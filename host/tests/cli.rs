@@ -445,3 +445,46 @@ fn batch_runs_plugin_strategies() {
     assert_eq!(lines[0]["answer"], "The answer is 4.", "{}", lines[0]);
     assert_eq!(fake.count("agg"), 0, "the plugin decided");
 }
+
+/// Runs `moa` on a pseudo-terminal of 24 × 100 and returns the screen as a terminal would
+/// show it at the end (a real VT100 parser, so erased text is really gone).
+fn run_on_a_terminal(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let size = nix::pty::Winsize { ws_row: 24, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(Some(&size), None).expect("a pseudo-terminal");
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = moa()
+        .args(args)
+        .stdout(slave.try_clone().expect("fd"))
+        .stderr(slave.try_clone().expect("fd"))
+        .spawn()
+        .expect("runs");
+    drop(slave);
+    let mut master = std::fs::File::from(pty.master);
+    let mut bytes = Vec::new();
+    // Reading ends with EIO once the child has exited and the slave is closed.
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    let status = child.wait().expect("waits");
+    let mut screen = vt100::Parser::new(24, 100, 0);
+    screen.process(&bytes);
+    (status.code(), screen.screen().contents())
+}
+
+#[test]
+fn run_on_a_terminal_erases_a_broken_answer_and_shows_the_retry_alone() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(dir.path(), &fake, &["a"], BREAKS_ONCE, "[policy]\nbackoff_secs = 0.05");
+    let (code, screen) = run_on_a_terminal(&["run".as_ref(), "--recipe".as_ref(), r.as_os_str(), "What?".as_ref()]);
+    assert_eq!(code, Some(0), "{screen}");
+    let answers: Vec<&str> = screen.lines().filter(|l| l.starts_with("one two")).collect();
+    assert_eq!(answers, ["one two three four"], "the broken part is erased:\n{screen}");
+    assert!(screen.contains("broke off"), "the user is told why it restarted:\n{screen}");
+    assert_eq!(fake.count(BREAKS_ONCE), 2, "retried");
+}

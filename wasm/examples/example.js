@@ -27,6 +27,11 @@ try {
     onEvent: (event) => {
       if (event.type === "call_started") status.textContent = `layer ${event.layer}: ${event.agent}`;
       if (event.type === "text_delta" && event.layer === 2) answer.textContent += event.text;
+      // A failed attempt's text is void; the aggregator's retry streams from the start.
+      if (event.type === "call_failed" && event.layer === 2 && event.discarded_chars > 0) {
+        answer.textContent = "";
+        status.textContent = `retrying: ${event.error}`;
+      }
     },
   });
   status.textContent = `done in ${(outcome.wall_ms / 1000).toFixed(1)} s, ${outcome.usage.output_tokens} tokens`;

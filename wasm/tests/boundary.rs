@@ -46,6 +46,15 @@ fn validation_gives_the_clis_field_paths() {
         .expect("ok");
     let e = js_sys::Array::from(&get(&v, "errors")).get(0);
     assert_eq!(get(&e, "path").as_string().as_deref(), Some("providers.x.kind"));
+    // What would fail at run time fails here, at its path: the page's "Add provider"
+    // URL, a misspelt built-in parameter, a timeout beyond any timer.
+    let v = validate_recipe(js(r#"{"providers": {"p": {"kind": "openai", "base_url": "https://"}},
+        "layers": [{"agents": ["p:m"]}, {"agents": ["p:m"], "strategy": {"name": "vote", "params": {"treshold": 0.5}}}],
+        "aggregator": "p:m", "policy": {"timeout_secs": 1e20}}"#))
+    .expect("validates");
+    let paths: Vec<String> =
+        js_sys::Array::from(&get(&v, "errors")).iter().map(|e| get(&e, "path").as_string().expect("path")).collect();
+    assert_eq!(paths, ["providers.p.base_url", "layers[1].strategy.params", "policy.timeout_secs"]);
     // The constructor throws a real Error with the same words.
     let err = Moa::new(bad).err().expect("throws");
     let err: JsValue = err.into();
