@@ -84,6 +84,9 @@ pub enum Event {
         ttft_ms: Option<f64>,
         /// The server's own processing time, where it reports one (llama.cpp).
         server_ms: Option<f64>,
+        /// Why the model stopped, in OpenAI's words (`stop`, `length`, ...), when the
+        /// provider said; `stop` when the engine cut it at one of its stop sequences.
+        finish_reason: Option<String>,
         /// When.
         t_ms: f64,
     },

@@ -904,3 +904,68 @@ fn a_request_the_transport_cannot_make_is_not_retried() {
         if error == "the request could not be made: invalid header value")));
     assert!(run.is_done());
 }
+
+#[test]
+fn the_aggregators_sampling_options_reach_it_and_its_stop_sequences_hold_anyway() {
+    let mut recipe = one_and_aggregator();
+    recipe.aggregator.top_p = Some(0.9);
+    recipe.aggregator.seed = Some(42);
+    recipe.aggregator.stop = vec!["END".into()];
+    recipe.aggregator.presence_penalty = Some(0.5);
+    recipe.aggregator.frequency_penalty = Some(-0.5);
+    recipe.validate().expect("valid");
+    let run = Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts");
+    // The provider ignores `stop` and the stop sequence arrives split across chunks.
+    let trace = simulate(run, T0, |req| match req.model.as_str() {
+        "agg" => openai_stream(&["Hello EN", "D and more"], (10, 4), ms(5), ms(5)),
+        _ => answer("proposal", ms(5)),
+    });
+    assert_consistent(&trace.events);
+    assert_eq!(trace.outcome.answer.as_deref(), Some("Hello "));
+    assert_eq!(trace.outcome.finish_reason.as_deref(), Some("stop"));
+    let agg = trace.requests.iter().find(|r| r.model == "agg").expect("aggregator call");
+    assert_eq!(agg.body["top_p"], 0.9);
+    assert_eq!(agg.body["seed"], 42);
+    assert_eq!(agg.body["stop"], serde_json::json!(["END"]));
+    assert_eq!(agg.body["presence_penalty"], 0.5);
+    assert_eq!(agg.body["frequency_penalty"], -0.5);
+    assert!(trace.aborted.contains(&agg.call), "the rest of the generation is cut");
+    let proposer = trace.requests.iter().find(|r| r.model == "proposer").expect("proposer call");
+    assert!(proposer.body.get("stop").is_none(), "proposers keep their own options");
+    // Deltas never showed the stop sequence or anything after it.
+    assert_eq!(streamed_text(&trace.events, agg.call), "Hello ");
+}
+
+#[test]
+fn the_aggregators_finish_reason_is_its_providers() {
+    let recipe = one_and_aggregator();
+    let run = Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts");
+    let trace = simulate(run, T0, |req| {
+        if req.model != "agg" {
+            return answer("p", ms(5));
+        }
+        let piece =
+            serde_json::json!({"choices": [{"index": 0, "delta": {"content": "cut off mid"}, "finish_reason": null}]});
+        let fin = serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]});
+        vec![
+            (ms(1), Step::Head(200, headers(&[("content-type", "text/event-stream")]))),
+            (ms(2), Step::Body(format!("data: {piece}\n\ndata: {fin}\n\ndata: [DONE]\n\n").into_bytes())),
+            (ms(3), Step::End),
+        ]
+    });
+    assert_eq!(trace.outcome.finish_reason.as_deref(), Some("length"));
+    assert!(trace.events.iter().any(|e| matches!(e, Event::CallFinished { finish_reason: Some(r), at, .. }
+        if r == "length" && at.layer == 1)));
+}
+
+#[test]
+fn anthropic_aggregators_refuse_options_anthropic_lacks() {
+    let mut recipe = Recipe::from_json(
+        r#"{"providers": {"a": {"kind": "anthropic", "base_url": "http://127.0.0.1:1/v1"}},
+            "layers": [{"agents": ["a:m"]}], "aggregator": {"model": "a:m", "top_p": 0.5, "stop": ["X"]}}"#,
+    )
+    .expect("top_p and stop are fine");
+    recipe.aggregator.seed = Some(1);
+    let err = recipe.validate().expect_err("seed is not").to_string();
+    assert_eq!(err, "aggregator.seed: Anthropic's Messages API has no such option");
+}

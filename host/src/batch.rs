@@ -341,6 +341,7 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
                     usage: Usage::default(),
                     cost: None,
                     wasted: Usage::default(),
+                    finish_reason: None,
                     wall_ms: 0.0,
                 },
             };

@@ -22,7 +22,10 @@ export interface Recipe {
   temperature?: number;
   max_tokens?: number;
   layers: { agents: Agent[]; strategy?: StrategySpec; min_successes?: number }[];
-  aggregator: string | { model: string; name?: string; temperature?: number; max_tokens?: number; system?: string; strategy?: StrategySpec };
+  aggregator: string | {
+    model: string; name?: string; temperature?: number; max_tokens?: number; system?: string; strategy?: StrategySpec;
+    top_p?: number; seed?: number; stop?: string[]; presence_penalty?: number; frequency_penalty?: number;
+  };
   policy?: {
     timeout_secs?: number; stall_timeout_secs?: number; retries?: number; backoff_secs?: number;
     max_backoff_secs?: number; max_retry_after_secs?: number; min_successes?: number; max_concurrency?: number;
@@ -40,7 +43,7 @@ export type MoaEvent =
   | { type: "run_started"; recipe: string; layers: number; planned_calls: number }
   | (Place & { type: "call_started"; agent: string; provider: string; model: string; attempt: number; aggregator: boolean; t_ms: number })
   | (Place & { type: "text_delta"; text: string })
-  | (Place & { type: "call_finished"; agent: string; usage: Usage | null; cost: number | null; latency_ms: number; ttft_ms: number | null; server_ms: number | null; t_ms: number })
+  | (Place & { type: "call_finished"; agent: string; usage: Usage | null; cost: number | null; latency_ms: number; ttft_ms: number | null; server_ms: number | null; finish_reason: string | null; t_ms: number })
   /** `discarded_chars` > 0: this attempt's streamed text is void; take it back (a retry starts over). */
   | (Place & { type: "call_failed"; agent: string; error: string; will_retry: boolean; retry_in_ms: number | null; discarded_chars: number; usage: Usage; cost: number | null; t_ms: number })
   | { type: "agent_stopped"; layer: number; slot: number; agent: string; reason: string; t_ms: number }
@@ -65,6 +68,8 @@ export interface Outcome {
   cost: number | null;
   /** The part of `usage` spent on attempts that failed or were cancelled. */
   wasted: Usage;
+  /** Why the aggregator's model stopped (`stop`, `length`, ...), when it said. */
+  finish_reason: string | null;
   wall_ms: number;
 }
 

@@ -9,6 +9,7 @@
 mod api;
 mod backoff;
 mod report;
+mod stop;
 
 pub use api::{Action, Input, RunOptions};
 pub use report::{CallError, CallReport, Failure, LayerReport, Outcome, RunError};
@@ -24,6 +25,7 @@ use crate::usage::{Usage, add_cost};
 use backoff::{Rng, backoff};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
+use stop::StopFilter;
 
 /// Largest error body kept to explain a failed call.
 const MAX_ERROR_BODY: usize = 64 << 10;
@@ -47,6 +49,11 @@ struct Slot {
     latency: Option<Duration>,
     ttft: Option<Duration>,
     server_ms: Option<f64>,
+    /// Why the current attempt's model stopped, as the provider said (or `stop` when
+    /// the engine cut it at a stop sequence).
+    finish: Option<String>,
+    /// The current attempt's stop-sequence filter.
+    stop: StopFilter,
     /// Tokens of attempts that failed or were cancelled.
     wasted: Usage,
 }
@@ -116,6 +123,8 @@ pub struct Run {
     draining: BTreeMap<CallId, (Time, String)>,
     /// The aggregator broke off after delivering text that cannot be taken back.
     broken: Option<(usize, String)>,
+    /// Why the aggregator's model stopped, once it has.
+    finish_reason: Option<String>,
     next_call: u64,
     queue: VecDeque<Action>,
     usage: Usage,
@@ -175,6 +184,7 @@ impl Run {
             calls: HashMap::new(),
             draining: BTreeMap::new(),
             broken: None,
+            finish_reason: None,
             next_call: 0,
             queue: VecDeque::new(),
             usage: Usage::default(),
@@ -278,6 +288,8 @@ impl Run {
                 latency: None,
                 ttft: None,
                 server_ms: None,
+                finish: None,
+                stop: StopFilter::default(),
                 wasted: Usage::default(),
             })
             .collect();
@@ -315,6 +327,8 @@ impl Run {
         slot.text.clear();
         slot.usage = None;
         slot.server_ms = None;
+        slot.finish = None;
+        slot.stop = StopFilter::default();
         let agent = &slot.agent;
         let mut messages = self.input.clone();
         if let Some(system) = &agent.system {
@@ -325,6 +339,7 @@ impl Run {
             messages: &messages,
             temperature: agent.temperature,
             max_tokens: agent.max_tokens,
+            sampling: &agent.sampling,
         };
         let provider = &self.recipe.providers[&agent.provider];
         let http = provider::build_request(
@@ -415,14 +430,25 @@ impl Run {
                 (i, r, complete)
             }
         };
-        self.apply_items(i, call, &mut items);
+        let stopped = self.apply_items(i, call, &mut items);
         self.scratch = items;
         match result {
             Err(e) => self.fail_attempt(i, e, None, true),
+            // A stop sequence ends the answer; the provider would go on generating.
+            Ok(()) if stopped => {
+                self.queue.push_back(Action::Cancel { call });
+                // Cut before its end, the provider never sends its usage: estimate it.
+                let slot = &mut self.slots[i];
+                if let (None, SlotState::InFlight(f)) = (slot.usage, &slot.state) {
+                    slot.usage = Some(Usage::estimate(Some(f.prompt_chars), &slot.text));
+                }
+                self.succeed(i);
+            }
             // The stream's end marker finishes the call even if the connection stays
             // open (some proxies keep it); the body gets a short grace to end by itself.
             Ok(()) if complete => {
                 let provider = self.slots[i].agent.provider.clone();
+                self.flush_held(i, call);
                 self.succeed(i);
                 // Still on the wire: it keeps its provider slot until the body ends.
                 *self.in_flight.entry(provider.clone()).or_default() += 1;
@@ -432,22 +458,46 @@ impl Run {
         }
     }
 
-    fn apply_items(&mut self, i: usize, call: CallId, items: &mut Vec<StreamItem>) {
+    /// Applies what a response yielded; returns true when a stop sequence ended the
+    /// answer (what follows it is dropped).
+    fn apply_items(&mut self, i: usize, call: CallId, items: &mut Vec<StreamItem>) -> bool {
         let now = self.now;
         for item in items.drain(..) {
             let slot = &mut self.slots[i];
             match item {
                 StreamItem::Usage(u) => slot.usage = Some(u),
                 StreamItem::ServerTime(ms) => slot.server_ms = Some(ms),
-                StreamItem::Text(text) => {
+                StreamItem::Finish(reason) => slot.finish = Some(reason),
+                StreamItem::Text(piece) => {
                     if let SlotState::InFlight(f) = &mut slot.state {
                         f.first_token.get_or_insert(now);
                     }
-                    slot.text.push_str(&text);
-                    let at = Place { call, layer: self.layer, slot: i };
-                    self.queue.push_back(Action::Event(Event::TextDelta { at, text }));
+                    let (text, hit) = slot.stop.push(&piece, &slot.agent.sampling.stop);
+                    if hit {
+                        slot.finish = Some("stop".into());
+                    }
+                    if !text.is_empty() {
+                        slot.text.push_str(&text);
+                        let at = Place { call, layer: self.layer, slot: i };
+                        self.queue.push_back(Action::Event(Event::TextDelta { at, text }));
+                    }
+                    if hit {
+                        // Dropping the drain drops whatever followed the stop.
+                        return true;
+                    }
                 }
             }
+        }
+        false
+    }
+
+    /// The stream ended whole: text held back as a possible stop sequence is text.
+    fn flush_held(&mut self, i: usize, call: CallId) {
+        let text = self.slots[i].stop.flush();
+        if !text.is_empty() {
+            self.slots[i].text.push_str(&text);
+            let at = Place { call, layer: self.layer, slot: i };
+            self.emit(Event::TextDelta { at, text });
         }
     }
 
@@ -484,7 +534,10 @@ impl Run {
         self.apply_items(i, call, &mut items);
         self.scratch = items;
         match result {
-            Ok(()) => self.succeed(i),
+            Ok(()) => {
+                self.flush_held(i, call);
+                self.succeed(i)
+            }
             Err((e, retry_after)) => self.fail_attempt(i, e, retry_after, false),
         }
     }
@@ -522,6 +575,7 @@ impl Run {
             latency_ms: millis(now.since(flight.started)),
             ttft_ms: self.slots[i].ttft.map(millis),
             server_ms: self.slots[i].server_ms,
+            finish_reason: self.slots[i].finish.clone(),
             t_ms: self.t_ms(),
         };
         self.emit(event);
@@ -730,6 +784,7 @@ impl Run {
                 // The answer is what was streamed, untrimmed, so it equals the deltas.
                 false => {
                     let text = self.slots[0].text.clone();
+                    self.finish_reason = self.slots[0].finish.clone();
                     self.finish(Ok(text), Some(label))
                 }
             };
@@ -853,6 +908,7 @@ impl Run {
             usage: self.usage,
             cost: self.cost,
             wasted: self.wasted,
+            finish_reason: self.finish_reason.clone(),
             wall_ms,
         });
     }

@@ -192,6 +192,9 @@ pub struct Outcome {
     pub cost: Option<f64>,
     /// The part of `usage` spent on attempts that failed or were cancelled.
     pub wasted: Usage,
+    /// Why the aggregator's model stopped (`stop`, `length`, ...), when an aggregator
+    /// wrote the answer and its provider said.
+    pub finish_reason: Option<String>,
     /// Wall time of the run.
     pub wall_ms: f64,
 }

@@ -25,6 +25,12 @@ pub(super) fn request(base: &str, key: Option<&str>, req: &ChatRequest<'_>) -> H
     if !system.is_empty() {
         body["system"] = Value::String(system.join("\n\n"));
     }
+    if let Some(p) = req.sampling.top_p {
+        body["top_p"] = json!(p);
+    }
+    if !req.sampling.stop.is_empty() {
+        body["stop_sequences"] = json!(req.sampling.stop);
+    }
     let mut headers = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         ("accept".to_owned(), "text/event-stream".to_owned()),
@@ -77,7 +83,8 @@ pub(super) fn on_event(ev: &SseEvent, usage: &mut Usage, out: &mut Vec<StreamIte
                 usage.output_tokens = usage.output_tokens.max(count(u, "output_tokens"));
                 out.push(StreamItem::Usage(*usage));
             }
-            if v.pointer("/delta/stop_reason").is_some_and(|r| !r.is_null()) {
+            if let Some(reason) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                out.push(StreamItem::Finish(finish_reason(reason)));
                 return Ok(Marker::Finished);
             }
         }
@@ -101,6 +108,9 @@ pub(super) fn on_whole_body(body: &[u8], out: &mut Vec<StreamItem>) -> Result<()
     };
     let answer: String = blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect();
     out.push(StreamItem::Text(answer));
+    if let Some(reason) = v.get("stop_reason").and_then(Value::as_str) {
+        out.push(StreamItem::Finish(finish_reason(reason)));
+    }
     if let Some(u) = v.get("usage") {
         out.push(StreamItem::Usage(Usage::new(
             count(u, "input_tokens") + count(u, "cache_creation_input_tokens") + count(u, "cache_read_input_tokens"),
@@ -108,6 +118,18 @@ pub(super) fn on_whole_body(body: &[u8], out: &mut Vec<StreamItem>) -> Result<()
         )));
     }
     Ok(())
+}
+
+/// Anthropic's stop reason in OpenAI's words.
+fn finish_reason(reason: &str) -> String {
+    match reason {
+        "end_turn" | "stop_sequence" => "stop",
+        "max_tokens" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        other => other,
+    }
+    .to_owned()
 }
 
 fn api_error(err: &Value) -> ProviderError {

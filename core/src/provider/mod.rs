@@ -37,6 +37,8 @@ pub struct ChatRequest<'a> {
     pub temperature: f64,
     /// Cap on generated tokens.
     pub max_tokens: u32,
+    /// Further sampling options.
+    pub sampling: &'a crate::recipe::Sampling,
 }
 
 /// What a response yields as it is read.
@@ -49,6 +51,10 @@ pub enum StreamItem {
     /// The server's own processing time for the call, in milliseconds, where it reports
     /// one (llama.cpp's `timings`: prompt plus generation).
     ServerTime(f64),
+    /// Why the model stopped, in OpenAI's words: `stop`, `length`, `content_filter`, ...
+    /// (Anthropic's `end_turn` and `stop_sequence` read `stop`, `max_tokens` reads
+    /// `length`).
+    Finish(String),
 }
 
 /// A response that cannot be used.

@@ -10,7 +10,7 @@ use serde_json::json;
 pub(super) fn request(base: &str, key: Option<&str>, req: &ChatRequest<'_>) -> HttpRequest {
     // The reference implementation sends 0 for temperatures that round to nothing.
     let temperature = if req.temperature > 1e-4 { req.temperature } else { 0.0 };
-    let body = json!({
+    let mut body = json!({
         "model": req.model,
         "messages": req.messages,
         "temperature": temperature,
@@ -18,6 +18,22 @@ pub(super) fn request(base: &str, key: Option<&str>, req: &ChatRequest<'_>) -> H
         "stream": true,
         "stream_options": { "include_usage": true },
     });
+    let s = req.sampling;
+    if let Some(v) = s.top_p {
+        body["top_p"] = json!(v);
+    }
+    if let Some(v) = s.seed {
+        body["seed"] = json!(v);
+    }
+    if !s.stop.is_empty() {
+        body["stop"] = json!(s.stop);
+    }
+    if let Some(v) = s.presence_penalty {
+        body["presence_penalty"] = json!(v);
+    }
+    if let Some(v) = s.frequency_penalty {
+        body["frequency_penalty"] = json!(v);
+    }
     let mut headers = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         ("accept".to_owned(), "text/event-stream".to_owned()),
@@ -102,7 +118,10 @@ pub(super) fn on_event(ev: &SseEvent, out: &mut Vec<StreamItem>) -> Result<Marke
         if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
             out.push(StreamItem::Text(text));
         }
-        finished |= choice.finish_reason.is_some();
+        if let Some(reason) = choice.finish_reason {
+            out.push(StreamItem::Finish(reason));
+            finished = true;
+        }
     }
     if let Some(u) = chunk.usage {
         out.push(StreamItem::Usage(u.into()));
@@ -123,11 +142,15 @@ pub(super) fn on_whole_body(body: &[u8], out: &mut Vec<StreamItem>) -> Result<()
         return Err(api_error(&err));
     }
     let choice = chunk.choices.into_iter().find(|c| c.index == 0);
+    let finish = choice.as_ref().and_then(|c| c.finish_reason.clone());
     let content = choice.and_then(|c| c.message).and_then(|m| m.content);
     let Some(content) = content else {
         return Err(ProviderError::Malformed("response has no choices[0].message.content".into()));
     };
     out.push(StreamItem::Text(content));
+    if let Some(reason) = finish {
+        out.push(StreamItem::Finish(reason));
+    }
     if let Some(u) = chunk.usage {
         out.push(StreamItem::Usage(u.into()));
     }

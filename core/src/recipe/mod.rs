@@ -67,6 +67,8 @@ pub struct ResolvedAgent {
     pub max_tokens: u32,
     /// The agent's own system prompt.
     pub system: Option<String>,
+    /// Further sampling options (the aggregator's; none for proposers).
+    pub sampling: Sampling,
 }
 
 impl Recipe {
@@ -132,7 +134,10 @@ impl Recipe {
     pub fn aggregator_agent(&self) -> ResolvedAgent {
         let a = &self.aggregator;
         let label = a.name.clone().unwrap_or_else(|| a.model.clone());
-        self.resolve(&a.model, label, a.temperature, a.max_tokens, &a.system)
+        ResolvedAgent {
+            sampling: a.sampling(),
+            ..self.resolve(&a.model, label, a.temperature, a.max_tokens, &a.system)
+        }
     }
 
     fn resolve(
@@ -151,6 +156,7 @@ impl Recipe {
             temperature: temperature.or(self.temperature).unwrap_or(DEFAULT_TEMPERATURE),
             max_tokens: max_tokens.or(self.max_tokens).unwrap_or(DEFAULT_MAX_TOKENS),
             system: system.clone(),
+            sampling: Sampling::default(),
         }
     }
 
@@ -247,6 +253,7 @@ impl Validator<'_> {
         if let Some(s) = &agg.strategy {
             self.strategy("aggregator.strategy", s);
         }
+        self.sampling(agg, kind);
         self.policy();
         for (key, price) in &r.prices {
             let path = format!("prices.{key:?}");
@@ -281,6 +288,38 @@ impl Validator<'_> {
         let max = if kind == Some(ProviderKind::Anthropic) { 1.0 } else { 2.0 };
         if !(t.is_finite() && (0.0..=max).contains(&t)) {
             self.err(path, format!("{t} is out of range 0..={max}"));
+        }
+    }
+
+    fn sampling(&mut self, a: &Aggregator, kind: Option<ProviderKind>) {
+        if let Some(p) = a.top_p
+            && !(p.is_finite() && (0.0..=1.0).contains(&p))
+        {
+            self.err("aggregator.top_p", format!("{p} is out of range 0..=1"));
+        }
+        for (field, value) in [("presence_penalty", a.presence_penalty), ("frequency_penalty", a.frequency_penalty)] {
+            if let Some(v) = value
+                && !(v.is_finite() && (-2.0..=2.0).contains(&v))
+            {
+                self.err(format!("aggregator.{field}"), format!("{v} is out of range -2..=2"));
+            }
+        }
+        if a.stop.len() > 4 {
+            self.err("aggregator.stop", format!("{} stop sequences; at most 4", a.stop.len()));
+        }
+        if a.stop.iter().any(String::is_empty) {
+            self.err("aggregator.stop", "a stop sequence cannot be empty");
+        }
+        if kind == Some(ProviderKind::Anthropic) {
+            for (field, set) in [
+                ("seed", a.seed.is_some()),
+                ("presence_penalty", a.presence_penalty.is_some()),
+                ("frequency_penalty", a.frequency_penalty.is_some()),
+            ] {
+                if set {
+                    self.err(format!("aggregator.{field}"), "Anthropic's Messages API has no such option");
+                }
+            }
         }
     }
 

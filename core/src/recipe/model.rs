@@ -128,6 +128,37 @@ pub struct Aggregator {
     /// How the last layer's proposals reach the aggregator; `synthesize` when unset.
     #[serde(default, deserialize_with = "opt_string_or_table", skip_serializing_if = "Option::is_none")]
     pub strategy: Option<StrategySpec>,
+    /// Nucleus sampling (0..=1), sent to the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Sampling seed, for providers that take one (OpenAI-compatible only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Up to 4 stop sequences: the answer ends before the first one. Sent to the provider
+    /// and also enforced by moa, so they hold even where a provider ignores them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// Presence penalty (-2..=2; OpenAI-compatible only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    /// Frequency penalty (-2..=2; OpenAI-compatible only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+}
+
+/// Sampling options beyond temperature and length that reach a provider.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sampling {
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Seed.
+    pub seed: Option<u64>,
+    /// Stop sequences, enforced by the engine too.
+    pub stop: Vec<String>,
+    /// Presence penalty.
+    pub presence_penalty: Option<f64>,
+    /// Frequency penalty.
+    pub frequency_penalty: Option<f64>,
 }
 
 /// A strategy: a built-in by `name` (`"synthesize"`, `"vote"`, or the table form with
@@ -250,6 +281,22 @@ impl Aggregator {
             max_tokens: None,
             system: None,
             strategy: None,
+            top_p: None,
+            seed: None,
+            stop: Vec::new(),
+            presence_penalty: None,
+            frequency_penalty: None,
+        }
+    }
+
+    /// Its sampling options beyond temperature and length.
+    pub fn sampling(&self) -> Sampling {
+        Sampling {
+            top_p: self.top_p,
+            seed: self.seed,
+            stop: self.stop.clone(),
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
         }
     }
 }

@@ -131,6 +131,7 @@ pub fn simulate_with(
             usage: Default::default(),
             cost: None,
             wasted: Default::default(),
+            finish_reason: None,
             wall_ms: 0.0,
         },
         events: vec![],
