@@ -707,8 +707,9 @@ fn with_irrevocable_output_an_aggregator_that_broke_after_text_ends_the_run_inst
     assert_consistent(&trace.events);
     assert_eq!(trace.requests.iter().filter(|r| r.model == "agg").count(), 1, "not retried");
     match &trace.outcome.error {
-        Some(RunError::AnswerBroken { delivered_chars, error }) => {
+        Some(RunError::AnswerBroken { delivered_chars, error, kind }) => {
             assert_eq!(*delivered_chars, 12);
+            assert_eq!(kind, "connection lost");
             assert!(error.contains("connection reset"), "{error}");
         }
         other => panic!("expected AnswerBroken, got {other:?}"),

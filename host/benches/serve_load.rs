@@ -9,9 +9,10 @@ mod common;
 
 use common::Fake;
 use moa_host::Transport;
-use moa_host::serve::{Config, router};
+use moa_host::serve::{Config, Limits, router};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -36,10 +37,14 @@ fn main() {
     let recipe = moa_core::Recipe::from_toml(&toml).expect("recipe");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async move {
-        let config = Config { recipes: BTreeMap::from([("bench".to_owned(), recipe)]), token: None, max_body: 1 << 20, max_runs: 48, www: None, resolver: None };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/v1/chat/completions", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, router(config, Transport::new().expect("client"))).await });
+        let addr = listener.local_addr().expect("addr");
+        let url = format!("http://{addr}/v1/chat/completions");
+        let mut config = Config::new(BTreeMap::from([("bench".to_owned(), recipe)]), addr);
+        config.max_body = 1 << 20;
+        config.max_runs = 48;
+        let app = router(config, Transport::new().expect("client"));
+        tokio::spawn(moa_host::serve::run(listener, app, Limits::default(), CancellationToken::new()));
         let client = reqwest::Client::new();
         let body = r#"{"model": "bench", "messages": [{"role": "user", "content": "hi"}]}"#;
         let rss_start = rss_kib();

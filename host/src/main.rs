@@ -128,6 +128,25 @@ struct ServeArgs {
     /// The web page's folder (built by scripts/build-wasm).
     #[arg(long, default_value = "www")]
     www: PathBuf,
+    /// A web origin (like https://app.example) allowed to call the API from a browser,
+    /// with CORS headers; repeat for more. Other origins are refused.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// Put prompts in the access log (off: the log never holds a prompt or a key).
+    #[arg(long)]
+    log_prompts: bool,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout_secs: f64,
+    /// Connections at once (keep it below the file-descriptor limit).
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
+    /// Seconds a shutdown waits for requests in flight.
+    #[arg(long, default_value_t = 10.0)]
+    drain_secs: f64,
+    /// Seconds between SSE keep-alive comments while a stream has nothing to send.
+    #[arg(long, default_value_t = 15.0)]
+    keep_alive_secs: f64,
 }
 
 #[derive(Args)]
@@ -482,30 +501,55 @@ async fn serve(args: ServeArgs) -> ExitCode {
     } else {
         None
     };
-    let config = moa_host::serve::Config {
-        recipes,
-        token: args.token,
-        max_body: args.max_body,
-        max_runs: args.max_runs,
-        www,
-        resolver,
-    };
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => return bad(&format!("cannot listen on {}: {e}", args.listen)),
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    eprintln!("moa: serving on http://{addr}/v1 (models: GET /v1/models)");
+    let listen = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return bad(&format!("cannot listen on {}: {e}", args.listen)),
+    };
+    let secs = |name: &str, v: f64| {
+        std::time::Duration::try_from_secs_f64(v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("--{name} must be a positive number of seconds"))
+    };
+    let (header_timeout, drain, keep_alive) = match (
+        secs("header-timeout-secs", args.header_timeout_secs),
+        secs("drain-secs", args.drain_secs),
+        secs("keep-alive-secs", args.keep_alive_secs),
+    ) {
+        (Ok(h), Ok(d), Ok(k)) => (h, d, k),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad(&e),
+    };
+    let mut config = moa_host::serve::Config::new(recipes, listen);
+    config.token = args.token;
+    config.max_body = args.max_body;
+    config.max_runs = args.max_runs;
+    config.www = www;
+    config.resolver = resolver;
+    config.allow_origins = args.allow_origins;
+    config.log_prompts = args.log_prompts;
+    config.keep_alive = keep_alive;
+    let limits = moa_host::serve::Limits { header_timeout, max_connections: args.max_connections, drain };
+    eprintln!("moa: serving on http://{listen}/v1 (models: GET /v1/models)");
+    init_log();
     let stop = interrupt_token();
     let app = moa_host::serve::router(config, transport);
-    match axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
-        Ok(()) => {
-            eprintln!("moa: stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("moa: server error: {e}");
-            ExitCode::from(FAILED)
-        }
-    }
+    moa_host::serve::run(listener, app, limits, stop).await;
+    eprintln!("moa: stopped");
+    ExitCode::SUCCESS
+}
+
+/// The server's log on stderr: one access line per request, upstream failures in detail.
+/// `MOA_LOG` filters it (`info` by default; `moa::access=info,moa::upstream=off`, ...).
+fn init_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MOA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

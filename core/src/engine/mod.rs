@@ -56,6 +56,8 @@ struct Slot {
     stop: StopFilter,
     /// Tokens of attempts that failed or were cancelled.
     wasted: Usage,
+    /// The kind of its last error ([`CallError::kind`]).
+    last_kind: String,
 }
 
 enum SlotState {
@@ -121,8 +123,9 @@ pub struct Run {
     /// it must, or they are cancelled, and their provider, whose concurrency slot they
     /// hold until then (the connection is still open).
     draining: BTreeMap<CallId, (Time, String)>,
-    /// The aggregator broke off after delivering text that cannot be taken back.
-    broken: Option<(usize, String)>,
+    /// The aggregator broke off after delivering text that cannot be taken back: the
+    /// characters delivered, the error and its kind.
+    broken: Option<(usize, String, String)>,
     /// Why the aggregator's model stopped, once it has.
     finish_reason: Option<String>,
     next_call: u64,
@@ -291,6 +294,7 @@ impl Run {
                 finish: None,
                 stop: StopFilter::default(),
                 wasted: Usage::default(),
+                last_kind: String::new(),
             })
             .collect();
     }
@@ -636,8 +640,9 @@ impl Run {
             }
         }
         if irrevocable {
-            self.broken = Some((delivered, message.clone()));
+            self.broken = Some((delivered, message.clone(), error.kind()));
         }
+        self.slots[i].last_kind = error.kind();
         let (discarded_chars, usage, cost) = self.void_attempt(i, &flight);
         let slot = &mut self.slots[i];
         slot.errors.push(message.clone());
@@ -769,12 +774,16 @@ impl Run {
             .slots
             .iter()
             .filter(|s| matches!(s.state, SlotState::Failed))
-            .map(|s| Failure { agent: s.agent.label.clone(), error: s.errors.last().cloned().unwrap_or_default() })
+            .map(|s| Failure {
+                agent: s.agent.label.clone(),
+                error: s.errors.last().cloned().unwrap_or_default(),
+                kind: s.last_kind.clone(),
+            })
             .collect();
         if self.is_final_layer() {
             let label = self.slots[0].agent.label.clone();
-            if let (true, Some((delivered_chars, error))) = (proposals.is_empty(), self.broken.take()) {
-                return self.finish(Err(RunError::AnswerBroken { delivered_chars, error }), None);
+            if let (true, Some((delivered_chars, error, kind))) = (proposals.is_empty(), self.broken.take()) {
+                return self.finish(Err(RunError::AnswerBroken { delivered_chars, error, kind }), None);
             }
             return match proposals.is_empty() {
                 true => self.finish(

@@ -40,6 +40,36 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The kind of failure in a few words, with nothing a provider wrote and no URL,
+    /// host or port: what a server may tell its clients (`HTTP 503`, `timeout`,
+    /// `connection refused`...). The full error is for the operator's log.
+    pub fn kind(&self) -> String {
+        match self {
+            CallError::Status { status, .. } => format!("HTTP {status}"),
+            CallError::Provider(ProviderError::Api { .. }) => "provider error".into(),
+            CallError::Provider(ProviderError::Truncated) => "truncated stream".into(),
+            CallError::Provider(_) => "malformed response".into(),
+            CallError::Transport(e) => {
+                let e = e.to_ascii_lowercase();
+                if e.contains("refused") {
+                    "connection refused".into()
+                } else if e.contains("reset") || e.contains("eof") || e.contains("closed") {
+                    "connection lost".into()
+                } else if e.contains("dns") || e.contains("resolve") || e.contains("lookup") {
+                    "name resolution failed".into()
+                } else if e.contains("tls") || e.contains("certificate") {
+                    "TLS error".into()
+                } else {
+                    "transport error".into()
+                }
+            }
+            CallError::Timeout(_) => "timeout".into(),
+            CallError::Stalled(_) => "stalled".into(),
+            CallError::Invalid(_) => "invalid request".into(),
+            CallError::Cancelled => "cancelled".into(),
+        }
+    }
+
     /// Whether trying again may work.
     pub fn retryable(&self) -> bool {
         match self {
@@ -58,6 +88,8 @@ pub struct Failure {
     pub agent: String,
     /// Its last error.
     pub error: String,
+    /// The kind of that error ([`CallError::kind`]).
+    pub kind: String,
 }
 
 /// Why a run ended without an answer.
@@ -104,6 +136,8 @@ pub enum RunError {
         delivered_chars: usize,
         /// Why the attempt failed.
         error: String,
+        /// The kind of that error ([`CallError::kind`]).
+        kind: String,
     },
     /// The run was cancelled.
     #[error("the run was cancelled")]
