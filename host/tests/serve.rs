@@ -19,6 +19,14 @@ fn repo() -> PathBuf {
 struct Server {
     child: Child,
     base: String,
+    /// Its stderr (the access log), line by line, as it comes.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn log(&self) -> String {
+        self.log.lock().expect("lock").join("\n")
+    }
 }
 
 impl Drop for Server {
@@ -29,7 +37,11 @@ impl Drop for Server {
 }
 
 fn serve(recipes: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_moa"))
+    serve_with(Command::new(env!("CARGO_BIN_EXE_moa")), recipes, extra)
+}
+
+fn serve_with(mut command: Command, recipes: &Path, extra: &[&str]) -> Server {
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--recipes"])
         .arg(recipes)
         .args(extra)
@@ -41,8 +53,10 @@ fn serve(recipes: &Path, extra: &[&str]) -> Server {
     // "moa: serving on http://127.0.0.1:PORT/v1 (...)"
     let addr = first.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap_or_else(|| panic!("{first}"));
     let base = format!("http://{addr}");
-    std::thread::spawn(move || lines.for_each(drop)); // keep draining
-    Server { child, base }
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| sink.lock().expect("lock").push(l)));
+    Server { child, base, log }
 }
 
 fn fake_recipe(dir: &Path, fake: &Fake, name: &str, models: &[&str], aggregator: &str) {
@@ -284,4 +298,187 @@ fn a_providers_cap_holds_across_concurrent_requests() {
     }
     assert_eq!(fake.seen.max_open.load(Ordering::SeqCst), 2, "two slots, across all six requests");
     assert_eq!(fake.seen.bodies.lock().expect("lock").len(), 24, "no call stalled in the queue and was retried");
+}
+
+fn python() -> String {
+    std::env::var("MOA_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/moa/venv/bin/python", std::env::var("HOME").unwrap_or_default()))
+}
+
+#[test]
+fn the_contract_with_the_official_client_refused_honoured_and_every_error_openais() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    fake_recipe(dir.path(), &fake, "stops", &["a"], "agg;text=alpha beta STOP gamma");
+    fake_recipe(dir.path(), &fake, "long", &["a"], "agg;text=cut;finish=length");
+    let server = serve(dir.path(), &["--token", "tok-123", "--max-body", "100000"]);
+    let o = Command::new(python())
+        .arg(repo().join("tests/serve/openai_contract.py"))
+        .args([&format!("{}/v1", server.base), "tok-123"])
+        .output()
+        .expect("python runs (scripts/test installs the openai client in ~/.cache/moa/venv)");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("openai contract: 19 checks passed"), "{out}");
+    // The honoured knobs reached the aggregator as sent.
+    let bodies = fake.seen.bodies.lock().expect("lock").clone();
+    let agg = bodies.iter().find(|b| b["model"] == "agg;text=alpha beta STOP gamma" && b.get("seed").is_some());
+    let agg = agg.expect("the aggregator call with the knobs");
+    assert_eq!(agg["top_p"], 0.5);
+    assert_eq!(agg["seed"], 7);
+    assert_eq!(agg["stop"], serde_json::json!(["STOP"]));
+    assert_eq!((agg["presence_penalty"].as_f64(), agg["frequency_penalty"].as_f64()), (Some(0.25), Some(-0.25)));
+    // Refused requests started nothing upstream: only the three accepted runs called it.
+    assert_eq!(bodies.len(), 6, "{} upstream calls", bodies.len());
+}
+
+/// Raw HTTP on a fresh connection: (status, headers and body as text).
+fn raw_http(base: &str, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
+#[test]
+fn web_pages_and_rebound_names_cannot_drive_it() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    fake_recipe(dir.path(), &fake, "quick", &["a"], "agg");
+    let server = serve(dir.path(), &["--allow-origin", "https://app.example"]);
+    let port = server.base.rsplit(':').next().expect("port").to_owned();
+    let body = r#"{"model": "quick", "messages": [{"role": "user", "content": "hi"}]}"#;
+    let post = |headers: &str| {
+        raw_http(
+            &server.base,
+            &format!(
+                "POST /v1/chat/completions HTTP/1.1\r\n{headers}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    // DNS rebinding: a page whose own name resolves to 127.0.0.1.
+    let (code, text) = post(&format!("Host: evil.example:{port}"));
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("is not this server's address"), "{text}");
+    // Another origin, and a cross-site fetch without an Origin.
+    let (code, text) = post(&format!("Host: 127.0.0.1:{port}\r\nOrigin: http://evil.example"));
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("--allow-origin"), "{text}");
+    let (code, _) = post(&format!("Host: localhost:{port}\r\nSec-Fetch-Site: cross-site"));
+    assert_eq!(code, 403);
+    assert_eq!(fake.seen.bodies.lock().expect("lock").len(), 0, "no run started");
+    // The allowed origin works, with CORS headers; so does a client that is no browser.
+    let (code, text) = post(&format!("Host: localhost:{port}\r\nOrigin: https://app.example"));
+    assert_eq!(code, 200, "{text}");
+    assert!(text.to_lowercase().contains("access-control-allow-origin: https://app.example"), "{text}");
+    let (code, text) = post(&format!("Host: 127.0.0.1:{port}"));
+    assert_eq!(code, 200, "{text}");
+    // With a token, other host names are fine (it is meant to be reached).
+    let server = serve(dir.path(), &["--token", "t"]);
+    let (code, text) = raw_http(
+        &server.base,
+        &format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: moa.internal\r\nauthorization: Bearer t\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(code, 200, "{text}");
+}
+
+#[test]
+fn slow_and_half_open_connections_cannot_hold_it() {
+    use std::io::{Read, Write};
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    fake_recipe(dir.path(), &fake, "quick", &["a"], "agg");
+    // The server gets 1,024 file descriptors and 1,100 connections that never finish
+    // their headers, plus one that sends a byte a second.
+    let mut sh = Command::new("sh");
+    sh.args(["-c", &format!("ulimit -n 1024 && exec {} \"$@\"", env!("CARGO_BIN_EXE_moa")), "moa"]);
+    let mut server =
+        serve_with(sh, dir.path(), &["--header-timeout-secs", "1", "--max-connections", "900", "--drain-secs", "1"]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let t = std::time::Instant::now();
+    let mut dribbler = std::net::TcpStream::connect(&addr).expect("connect");
+    let mut idle: Vec<std::net::TcpStream> = Vec::new();
+    for _ in 0..1100 {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect (the listen queue holds the rest)");
+        let _ = s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        idle.push(s);
+    }
+    // A real client is served within a bounded time, not locked out.
+    let body = r#"{"model": "quick", "messages": [{"role": "user", "content": "hi"}]}"#;
+    let (code, out, _) = post(&server.base, None, body);
+    assert_eq!(code, 200, "{out}");
+    assert!(t.elapsed() < Duration::from_secs(10), "served after {:?}", t.elapsed());
+    // The byte-a-second client is dropped once its header time is up.
+    dribbler.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for b in b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" {
+        if dribbler.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let mut buf = [0u8; 512];
+    closed |= matches!(dribbler.read(&mut buf), Ok(0) | Err(_));
+    assert!(closed, "a client dribbling its headers is dropped");
+    // SIGTERM with half-sent requests open: out within the drain time, not forever.
+    let t = std::time::Instant::now();
+    Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().expect("kill");
+    let status = server.child.wait().expect("exits");
+    assert!(status.success(), "{status:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "stopped after {:?}", t.elapsed());
+    drop(idle);
+}
+
+#[test]
+fn long_runs_send_keep_alives_and_the_access_log_tells_what_happened_without_prompts() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    fake_recipe(dir.path(), &fake, "slow", &["a;ttft=1200"], "agg;text=the answer");
+    let server = serve(dir.path(), &["--keep-alive-secs", "0.2", "--token", "tok-SENTINEL"]);
+    let o = Command::new("curl")
+        .args(["-sN", "-H", "content-type: application/json", "-H", "authorization: Bearer tok-SENTINEL", "-d"])
+        .arg(r#"{"model": "slow", "stream": true, "messages": [{"role": "user", "content": "PROMPT-SENTINEL"}]}"#)
+        .arg(format!("{}/v1/chat/completions", server.base))
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&o.stdout);
+    let first_content = body.find(r#""content":"the "#).expect("answer streamed");
+    let keepalives = body[..first_content].lines().filter(|l| l.starts_with(':')).count();
+    assert!(keepalives >= 3, "SSE comments while the proposers work:\n{body}");
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains("chat completion") && l.contains("status=200")).expect("an access line");
+    for field in ["id=chatcmpl-moa-", "model=slow", "stream=true", "calls=2", "tokens=", "wall_ms=", "ttft_ms="] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    assert!(!log.contains("PROMPT-SENTINEL") && !log.contains("tok-SENTINEL"), "no prompt or key in:\n{log}");
+    // Ids are unique across restarts: another server's ids differ in their prefix.
+    let id = |log: &str| {
+        log.split("id=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .map(|s| s.rsplit_once('-').map(|(p, _)| p.to_owned()))
+    };
+    let other = serve(dir.path(), &["--log-prompts"]);
+    let (code, _, _) =
+        post(&other.base, None, r#"{"model": "slow", "messages": [{"role": "user", "content": "PROMPT-SENTINEL"}]}"#);
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_ne!(id(&log), id(&other.log()), "ids differ across restarts");
+    assert!(other.log().contains("PROMPT-SENTINEL"), "--log-prompts puts prompts in the log");
 }

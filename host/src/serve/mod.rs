@@ -99,7 +99,7 @@ impl App {
             format!("127.0.0.1:{port}"),
             format!("[::1]:{port}"),
         ];
-        names.iter().any(|n| *n == host) || (port == 80 && ["localhost", "127.0.0.1", "[::1]"].contains(&host.as_str()))
+        names.contains(&host) || (port == 80 && ["localhost", "127.0.0.1", "[::1]"].contains(&host.as_str()))
     }
 }
 
@@ -292,12 +292,12 @@ fn calls_and_ttft(o: &Outcome) -> (usize, Option<f64>) {
     (calls, ttft)
 }
 
-fn log_run(app: &App, id: &str, model: &str, status: u16, outcome: &Outcome, stream: bool) {
+fn log_run(id: &str, model: &str, status: u16, outcome: &Outcome, stream: bool) {
     let (calls, ttft_ms) = calls_and_ttft(outcome);
     tracing::info!(
         target: "moa::access",
-        id,
-        model,
+        id = %id,
+        model = %model,
         status,
         stream,
         calls,
@@ -309,13 +309,12 @@ fn log_run(app: &App, id: &str, model: &str, status: u16, outcome: &Outcome, str
     );
     for l in &outcome.layers {
         for c in l.calls.iter().filter(|c| !c.errors.is_empty()) {
-            tracing::warn!(target: "moa::upstream", id, layer = l.layer, agent = %c.agent, ok = c.ok, errors = ?c.errors, "upstream call failed");
+            tracing::warn!(target: "moa::upstream", id = %id, layer = l.layer, agent = %c.agent, ok = c.ok, errors = ?c.errors, "upstream call failed");
         }
     }
     if let Some(e) = &outcome.error {
-        tracing::warn!(target: "moa::upstream", id, error = %e, "run failed");
+        tracing::warn!(target: "moa::upstream", id = %id, error = %e, "run failed");
     }
-    let _ = app;
 }
 
 async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
@@ -323,13 +322,13 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
     let req = match request::parse(&body) {
         Ok(r) => r,
         Err(e) => {
-            tracing::info!(target: "moa::access", id, status = 400, param = ?e.param, error = %e.message, "chat completion refused");
+            tracing::info!(target: "moa::access", id = %id, status = 400, param = ?e.param, error = %e.message, "chat completion refused");
             return bad_request(e);
         }
     };
     let Some(recipe) = app.recipes.get(&req.model) else {
         let known: Vec<&str> = app.recipes.keys().map(String::as_str).collect();
-        tracing::info!(target: "moa::access", id, model = %req.model, status = 404, "chat completion: no such model");
+        tracing::info!(target: "moa::access", id = %id, model = %req.model, status = 404, "chat completion: no such model");
         return error(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -341,15 +340,15 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
     let recipe = match req.apply(recipe) {
         Ok(r) => r,
         Err(e) => {
-            tracing::info!(target: "moa::access", id, model = %req.model, status = 400, param = ?e.param, "chat completion refused");
+            tracing::info!(target: "moa::access", id = %id, model = %req.model, status = 400, param = ?e.param, "chat completion refused");
             return bad_request(e);
         }
     };
     if app.log_prompts {
-        tracing::info!(target: "moa::prompts", id, messages = ?req.messages, knobs = ?req.knob_names(), "prompt");
+        tracing::info!(target: "moa::prompts", id = %id, messages = ?req.messages, knobs = ?req.knob_names(), "prompt");
     }
     let Ok(permit) = app.runs.clone().try_acquire_owned() else {
-        tracing::info!(target: "moa::access", id, model = %req.model, status = 429, "chat completion: too many runs");
+        tracing::info!(target: "moa::access", id = %id, model = %req.model, status = 429, "chat completion: too many runs");
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_error",
@@ -375,11 +374,11 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
     let mut run = match Run::with_options(&recipe, req.messages.clone(), clock.now(), options) {
         Ok(r) => r,
         Err(e @ RunError::MissingKey { .. }) => {
-            tracing::error!(target: "moa::access", id, model = %req.model, status = 500, error = %e, "chat completion: missing key");
+            tracing::error!(target: "moa::access", id = %id, model = %req.model, status = 500, error = %e, "chat completion: missing key");
             return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, None, client_message(&e));
         }
         Err(e) => {
-            tracing::info!(target: "moa::access", id, model = %req.model, status = 400, error = %e, "chat completion refused");
+            tracing::info!(target: "moa::access", id = %id, model = %req.model, status = 400, error = %e, "chat completion refused");
             return error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("messages"), None, client_message(&e));
         }
     };
@@ -391,7 +390,7 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
         drop(permit);
         return match outcome.result() {
             Ok(answer) => {
-                log_run(&app, &id, &model, 200, &outcome, false);
+                log_run(&id, &model, 200, &outcome, false);
                 let finish = outcome.finish_reason.clone().unwrap_or_else(|| "stop".into());
                 let mut body = json!({
                     "id": id, "object": "chat.completion", "created": now_secs(), "model": model,
@@ -404,7 +403,7 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
                 Json(body).into_response()
             }
             Err(e) => {
-                log_run(&app, &id, &model, 502, &outcome, false);
+                log_run(&id, &model, 502, &outcome, false);
                 error(StatusCode::BAD_GATEWAY, "api_error", None, Some("upstream_failed"), client_message(e))
             }
         };
@@ -413,7 +412,6 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
     let cancel = CancellationToken::new();
     let guard = cancel.clone().drop_guard();
     let transport = app.transport.clone();
-    let app2 = app.clone();
     tokio::spawn(async move {
         let _permit = permit;
         let created = now_secs();
@@ -438,7 +436,7 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
             .await;
         match outcome.result() {
             Ok(_) => {
-                log_run(&app2, &id, &model, 200, &outcome, true);
+                log_run(&id, &model, 200, &outcome, true);
                 let finish = outcome.finish_reason.clone().unwrap_or_else(|| "stop".into());
                 let _ = send(chunk(json!({}), Some(&finish)));
                 if req.include_usage {
@@ -453,13 +451,13 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
                 }
             }
             Err(RunError::Cancelled) => {
-                log_run(&app2, &id, &model, 499, &outcome, true);
+                log_run(&id, &model, 499, &outcome, true);
                 return;
             }
             // An error event and no finish_reason and no [DONE]: a client must not take
             // a broken answer for a whole one.
             Err(e) => {
-                log_run(&app2, &id, &model, 502, &outcome, true);
+                log_run(&id, &model, 502, &outcome, true);
                 let _ = send(
                     json!({ "error": { "message": client_message(e), "type": "api_error", "param": null, "code": "upstream_failed" } }),
                 );

@@ -107,10 +107,10 @@ pub fn parse(body: &[u8]) -> Result<ChatRequest, BadRequest> {
 
 fn refuse_unsupported(o: &Map<String, Value>) -> Result<(), BadRequest> {
     let present = |k: &str| o.get(k).is_some_and(|v| !v.is_null());
-    if let Some(n) = o.get("n").filter(|v| !v.is_null()) {
-        if n.as_u64() != Some(1) {
-            return Err(unsupported("n", "more than one choice"));
-        }
+    if let Some(n) = o.get("n").filter(|v| !v.is_null())
+        && n.as_u64() != Some(1)
+    {
+        return Err(unsupported("n", "more than one choice"));
     }
     for k in ["tools", "functions"] {
         if o.get(k).is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
@@ -122,10 +122,10 @@ fn refuse_unsupported(o: &Map<String, Value>) -> Result<(), BadRequest> {
             return Err(unsupported(k, "tool and function calling"));
         }
     }
-    if let Some(rf) = o.get("response_format").filter(|v| !v.is_null()) {
-        if rf.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(unsupported("response_format", "a response format other than text"));
-        }
+    if let Some(rf) = o.get("response_format").filter(|v| !v.is_null())
+        && rf.get("type").and_then(Value::as_str) != Some("text")
+    {
+        return Err(unsupported("response_format", "a response format other than text"));
     }
     if o.get("logprobs").is_some_and(|v| v == true) {
         return Err(unsupported("logprobs", "log probabilities"));

@@ -10,7 +10,8 @@
 //!   the pieces. `fault=malformed` always sends a broken chunk; `fault=hang` sends the head
 //!   and one piece and never ends; `fault=slowhead;delay=MS` delays the head;
 //!   `fault=keepopen` sends the whole answer and `[DONE]`, then keeps the connection open
-//!   forever, as some proxies do.
+//!   forever, as some proxies do; `finish=REASON` ends with that finish reason (default
+//!   `stop`).
 #![allow(dead_code)]
 
 pub mod plugins;
@@ -227,10 +228,12 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
     };
     let guard = Guard { seen: seen.clone(), done: false, span };
     let fault = fault.to_owned();
+    let finish = p.get("finish").cloned().unwrap_or_else(|| "stop".into());
     // state: (next piece index, guard); yields one SSE chunk per step.
     let stream = futures_util::stream::unfold((0usize, guard), move |(i, mut guard)| {
         let pieces = pieces.clone();
         let fault = fault.clone();
+        let finish = finish.clone();
         async move {
             if i == 0 {
                 tokio::time::sleep(ttft).await;
@@ -256,7 +259,7 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
                 guard.done = true;
                 guard.mark(false);
                 let usage = serde_json::json!({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": total, "total_tokens": prompt_tokens + total}});
-                let fin = serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+                let fin = serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]});
                 return Some((
                     Ok(Bytes::from(format!("data: {fin}\n\ndata: {usage}\n\ndata: [DONE]\n\n"))),
                     (i + 1, guard),
