@@ -482,3 +482,31 @@ fn long_runs_send_keep_alives_and_the_access_log_tells_what_happened_without_pro
     assert_ne!(id(&log), id(&other.log()), "ids differ across restarts");
     assert!(other.log().contains("PROMPT-SENTINEL"), "--log-prompts puts prompts in the log");
 }
+
+#[test]
+fn a_502_names_agents_and_kinds_of_failure_never_upstream_text_or_addresses() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    // One proposer gets a 500 whose body is the provider's own words; the other
+    // provider is down (a refused connection names its address).
+    let text = format!(
+        "[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\n[providers.down]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n[[layers]]\nagents = [\"fake:a;fault=500;times=9\", \"down:b\"]\n[aggregator]\nmodel = \"fake:agg\"\n[policy]\nretries = 0\n",
+        fake.base_url
+    );
+    std::fs::write(dir.path().join("failing.toml"), text).expect("write");
+    let server = serve(dir.path(), &[]);
+    let (code, body, _) =
+        post(&server.base, None, r#"{"model": "failing", "messages": [{"role": "user", "content": "hi"}]}"#);
+    assert_eq!(code, 502, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("an OpenAI error");
+    let message = v["error"]["message"].as_str().expect("message");
+    assert!(message.contains("fake:a;fault=500;times=9 (HTTP 500)"), "{message}");
+    assert!(message.contains("down:b (connection refused)"), "{message}");
+    for secret in ["internal error", "127.0.0.1", ":9", "http://", "error sending request"] {
+        assert!(!message.contains(secret), "{secret:?} relayed to the client: {message}");
+    }
+    assert_eq!(v["error"]["code"], "upstream_failed");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log();
+    assert!(log.contains("internal error") && log.contains("127.0.0.1:9"), "the detail is in the log:\n{log}");
+}
