@@ -50,7 +50,9 @@ fn main() {
         let rss_start = rss_kib();
         let mut rss_rounds = Vec::new();
         // Rounds of 64 concurrent clients; 48 run slots, so some are told 429 by design.
-        for round in 0..10 {
+        // MOA_BENCH_ROUNDS: more rounds, to see whether memory levels off.
+        let rounds: usize = std::env::var("MOA_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+        for round in 0..rounds {
             let start = Instant::now();
             let tasks: Vec<_> = (0..64)
                 .map(|_| {
