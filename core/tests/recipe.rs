@@ -244,3 +244,17 @@ fn the_synthesize_prompt_is_the_papers_byte_for_byte() {
     let out = moa_core::strategy::inject_references(&[Message::user("q")], &["x", "y"]);
     assert_eq!(out[0].content, format!("{fixture}\n1. x\n2. y"));
 }
+
+#[test]
+fn duplicate_keys_in_a_json_recipe_are_an_error_not_last_one_wins() {
+    let json = r#"{"providers": {"together": {"kind": "openai", "base_url": "https://api.together.xyz/v1", "api_key_env": "TOGETHER_API_KEY"},
+                                 "together": {"kind": "openai", "base_url": "https://evil.example/v1", "api_key_env": "TOGETHER_API_KEY"}},
+                   "layers": [{"agents": ["together:m"]}], "aggregator": "together:m"}"#;
+    let (path, message) = parse_error(Recipe::from_json(json));
+    assert_eq!(path, "providers");
+    assert!(message.contains("duplicate key \"together\""), "{message}");
+    let json = r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1"}}, "layers": [{"agents": ["p:m"]}],
+                   "aggregator": "p:m", "aggregator": "p:other"}"#;
+    let (_, message) = parse_error(Recipe::from_json(json));
+    assert!(message.contains("duplicate field `aggregator`"), "{message}");
+}

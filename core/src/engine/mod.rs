@@ -8,6 +8,7 @@
 
 mod api;
 mod backoff;
+mod redact;
 mod report;
 mod stop;
 
@@ -23,6 +24,7 @@ use crate::strategy::{Decision, Proposal, Strategy, StrategyInput, Synthesize};
 use crate::time::{Time, millis};
 use crate::usage::{Usage, add_cost};
 use backoff::{Rng, backoff};
+use redact::{Redactor, StreamRedactor};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 use stop::StopFilter;
@@ -54,6 +56,8 @@ struct Slot {
     finish: Option<String>,
     /// The current attempt's stop-sequence filter.
     stop: StopFilter,
+    /// Keeps keys out of the current attempt's streamed text.
+    redact: StreamRedactor,
     /// Tokens of attempts that failed or were cancelled.
     wasted: Usage,
     /// The kind of its last error ([`CallError::kind`]).
@@ -106,6 +110,8 @@ pub struct Run {
     recipe: Recipe,
     conversation: Vec<Message>,
     keys: BTreeMap<String, String>,
+    /// Finds the keys in provider-supplied text.
+    redactor: Redactor,
     /// `deciders[i]` feeds layer `i + 1`; the last one feeds the aggregator.
     deciders: Vec<Decider>,
     rng: Rng,
@@ -173,6 +179,7 @@ impl Run {
             recipe: recipe.clone(),
             input: conversation.clone(),
             conversation,
+            redactor: Redactor::new(options.keys.values()),
             keys: options.keys,
             deciders,
             rng: Rng::new(options.seed),
@@ -293,6 +300,7 @@ impl Run {
                 server_ms: None,
                 finish: None,
                 stop: StopFilter::default(),
+                redact: StreamRedactor::default(),
                 wasted: Usage::default(),
                 last_kind: String::new(),
             })
@@ -333,6 +341,7 @@ impl Run {
         slot.server_ms = None;
         slot.finish = None;
         slot.stop = StopFilter::default();
+        slot.redact = StreamRedactor::default();
         let agent = &slot.agent;
         let mut messages = self.input.clone();
         if let Some(system) = &agent.system {
@@ -346,12 +355,10 @@ impl Run {
             sampling: &agent.sampling,
         };
         let provider = &self.recipe.providers[&agent.provider];
-        let http = provider::build_request(
-            provider.kind,
-            &provider.base_url,
-            self.keys.get(&agent.provider).map(String::as_str),
-            &req,
-        );
+        // A key goes only to a provider that declares one: a recipe that drops
+        // `api_key_env` from a provider gets no key for it, whatever the caller passed.
+        let key = provider.api_key_env.as_ref().and(self.keys.get(&agent.provider));
+        let http = provider::build_request(provider.kind, &provider.base_url, key.map(String::as_str), &req);
         let event = Event::CallStarted {
             at: Place { call, layer: self.layer, slot: i },
             agent: agent.label.clone(),
@@ -477,8 +484,10 @@ impl Run {
                         f.first_token.get_or_insert(now);
                     }
                     let (text, hit) = slot.stop.push(&piece, &slot.agent.sampling.stop);
+                    let mut text = slot.redact.push(&text, &self.redactor);
                     if hit {
                         slot.finish = Some("stop".into());
+                        text.push_str(&slot.redact.flush(&self.redactor));
                     }
                     if !text.is_empty() {
                         slot.text.push_str(&text);
@@ -497,7 +506,9 @@ impl Run {
 
     /// The stream ended whole: text held back as a possible stop sequence is text.
     fn flush_held(&mut self, i: usize, call: CallId) {
-        let text = self.slots[i].stop.flush();
+        let slot = &mut self.slots[i];
+        let held = slot.stop.flush();
+        let text = slot.redact.push(&held, &self.redactor) + &slot.redact.flush(&self.redactor);
         if !text.is_empty() {
             self.slots[i].text.push_str(&text);
             let at = Place { call, layer: self.layer, slot: i };
@@ -620,7 +631,8 @@ impl Run {
             self.queue.push_back(Action::Cancel { call: flight.call });
         }
         let policy = &self.recipe.policy;
-        let mut message = error.to_string();
+        // Provider-supplied text (error bodies, error events) may echo the key.
+        let mut message = self.redactor.redact(&error.to_string());
         let mut delay = None;
         // Retry only while nothing irrevocable reached the user: with irrevocable output,
         // an aggregator that already streamed text is not tried again.
