@@ -80,6 +80,10 @@ struct RecipeArgs {
     /// Seed for retry jitter.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Let the recipe read this environment variable for a key although its name does not
+    /// end in _API_KEY or _KEY (repeatable).
+    #[arg(long = "allow-key-env", value_name = "NAME")]
+    allow_key_env: Vec<String>,
 }
 
 impl RecipeArgs {
@@ -104,7 +108,9 @@ impl RecipeArgs {
             layers: self.layers,
         };
         let r = knobs.apply(&r).map_err(|e| e.to_string())?;
-        recipes::apply_sets(&r, &self.sets).map_err(|e| e.to_string())
+        let r = recipes::apply_sets(&r, &self.sets).map_err(|e| e.to_string())?;
+        keys::check_env(&r, &self.allow_key_env)?;
+        Ok(r)
     }
 }
 
@@ -147,6 +153,10 @@ struct ServeArgs {
     /// Seconds between SSE keep-alive comments while a stream has nothing to send.
     #[arg(long, default_value_t = 15.0)]
     keep_alive_secs: f64,
+    /// Let recipes read this environment variable for a key although its name does not
+    /// end in _API_KEY or _KEY (repeatable).
+    #[arg(long = "allow-key-env", value_name = "NAME")]
+    allow_key_env: Vec<String>,
 }
 
 #[derive(Args)]
@@ -214,8 +224,11 @@ fn main() -> ExitCode {
                     r.aggregator.model
                 );
                 for (name, p) in &r.providers {
-                    let key = p.api_key_env.as_deref().map(|v| format!(", key from ${v}")).unwrap_or_default();
-                    println!("  provider {name}: {:?} at {}{key}", p.kind, p.base_url);
+                    println!("  provider {name}: {:?} at {}", p.kind, p.base_url);
+                }
+                for (var, provider, host) in keys::routes(&r) {
+                    let note = if keys::is_key_name(&var) { "" } else { " (needs --allow-key-env: not a *_KEY name)" };
+                    println!("  key: ${var} is sent to {host} (provider {provider}){note}");
                 }
                 ExitCode::SUCCESS
             }
@@ -481,6 +494,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
             let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             match recipes::load(&path.display().to_string()) {
                 Ok(r) => {
+                    if let Err(e) = keys::check_env(&r, &args.allow_key_env) {
+                        return bad(&format!("{}: {e}", path.display()));
+                    }
                     recipes.insert(name, r);
                 }
                 Err(e) => return bad(&e.to_string()),

@@ -37,6 +37,11 @@ impl Transport {
     /// own (deadlines are the core's).
     pub fn new() -> Result<Transport, reqwest::Error> {
         let client = reqwest::Client::builder()
+            // Keys never follow a redirect: a 3xx is the provider's answer (an error).
+            .redirect(reqwest::redirect::Policy::none())
+            // Proxies from the environment, but loopback never goes through one.
+            .no_proxy()
+            .proxy(env_proxy())
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -209,6 +214,31 @@ async fn send(
         }
     }
     let _ = tx.send(Msg::End { call });
+}
+
+/// `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` (and `NO_PROXY`) as reqwest reads them,
+/// except that loopback addresses are never proxied: a local model server's traffic
+/// (and any key sent to it) stays on the machine.
+fn env_proxy() -> reqwest::Proxy {
+    let var = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()));
+    let https = var(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]);
+    let http = var(&["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]);
+    let no_proxy = reqwest::NoProxy::from_env();
+    reqwest::Proxy::custom(move |url| {
+        let host = url.host_str().unwrap_or("");
+        let loopback = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback {
+            return None;
+        }
+        let proxy = if url.scheme() == "https" { https.clone() } else { http.clone() }?;
+        reqwest::Url::parse(&proxy).ok()
+    })
+    .no_proxy(no_proxy)
 }
 
 /// The error with its causes ("error sending request ...: connection refused"), which is

@@ -488,3 +488,105 @@ fn run_on_a_terminal_erases_a_broken_answer_and_shows_the_retry_alone() {
     assert!(screen.contains("broke off"), "the user is told why it restarted:\n{screen}");
     assert_eq!(fake.count(BREAKS_ONCE), 2, "retried");
 }
+
+#[test]
+fn a_provider_that_echoes_the_key_never_makes_moa_print_it() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let echoes = [
+        "e1;fault=echo;status=401;times=99",
+        "e2;fault=echo;status=429;times=99",
+        "e3;fault=echo;status=500;times=99",
+        "e4;fault=echo;status=400;times=99",
+        "e5;fault=echostream;times=99",
+    ];
+    let mut models = vec!["ok"];
+    models.extend(echoes);
+    let r = recipe_file(dir.path(), &fake, &models, "agg", "[policy]\nretries = 0\nmin_successes = 1");
+    let o = moa().args(["run", "--json", "--recipe"]).arg(&r).arg("What?").output().expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    assert_no_key(&o);
+    let (out, _) = text(&o);
+    assert!(out.matches("[redacted key]").count() >= echoes.len(), "each echo is marked:\n{out}");
+    assert!(!out.contains("SENTINEL"), "not even a piece of the key:\n{out}");
+    // Without --json, errors go to stderr; every agent failing shows every error.
+    let all_fail = recipe_file(dir.path(), &fake, &echoes, "agg", "[policy]\nretries = 0\nmin_successes = 1");
+    let o = moa().args(["run", "--recipe"]).arg(&all_fail).arg("What?").output().expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    assert_no_key(&o);
+    assert!(!text(&o).1.contains("SENTINEL"), "{}", text(&o).1);
+    // Batch lines, with their proposals.
+    let input = dir.path().join("in.jsonl");
+    let out = dir.path().join("out.jsonl");
+    std::fs::write(&input, "\"q\"\n").expect("write");
+    let o = moa()
+        .args(["batch", "-q", "--proposals", "--recipe"])
+        .arg(&all_fail)
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert_no_key(&o);
+    let written = std::fs::read_to_string(&out).expect("out");
+    assert!(!written.contains("SENTINEL") && written.contains("[redacted key]"), "{written}");
+}
+
+#[test]
+fn keys_never_follow_a_redirect_and_loopback_never_goes_through_a_proxy() {
+    let fake = Fake::start();
+    let thief = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let to = format!("{}/chat/completions", thief.base_url);
+    let r = recipe_file(dir.path(), &fake, &[&format!("a;fault=redirect;to={to}")], "agg", "[policy]\nretries = 0");
+    // A proxy that refuses everything: loopback traffic must not try it.
+    let o = moa()
+        .env("HTTP_PROXY", "http://127.0.0.1:1")
+        .env("ALL_PROXY", "http://127.0.0.1:1")
+        .args(["run", "--recipe"])
+        .arg(&r)
+        .arg("What?")
+        .output()
+        .expect("runs");
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("HTTP 307"), "the redirect is the provider's answer, an error:\n{err}");
+    assert!(!err.contains("127.0.0.1:1"), "no proxy was tried:\n{err}");
+    assert_eq!(thief.seen.bodies.lock().expect("lock").len(), 0, "the key did not follow the redirect");
+    let ok = recipe_file(dir.path(), &fake, &["b"], "agg", "");
+    let o = moa()
+        .env("HTTP_PROXY", "http://127.0.0.1:1")
+        .args(["run", "--recipe"])
+        .arg(&ok)
+        .arg("Q")
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+}
+
+#[test]
+fn a_recipe_cannot_send_an_arbitrary_variable_without_the_user_saying_so() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(dir.path(), &fake, &["a"], "agg", "");
+    let toml = std::fs::read_to_string(&r).expect("read").replace("MOA_TEST_KEY", "GITHUB_TOKEN");
+    std::fs::write(&r, toml).expect("write");
+    let o = moa().env("GITHUB_TOKEN", SENTINEL).args(["run", "--recipe"]).arg(&r).arg("Q").output().expect("runs");
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o).1;
+    assert!(
+        err.contains("$GITHUB_TOKEN (provider fake, sent to 127.0.0.1:") && err.contains("--allow-key-env"),
+        "{err}"
+    );
+    assert_eq!(fake.seen.bodies.lock().expect("lock").len(), 0);
+    let o = moa().args(["check"]).arg(&r).output().expect("runs");
+    assert!(text(&o).0.contains("key: $GITHUB_TOKEN is sent to 127.0.0.1:"), "{}", text(&o).0);
+    let o = moa()
+        .env("GITHUB_TOKEN", SENTINEL)
+        .args(["run", "--allow-key-env", "GITHUB_TOKEN", "--recipe"])
+        .arg(&r)
+        .arg("Q")
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+}

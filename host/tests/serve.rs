@@ -510,3 +510,33 @@ fn a_502_names_agents_and_kinds_of_failure_never_upstream_text_or_addresses() {
     let log = server.log();
     assert!(log.contains("internal error") && log.contains("127.0.0.1:9"), "the detail is in the log:\n{log}");
 }
+
+#[test]
+fn a_provider_that_echoes_the_key_never_makes_the_server_show_it() {
+    const KEY: &str = "sk-SERVED-SENTINEL-0123456789";
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = format!(
+        "[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"MOA_TEST_KEY\"\n[[layers]]\nagents = [\"fake:a;fault=echo;status=401;times=99\", \"fake:b;fault=echostream;times=99\", \"fake:c\"]\n[aggregator]\nmodel = \"fake:agg;fault=echo;status=400;times=99\"\n[policy]\nretries = 0\n",
+        fake.base_url
+    );
+    std::fs::write(dir.path().join("echo.toml"), text).expect("write");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_moa"));
+    cmd.env("MOA_TEST_KEY", KEY);
+    let server = serve_with(cmd, dir.path(), &[]);
+    for stream in ["false", "true"] {
+        let (code, body, _) = post(
+            &server.base,
+            None,
+            &format!(
+                r#"{{"model": "echo", "stream": {stream}, "moa_proposals": true, "messages": [{{"role": "user", "content": "hi"}}]}}"#
+            ),
+        );
+        assert!(code == 502 || code == 200, "{code} {body}");
+        assert!(!body.contains("SENTINEL"), "the response shows the key:\n{body}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log();
+    assert!(log.contains("[redacted key]"), "the log keeps the detail, redacted:\n{log}");
+    assert!(!log.contains("SENTINEL"), "the log shows the key:\n{log}");
+}

@@ -158,6 +158,8 @@ fn build(http: &HttpRequest, signal: &web_sys::AbortSignal) -> Result<web_sys::R
     init.set_headers(&headers);
     init.set_body(&JsValue::from_str(&http.body));
     init.set_signal(Some(signal));
+    // A key never follows a redirect: the browser fails the request instead.
+    init.set_redirect(web_sys::RequestRedirect::Error);
     web_sys::Request::new_with_str_and_init(&http.url, &init)
 }
 

@@ -10,7 +10,10 @@
 //!   the pieces. `fault=malformed` always sends a broken chunk; `fault=hang` sends the head
 //!   and one piece and never ends; `fault=slowhead;delay=MS` delays the head;
 //!   `fault=keepopen` sends the whole answer and `[DONE]`, then keeps the connection open
-//!   forever, as some proxies do; `finish=REASON` ends with that finish reason (default
+//!   forever, as some proxies do; `fault=echo;status=N` answers N with the request's
+//!   `Authorization` in its error (400: the whole header block); `fault=echostream` sends
+//!   it in a mid-stream error event; `fault=redirect;to=URL` answers 307 to URL;
+//!   `finish=REASON` ends with that finish reason (default
 //!   `stop`).
 #![allow(dead_code)]
 
@@ -190,6 +193,37 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
                 (StatusCode::TOO_MANY_REQUESTS, r#"{"error":{"message":"rate limited","type":"rate_limit_error"}}"#)
                     .into_response();
             r.headers_mut().insert("retry-after", retry.parse().expect("header"));
+            return r;
+        }
+        // A provider that echoes the request's credentials back in its error.
+        "echo" if faulty => {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            let code = StatusCode::from_u16(num(&p, "status", 401.0) as u16).expect("status");
+            let body = if code == StatusCode::BAD_REQUEST {
+                // The whole request header block, as some debugging proxies answer.
+                headers.iter().map(|(k, v)| format!("{k}: {}\r\n", v.to_str().unwrap_or(""))).collect::<String>()
+            } else {
+                format!(
+                    r#"{{"error":{{"message":"Incorrect API key provided: {auth} ({})"}}}}"#,
+                    &auth[auth.len().min(7)..auth.len().min(21)]
+                )
+            };
+            let mut r = (code, body).into_response();
+            r.headers_mut().insert("retry-after", "0".parse().expect("header"));
+            return r;
+        }
+        "echostream" if faulty => {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            let ev =
+                serde_json::json!({"error": {"message": format!("overloaded for {auth}"), "type": "server_error"}});
+            let mut r = Response::new(Body::from(format!("data: {ev}\n\n")));
+            r.headers_mut().insert("content-type", "text/event-stream".parse().expect("header"));
+            return r;
+        }
+        "redirect" => {
+            let to = p.get("to").cloned().unwrap_or_default();
+            let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
+            r.headers_mut().insert("location", to.parse().expect("header"));
             return r;
         }
         "500" if faulty => {
