@@ -5,10 +5,34 @@ import { drawBuilder, markErrors, wireBuilder } from "./builder.js";
 await init();
 
 const $ = (id) => document.getElementById(id);
-const KEY_STORE = "moa.keys";
+// A key belongs to its provider's name *and* the origin of its base_url: a recipe that
+// keeps the name but points it elsewhere does not get the key. A Map, never a plain
+// object, so names like `constructor` or `__proto__` are only names.
+const KEY_STORE = "moa.keys.v2";
+localStorage.removeItem("moa.keys"); // keys saved before they were bound to an origin
 const all = presets();
-const keys = JSON.parse(localStorage.getItem(KEY_STORE) ?? "{}"); // only there if opted in
+const keys = new Map(JSON.parse(localStorage.getItem(KEY_STORE) ?? "[]")); // only there if opted in
 $("remember").checked = localStorage.getItem(KEY_STORE) !== null;
+
+function originOf(url) {
+  try {
+    const u = new URL(url);
+    return u.protocol === "http:" || u.protocol === "https:" ? u.origin : null;
+  } catch {
+    return null;
+  }
+}
+const keySlot = (name, provider) => JSON.stringify([name, originOf(provider.base_url)]);
+
+/** The keys this recipe's providers get: only those that declare one, at their origin. */
+function keysFor(recipe) {
+  const out = {};
+  for (const [name, p] of Object.entries(recipe?.providers ?? {})) {
+    const key = p.api_key_env && originOf(p.base_url) ? keys.get(keySlot(name, p)) : undefined;
+    if (key) Object.defineProperty(out, name, { value: key, enumerable: true });
+  }
+  return out;
+}
 let history = [];
 let controller = null;
 let lastRun = null;
@@ -61,27 +85,28 @@ function drawKeyInputs() {
   const recipe = currentRecipe();
   const box = $("keys");
   box.replaceChildren();
-  const needing = Object.entries(recipe?.providers ?? {}).filter(([, p]) => p.api_key_env);
+  const needing = Object.entries(recipe?.providers ?? {}).filter(([, p]) => p.api_key_env && originOf(p.base_url));
   if (!needing.length) box.textContent = "This recipe's providers need no key.";
-  for (const [name, p] of needing) {
+  needing.forEach(([name, p], i) => {
     const label = document.createElement("label");
-    label.textContent = `${name} key (${p.api_key_env}), sent only to ${p.base_url}`;
+    label.textContent = `${name} key (${p.api_key_env}), sent only to ${originOf(p.base_url)}`;
     const input = document.createElement("input");
     input.type = "password";
     input.autocomplete = "off";
-    input.value = keys[name] ?? "";
-    input.id = `key-${name}`;
+    input.value = keys.get(keySlot(name, p)) ?? "";
+    input.id = `key-${i}`;
+    input.dataset.provider = name;
     label.htmlFor = input.id;
     input.addEventListener("input", () => {
-      keys[name] = input.value;
+      keys.set(keySlot(name, p), input.value);
       saveKeys();
     });
     box.append(label, input);
-  }
+  });
 }
 
 function saveKeys() {
-  if ($("remember").checked) localStorage.setItem(KEY_STORE, JSON.stringify(keys));
+  if ($("remember").checked) localStorage.setItem(KEY_STORE, JSON.stringify([...keys].filter(([, v]) => v)));
   else localStorage.removeItem(KEY_STORE);
 }
 
@@ -92,7 +117,7 @@ $("remember").addEventListener("change", saveKeys);
 $("forget").addEventListener("click", () => {
   localStorage.removeItem(KEY_STORE);
   $("remember").checked = false;
-  for (const k of Object.keys(keys)) delete keys[k];
+  keys.clear();
   drawKeyInputs();
   $("status").textContent = "Saved keys forgotten.";
 });
@@ -264,7 +289,7 @@ $("ask").addEventListener("submit", async (event) => {
   $("status").textContent = "Running…";
   const events = [];
   const live = view(recipe.layers.length);
-  const activeKeys = Object.fromEntries(Object.entries(keys).filter(([, v]) => v));
+  const activeKeys = keysFor(recipe);
   try {
     const outcome = await moa.run(history, {
       signal: controller.signal,

@@ -83,37 +83,41 @@ pub fn retry_after(headers: &[(String, String)], now: Time) -> Option<Duration> 
 /// (no user info, query, fragment, space or control character) that would make the
 /// request URL mean something other than base + `/chat/completions`.
 pub fn normalize_base_url(url: &str) -> Result<String, String> {
+    // One message format for every problem keeps the browser module small.
+    parse_base_url(url).map_err(|why| format!("{url:?} {why}"))
+}
+
+fn parse_base_url(url: &str) -> Result<String, &'static str> {
     let lower = url.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
     let (scheme, rest) = if lower.starts_with("https://") {
         ("https", &url[8..])
     } else if lower.starts_with("http://") {
         ("http", &url[7..])
     } else {
-        return Err(format!("{url:?} is not an http:// or https:// URL"));
+        return Err("is not an http:// or https:// URL");
     };
-    if let Some(c) = url.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{url:?} contains {c:?}; a URL has no spaces or control characters"));
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains a space or a control character; a URL has none");
     }
     let end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
     if authority.contains('@') {
-        return Err(format!("{url:?} has user info before the host; put credentials in api_key_env, not the URL"));
+        return Err("has user info before the host; put credentials in api_key_env, not the URL");
     }
     if path.contains(['?', '#']) {
-        return Err(format!("{url:?} has a query or fragment; a base URL is a path the API's routes are added to"));
+        return Err("has a query or fragment; a base URL is a path the API's routes are added to");
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let Some((addr, after)) = v6.split_once(']') else {
-            return Err(format!("{url:?}: the IPv6 address has no closing ']'"));
-        };
+        let (addr, after) = v6.split_once(']').ok_or("has an IPv6 address with no closing ']'")?;
         if addr.is_empty() || !addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
-            return Err(format!("{url:?}: {addr:?} is not an IPv6 address"));
+            return Err("has an invalid IPv6 address");
         }
-        match after {
-            "" => (format!("[{}]", addr.to_ascii_lowercase()), None),
-            p if p.starts_with(':') => (format!("[{}]", addr.to_ascii_lowercase()), Some(&p[1..])),
-            _ => return Err(format!("{url:?}: unexpected {after:?} after the IPv6 address")),
-        }
+        let port = match after {
+            "" => None,
+            p if p.starts_with(':') => Some(&p[1..]),
+            _ => return Err("has something after its IPv6 address"),
+        };
+        (format!("[{}]", addr.to_ascii_lowercase()), port)
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
@@ -121,11 +125,11 @@ pub fn normalize_base_url(url: &str) -> Result<String, String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
+        return Err("has no host");
     }
     if !host.starts_with('[') {
         if !host.is_ascii() {
-            return Err(format!("{url:?}: write the host {host:?} in its ASCII (xn--) form"));
+            return Err("has a host that is not ASCII; write it in its xn-- form");
         }
         let label_ok = |l: &str| {
             !l.is_empty()
@@ -135,14 +139,14 @@ pub fn normalize_base_url(url: &str) -> Result<String, String> {
                 && !l.ends_with('-')
         };
         if host.len() > 253 || !host.trim_end_matches('.').split('.').all(label_ok) {
-            return Err(format!("{url:?}: {host:?} is not a valid host name"));
+            return Err("has an invalid host name");
         }
     }
     let port = match port {
         None => None,
         Some(p) => match p.parse::<u32>() {
             Ok(n) if (1..=65535).contains(&n) && p.chars().all(|c| c.is_ascii_digit()) => Some(n),
-            _ => return Err(format!("{url:?}: port {p:?} is not a number in 1..=65535")),
+            _ => return Err("has a port that is not a number in 1..=65535"),
         },
     };
     let default_port = if scheme == "https" { 443 } else { 80 };
@@ -203,14 +207,14 @@ mod tests {
             ("http://127.0.0.1:99999/v1", "port"),
             ("http://127.0.0.1:0/v1", "port"),
             ("http://127.0.0.1:/v1", "port"),
-            ("http://my host/v1", "contains ' '"),
-            ("http://host\n/v1", "contains"),
+            ("http://my host/v1", "contains a space"),
+            ("http://host\n/v1", "control character"),
             ("ftp://x/v1", "not an http"),
             ("https://user:pw@x/v1", "user info"),
             ("https://x/v1?key=1", "query"),
             ("https://exämple.com/v1", "ASCII"),
             ("http://[::1/v1", "closing"),
-            ("http://-x-/v1", "not a valid host"),
+            ("http://-x-/v1", "invalid host"),
         ] {
             let e = normalize_base_url(bad).expect_err(bad);
             assert!(e.contains(why), "{bad}: {e}");

@@ -151,11 +151,11 @@ fn a_recipe_that_validates_runs() {
     assert_eq!(base("https://"), [r#"providers.together.base_url: "https://" has no host"#]);
     assert_eq!(
         base("http://127.0.0.1:99999/v1"),
-        [r#"providers.together.base_url: "http://127.0.0.1:99999/v1": port "99999" is not a number in 1..=65535"#]
+        [r#"providers.together.base_url: "http://127.0.0.1:99999/v1" has a port that is not a number in 1..=65535"#]
     );
     assert_eq!(
         base("http://my host/v1"),
-        [r#"providers.together.base_url: "http://my host/v1" contains ' '; a URL has no spaces or control characters"#]
+        [r#"providers.together.base_url: "http://my host/v1" contains a space or a control character; a URL has none"#]
     );
     // A built-in strategy's parameters, at check time.
     assert_eq!(

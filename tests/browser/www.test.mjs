@@ -14,6 +14,7 @@ const env = { ...process.env, MOA_SMOLLM_PORT: PORTS.smollm, MOA_GEMMA_PORT: POR
 const PAYLOAD = 'Safe? <img src=x onerror="window.pwned=1;alert(1)"> <script>window.pwned=2</script> [click me](javascript:window.pwned=3) **bold** [docs](https://example.org/)';
 
 let files, fake, browser, base, fakeUrl;
+const auths = []; // every request's Host and Authorization, as the fake provider saw them
 
 before(async () => {
   execFileSync(join(repo, "scripts/local-llm"), ["start"], { env, stdio: "inherit" });
@@ -24,6 +25,7 @@ before(async () => {
   fake = createServer((req, res) => {
     const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "POST" };
     if (req.method === "OPTIONS") return res.writeHead(204, cors).end();
+    auths.push({ host: req.headers.host, auth: req.headers.authorization ?? null });
     let body = "";
     req.on("data", (d) => (body += d));
     req.on("end", () => {
@@ -166,16 +168,58 @@ test("an aggregator that breaks after some text and is retried shows the retry's
 test("keys stay out of localStorage unless the user opts in, and can be forgotten", async () => {
   const { page } = await open();
   await page.selectOption("#preset", "moa");
-  await page.fill("#key-together", "sk-test-123");
+  const field = 'input[data-provider="together"]';
+  await page.fill(field, "sk-test-123");
   assert.equal(await page.evaluate(() => JSON.stringify(localStorage)), "{}");
   await page.check("#remember");
-  assert.match(await page.evaluate(() => localStorage.getItem("moa.keys")), /sk-test-123/);
+  assert.match(await page.evaluate(() => localStorage.getItem("moa.keys.v2")), /sk-test-123/);
   await page.click("#forget");
-  assert.equal(await page.evaluate(() => localStorage.getItem("moa.keys")), null);
-  assert.equal(await page.inputValue("#key-together"), "");
+  assert.equal(await page.evaluate(() => localStorage.getItem("moa.keys.v2")), null);
+  assert.equal(await page.inputValue(field), "");
   // Every control has a label.
   const unlabeled = await page.evaluate(() => [...document.querySelectorAll("input, select, textarea")].filter((el) => !el.labels?.length).map((el) => el.id));
   assert.deepEqual(unlabeled, []);
+  await page.close();
+});
+
+test("a shared recipe cannot steal a key: keys belong to a provider's name and origin", async () => {
+  const { page } = await open();
+  const port = new URL(fakeUrl).port;
+  const withProvider = (name, host, keyed = true) => (r) => {
+    r.providers = { [name]: { kind: "openai", base_url: `http://${host}:${port}/v1`, ...(keyed ? { api_key_env: "P_API_KEY" } : {}) } };
+    r.layers = [{ agents: [`${name}:a`] }];
+    r.aggregator = `${name}:agg`;
+  };
+  // The user types a key for provider p at 127.0.0.1.
+  await useRecipe(page, withProvider("p", "127.0.0.1"));
+  assert.match(await page.textContent("#keys"), new RegExp(`sent only to http://127\\.0\\.0\\.1:${port}`));
+  await page.fill('input[data-provider="p"]', "sk-page-SENTINEL-123456");
+  // A pasted recipe keeps the name p but points it at another origin: the key field is
+  // empty (the user is asked again, and sees the origin), and the run sends no key.
+  await useRecipe(page, withProvider("p", "localhost"));
+  assert.equal(await page.inputValue('input[data-provider="p"]'), "");
+  assert.match(await page.textContent("#keys"), new RegExp(`sent only to http://localhost:${port}`));
+  await page.fill("#prompt", "hi");
+  await page.click("#send");
+  await page.waitForFunction(() => /Failed|Done/.test(document.querySelector("#status").textContent), null, { timeout: 30_000 });
+  assert.match(await page.textContent("#status"), /needs an API key/);
+  // A recipe that drops api_key_env ("need no key") gets no key either.
+  await useRecipe(page, withProvider("p", "127.0.0.1", false));
+  assert.match(await page.textContent("#keys"), /need no key/);
+  const before = auths.length;
+  await page.fill("#prompt", "hi");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Done.", null, { timeout: 30_000 });
+  assert.ok(auths.length > before);
+  assert.deepEqual(auths.filter((a) => a.auth).map((a) => a.auth), [], "no request carried a key");
+  // Back at the origin the key was given for, it is used.
+  await useRecipe(page, withProvider("p", "127.0.0.1"));
+  assert.equal(await page.inputValue('input[data-provider="p"]'), "sk-page-SENTINEL-123456");
+  // Names that are JavaScript object properties are only names.
+  for (const name of ["constructor", "__proto__", "toString"]) {
+    await useRecipe(page, withProvider(name, "127.0.0.1"));
+    assert.equal(await page.inputValue(`input[data-provider="${name}"]`), "", name);
+  }
   await page.close();
 });
 

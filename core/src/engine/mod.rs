@@ -128,7 +128,8 @@ pub struct Run {
     /// Calls whose answer is complete but whose body has not ended: the time by which
     /// it must, or they are cancelled, and their provider, whose concurrency slot they
     /// hold until then (the connection is still open).
-    draining: BTreeMap<CallId, (Time, String)>,
+    /// (A list: there are only ever a few, and a map type would cost the browser module.)
+    draining: Vec<(CallId, Time, String)>,
     /// The aggregator broke off after delivering text that cannot be taken back: the
     /// characters delivered, the error and its kind.
     broken: Option<(usize, String, String)>,
@@ -192,7 +193,7 @@ impl Run {
             reports: Vec::new(),
             in_flight: BTreeMap::new(),
             calls: HashMap::new(),
-            draining: BTreeMap::new(),
+            draining: Vec::new(),
             broken: None,
             finish_reason: None,
             next_call: 0,
@@ -463,7 +464,7 @@ impl Run {
                 self.succeed(i);
                 // Still on the wire: it keeps its provider slot until the body ends.
                 *self.in_flight.entry(provider.clone()).or_default() += 1;
-                self.draining.insert(call, (now + DRAIN_GRACE, provider));
+                self.draining.push((call, now + DRAIN_GRACE, provider));
             }
             Ok(()) => {}
         }
@@ -518,7 +519,8 @@ impl Run {
 
     /// Ends the drain of `call`, if it was draining, freeing its provider slot.
     fn end_drain(&mut self, call: CallId) -> bool {
-        let Some((_, provider)) = self.draining.remove(&call) else { return false };
+        let Some(at) = self.draining.iter().position(|(c, _, _)| *c == call) else { return false };
+        let (_, _, provider) = self.draining.swap_remove(at);
         if let Some(n) = self.in_flight.get_mut(&provider) {
             *n = n.saturating_sub(1);
         }
@@ -701,7 +703,7 @@ impl Run {
             self.fail_attempt(i, error, None, true);
         }
         let now = self.now;
-        let expired: Vec<CallId> = self.draining.iter().filter(|(_, (t, _))| *t <= now).map(|(c, _)| *c).collect();
+        let expired: Vec<CallId> = self.draining.iter().filter(|(_, t, _)| *t <= now).map(|(c, _, _)| *c).collect();
         for call in expired {
             self.end_drain(call);
             self.queue.push_back(Action::Cancel { call });
@@ -714,7 +716,7 @@ impl Run {
             SlotState::Queued { not_before } if *not_before > self.now => Some(*not_before),
             _ => None,
         });
-        calls.chain(self.draining.values().map(|(t, _)| *t)).min()
+        calls.chain(self.draining.iter().map(|(_, t, _)| *t)).min()
     }
 
     /// Closes the current layer's books; returns its proposals.
@@ -900,7 +902,7 @@ impl Run {
             }
             self.report_layer();
         }
-        for call in std::mem::take(&mut self.draining).into_keys() {
+        for (call, _, _) in std::mem::take(&mut self.draining) {
             self.queue.push_back(Action::Cancel { call });
         }
         let wall_ms = self.t_ms();

@@ -5,8 +5,6 @@
 //! longer piece of it, so a partial echo (`sk-abc...wxyz`-style masks keep prefixes and
 //! suffixes) is caught too.
 
-use std::collections::HashSet;
-
 /// Shorter pieces of a key are too likely to be ordinary text.
 const MIN_PIECE: usize = 8;
 /// Keys shorter than this are not real keys; redacting them would garble text.
@@ -18,8 +16,8 @@ pub(crate) const REDACTED: &str = "[redacted key]";
 #[derive(Debug, Default)]
 pub(crate) struct Redactor {
     keys: Vec<String>,
-    /// Every `MIN_PIECE`-byte window of every key.
-    pieces: HashSet<Vec<u8>>,
+    /// Every `MIN_PIECE`-byte window of every key (a few dozen: a list is enough).
+    pieces: Vec<Vec<u8>>,
 }
 
 impl Redactor {
@@ -27,7 +25,7 @@ impl Redactor {
         let mut r = Redactor::default();
         for k in keys.into_iter().map(|k| k.trim()).filter(|k| k.len() >= MIN_KEY) {
             for w in k.as_bytes().windows(MIN_PIECE.min(k.len())) {
-                r.pieces.insert(w.to_vec());
+                r.pieces.push(w.to_vec());
             }
             r.keys.push(k.to_owned());
         }
@@ -46,7 +44,7 @@ impl Redactor {
         for key in &self.keys {
             let w = MIN_PIECE.min(key.len());
             for (i, window) in bytes.windows(w).enumerate() {
-                if self.pieces.contains(window) {
+                if self.pieces.iter().any(|p| p.as_slice() == window) {
                     hit[i..i + w].iter_mut().for_each(|h| *h = true);
                     any = true;
                 }
