@@ -216,3 +216,36 @@ fn moa_plugin_check_reports_contract_and_timing() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("ran past its CPU deadline"));
 }
+
+#[test]
+fn what_a_decision_causes_is_bounded_and_plugin_text_is_inert() {
+    let rt = runtime();
+    // 262,144 copies of one index would make a prompt thousands of times the proposals.
+    let err = decide(&rt, &spec("misbehave", json!({"mode": "dupkeep"})), &["a", "b"]).expect_err("duplicates");
+    assert!(err.contains("kept proposal 0 twice"), "{err}");
+    // Control sequences (set title, clear screen) and a forged line come out escaped.
+    let err = decide(&rt, &spec("misbehave", json!({"mode": "control"})), &["a"]).expect_err("fails");
+    assert!(!err.chars().any(|c| c.is_control()), "control characters reached the host's text: {err:?}");
+    assert!(err.contains("\\u{1b}]0;pwned"), "{err}");
+}
+
+#[test]
+fn loading_is_bounded_files_and_functions() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tmp");
+    // /dev/zero would be read until the host is killed.
+    let err = rt.load(std::path::Path::new("/dev/zero")).err().expect("refused").to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    let big = dir.path().join("big.wasm");
+    let f = std::fs::File::create(&big).expect("create");
+    f.set_len(moa_host::plugin::MAX_FILE + 1).expect("size");
+    let err = rt.load(&big).err().expect("refused").to_string();
+    assert!(err.contains("over 16 MiB"), "{err}");
+    // A component whose one function is over the compile cap: refused before compiling.
+    let body = "nop\n".repeat(moa_host::plugin::MAX_FUNCTION + 16);
+    let wat = format!("(component (core module (func {body})))");
+    let huge = dir.path().join("huge.wasm");
+    std::fs::write(&huge, wat::parse_str(&wat).expect("wat")).expect("write");
+    let err = rt.load(&huge).err().expect("refused").to_string();
+    assert!(err.contains("over the 256 KiB this host compiles"), "{err}");
+}

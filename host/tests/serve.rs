@@ -540,3 +540,44 @@ fn a_provider_that_echoes_the_key_never_makes_the_server_show_it() {
     assert!(log.contains("[redacted key]"), "the log keeps the detail, redacted:\n{log}");
     assert!(!log.contains("SENTINEL"), "the log shows the key:\n{log}");
 }
+
+#[test]
+fn plugins_spinning_to_their_deadline_never_stall_the_server() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::copy(common::plugins::path("misbehave"), dir.path().join("spin.wasm")).expect("copy");
+    fake_recipe(dir.path(), &fake, "spins", &["a"], "agg");
+    let path = dir.path().join("spins.toml");
+    // Each decision spins for its whole 3 s deadline, then the run falls back.
+    let text = std::fs::read_to_string(&path).expect("read")
+        + "strategy = { plugin = \"spin.wasm\", params = { mode = \"loop\" }, timeout_ms = 3000, on_error = \"synthesize\" }\n";
+    std::fs::write(&path, text).expect("write");
+    let server = serve(dir.path(), &["--max-runs", "32"]);
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let base = server.base.clone();
+            std::thread::spawn(move || {
+                post(&base, None, r#"{"model": "spins", "messages": [{"role": "user", "content": "q"}]}"#)
+            })
+        })
+        .collect();
+    // Once every run has had its proposal, the plugins are spinning (or queued to).
+    for _ in 0..200 {
+        if fake.count("a") == 16 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // The server still answers while they spin: far sooner than one plugin deadline
+    // (when decisions held its threads, this waited for them).
+    let t = std::time::Instant::now();
+    let o = Command::new("curl").args(["-sf"]).arg(format!("{}/v1/models", server.base)).output().expect("curl");
+    let waited = t.elapsed();
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("spins"));
+    assert!(waited < Duration::from_millis(1500), "/v1/models waited {waited:?} behind the plugins");
+    for c in clients {
+        let (code, body, _) = c.join().expect("client");
+        assert_eq!(code, 200, "the run falls back to synthesize after the deadline: {body}");
+    }
+}

@@ -16,6 +16,10 @@ use thiserror::Error;
 /// 24.8 days) and what a `Duration` can hold.
 pub const MAX_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
+/// The longest a plugin's decision may run (`timeout_ms`), in milliseconds of wall time:
+/// a decision holds a thread of the host, so it must end soon.
+pub const MAX_PLUGIN_TIMEOUT_MS: u64 = 10_000;
+
 /// Built-in strategies a recipe may name.
 pub const BUILTIN_STRATEGIES: [&str; 2] = ["synthesize", "vote"];
 
@@ -362,6 +366,12 @@ impl Validator<'_> {
                 }
                 if s.timeout_ms == Some(0) || s.memory_mib == Some(0) || s.max_output_kib == Some(0) {
                     self.err(path, "plugin limits must be positive");
+                }
+                if let Some(ms) = s.timeout_ms.filter(|ms| *ms > MAX_PLUGIN_TIMEOUT_MS) {
+                    self.err(
+                        format!("{path}.timeout_ms"),
+                        format!("{ms} ms is over the most a decision may take, {MAX_PLUGIN_TIMEOUT_MS} ms (wall time)"),
+                    );
                 }
             }
         }

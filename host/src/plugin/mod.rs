@@ -4,8 +4,12 @@
 //! cache), checked against the contract versions this host supports and the imports the
 //! contract grants, and pre-instantiated (`InstancePre`). Every decision gets a fresh
 //! `Store` — a trap poisons an instance, so none is ever reused — with an empty WASI
-//! context (no files, sockets, environment, clocks or randomness), a linear-memory cap,
-//! a CPU deadline by epoch interruption, and a cap on what it may return.
+//! context (no files, sockets, environment or stdio but a capped stderr; a clock stopped
+//! at the epoch and randomness that is all zeros, so even a plugin that found a way to
+//! call them would learn nothing), one memory cap over all its linear memories and tables
+//! together, a deadline by epoch interruption (wall time), and a cap on what it may
+//! return. Loading is bounded too: the file's size and each function's size (compiling a
+//! crafted huge function costs seconds and gigabytes).
 
 mod strategy;
 pub mod v0_1_0;
@@ -18,7 +22,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use thiserror::Error;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// How often the epoch advances: the granularity of CPU deadlines.
@@ -26,6 +30,38 @@ pub const TICK: Duration = Duration::from_millis(10);
 
 /// The largest memory cap a recipe may give a plugin (`memory_mib`).
 pub const MAX_MEMORY: usize = 1 << 30;
+
+/// The largest plugin file read: example plugins are about 64 KB.
+pub const MAX_FILE: u64 = 16 << 20;
+
+/// The largest function body compiled: the compiler's time and memory grow faster than
+/// a function's size (a crafted 1 MB function took 6.5 s and 950 MiB).
+pub const MAX_FUNCTION: usize = 256 << 10;
+
+/// Table elements a plugin may hold over all its tables.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Longest text kept from a plugin for a human to read (an error, a description field).
+const MAX_TEXT: usize = 2 << 10;
+
+/// Text from a plugin, made inert for a terminal or a log: control characters (escape
+/// sequences that set a title or clear a screen, or newlines that forge a log line) are
+/// shown escaped, and it is cut to a bounded length.
+pub fn inert(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if out.len() >= MAX_TEXT {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Contract versions this host accepts, newest first.
 pub const SUPPORTED: [&str; 1] = ["0.1.0"];
@@ -140,7 +176,114 @@ pub enum PluginError {
 pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: PluginLimiter,
+}
+
+/// One memory cap for a whole plugin: a component may hold several core instances, each
+/// with its own linear memory, so the cap counts them all together (and tables too).
+struct PluginLimiter {
+    memory_cap: usize,
+    memory: usize,
+    table_elements: usize,
+}
+
+impl wasmtime::ResourceLimiter for PluginLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.memory - current + desired;
+        if total > self.memory_cap {
+            // An error (not `false`) traps at once, with a message `classify` recognizes.
+            return Err(wasmtime::format_err!("memory limit: {total} bytes over all memories"));
+        }
+        self.memory = total;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.table_elements - current + desired;
+        if total > MAX_TABLE_ELEMENTS {
+            return Err(wasmtime::format_err!("memory limit: {total} table elements over all tables"));
+        }
+        self.table_elements = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        16
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+/// The only clock a plugin could see: stopped at the Unix epoch.
+struct StoppedClock;
+
+impl wasmtime_wasi::HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The only randomness a plugin could see: zeros.
+struct Zeros;
+
+impl rand_core::TryRng for Zeros {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(0)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(0)
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        dst.fill(0);
+        Ok(())
+    }
+}
+
+/// Bounds how many plugin decisions run at once: each holds a thread.
+struct Gate {
+    free: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Gate {
+    fn new(n: usize) -> Gate {
+        Gate { free: Mutex::new(n.max(1)), freed: std::sync::Condvar::new() }
+    }
+
+    fn enter(&self) -> impl Drop + '_ {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        struct Leave<'a>(&'a Gate);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                self.0.freed.notify_one();
+            }
+        }
+        Leave(self)
+    }
 }
 
 impl WasiView for PluginState {
@@ -165,6 +308,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<PluginState>,
     loaded: Mutex<HashMap<PathBuf, Arc<Plugin>>>,
+    gate: Gate,
 }
 
 impl Runtime {
@@ -190,7 +334,9 @@ impl Runtime {
         // Everything is linked, but a plugin importing more than GRANTED_IMPORTS is
         // refused at load, and the WASI context grants nothing anyway.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        let runtime = Arc::new(Runtime { engine, linker, loaded: Mutex::new(HashMap::new()) });
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runtime =
+            Arc::new(Runtime { engine, linker, loaded: Mutex::new(HashMap::new()), gate: Gate::new(parallel * 2) });
         spawn_ticker(Arc::downgrade(&runtime));
         Ok(runtime)
     }
@@ -201,23 +347,28 @@ impl Runtime {
         Runtime::new(dir.as_deref())
     }
 
-    /// Loads `path` (once per process; later calls return the same plugin).
+    /// Loads `path` (once per process; later calls return the same plugin), asking it to
+    /// describe itself under the default limits.
     pub fn load(&self, path: &Path) -> Result<Arc<Plugin>, PluginError> {
+        self.load_with(path, Limits::default())
+    }
+
+    /// Loads `path`; its `describe` runs under `limits` (the recipe's), like a decision.
+    pub fn load_with(&self, path: &Path, limits: Limits) -> Result<Arc<Plugin>, PluginError> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         if let Some(p) = self.loaded.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(p);
         }
-        let plugin = Arc::new(self.load_uncached(path)?);
+        let plugin = Arc::new(self.load_uncached(path, limits)?);
         if let Ok(mut m) = self.loaded.lock() {
             m.insert(key, plugin.clone());
         }
         Ok(plugin)
     }
 
-    fn load_uncached(&self, path: &Path) -> Result<Plugin, PluginError> {
+    fn load_uncached(&self, path: &Path, limits: Limits) -> Result<Plugin, PluginError> {
         let name = path.display().to_string();
-        let bytes =
-            std::fs::read(path).map_err(|e| PluginError::Read { plugin: name.clone(), reason: e.to_string() })?;
+        let bytes = read_capped(path).map_err(|reason| PluginError::Read { plugin: name.clone(), reason })?;
         let invalid = |reason: String| PluginError::Invalid { plugin: name.clone(), reason };
         let contract = |reason: String| PluginError::Contract { plugin: name.clone(), reason };
         if !wasmparser::Parser::is_component(&bytes) {
@@ -231,6 +382,17 @@ impl Runtime {
         // Validate before compiling, so a broken file gets the validator's precise error.
         let mut validator = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
         validator.validate_all(&bytes).map_err(|e| invalid(e.to_string()))?;
+        for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+            if let Ok(wasmparser::Payload::CodeSectionEntry(body)) = payload
+                && body.range().len() > MAX_FUNCTION
+            {
+                return Err(invalid(format!(
+                    "a function of {} bytes, over the {} KiB this host compiles",
+                    body.range().len(),
+                    MAX_FUNCTION >> 10
+                )));
+            }
+        }
         let component = Component::new(&self.engine, &bytes).map_err(|e| invalid(format!("{e:#}")))?;
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
@@ -271,8 +433,13 @@ impl Runtime {
             },
             pre,
         };
-        plugin.info =
-            self.call(&plugin, Limits::default(), |p, store| p.moa_strategy_strategy().call_describe(store))?;
+        let info = self.call(&plugin, limits, |p, store| p.moa_strategy_strategy().call_describe(store))?;
+        plugin.info = v0_1_0::Info {
+            name: inert(&info.name),
+            version: inert(&info.version),
+            description: inert(&info.description),
+            params: inert(&info.params),
+        };
         Ok(plugin)
     }
 
@@ -286,7 +453,7 @@ impl Runtime {
         let result = self.call(plugin, limits, |p, store| p.moa_strategy_strategy().call_decide(store, ctx))?;
         let decision = result.map_err(|reason| PluginError::Decision {
             plugin: plugin.name.clone(),
-            reason: format!("declined to decide: {reason}"),
+            reason: format!("declined to decide: {}", inert(&reason)),
         })?;
         let bytes = v0_1_0::decision_size(&decision);
         if bytes > limits.output {
@@ -304,18 +471,28 @@ impl Runtime {
         // wasmtime-wasi's synchronous host calls block on a tokio runtime of their own,
         // which tokio forbids on a thread that is already driving one (a plugin writing a
         // panic message would bring the host down). So inside tokio, a plugin runs on a
-        // plain thread of its own.
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return std::thread::scope(|s| {
+        // plain thread of its own; and the tokio worker that waits for it is handed over
+        // (`block_in_place`), so a plugin spinning to its deadline never stalls the
+        // server's other requests. At most `gate` decisions run at once.
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            let _slot = self.gate.enter();
+            return self.call_here(plugin, limits, f);
+        };
+        let run = || {
+            let _slot = self.gate.enter();
+            std::thread::scope(|s| {
                 s.spawn(|| self.call_here(plugin, limits, f)).join().unwrap_or_else(|_| {
                     Err(PluginError::Trap {
                         plugin: plugin.name.clone(),
                         reason: "the host thread running it panicked".into(),
                     })
                 })
-            });
+            })
+        };
+        match handle.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
+            _ => run(),
         }
-        self.call_here(plugin, limits, f)
     }
 
     fn call_here<R>(
@@ -327,13 +504,16 @@ impl Runtime {
         // Its stderr is kept (bounded) only to explain a crash: a panic message says why.
         let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(16 << 10);
         let state = PluginState {
-            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory)
-                .instances(16)
-                .trap_on_grow_failure(true)
+            wasi: WasiCtx::builder()
+                .stderr(stderr.clone())
+                .wall_clock(StoppedClock)
+                .monotonic_clock(StoppedClock)
+                .secure_random(Zeros)
+                .insecure_random(Zeros)
+                .insecure_random_seed(0)
                 .build(),
+            table: ResourceTable::new(),
+            limits: PluginLimiter { memory_cap: limits.memory, memory: 0, table_elements: 0 },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -349,11 +529,27 @@ impl Runtime {
     }
 }
 
+/// Reads a plugin file: a regular file (not `/dev/zero` or a pipe), at most `MAX_FILE`.
+fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(format!("over {} MiB, the largest plugin this host reads", MAX_FILE >> 20));
+    }
+    Ok(bytes)
+}
+
 /// Turns a wasmtime error into what the user needs to know.
 fn classify(plugin: &str, e: &wasmtime::Error, limits: Limits, stderr: &str) -> PluginError {
     let plugin = plugin.to_owned();
-    let text = format!("{e:#}");
-    let said: String = stderr.chars().take(300).collect();
+    let text = inert(&format!("{e:#}"));
+    let said: String = inert(&stderr.chars().take(300).collect::<String>());
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => PluginError::Timeout { plugin, ms: limits.timeout.as_millis() },
         _ if text.contains("forcing trap when growing memory") || text.contains("memory limit") => {
@@ -388,5 +584,45 @@ fn spawn_ticker(runtime: Weak<Runtime>) {
     // bigger trouble, so this is reported rather than hidden.
     if let Err(e) = spawned {
         eprintln!("moa: cannot start the plugin deadline ticker: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component of `n` core instances, each with a linear memory of `mib` MiB.
+    fn memories(n: usize, mib: usize) -> String {
+        let pages = mib * 16; // 64 KiB pages
+        let instances: String = (0..n).map(|i| format!("(core instance $i{i} (instantiate $m))")).collect();
+        format!("(component (core module $m (memory {pages})) {instances})")
+    }
+
+    fn instantiate(rt: &Runtime, wat: &str, cap: usize) -> wasmtime::Result<()> {
+        let component = Component::new(&rt.engine, wat)?;
+        let state = PluginState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: PluginLimiter { memory_cap: cap, memory: 0, table_elements: 0 },
+        };
+        let mut store = Store::new(&rt.engine, state);
+        store.limiter(|s| &mut s.limits);
+        Linker::<PluginState>::new(&rt.engine).instantiate(&mut store, &component).map(|_| ())
+    }
+
+    #[test]
+    fn one_memory_cap_holds_over_all_of_a_plugins_memories() {
+        let rt = Runtime::new(None).expect("runtime");
+        // Each memory alone is under the 64 MiB cap; together they are not.
+        assert!(instantiate(&rt, &memories(1, 40), 64 << 20).is_ok());
+        let err = instantiate(&rt, &memories(3, 40), 64 << 20).expect_err("120 MiB over three memories");
+        assert!(format!("{err:#}").contains("memory limit"), "{err:#}");
+        assert!(instantiate(&rt, &memories(3, 20), 64 << 20).is_ok(), "60 MiB in all is within the cap");
+    }
+
+    #[test]
+    fn plugin_text_is_inert_and_bounded() {
+        assert_eq!(inert("ok\u{1b}[2J\nforged"), "ok\\u{1b}[2J\\nforged");
+        assert!(inert(&"x".repeat(1 << 20)).len() <= MAX_TEXT + 4);
     }
 }

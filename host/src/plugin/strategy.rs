@@ -27,9 +27,10 @@ impl PluginStrategy {
                 reason: format!("memory_mib = {mib} is over this host's maximum of {} MiB", super::MAX_MEMORY >> 20),
             });
         }
-        let plugin = runtime.load(path)?;
+        let limits = Limits::from_spec(spec);
+        let plugin = runtime.load_with(path, limits)?;
         let params = if spec.params.is_null() { "{}".to_owned() } else { spec.params.to_string() };
-        Ok(PluginStrategy { runtime, plugin, params, limits: Limits::from_spec(spec) })
+        Ok(PluginStrategy { runtime, plugin, params, limits })
     }
 }
 
@@ -62,8 +63,20 @@ impl Strategy for PluginStrategy {
                         reason: "kept no proposals".into(),
                     }));
                 }
-                let mut refs = Vec::with_capacity(ix.len());
+                // Each proposal at most once: duplicates would let a small answer
+                // multiply into a huge prompt (a million copies of one index).
+                let mut seen = vec![false; n];
+                let mut refs = Vec::with_capacity(ix.len().min(n));
                 for i in ix {
+                    if seen.get(i as usize).copied().unwrap_or(false) {
+                        return Err(fail(PluginError::Decision {
+                            plugin: self.plugin.name.clone(),
+                            reason: format!("kept proposal {i} twice; each may be kept once"),
+                        }));
+                    }
+                    if let Some(s) = seen.get_mut(i as usize) {
+                        *s = true;
+                    }
                     let p = input.proposals.get(i as usize).ok_or_else(|| {
                         fail(PluginError::Decision {
                             plugin: self.plugin.name.clone(),

@@ -1,5 +1,5 @@
 //! A hostile plugin for the host's tests: `params.mode` picks the misbehaviour.
-//! loop | bomb | recursion | huge | panic | nonsense | ok
+//! loop | bomb | recursion | huge | panic | nonsense | dupkeep | control | ok
 
 wit_bindgen::generate!({ path: "../../../wit/v0.1.0", world: "plugin" });
 
@@ -47,6 +47,10 @@ impl Guest for Misbehave {
             "panic" => panic!("this plugin panics on purpose"),
             "nonsense" => Ok(Decision::Keep(vec![99, 0, 0])),
             "fail" => Err("declined to decide".into()),
+            // One small answer, kept 262,144 times: output that multiplies in the host.
+            "dupkeep" => Ok(Decision::Keep(vec![0; 262_144])),
+            // Terminal control sequences and a forged log line in an error.
+            "control" => Err("\u{1b}]0;pwned\u{7}\u{1b}[2J\nmoa: done in 0.1s (forged)".into()),
             _ => Ok(Decision::Answer(format!("ok: {} proposals", ctx.proposals.len()))),
         }
     }
