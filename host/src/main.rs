@@ -517,6 +517,20 @@ async fn serve(args: ServeArgs) -> ExitCode {
     } else {
         None
     };
+    // Plugins load (validate, compile, describe) now, not on a client's request: a bad
+    // or costly plugin shows at startup, and no request waits for a compiler.
+    if let Some(r) = &resolver {
+        use moa_core::strategy::Resolver;
+        for (model, recipe) in &recipes {
+            let specs =
+                recipe.layers.iter().filter_map(|l| l.strategy.as_ref()).chain(recipe.aggregator.strategy.as_ref());
+            for spec in specs.filter(|s| s.plugin.is_some()) {
+                if let Err(e) = r.resolve(spec) {
+                    return bad(&format!("recipe {model}: {e}"));
+                }
+            }
+        }
+    }
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => return bad(&format!("cannot listen on {}: {e}", args.listen)),

@@ -581,3 +581,22 @@ fn plugins_spinning_to_their_deadline_never_stall_the_server() {
         assert_eq!(code, 200, "the run falls back to synthesize after the deadline: {body}");
     }
 }
+
+#[test]
+fn served_plugins_load_at_startup_and_a_bad_one_stops_it_there() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("broken.wasm"), b"not wasm at all").expect("write");
+    fake_recipe(dir.path(), &fake, "bad", &["a", "b"], "agg");
+    let path = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&path).expect("read") + "strategy = { plugin = \"broken.wasm\" }\n";
+    std::fs::write(&path, text).expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_moa"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--recipes"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("recipe bad") && err.contains("not WebAssembly at all"), "{err}");
+}
