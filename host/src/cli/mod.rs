@@ -1,0 +1,8 @@
+//! The commands, one module each; `main` only parses and dispatches.
+
+pub(crate) mod batch;
+pub(crate) mod common;
+pub(crate) mod plugin;
+pub(crate) mod recipes;
+pub(crate) mod run;
+pub(crate) mod serve;

@@ -1,0 +1,162 @@
+//! `moa serve`: every recipe as a model behind an OpenAI-compatible API.
+
+use super::common::{bad, interrupt_token, transport, uses_plugins};
+use clap::Args;
+use moa_core::Recipe;
+use moa_core::recipe::PRESETS;
+use moa_host::keys;
+use moa_host::plugin::{HostResolver, Runtime};
+use moa_host::recipes;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// A folder of .toml/.json recipes, served as models by file name (besides the presets).
+    #[arg(long)]
+    recipes: Option<PathBuf>,
+    /// Require `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "MOA_SERVE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Runs at once; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 16)]
+    max_runs: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    max_body: usize,
+    /// The web page's folder (built by scripts/build-wasm).
+    #[arg(long, default_value = "www")]
+    www: PathBuf,
+    /// A web origin (like https://app.example) allowed to call the API from a browser,
+    /// with CORS headers; repeat for more. Other origins are refused.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// Put prompts in the access log (off: the log never holds a prompt or a key).
+    #[arg(long)]
+    log_prompts: bool,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout_secs: f64,
+    /// Connections at once (keep it below the file-descriptor limit).
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
+    /// Seconds a shutdown waits for requests in flight.
+    #[arg(long, default_value_t = 10.0)]
+    drain_secs: f64,
+    /// Seconds between SSE keep-alive comments while a stream has nothing to send.
+    #[arg(long, default_value_t = 15.0)]
+    keep_alive_secs: f64,
+    /// Let recipes read this environment variable for a key although its name does not
+    /// end in _API_KEY or _KEY (repeatable).
+    #[arg(long = "allow-key-env", value_name = "NAME")]
+    allow_key_env: Vec<String>,
+}
+
+pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
+    let mut recipes: std::collections::BTreeMap<String, Recipe> =
+        PRESETS.iter().filter_map(|(n, _)| moa_core::recipe::preset(n).map(|r| (n.to_string(), r))).collect();
+    if let Some(dir) = &args.recipes {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => return bad(&format!("--recipes {}: {e}", dir.display())),
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if !path.extension().is_some_and(|x| x == "toml" || x == "json") {
+                continue;
+            }
+            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            match recipes::load(&path.display().to_string()) {
+                Ok(r) => {
+                    if let Err(e) = keys::check_env(&r, &args.allow_key_env) {
+                        return bad(&format!("{}: {e}", path.display()));
+                    }
+                    recipes.insert(name, r);
+                }
+                Err(e) => return bad(&e.to_string()),
+            }
+        }
+    }
+    let transport = match transport() {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let www = args.www.join("index.html").exists().then_some(args.www.clone());
+    let resolver = if recipes.values().any(uses_plugins) {
+        match Runtime::default_cached() {
+            // Plugin paths in served recipes are relative to the recipes folder.
+            Ok(runtime) => Some(Arc::new(HostResolver { runtime, base: args.recipes.clone().unwrap_or_default() })),
+            Err(e) => return bad(&format!("cannot start the plugin runtime: {e}")),
+        }
+    } else {
+        None
+    };
+    // Plugins load (validate, compile, describe) now, not on a client's request: a bad
+    // or costly plugin shows at startup, and no request waits for a compiler.
+    if let Some(r) = &resolver {
+        use moa_core::strategy::Resolver;
+        for (model, recipe) in &recipes {
+            let specs =
+                recipe.layers.iter().filter_map(|l| l.strategy.as_ref()).chain(recipe.aggregator.strategy.as_ref());
+            for spec in specs.filter(|s| s.plugin.is_some()) {
+                if let Err(e) = r.resolve(spec) {
+                    return bad(&format!("recipe {model}: {e}"));
+                }
+            }
+        }
+    }
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => return bad(&format!("cannot listen on {}: {e}", args.listen)),
+    };
+    let listen = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return bad(&format!("cannot listen on {}: {e}", args.listen)),
+    };
+    let secs = |name: &str, v: f64| {
+        std::time::Duration::try_from_secs_f64(v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("--{name} must be a positive number of seconds"))
+    };
+    let (header_timeout, drain, keep_alive) = match (
+        secs("header-timeout-secs", args.header_timeout_secs),
+        secs("drain-secs", args.drain_secs),
+        secs("keep-alive-secs", args.keep_alive_secs),
+    ) {
+        (Ok(h), Ok(d), Ok(k)) => (h, d, k),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad(&e),
+    };
+    let mut config = moa_host::serve::Config::new(recipes, listen);
+    config.token = args.token;
+    config.max_body = args.max_body;
+    config.max_runs = args.max_runs;
+    config.www = www;
+    config.resolver = resolver;
+    config.allow_origins = args.allow_origins;
+    config.log_prompts = args.log_prompts;
+    config.keep_alive = keep_alive;
+    let limits = moa_host::serve::Limits { header_timeout, max_connections: args.max_connections, drain };
+    eprintln!("moa: serving on http://{listen}/v1 (models: GET /v1/models)");
+    init_log();
+    let stop = interrupt_token();
+    let app = moa_host::serve::router(config, transport);
+    moa_host::serve::run(listener, app, limits, stop).await;
+    eprintln!("moa: stopped");
+    ExitCode::SUCCESS
+}
+
+/// The server's log on stderr: one access line per request, upstream failures in detail.
+/// `MOA_LOG` filters it (`info` by default; `moa::access=info,moa::upstream=off`, ...).
+fn init_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MOA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
