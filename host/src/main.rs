@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::Plugin(cli::plugin::PluginCommand::Check { file, params }) => {
             cli::plugin::plugin_check(&file, &params)
         }
+        Command::Plugin(cli::plugin::PluginCommand::Compile { file }) => cli::plugin::plugin_compile(&file),
         Command::Run(args) => runtime().block_on(cli::run::run(args)),
         Command::Serve(args) => runtime().block_on(cli::serve::serve(args)),
         Command::Batch(args) => runtime().block_on(cli::batch::run_batch(args)),

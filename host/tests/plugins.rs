@@ -249,3 +249,27 @@ fn loading_is_bounded_files_and_functions() {
     let err = rt.load(&huge).err().expect("refused").to_string();
     assert!(err.contains("over the 256 KiB this host compiles"), "{err}");
 }
+
+#[test]
+fn compiling_runs_in_a_child_process_under_its_own_limits() {
+    let check = |env: (&str, &str)| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_moa"))
+            .env(env.0, env.1)
+            .args(["plugin", "check"])
+            .arg(plugins::path("dedup-top-k"))
+            .output()
+            .expect("runs")
+    };
+    // Limits too small for any compile: the host refuses the plugin and lives on.
+    let o = check(("MOA_PLUGIN_COMPILE_MIB", "1"));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("compiling it failed within the host's compile limits (1 MiB"), "{err}");
+    let o = check(("MOA_PLUGIN_COMPILE_SECS", "0.001"));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("compiling it took more than the host's 0.001 s"), "{err}");
+    // Under the default limits the child compiles, and the host reads its cache.
+    let o = check(("MOA_UNUSED", "1"));
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -19,7 +19,8 @@ done = client.chat.completions.create(
 assert done.object == "chat.completion", done
 assert done.choices[0].message.role == "assistant"
 assert done.choices[0].message.content.strip(), done
-assert done.choices[0].finish_reason == "stop"
+# The aggregator's own finish reason: a small model may well use all 24 tokens.
+assert done.choices[0].finish_reason in ("stop", "length"), done
 assert done.usage.completion_tokens > 0 and done.usage.total_tokens == done.usage.prompt_tokens + done.usage.completion_tokens
 
 stream = client.chat.completions.create(

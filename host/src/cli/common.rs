@@ -51,7 +51,8 @@ impl RecipeArgs {
         if !uses_plugins(recipe) {
             return Ok(None);
         }
-        let runtime = Runtime::default_cached().map_err(|e| format!("cannot start the plugin runtime: {e}"))?;
+        let runtime =
+            Runtime::default_isolated(moa_exe()).map_err(|e| format!("cannot start the plugin runtime: {e}"))?;
         let path = std::path::Path::new(&self.recipe);
         let base =
             if path.exists() { path.parent().map(PathBuf::from).unwrap_or_default() } else { PathBuf::from(".") };
@@ -126,4 +127,9 @@ pub(crate) fn interrupt_token() -> CancellationToken {
         std::process::exit(INTERRUPTED as i32);
     });
     token
+}
+
+/// This executable, to compile plugins in a child process of it.
+pub(crate) fn moa_exe() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("moa"))
 }

@@ -9,6 +9,13 @@ use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub(crate) enum PluginCommand {
+    /// Compile a plugin into the on-disk cache (what the host runs in a child process
+    /// with its own limits).
+    #[command(hide = true)]
+    Compile {
+        /// The plugin's .wasm file.
+        file: PathBuf,
+    },
     /// Load a plugin, check its contract, run it on a sample context, and time it.
     Check {
         /// The plugin's .wasm file.
@@ -24,7 +31,7 @@ pub(crate) fn plugin_check(file: &std::path::Path, params: &str) -> ExitCode {
         Ok(v) => v,
         Err(e) => return bad(&format!("--params is not JSON: {e}")),
     };
-    let runtime = match Runtime::default_cached() {
+    let runtime = match Runtime::default_isolated(super::common::moa_exe()) {
         Ok(r) => r,
         Err(e) => return bad(&format!("cannot start the plugin runtime: {e}")),
     };
@@ -87,4 +94,18 @@ pub(crate) fn plugin_check(file: &std::path::Path, params: &str) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `moa plugin compile FILE`: the child process of `plugin::Compiler`.
+pub(crate) fn plugin_compile(file: &std::path::Path) -> ExitCode {
+    match Runtime::compiler_child()
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.compile_only(file).map_err(|e| e.to_string()))
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("moa: {e}");
+            ExitCode::from(FAILED)
+        }
+    }
 }

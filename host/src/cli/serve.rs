@@ -86,7 +86,7 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
     };
     let www = args.www.join("index.html").exists().then_some(args.www.clone());
     let resolver = if recipes.values().any(uses_plugins) {
-        match Runtime::default_cached() {
+        match Runtime::default_isolated(super::common::moa_exe()) {
             // Plugin paths in served recipes are relative to the recipes folder.
             Ok(runtime) => Some(Arc::new(HostResolver { runtime, base: args.recipes.clone().unwrap_or_default() })),
             Err(e) => return bad(&format!("cannot start the plugin runtime: {e}")),

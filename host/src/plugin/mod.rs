@@ -38,6 +38,73 @@ pub const MAX_FILE: u64 = 16 << 20;
 /// a function's size (a crafted 1 MB function took 6.5 s and 950 MiB).
 pub const MAX_FUNCTION: usize = 256 << 10;
 
+/// How long compiling one plugin may take, in a child process (wall time).
+pub const COMPILE_SECS: f64 = 20.0;
+
+/// How much memory compiling one plugin may take, in a child process (its data limit).
+pub const COMPILE_MIB: u64 = 1024;
+
+/// Compiles plugins in a child process with its own limits, so a crafted plugin that
+/// makes the compiler take seconds and gigabytes costs a child, not the host. The child
+/// is the `moa` binary itself (`moa plugin compile FILE`, hidden); it writes wasmtime's
+/// on-disk cache, which the host then reads instead of compiling.
+#[derive(Clone, Debug)]
+pub struct Compiler {
+    /// The `moa` executable.
+    pub exe: PathBuf,
+    /// Wall time allowed.
+    pub timeout: Duration,
+    /// Memory allowed (the child's data limit, `ulimit -d`), in MiB.
+    pub memory_mib: u64,
+}
+
+impl Compiler {
+    /// Compiling with this executable under the default limits; `MOA_PLUGIN_COMPILE_SECS`
+    /// and `MOA_PLUGIN_COMPILE_MIB` override them (the tests use tiny ones).
+    pub fn new(exe: PathBuf) -> Compiler {
+        let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok()).filter(|v| *v > 0.0);
+        Compiler {
+            exe,
+            timeout: Duration::from_secs_f64(env("MOA_PLUGIN_COMPILE_SECS").unwrap_or(COMPILE_SECS).min(3600.0)),
+            memory_mib: env("MOA_PLUGIN_COMPILE_MIB").map_or(COMPILE_MIB, |m| m as u64),
+        }
+    }
+
+    /// Compiles `path` in the child; `Err` says why it did not.
+    fn compile(&self, path: &Path) -> Result<(), String> {
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -d {} && exec \"$0\" plugin compile \"$1\"", self.memory_mib * 1024))
+            .arg(&self.exe)
+            .arg(path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the compiler process: {e}"))?;
+        let started = std::time::Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(_)) => {
+                    return Err(format!(
+                        "compiling it failed within the host's compile limits ({} MiB, {} s)",
+                        self.memory_mib,
+                        self.timeout.as_secs_f64()
+                    ));
+                }
+                Ok(None) if started.elapsed() > self.timeout => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("compiling it took more than the host's {} s", self.timeout.as_secs_f64()));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(format!("cannot wait for the compiler process: {e}")),
+            }
+        }
+    }
+}
+
 /// Table elements a plugin may hold over all its tables.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
@@ -309,21 +376,36 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     loaded: Mutex<HashMap<PathBuf, Arc<Plugin>>>,
     gate: Gate,
+    /// Compiles in a child process, when the runtime has an on-disk cache to share.
+    compiler: Option<Compiler>,
 }
 
 impl Runtime {
     /// An engine with epoch interruption and wasmtime's on-disk compilation cache under
     /// `cache_dir` (none when `None`).
     pub fn new(cache_dir: Option<&Path>) -> wasmtime::Result<Arc<Runtime>> {
+        Runtime::with_compiler(cache_dir, None)
+    }
+
+    /// Like [`Runtime::new`], compiling new plugins with `compiler` when `cache_dir` is
+    /// given (the child writes the cache the host then reads).
+    pub fn with_compiler(cache_dir: Option<&Path>, compiler: Option<Compiler>) -> wasmtime::Result<Arc<Runtime>> {
+        Runtime::build(cache_dir, compiler, true)
+    }
+
+    fn build(cache_dir: Option<&Path>, compiler: Option<Compiler>, pooling: bool) -> wasmtime::Result<Arc<Runtime>> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
         // Pooling keeps instance slots and memories mapped between decisions, so a fresh
-        // instance per decision costs microseconds. Slots are virtual reservations.
-        let mut pool = wasmtime::PoolingAllocationConfig::default();
-        pool.total_component_instances(256).total_core_instances(1024).total_memories(512).total_tables(1024);
-        pool.max_memory_size(MAX_MEMORY);
-        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        // instance per decision costs microseconds. Slots are virtual reservations. (A
+        // compiler child runs nothing, and its data limit leaves no room for the pool.)
+        if pooling {
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            pool.total_component_instances(256).total_core_instances(1024).total_memories(512).total_tables(1024);
+            pool.max_memory_size(MAX_MEMORY);
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         if let Some(dir) = cache_dir {
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(dir);
@@ -335,16 +417,43 @@ impl Runtime {
         // refused at load, and the WASI context grants nothing anyway.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let runtime =
-            Arc::new(Runtime { engine, linker, loaded: Mutex::new(HashMap::new()), gate: Gate::new(parallel * 2) });
+        let compiler = compiler.filter(|_| cache_dir.is_some());
+        let runtime = Arc::new(Runtime {
+            engine,
+            linker,
+            loaded: Mutex::new(HashMap::new()),
+            gate: Gate::new(parallel * 2),
+            compiler,
+        });
         spawn_ticker(Arc::downgrade(&runtime));
         Ok(runtime)
     }
 
     /// The default: compiled code cached under `~/.cache/moa/wasmtime`.
     pub fn default_cached() -> wasmtime::Result<Arc<Runtime>> {
-        let dir = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/moa/wasmtime"));
-        Runtime::new(dir.as_deref())
+        Runtime::with_compiler(default_cache_dir().as_deref(), None)
+    }
+
+    /// The default, compiling new plugins in a child process of `exe` (the `moa` binary)
+    /// under [`COMPILE_SECS`] and [`COMPILE_MIB`].
+    pub fn default_isolated(exe: PathBuf) -> wasmtime::Result<Arc<Runtime>> {
+        Runtime::with_compiler(default_cache_dir().as_deref(), Some(Compiler::new(exe)))
+    }
+
+    /// A runtime that only compiles into the default cache: the child process of
+    /// [`Compiler`] (`moa plugin compile`).
+    pub fn compiler_child() -> wasmtime::Result<Arc<Runtime>> {
+        Runtime::build(default_cache_dir().as_deref(), None, false)
+    }
+
+    /// Compiles `path` into the on-disk cache and nothing else: what the child process
+    /// of [`Compiler`] runs.
+    pub fn compile_only(&self, path: &Path) -> Result<(), PluginError> {
+        let name = path.display().to_string();
+        let bytes = read_capped(path).map_err(|reason| PluginError::Read { plugin: name.clone(), reason })?;
+        Component::new(&self.engine, &bytes)
+            .map(|_| ())
+            .map_err(|e| PluginError::Invalid { plugin: name, reason: inert(&format!("{e:#}")) })
     }
 
     /// Loads `path` (once per process; later calls return the same plugin), asking it to
@@ -392,6 +501,9 @@ impl Runtime {
                     MAX_FUNCTION >> 10
                 )));
             }
+        }
+        if let Some(compiler) = &self.compiler {
+            compiler.compile(path).map_err(&invalid)?;
         }
         let component = Component::new(&self.engine, &bytes).map_err(|e| invalid(format!("{e:#}")))?;
         let ty = component.component_type();
@@ -527,6 +639,10 @@ impl Runtime {
             classify(&plugin.name, &e, limits, &said)
         })
     }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/moa/wasmtime"))
 }
 
 /// Reads a plugin file: a regular file (not `/dev/zero` or a pipe), at most `MAX_FILE`.
