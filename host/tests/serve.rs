@@ -397,6 +397,17 @@ fn slow_and_half_open_connections_cannot_hold_it() {
     let fake = Fake::start();
     let dir = tempfile::tempdir().expect("tmp");
     fake_recipe(dir.path(), &fake, "quick", &["a"], "agg");
+    // This test itself holds 1,100+ sockets: raise its own descriptor limit (soft up to
+    // the hard limit), and fail clearly if the machine does not allow that many.
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if soft < 4096 {
+        // Root may raise the hard limit too; anyone may raise the soft one up to it.
+        let raised = setrlimit(Resource::RLIMIT_NOFILE, 4096, hard.max(4096)).is_ok()
+            || setrlimit(Resource::RLIMIT_NOFILE, hard.min(4096), hard).is_ok();
+        let (now, _) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+        assert!(raised && now >= 1200, "this test needs 1,200 file descriptors; the limit is {now} (hard {hard})");
+    }
     // The server gets 1,024 file descriptors and 1,100 connections that never finish
     // their headers, plus one that sends a byte a second.
     let mut sh = Command::new("sh");
