@@ -546,11 +546,7 @@ fn anthropic_messages_stream_end_to_end() {
 
 #[test]
 fn anthropic_overload_error_events_are_retried() {
-    let recipe = Recipe::from_json(
-        r#"{"providers": {"a": {"kind": "anthropic", "base_url": "http://127.0.0.1:1/v1"}},
-            "layers": [{"agents": ["a:m"]}], "aggregator": "a:m"}"#,
-    )
-    .expect("valid");
+    let recipe = one_model("a", "anthropic", 1);
     let mut n = 0;
     let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, |_| {
         n += 1;
@@ -642,6 +638,15 @@ fn time_queued_in_the_transport_counts_toward_neither_deadlines_nor_latency() {
     assert_eq!(finished, Some((calls[0], 5.0)), "latency from when it was sent");
     assert!(!failed.contains(&calls[0]));
     assert_eq!(failed.len(), 2, "the two calls never sent did stall");
+}
+
+/// One provider `name` of `kind` on 127.0.0.1:`port`, whose model `m` proposes and aggregates.
+fn one_model(name: &str, kind: &str, port: u16) -> Recipe {
+    Recipe::from_json(&format!(
+        r#"{{"providers": {{"{name}": {{"kind": "{kind}", "base_url": "http://127.0.0.1:{port}/v1"}}}},
+            "layers": [{{"agents": ["{name}:m"]}}], "aggregator": "{name}:m"}}"#
+    ))
+    .expect("valid")
 }
 
 /// A one-proposer recipe on a local provider, for fault tests on the aggregator.
@@ -782,11 +787,7 @@ fn an_end_marker_finishes_the_call_even_if_the_connection_stays_open() {
     // The proposer's connection was closed after its grace; the aggregator's at the end.
     assert_eq!(trace.aborted.len(), 2, "{:?}", trace.aborted);
     // Anthropic's message_stop does the same.
-    let recipe = Recipe::from_json(
-        r#"{"providers": {"a": {"kind": "anthropic", "base_url": "http://127.0.0.1:1/v1"}},
-            "layers": [{"agents": ["a:m"]}], "aggregator": "a:m"}"#,
-    )
-    .expect("valid");
+    let recipe = one_model("a", "anthropic", 1);
     let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, |_| {
         let body = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"ok\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         vec![(ms(1), Step::Head(200, vec![])), (ms(2), Step::Body(body.as_bytes().to_vec()))]
@@ -1023,11 +1024,7 @@ fn a_provider_that_echoes_the_key_never_makes_it_visible() {
 
 #[test]
 fn a_key_goes_only_to_a_provider_that_declares_one() {
-    let recipe = Recipe::from_json(
-        r#"{"providers": {"r": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
-            "layers": [{"agents": ["r:m"]}], "aggregator": "r:m"}"#,
-    )
-    .expect("valid");
+    let recipe = one_model("r", "openai", 9);
     let options = RunOptions {
         keys: BTreeMap::from([("r".to_owned(), "x-key-given-anyway".to_owned())]),
         ..RunOptions::default()

@@ -214,11 +214,6 @@ impl Run {
         Ok(run)
     }
 
-    /// The recipe this run plays.
-    pub fn recipe(&self) -> &Recipe {
-        &self.recipe
-    }
-
     /// The next thing for the driver to do.
     pub fn poll(&mut self) -> Action {
         if let Some(action) = self.queue.pop_front() {

@@ -94,12 +94,17 @@ pub(crate) fn transport() -> Result<Transport, ExitCode> {
 
 /// Whether any strategy of `recipe` is a plugin (then the plugin runtime is started).
 pub(crate) fn uses_plugins(recipe: &Recipe) -> bool {
+    plugin_specs(recipe).next().is_some()
+}
+
+/// The recipe's plugin strategies, layer by layer, the aggregator's last.
+pub(crate) fn plugin_specs(recipe: &Recipe) -> impl Iterator<Item = &moa_core::recipe::StrategySpec> {
     recipe
         .layers
         .iter()
         .filter_map(|l| l.strategy.as_ref())
         .chain(recipe.aggregator.strategy.as_ref())
-        .any(|s| s.plugin.is_some())
+        .filter(|s| s.plugin.is_some())
 }
 
 pub(crate) fn bad(message: &str) -> ExitCode {

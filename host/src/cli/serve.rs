@@ -1,6 +1,6 @@
 //! `moa serve`: every recipe as a model behind an OpenAI-compatible API.
 
-use super::common::{bad, interrupt_token, transport, uses_plugins};
+use super::common::{bad, interrupt_token, plugin_specs, transport, uses_plugins};
 use clap::Args;
 use moa_core::Recipe;
 use moa_core::recipe::PRESETS;
@@ -99,9 +99,7 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
     if let Some(r) = &resolver {
         use moa_core::strategy::Resolver;
         for (model, recipe) in &recipes {
-            let specs =
-                recipe.layers.iter().filter_map(|l| l.strategy.as_ref()).chain(recipe.aggregator.strategy.as_ref());
-            for spec in specs.filter(|s| s.plugin.is_some()) {
+            for spec in plugin_specs(recipe) {
                 if let Err(e) = r.resolve(spec) {
                     return bad(&format!("recipe {model}: {e}"));
                 }
