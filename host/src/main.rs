@@ -42,8 +42,8 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Recipes { show } => cli::recipes::recipes(show),
         Command::Check { recipe } => cli::recipes::check(&recipe),
-        Command::Plugin(cli::plugin::PluginCommand::Check { file, params }) => {
-            cli::plugin::plugin_check(&file, &params)
+        Command::Plugin(cli::plugin::PluginCommand::Check { file, params, limits }) => {
+            cli::plugin::plugin_check(&file, &params, &limits)
         }
         Command::Plugin(cli::plugin::PluginCommand::Compile { file }) => cli::plugin::plugin_compile(&file),
         Command::Run(args) => runtime().block_on(cli::run::run(args)),

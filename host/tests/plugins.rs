@@ -137,7 +137,7 @@ fn hostile_plugins_fail_their_decision_and_the_host_goes_on() {
         ("loop", "ran past its CPU deadline of 300 ms"),
         ("bomb", "tried to use more than its 64 MiB memory cap"),
         ("recursion", "crashed: "),
-        ("huge", "returned 8388608 bytes, over its cap of 1048576 bytes"),
+        ("huge", "a decision returned more than the 2162688 bytes the host copies out of a plugin"),
         ("panic", "crashed: it panicked: "),
         ("nonsense", "kept proposal 99, but there are only 3 (0..3)"),
         ("fail", "declined to decide"),
@@ -227,6 +227,50 @@ fn what_a_decision_causes_is_bounded_and_plugin_text_is_inert() {
     let err = decide(&rt, &spec("misbehave", json!({"mode": "control"})), &["a"]).expect_err("fails");
     assert!(!err.chars().any(|c| c.is_control()), "control characters reached the host's text: {err:?}");
     assert!(err.contains("\\u{1b}]0;pwned"), "{err}");
+}
+
+/// `moa plugin check` on `plugin` with `args`: its exit code, stderr, and the host's peak
+/// memory in MiB as it reports it.
+fn check(plugin: &str, args: &[&str]) -> (Option<i32>, String, f64) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_moa"))
+        .args(["plugin", "check"])
+        .args(args)
+        .arg(plugins::path(plugin))
+        .output()
+        .expect("runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let peak = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("host memory at its peak: "))
+        .and_then(|v| v.trim_end_matches(" MiB").parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory in: {out}"));
+    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned(), peak)
+}
+
+/// What the host copies out of a plugin is counted before it is copied: a result small
+/// in the plugin's memory that would multiply in the host is refused while it is lifted.
+#[test]
+fn host_copies_of_a_plugins_results_are_bounded_before_they_happen() {
+    // Four million messages aliasing one byte: 112 MiB of the plugin's own memory, and
+    // (copied before counting, as before) 250 MiB more in the host — 365 MiB at the peak.
+    let (code, err, peak) = check(
+        "misbehave",
+        &["--params", r#"{"mode": "alias", "n": 4000000}"#, "--memory-mib", "256", "--timeout-ms", "10000"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("a decision returned more than the 2162688 bytes") && err.contains("refused before"), "{err}");
+    assert!(peak < 200.0, "the host peaked at {peak:.0} MiB for a result it refused");
+    // An error message of 48 MiB is refused the same way, not copied and then cut.
+    let (code, err, _) = check("misbehave", &["--params", r#"{"mode": "bigerror"}"#]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("refused before the host held it") && err.len() < 1000, "{err}");
+    // So is a 48 MiB description, at load.
+    let (code, err, _) = check("big-describe", &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("describe returned more than the 65536 bytes"), "{err}");
+    // An honest plugin's result within the cap is untouched by the bound.
+    let (code, err, _) = check("dedup-top-k", &["--max-output-kib", "1"]);
+    assert_eq!(code, Some(0), "{err}");
 }
 
 #[test]

@@ -23,10 +23,44 @@ pub(crate) enum PluginCommand {
         /// Params as JSON, as a recipe would give them.
         #[arg(long, default_value = "{}")]
         params: String,
+        /// The recipe's limits, as `timeout_ms`, `memory_mib` and `max_output_kib` give them.
+        #[command(flatten)]
+        limits: LimitArgs,
     },
 }
 
-pub(crate) fn plugin_check(file: &std::path::Path, params: &str) -> ExitCode {
+/// A plugin's limits on the command line, each as its recipe field names it.
+#[derive(clap::Args)]
+pub(crate) struct LimitArgs {
+    /// Deadline per decision, in milliseconds (the recipe's `timeout_ms`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=moa_core::recipe::MAX_PLUGIN_TIMEOUT_MS))]
+    timeout_ms: Option<u64>,
+    /// Memory cap over all the plugin's memories, in MiB (the recipe's `memory_mib`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    memory_mib: Option<u32>,
+    /// Cap on what one decision returns, in KiB (the recipe's `max_output_kib`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_output_kib: Option<u32>,
+}
+
+/// The most memory this process has held (Linux's `VmHWM`), in MiB: what a plugin cost
+/// the host at its worst. `None` where the system does not say.
+fn peak_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Says how much memory the host held at its peak, then exits with `code`.
+fn with_peak(code: ExitCode) -> ExitCode {
+    if let Some(mib) = peak_mib() {
+        println!("  host memory at its peak: {mib:.1} MiB");
+    }
+    code
+}
+
+pub(crate) fn plugin_check(file: &std::path::Path, params: &str, limits: &LimitArgs) -> ExitCode {
     let params: serde_json::Value = match serde_json::from_str(params) {
         Ok(v) => v,
         Err(e) => return bad(&format!("--params is not JSON: {e}")),
@@ -36,11 +70,17 @@ pub(crate) fn plugin_check(file: &std::path::Path, params: &str) -> ExitCode {
         Err(e) => return bad(&format!("cannot start the plugin runtime: {e}")),
     };
     let t = std::time::Instant::now();
-    let spec =
-        moa_core::recipe::StrategySpec { plugin: Some(file.display().to_string()), params, ..Default::default() };
+    let spec = moa_core::recipe::StrategySpec {
+        plugin: Some(file.display().to_string()),
+        params,
+        timeout_ms: limits.timeout_ms,
+        memory_mib: limits.memory_mib,
+        max_output_kib: limits.max_output_kib,
+        ..Default::default()
+    };
     let mut strategy = match plugin::PluginStrategy::new(runtime.clone(), file, &spec) {
         Ok(s) => s,
-        Err(e) => return bad(&e.to_string()),
+        Err(e) => return with_peak(bad(&e.to_string())),
     };
     let loaded = t.elapsed();
     let plugin = match runtime.load(file) {
@@ -90,10 +130,10 @@ pub(crate) fn plugin_check(file: &std::path::Path, params: &str) -> ExitCode {
         }
         Err(e) => {
             eprintln!("moa: {e}");
-            return ExitCode::from(FAILED);
+            return with_peak(ExitCode::from(FAILED));
         }
     }
-    ExitCode::SUCCESS
+    with_peak(ExitCode::SUCCESS)
 }
 
 /// `moa plugin compile FILE`: the child process of `plugin::Compiler`.

@@ -77,6 +77,10 @@ impl Compiler {
             .arg(format!("ulimit -d {} && exec \"$0\" plugin compile \"$1\"", self.memory_mib * 1024))
             .arg(&self.exe)
             .arg(path)
+            // A child that runs out of its memory limit while printing a backtrace can
+            // hang instead of exiting; it reports nothing anyway.
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -110,6 +114,20 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 /// Longest text kept from a plugin for a human to read (an error, a description field).
 const MAX_TEXT: usize = 2 << 10;
+
+/// The most `describe` may return, all fields together: what the host copies out of the
+/// plugin before it cuts each field to [`MAX_TEXT`].
+pub const MAX_DESCRIBE: usize = 64 << 10;
+
+/// What the host may copy out of a plugin for one decision whose output cap is `output`:
+/// wasmtime counts every string's bytes and every list element at its size in the host
+/// (a message is 32 bytes there, 16 in the output cap) as it lifts the result, and stops
+/// before allocating past this. So a list of millions of messages aliasing one byte,
+/// small in the plugin's memory, is refused before it costs the host anything; and any
+/// result within the output cap fits. The extra 64 KiB is room for the error string.
+pub fn copy_budget(output: usize) -> usize {
+    output.saturating_mul(2).saturating_add(64 << 10)
+}
 
 /// Text from a plugin, made inert for a terminal or a log: control characters (escape
 /// sequences that set a title or clear a screen, or newlines that forge a log line) are
@@ -218,6 +236,21 @@ pub enum PluginError {
         plugin: String,
         /// The trap, in words.
         reason: String,
+    },
+    /// The plugin returned more than the host copies out of it: refused while lifting,
+    /// before the host held any of it.
+    #[error(
+        "plugin {plugin}: {what} returned more than the {cap} bytes the host copies out of a plugin{why}; refused before the host held it"
+    )]
+    TooLarge {
+        /// The plugin's path.
+        plugin: String,
+        /// `describe` or `a decision`.
+        what: &'static str,
+        /// The most the host copies.
+        cap: usize,
+        /// Which setting sets the cap, when the recipe does.
+        why: &'static str,
     },
     /// The plugin returned more than the cap.
     #[error("plugin {plugin}: returned {bytes} bytes, over its cap of {cap} bytes (max_output_kib)")]
@@ -545,7 +578,8 @@ impl Runtime {
             },
             pre,
         };
-        let info = self.call(&plugin, limits, |p, store| p.moa_strategy_strategy().call_describe(store))?;
+        let info =
+            self.call(&plugin, limits, Copy::Describe, |p, store| p.moa_strategy_strategy().call_describe(store))?;
         plugin.info = v0_1_0::Info {
             name: inert(&info.name),
             version: inert(&info.version),
@@ -562,7 +596,8 @@ impl Runtime {
         limits: Limits,
         ctx: &v0_1_0::Context,
     ) -> Result<v0_1_0::Decision, PluginError> {
-        let result = self.call(plugin, limits, |p, store| p.moa_strategy_strategy().call_decide(store, ctx))?;
+        let result =
+            self.call(plugin, limits, Copy::Decision, |p, store| p.moa_strategy_strategy().call_decide(store, ctx))?;
         let decision = result.map_err(|reason| PluginError::Decision {
             plugin: plugin.name.clone(),
             reason: format!("declined to decide: {}", inert(&reason)),
@@ -578,6 +613,7 @@ impl Runtime {
         &self,
         plugin: &Plugin,
         limits: Limits,
+        copy: Copy,
         f: impl FnOnce(&v0_1_0::Plugin, &mut Store<PluginState>) -> wasmtime::Result<R> + Send,
     ) -> Result<R, PluginError> {
         // wasmtime-wasi's synchronous host calls block on a tokio runtime of their own,
@@ -588,12 +624,12 @@ impl Runtime {
         // server's other requests. At most `gate` decisions run at once.
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             let _slot = self.gate.enter();
-            return self.call_here(plugin, limits, f);
+            return self.call_here(plugin, limits, copy, f);
         };
         let run = || {
             let _slot = self.gate.enter();
             std::thread::scope(|s| {
-                s.spawn(|| self.call_here(plugin, limits, f)).join().unwrap_or_else(|_| {
+                s.spawn(|| self.call_here(plugin, limits, copy, f)).join().unwrap_or_else(|_| {
                     Err(PluginError::Trap {
                         plugin: plugin.name.clone(),
                         reason: "the host thread running it panicked".into(),
@@ -611,6 +647,7 @@ impl Runtime {
         &self,
         plugin: &Plugin,
         limits: Limits,
+        copy: Copy,
         f: impl FnOnce(&v0_1_0::Plugin, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         // Its stderr is kept (bounded) only to explain a crash: a panic message says why.
@@ -629,6 +666,9 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        // What the host may copy out of the plugin in one go (a result, or one call into
+        // the host): wasmtime counts it as it lifts, before it allocates.
+        store.set_hostcall_fuel(copy.budget(limits));
         // The deadline is counted in ticks from now; one more tick covers the partial
         // tick already under way.
         let ticks = (limits.timeout.as_nanos() / TICK.as_nanos()) as u64 + 1;
@@ -636,8 +676,24 @@ impl Runtime {
         let out = plugin.pre.instantiate(&mut store).and_then(|instance| f(&instance, &mut store));
         out.map_err(|e| {
             let said = String::from_utf8_lossy(&stderr.contents()).split_whitespace().collect::<Vec<_>>().join(" ");
-            classify(&plugin.name, &e, limits, &said)
+            classify(&plugin.name, &e, limits, copy, &said)
         })
+    }
+}
+
+/// Which call a plugin's result comes from, for what the host copies out of it.
+#[derive(Clone, Copy, Debug)]
+enum Copy {
+    Describe,
+    Decision,
+}
+
+impl Copy {
+    fn budget(self, limits: Limits) -> usize {
+        match self {
+            Copy::Describe => MAX_DESCRIBE,
+            Copy::Decision => copy_budget(limits.output),
+        }
     }
 }
 
@@ -662,12 +718,22 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// Turns a wasmtime error into what the user needs to know.
-fn classify(plugin: &str, e: &wasmtime::Error, limits: Limits, stderr: &str) -> PluginError {
+fn classify(plugin: &str, e: &wasmtime::Error, limits: Limits, copy: Copy, stderr: &str) -> PluginError {
     let plugin = plugin.to_owned();
     let text = inert(&format!("{e:#}"));
     let said: String = inert(&stderr.chars().take(300).collect::<String>());
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => PluginError::Timeout { plugin, ms: limits.timeout.as_millis() },
+        // wasmtime's words when a lift runs out of hostcall fuel.
+        _ if text.contains("fuel allocated for hostcalls has been exhausted") => match copy {
+            Copy::Describe => PluginError::TooLarge { plugin, what: "describe", cap: MAX_DESCRIBE, why: "" },
+            Copy::Decision => PluginError::TooLarge {
+                plugin,
+                what: "a decision",
+                cap: copy_budget(limits.output),
+                why: " (twice max_output_kib, and 64 KiB)",
+            },
+        },
         _ if text.contains("forcing trap when growing memory") || text.contains("memory limit") => {
             PluginError::Memory { plugin, mib: limits.memory >> 20 }
         }

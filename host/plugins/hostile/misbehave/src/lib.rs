@@ -1,10 +1,10 @@
 //! A hostile plugin for the host's tests: `params.mode` picks the misbehaviour.
-//! loop | bomb | recursion | huge | panic | nonsense | dupkeep | control | ok
+//! loop | bomb | recursion | huge | panic | nonsense | dupkeep | control | alias | bigerror | ok
 
 wit_bindgen::generate!({ path: "../../../wit/v0.1.0", world: "plugin" });
 
 use exports::moa::strategy::strategy::Guest;
-use moa::strategy::types::{Context, Decision, Info};
+use moa::strategy::types::{Context, Decision, Info, Message, Role};
 use std::hint::black_box;
 
 struct Misbehave;
@@ -51,6 +51,22 @@ impl Guest for Misbehave {
             "dupkeep" => Ok(Decision::Keep(vec![0; 262_144])),
             // Terminal control sequences and a forged log line in an error.
             "control" => Err("\u{1b}]0;pwned\u{7}\u{1b}[2J\nmoa: done in 0.1s (forged)".into()),
+            // `n` messages whose contents all alias one byte: small in the plugin's memory,
+            // but a host that copies each into a string of its own pays many times that.
+            "alias" => {
+                let n = params.get("n").and_then(|n| n.as_u64()).unwrap_or(4_000_000) as usize;
+                let byte: &'static mut str = String::from("x").leak();
+                let ptr = byte.as_mut_ptr();
+                // SAFETY: deliberately not safe — every String shares one allocation. The
+                // host copies them before this instance is thrown away; what the guest's
+                // own post-return then frees twice only hurts this (hostile) guest.
+                let messages = (0..n)
+                    .map(|_| Message { role: Role::User, content: unsafe { String::from_raw_parts(ptr, 1, 1) } })
+                    .collect();
+                Ok(Decision::Messages(messages))
+            }
+            // An error message of 48 MiB.
+            "bigerror" => Err("e".repeat(48 << 20)),
             _ => Ok(Decision::Answer(format!("ok: {} proposals", ctx.proposals.len()))),
         }
     }
