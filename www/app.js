@@ -1,10 +1,20 @@
 import init, { Moa, presets, validateRecipe } from "./pkg/moa_wasm.js";
 import { renderMarkdown } from "./markdown.js";
-import { drawBuilder, markErrors, wireBuilder } from "./builder.js";
+import { SHOWN, drawBuilder, markErrors, syncValues, wireBuilder } from "./builder.js";
 
 await init();
 
 const $ = (id) => document.getElementById(id);
+let controller = null; // aborts the run under way
+let running = false; // a run (or its provider check) is under way
+let recipeOk = false; // the recipe in the text box was checked and is valid
+const updateSend = () => ($("send").disabled = !recipeOk || running);
+let lastRun = null; // the run on screen, for "Export run"
+const phone = matchMedia("(max-width: 800px)").matches;
+// On a phone the message box comes first and the recipe waits, folded, below it.
+$("setup").open = !phone;
+$("details").open = !phone;
+
 // A key belongs to its provider's name *and* the origin of its base_url: a recipe that
 // keeps the name but points it elsewhere does not get the key. A Map, never a plain
 // object, so names like `constructor` or `__proto__` are only names.
@@ -33,12 +43,21 @@ function keysFor(recipe) {
   }
   return out;
 }
-let history = [];
-let controller = null;
-let lastRun = null;
 
+// ---- The recipe: presets, the JSON text, the form ----
+
+/** JSON with sorted keys: two recipes are the same when these are equal. */
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+const presetKeys = new Map(all.map((p) => [canonical(p.recipe), p.name]));
+$("preset").append(new Option("custom — not a preset any more", "custom"));
+$("preset").options[0].disabled = true;
 for (const p of all) $("preset").append(new Option(`${p.name} — ${p.description}`, p.name));
-$("preset").value = "local";
 
 function loadPreset(name) {
   $("recipe").value = JSON.stringify(all.find((p) => p.name === name).recipe, null, 2);
@@ -47,21 +66,46 @@ function loadPreset(name) {
 
 function currentRecipe() {
   try {
-    return JSON.parse($("recipe").value);
+    const r = JSON.parse($("recipe").value);
+    return r && typeof r === "object" && !Array.isArray(r) ? r : null;
   } catch {
     return null;
   }
 }
 
-/** A form edit: rewrite the JSON; redraw the form only when its shape changed. */
-function commitFromForm(recipe, redraw = false) {
+/** A form edit: `change` gets a fresh parse of the JSON (never a copy kept from an earlier
+ * draw), and its result is written back; `false` means nothing changed. */
+function edit(change) {
+  const recipe = currentRecipe();
+  if (!recipe) {
+    $("status").textContent = "The recipe's JSON does not parse: fix it in the text box before using the form.";
+    return;
+  }
+  if (change(recipe) === false) return;
   $("recipe").value = JSON.stringify(recipe, null, 2);
-  onRecipeEdited({ redraw });
+  onRecipeEdited(recipe);
 }
 
-function onRecipeEdited({ redraw = true } = {}) {
-  const parsed = currentRecipe();
-  if (parsed && redraw) drawBuilder(parsed, commitFromForm);
+/** Texts longer than this are big recipes: checked once typing pauses, never compared
+ * with the presets. */
+const BIG = 100_000;
+let pendingCheck = null;
+
+/** The JSON changed (`parsed` is it, parsed, when the caller has it): redraw the form now,
+ * and check the recipe — at once, or for a big one when typing pauses (Send is off until
+ * then: an unchecked recipe never runs). */
+function onRecipeEdited(parsed = currentRecipe()) {
+  if (parsed) drawBuilder(parsed, edit);
+  const text = $("recipe").value;
+  $("preset").value = (parsed && text.length < BIG && presetKeys.get(canonical(parsed))) || "custom";
+  clearTimeout(pendingCheck);
+  if (text.length < BIG) return checkRecipe(parsed);
+  recipeOk = false;
+  updateSend();
+  pendingCheck = setTimeout(() => checkRecipe(currentRecipe()), 300);
+}
+
+function checkRecipe(parsed) {
   const list = $("recipe-errors");
   list.replaceChildren();
   let check;
@@ -70,24 +114,25 @@ function onRecipeEdited({ redraw = true } = {}) {
   } catch (e) {
     check = { ok: false, errors: [{ path: ".", message: e.message }] };
   }
-  for (const e of check.errors) {
+  for (const e of check.errors.slice(0, 100)) {
     const li = document.createElement("li");
     li.textContent = `${e.path}: ${e.message}`;
     list.append(li);
   }
+  if (check.errors.length > 100) list.append(Object.assign(document.createElement("li"), { textContent: `…and ${check.errors.length - 100} more` }));
   $("recipe").setAttribute("aria-invalid", String(!check.ok));
-  markErrors(check.errors);
-  $("send").disabled = !check.ok;
-  drawKeyInputs();
+  markErrors(check.errors, parsed);
+  recipeOk = check.ok;
+  updateSend();
+  drawKeyInputs(parsed);
 }
 
-function drawKeyInputs() {
-  const recipe = currentRecipe();
+function drawKeyInputs(recipe) {
   const box = $("keys");
   box.replaceChildren();
-  const needing = Object.entries(recipe?.providers ?? {}).filter(([, p]) => p.api_key_env && originOf(p.base_url));
+  const needing = Object.entries(recipe?.providers ?? {}).filter(([, p]) => p?.api_key_env && originOf(p.base_url));
   if (!needing.length) box.textContent = "This recipe's providers need no key.";
-  needing.forEach(([name, p], i) => {
+  needing.slice(0, SHOWN.providers).forEach(([name, p], i) => {
     const label = document.createElement("label");
     label.textContent = `${name} key (${p.api_key_env}), sent only to ${originOf(p.base_url)}`;
     const input = document.createElement("input");
@@ -103,6 +148,12 @@ function drawKeyInputs() {
     });
     box.append(label, input);
   });
+  if (needing.length > SHOWN.providers) {
+    const note = document.createElement("p");
+    note.className = "note";
+    note.textContent = `Showing keys for ${SHOWN.providers} of ${needing.length.toLocaleString("en")} providers.`;
+    box.append(note);
+  }
 }
 
 function saveKeys() {
@@ -110,15 +161,28 @@ function saveKeys() {
   else localStorage.removeItem(KEY_STORE);
 }
 
-$("preset").addEventListener("change", () => loadPreset($("preset").value));
-$("recipe").addEventListener("input", () => onRecipeEdited());
-wireBuilder(() => currentRecipe() ?? { providers: {}, layers: [{ agents: [] }], aggregator: "" }, commitFromForm);
+$("preset").addEventListener("change", () => $("preset").value !== "custom" && loadPreset($("preset").value));
+// A big recipe is parsed and drawn once typing pauses, not at every keystroke.
+let pendingText = null;
+$("recipe").addEventListener("input", () => {
+  clearTimeout(pendingText);
+  if ($("recipe").value.length < BIG) onRecipeEdited();
+  else {
+    recipeOk = false;
+    updateSend();
+    pendingText = setTimeout(() => onRecipeEdited(), 300);
+  }
+});
+wireBuilder(edit, () => {
+  const r = currentRecipe();
+  if (r) syncValues(r);
+});
 $("remember").addEventListener("change", saveKeys);
 $("forget").addEventListener("click", () => {
   localStorage.removeItem(KEY_STORE);
   $("remember").checked = false;
   keys.clear();
-  drawKeyInputs();
+  drawKeyInputs(currentRecipe());
   $("status").textContent = "Saved keys forgotten.";
 });
 $("import").addEventListener("change", async () => {
@@ -137,23 +201,149 @@ function download(name, text) {
   URL.revokeObjectURL(a.href);
 }
 $("export-recipe").addEventListener("click", () => download("recipe.json", $("recipe").value));
-$("export-run").addEventListener("click", () => lastRun && download("moa-run.json", JSON.stringify(lastRun, null, 2)));
-$("stop").addEventListener("click", () => controller?.abort());
 
-function addHistory(role, text) {
-  const li = document.createElement("li");
-  li.textContent = `${role === "user" ? "You" : "moa"}: ${text}`;
-  $("history").append(li);
+// ---- Providers: can this page reach them? ----
+
+/** The providers a recipe's agents and aggregator use. */
+function usedProviders(recipe) {
+  const models = (recipe.layers ?? []).flatMap((l) => (l?.agents ?? []).map((a) => (typeof a === "string" ? a : a?.model)));
+  const agg = recipe.aggregator;
+  models.push(typeof agg === "string" ? agg : agg?.model);
+  const used = new Set(models.filter((m) => typeof m === "string").map((m) => m.split(":")[0]));
+  return Object.entries(recipe.providers ?? {}).filter(([name]) => used.has(name));
 }
 
+const reachable = new Map(); // base URL → time it was last seen reachable
+const isLoopback = (url) => /^https?:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(\/|$)/i.test(url);
+
+/** One provider, probed with a cheap `GET {base_url}/models` (no key is sent): reachable,
+ * blocked by CORS (it answers, but not to web pages), or down. A CORS refusal and a dead
+ * server look the same to `fetch`; a second, opaque (`no-cors`) request tells them apart. */
+async function probe(name, p) {
+  const base = String(p.base_url ?? "").replace(/\/+$/, "");
+  const origin = originOf(base) ?? base;
+  const seen = reachable.get(base);
+  if (seen && performance.now() - seen < 60_000) return { name, origin, state: "ok" };
+  const url = `${base}/models`;
+  const headers = p.kind === "anthropic" ? { "anthropic-version": "2023-06-01", "anthropic-dangerous-direct-browser-access": "true" } : {};
+  try {
+    const res = await fetch(url, { headers, credentials: "omit", cache: "no-store", signal: AbortSignal.timeout(4000) });
+    reachable.set(base, performance.now());
+    return { name, origin, state: "ok", status: res.status };
+  } catch (e) {
+    if (e.name !== "TimeoutError") {
+      try {
+        await fetch(url, { mode: "no-cors", credentials: "omit", cache: "no-store", signal: AbortSignal.timeout(4000) });
+        return { name, origin, state: "cors" };
+      } catch {
+        // down, below
+      }
+    }
+    return { name, origin, state: "down", local: isLoopback(base) };
+  }
+}
+
+/** Probes the recipe's providers and lists them with what to do; true when all answer. */
+async function checkProviders(recipe) {
+  const results = await Promise.all(usedProviders(recipe).map(([name, p]) => probe(name, p)));
+  const list = $("probes");
+  list.replaceChildren(
+    ...results.map((r) => {
+      const li = document.createElement("li");
+      li.dataset.state = r.state;
+      li.dataset.provider = r.name;
+      const say = (...parts) => li.append(...parts.map((t) => (t.code ? Object.assign(document.createElement("code"), { textContent: t.code }) : t)));
+      if (r.state === "ok") say(`${r.name} (${r.origin}): reachable${r.status === 401 || r.status === 403 ? "; it wants a key" : ""}.`);
+      else if (r.state === "cors") say(`${r.name} (${r.origin}): answers, but does not allow web pages to call it (CORS). This provider does not allow browsers: run the recipe with `, { code: "moa serve" }, " on your machine instead.");
+      else if (r.local) say(`${r.name} (${r.origin}): down — nothing answers there. If it is this project's local models, start them: `, { code: "scripts/local-llm start" }, ".");
+      else say(`${r.name} (${r.origin}): down — nothing answers there. Check the address and your connection.`);
+      return li;
+    }),
+  );
+  list.hidden = results.length === 0;
+  return results.every((r) => r.state === "ok");
+}
+
+$("check").addEventListener("click", async () => {
+  const recipe = currentRecipe();
+  if (!recipe) return;
+  $("status").textContent = "Checking providers…";
+  const ok = await checkProviders(recipe);
+  $("status").textContent = ok ? "Every provider answers." : "Some providers cannot be reached from this page:";
+});
+
+// ---- The conversation ----
+
+/** Every turn, as shown: a user turn whose run stopped or failed stays, marked, and is
+ * sent again only if the user ticks it; a stopped answer is never sent. */
+const turns = [];
+
+function addTurn(turn) {
+  const li = document.createElement("li");
+  li.className = `turn ${turn.role}`;
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = turn.role === "user" ? "You" : "moa";
+  li.append(who);
+  if (turn.role === "user") li.append(turn.content);
+  else {
+    const article = document.createElement("article");
+    article.className = "answer";
+    li.append(article);
+  }
+  $("history").append(li);
+  turn.el = li;
+  setTurnState(turn, turn.state);
+  return turn;
+}
+
+function setTurnState(turn, state) {
+  turn.state = state;
+  turn.el.dataset.state = state;
+  turn.el.querySelector(".turn-note")?.remove();
+  if (state !== "stopped" && state !== "failed") return;
+  const note = document.createElement("span");
+  note.className = "turn-note";
+  if (turn.role === "assistant") {
+    note.textContent = `${state === "stopped" ? "Stopped" : "Failed"}: this partial answer is not sent with the next message.`;
+  } else {
+    note.append(state === "stopped" ? "Stopped before an answer. " : "No answer: the run failed. ");
+    const label = document.createElement("label");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.className = "include";
+    box.checked = turn.include;
+    box.addEventListener("change", () => (turn.include = box.checked));
+    label.append(box, " Send this message again with the next one");
+    note.append(label);
+  }
+  turn.el.append(note);
+}
+
+/** What the next run sends: answered turns, and unanswered ones the user ticked. */
+const conversation = () =>
+  turns.filter((t) => t.state === "ok" || t.state === "running" || (t.role === "user" && t.include)).map((t) => ({ role: t.role, content: t.content }));
+
+$("export-run").addEventListener("click", () => lastRun && download("moa-run.json", JSON.stringify(lastRun, null, 2)));
+$("stop").addEventListener("click", () => controller?.abort());
+$("prompt").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    if (!$("send").disabled) $("ask").requestSubmit();
+  }
+});
+
+/** An error's text, once: without the "Error: " a wrapped JavaScript error repeats. */
+const readable = (message) => String(message).replace(/\b((?:[A-Z]\w*)?Error: )(?:(?:[A-Z]\w*)?Error: )+/g, "$1");
+
 /** The live view of one run: a card per agent, the answer, the timeline, the totals. */
-function view(recipeLayers) {
+function view(recipeLayers, answerEl) {
   const cards = new Map();
   const calls = new Map();
+  const failed = new Map(); // agent → its last error, for the list under the status
   let answer = "";
   $("layers").replaceChildren();
   $("timeline").replaceChildren();
-  $("answer").replaceChildren();
   $("totals").textContent = "";
   const card = (layer, slot, agent) => {
     const key = `${layer}/${slot}`;
@@ -172,7 +362,7 @@ function view(recipeLayers) {
       }
       const el = document.createElement("section");
       el.className = "card";
-      el.setAttribute("aria-label", `${agent}, layer ${layer + 1}`);
+      el.setAttribute("aria-label", `${agent}, ${layer === recipeLayers ? "aggregator" : `layer ${layer + 1}`}`);
       const h = document.createElement("h4");
       h.textContent = agent;
       const meta = document.createElement("div");
@@ -181,7 +371,7 @@ function view(recipeLayers) {
       text.className = "text";
       el.append(h, meta, text);
       box.querySelector(".cards").append(el);
-      cards.set(key, { el, meta, text, tokens: 0, started: 0 });
+      cards.set(key, { el, meta, text, tokens: 0, agent, layer });
     }
     return cards.get(key);
   };
@@ -190,6 +380,10 @@ function view(recipeLayers) {
     c.meta.textContent = `${state} · ${c.tokens} tok${extra}`;
   };
   return {
+    get answer() {
+      return answer;
+    },
+    failures: () => [...failed.values()],
     onEvent(e) {
       if (e.type === "call_started") {
         const c = card(e.layer, e.slot, e.agent);
@@ -200,18 +394,19 @@ function view(recipeLayers) {
       } else if (e.type === "text_delta") {
         const c = cards.get(`${e.layer}/${e.slot}`);
         c.tokens++;
-        c.text.textContent += e.text;
+        // The aggregator's text is the answer, shown once: in the conversation.
+        if (e.layer !== recipeLayers) c.text.textContent += e.text;
+        else c.text.textContent = "Writes the answer, in the conversation above.";
         set(c, "streaming");
-        const call = calls.get(e.call);
-        if (call.first === null) call.first = performance.now();
         if (e.layer === recipeLayers) {
           answer += e.text;
-          renderMarkdown($("answer"), answer);
+          renderMarkdown(answerEl, answer);
         }
       } else if (e.type === "call_finished") {
         const c = cards.get(`${e.layer}/${e.slot}`);
         c.tokens = e.usage?.output_tokens ?? c.tokens;
         set(c, "done", ` · ${(e.latency_ms / 1000).toFixed(1)} s`);
+        failed.delete(`${e.layer}/${e.slot}`);
         Object.assign(calls.get(e.call), { end: e.t_ms, ttft: e.ttft_ms });
         drawTimeline();
       } else if (e.type === "call_failed") {
@@ -222,18 +417,21 @@ function view(recipeLayers) {
           c.tokens = 0;
           if (e.layer === recipeLayers) {
             answer = "";
-            $("answer").replaceChildren();
-            if (e.will_retry) $("status").textContent = `The answer broke off (${e.error}); retrying…`;
+            answerEl.replaceChildren();
+            if (e.will_retry) $("status").textContent = `The answer broke off (${readable(e.error)}); retrying…`;
           }
         }
-        set(c, e.will_retry ? "retrying" : "failed", ` · ${e.error}`);
+        set(c, e.will_retry ? "retrying" : "failed", ` · ${readable(e.error)}`);
+        if (!e.will_retry) {
+          const where = e.layer === recipeLayers ? "aggregator" : `layer ${e.layer + 1}`;
+          failed.set(`${e.layer}/${e.slot}`, `${c.agent} (${where}): ${readable(e.error)}`);
+        }
         Object.assign(calls.get(e.call), { end: e.t_ms, failed: true });
         drawTimeline();
       } else if (e.type === "agent_stopped") {
         const c = cards.get(`${e.layer}/${e.slot}`);
         if (c) set(c, "stopped", ` · ${e.reason}`);
       } else if (e.type === "final") {
-        if (!answer) renderMarkdown($("answer"), e.text);
         const cost = e.cost == null ? "" : ` · $${e.cost.toFixed(4)}`;
         const est = e.usage.estimated ? " (some estimated)" : "";
         const wasted = e.wasted.input_tokens + e.wasted.output_tokens;
@@ -247,8 +445,13 @@ function view(recipeLayers) {
     const span = Math.max(1, ...done.map((c) => c.end));
     $("timeline").replaceChildren(
       ...done.map((c) => {
+        const li = document.createElement("li");
+        const label = document.createElement("span");
+        label.className = "label";
+        label.textContent = `${c.label}: first token ${c.ttft == null ? "–" : (c.ttft / 1000).toFixed(2) + " s"}, done ${(c.end / 1000).toFixed(2)} s${c.failed ? " (failed)" : ""}`;
         const bar = document.createElement("div");
         bar.className = "bar";
+        bar.setAttribute("aria-hidden", "true");
         const first = c.ttft == null ? c.end : c.start + c.ttft;
         const wait = document.createElement("span");
         wait.className = "wait";
@@ -258,58 +461,94 @@ function view(recipeLayers) {
         stream.className = "stream";
         stream.style.left = `${(100 * first) / span}%`;
         stream.style.width = `${(100 * (c.end - first)) / span}%`;
-        const label = document.createElement("span");
-        label.className = "label";
-        label.textContent = `${c.label}: first token ${c.ttft == null ? "–" : (c.ttft / 1000).toFixed(2) + " s"}, done ${(c.end / 1000).toFixed(2)} s${c.failed ? " (failed)" : ""}`;
-        bar.append(wait, stream, label);
-        return bar;
+        bar.append(wait, stream);
+        li.append(label, bar);
+        return li;
       }),
     );
   }
+}
+
+function showFailures(lines) {
+  const list = $("failures");
+  list.replaceChildren(...lines.map((l) => Object.assign(document.createElement("li"), { textContent: l })));
+  list.hidden = lines.length === 0;
 }
 
 $("ask").addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = $("prompt").value.trim();
   const recipe = currentRecipe();
-  if (!text || !recipe) return;
+  if (!text || !recipe || running) return;
   let moa;
   try {
     moa = new Moa(recipe);
   } catch (e) {
-    $("status").textContent = e.message;
+    $("status").textContent = readable(e.message);
     return;
   }
-  history.push({ role: "user", content: text });
-  addHistory("user", text);
+  running = true;
+  updateSend();
+  // The export is of the run on screen: none while the next one starts.
+  lastRun = null;
+  $("export-run").disabled = true;
+  showFailures([]);
+  $("status").textContent = "Checking providers…";
+  try {
+    if (!(await checkProviders(recipe))) {
+      $("status").textContent = "Not sent: some providers cannot be reached from this page:";
+      return;
+    }
+  } finally {
+    running = false;
+    updateSend();
+  }
+  $("probes").hidden = true;
+  running = true;
+  updateSend();
+  const user = addTurn({ role: "user", content: text, state: "running", include: false });
+  turns.push(user);
+  $("answer")?.removeAttribute("id");
+  const reply = addTurn({ role: "assistant", content: "", state: "running" });
+  const answerEl = reply.el.querySelector(".answer");
+  answerEl.id = "answer";
   $("prompt").value = "";
   controller = new AbortController();
-  $("send").disabled = true;
   $("stop").disabled = false;
   $("status").textContent = "Running…";
   const events = [];
-  const live = view(recipe.layers.length);
-  const activeKeys = keysFor(recipe);
+  const live = view(recipe.layers.length, answerEl);
+  const messages = conversation();
   try {
-    const outcome = await moa.run(history, {
+    const outcome = await moa.run(messages, {
       signal: controller.signal,
-      keys: activeKeys,
+      keys: keysFor(recipe),
       onEvent: (e) => {
         events.push(e);
         live.onEvent(e);
       },
     });
-    history.push({ role: "assistant", content: outcome.answer });
-    addHistory("assistant", outcome.answer);
+    reply.content = outcome.answer;
+    renderMarkdown(answerEl, outcome.answer);
+    setTurnState(user, "ok");
+    setTurnState(reply, "ok");
+    turns.push(reply);
     $("status").textContent = "Done.";
-    lastRun = { recipe, conversation: history, events, outcome };
+    lastRun = { recipe, conversation: messages, events, outcome };
   } catch (e) {
-    history.pop();
-    $("status").textContent = e.message === "the run was cancelled" ? "Stopped." : `Failed: ${e.message}`;
-    lastRun = { recipe, events, error: e.message };
+    const stopped = e.message === "the run was cancelled";
+    const [head, ...rest] = readable(e.message).split("\n");
+    $("status").textContent = stopped ? "Stopped." : `Failed: ${head}`;
+    const fromEvents = live.failures();
+    showFailures(stopped ? [] : fromEvents.length ? fromEvents : rest.map((l) => l.trim()).filter(Boolean));
+    setTurnState(user, stopped ? "stopped" : "failed");
+    if (live.answer) setTurnState(reply, stopped ? "stopped" : "failed");
+    else reply.el.remove();
+    lastRun = { recipe, conversation: messages, events, error: e.message };
   } finally {
     controller = null;
-    $("send").disabled = false;
+    running = false;
+    updateSend();
     $("stop").disabled = true;
     $("export-run").disabled = false;
   }

@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { launch, listen, metric, repo, serveRepo } from "./harness.mjs";
 
@@ -13,24 +13,34 @@ const PORTS = { smollm: "18391", gemma: "18392" };
 const env = { ...process.env, MOA_SMOLLM_PORT: PORTS.smollm, MOA_GEMMA_PORT: PORTS.gemma };
 const PAYLOAD = 'Safe? <img src=x onerror="window.pwned=1;alert(1)"> <script>window.pwned=2</script> [click me](javascript:window.pwned=3) **bold** [docs](https://example.org/)';
 
-let files, fake, browser, base, fakeUrl;
+let files, fake, noCors, browser, base, fakeUrl, noCorsUrl, deadUrl;
 const auths = []; // every request's Host and Authorization, as the fake provider saw them
+const posts = []; // every chat request's body, as the fake provider saw it
+const LONG = "a-very-long-model-name-that-goes-on-and-on-without-a-single-space-0123456789";
 
 before(async () => {
   execFileSync(join(repo, "scripts/local-llm"), ["start"], { env, stdio: "inherit" });
-  // A fake OpenAI-compatible provider whose every answer is a hostile payload, but for
-  // model "breaks-once": its first answer streams a part and then the connection drops;
-  // later ones answer "Whole answer."
+  // A fake OpenAI-compatible provider (it allows browsers: CORS) whose every answer is a
+  // hostile payload, but for some models: "breaks-once" streams a part, drops the
+  // connection, and answers "Whole answer." from then on; "slow" streams a word every
+  // 100 ms for 10 s; "fail500" always fails with a two-line error; "echo-N" answers
+  // "Answer N.". GET /v1/models answers like a real server (the page probes it).
   let broke = false;
   fake = createServer((req, res) => {
-    const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "POST" };
+    const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "POST, GET" };
     if (req.method === "OPTIONS") return res.writeHead(204, cors).end();
     auths.push({ host: req.headers.host, auth: req.headers.authorization ?? null });
+    if (req.method === "GET") return res.writeHead(200, { ...cors, "content-type": "application/json" }).end('{"object":"list","data":[]}');
     let body = "";
     req.on("data", (d) => (body += d));
     req.on("end", () => {
+      posts.push(body);
       const model = JSON.parse(body).model;
       const chunk = (content) => `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+      const done = 'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n';
+      if (model === "fail500") {
+        return res.writeHead(500, { ...cors, "content-type": "application/json" }).end('{"error":{"message":"the model exploded\\nand said so on two lines"}}');
+      }
       res.writeHead(200, { ...cors, "content-type": "text/event-stream" });
       if (model === "breaks-once" && !broke) {
         broke = true;
@@ -38,12 +48,26 @@ before(async () => {
         setTimeout(() => res.socket.destroy(), 200);
         return;
       }
-      const text = model === "breaks-once" ? "Whole answer." : PAYLOAD;
-      res.end(`${chunk(text)}data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n`);
+      if (model === "slow") {
+        let n = 0;
+        const timer = setInterval(() => (++n > 100 ? (clearInterval(timer), res.end(done)) : res.write(chunk(`word${n} `))), 100);
+        res.on("close", () => clearInterval(timer));
+        return;
+      }
+      const echo = model.match(/^echo-(\d+)$/);
+      const text = echo ? `Answer ${echo[1]}.` : model === "breaks-once" ? "Whole answer." : PAYLOAD;
+      res.end(`${chunk(text)}${done}`);
     });
   });
+  // A server that answers but sends no CORS headers: browsers may not read it.
+  noCors = createServer((req, res) => res.writeHead(200, { "content-type": "application/json" }).end("{}"));
   ({ server: files, base } = await serveRepo());
   fakeUrl = await listen(fake);
+  noCorsUrl = await listen(noCors);
+  // A loopback port nothing listens on: a local server that was never started.
+  const dead = createServer();
+  deadUrl = await listen(dead);
+  await new Promise((ok) => dead.close(ok));
   await mkdir(artifacts, { recursive: true });
   browser = await launch();
 });
@@ -52,6 +76,7 @@ after(async () => {
   await browser?.close();
   files?.close();
   fake?.close();
+  noCors?.close();
   execFileSync(join(repo, "scripts/local-llm"), ["stop"], { env, stdio: "inherit" });
 });
 
@@ -67,6 +92,8 @@ async function open(viewport = { width: 1280, height: 900 }) {
 }
 
 async function useRecipe(page, edit) {
+  // The recipe lives in a panel that starts folded on a phone.
+  await page.evaluate(() => (document.getElementById("setup").open = true));
   const recipe = JSON.parse(await page.inputValue("#recipe"));
   edit(recipe);
   await page.fill("#recipe", JSON.stringify(recipe, null, 2));
@@ -93,6 +120,9 @@ test("the local recipe streams every agent's card and the answer, over two turns
   assert.equal(await page.locator(".card[data-state=done]").count(), 4);
   const answer = (await page.textContent("#answer")).trim();
   assert.ok(answer.length > 0);
+  // The answer is shown once: in the conversation. The aggregator's card points there.
+  assert.equal(await page.locator("#history .answer").count(), 1);
+  assert.ok(!(await page.textContent("[aria-label$=aggregator] .text")).includes(answer), "the answer is not repeated in its card");
   assert.equal(await page.locator("#timeline .bar").count(), 4);
   assert.match(await page.textContent("#totals"), /tokens in, \d+ out .* s wall/);
   await page.screenshot({ path: join(artifacts, "desktop.png"), fullPage: true });
@@ -113,6 +143,9 @@ test("Stop aborts every call: the servers stop processing", async () => {
   await page.waitForSelector(".card[data-state=streaming]", { timeout: 120_000 });
   await page.click("#stop");
   await page.waitForFunction(() => document.querySelector("#status").textContent === "Stopped.", null, { timeout: 10_000 });
+  // The question stays in the conversation, marked, and not sent again unless ticked.
+  assert.equal(await page.locator("#history li.user[data-state=stopped]").count(), 1);
+  assert.equal(await page.isChecked("#history li.user .include"), false);
   let busy = 1;
   for (let i = 0; i < 50 && busy > 0; i++) {
     busy = (await metric(PORTS.smollm, "requests_processing")) + (await metric(PORTS.gemma, "requests_processing"));
@@ -158,8 +191,7 @@ test("an aggregator that breaks after some text and is retried shows the retry's
   await page.waitForFunction(() => document.querySelector("#status").textContent.includes("retrying"), null, { timeout: 30_000 });
   await page.waitForFunction(() => document.querySelector("#status").textContent === "Done.", null, { timeout: 30_000 });
   assert.equal((await page.textContent("#answer")).trim(), "Whole answer.");
-  const history = await page.locator("#history li").allTextContents();
-  assert.equal(history.at(-1), "moa: Whole answer.");
+  assert.equal((await page.textContent("#history li.assistant:last-child .answer")).trim(), "Whole answer.");
   assert.ok(!(await page.textContent("body")).includes("Partial answ"), "the void text is nowhere on the page");
   assert.match(await page.textContent("#totals"), /on failed or cancelled attempts/);
   await page.close();
@@ -245,6 +277,323 @@ test("the form builds a recipe, keeps the JSON in step, and shows errors next to
   recipe.temperature = 0.3;
   await page.fill("#recipe", JSON.stringify(recipe));
   assert.equal(await page.inputValue("#b-temperature"), "0.3");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+/** A recipe of the fake provider: `agents` in one layer, `aggregator` over them. */
+const fakeRecipe = (agents, aggregator, extra = {}) => (r) => {
+  r.providers = { fake: { kind: "openai", base_url: `${fakeUrl}/v1` } };
+  r.layers = [{ agents: agents.map((a) => `fake:${a}`) }];
+  r.aggregator = `fake:${aggregator}`;
+  delete r.max_tokens;
+  Object.assign(r, extra);
+};
+
+test("before sending, the page probes every provider and says which answer, and how to fix the rest", async () => {
+  const { page, errors } = await open();
+  await useRecipe(page, (r) => {
+    r.providers = {
+      fake: { kind: "openai", base_url: `${fakeUrl}/v1` },
+      nocors: { kind: "openai", base_url: `${noCorsUrl}/v1` },
+      local: { kind: "openai", base_url: `${deadUrl}/v1` },
+    };
+    r.layers = [{ agents: ["fake:a", "nocors:b", "local:c"] }];
+    r.aggregator = "fake:agg";
+  });
+  const before = posts.length;
+  await page.fill("#prompt", "Hello?");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("Not sent"), null, { timeout: 20_000 });
+  const state = async (name) => page.getAttribute(`#probes li[data-provider=${name}]`, "data-state");
+  assert.equal(await state("fake"), "ok");
+  assert.equal(await state("nocors"), "cors");
+  assert.equal(await state("local"), "down");
+  assert.match(await page.textContent("#probes li[data-provider=nocors]"), /does not allow browsers: run the recipe with moa serve/);
+  assert.match(await page.textContent("#probes li[data-provider=local]"), /down — nothing answers there.*scripts\/local-llm start/);
+  assert.equal(posts.length, before, "nothing was sent");
+  assert.equal(await page.inputValue("#prompt"), "Hello?", "the message is kept");
+  assert.equal(await page.locator("#history li").count(), 0);
+  // "Check providers" asks the same without sending.
+  await useRecipe(page, fakeRecipe(["a"], "agg"));
+  await page.click("#check");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Every provider answers.");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("a failed run says which agents failed, one line each, line breaks kept, no doubled Error:", async () => {
+  const { page } = await open();
+  await useRecipe(page, fakeRecipe(["fail500", "fail500"], "agg", { policy: { retries: 0 } }));
+  await page.fill("#prompt", "Fail, please.");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("Failed"), null, { timeout: 20_000 });
+  const status = await page.textContent("#status");
+  assert.ok(!status.includes("\n"), `the status is one line: ${status}`);
+  const lines = await page.locator("#failures li").allTextContents();
+  assert.equal(lines.length, 2, lines.join(" | "));
+  for (const line of lines) {
+    assert.match(line, /^fake:fail500.* \(layer 1\): /);
+    assert.match(line, /the model exploded\nand said so on two lines/, "the provider's line break is kept");
+    assert.ok(!/Error: \w*Error:/.test(line), line);
+  }
+  assert.equal(await page.locator("#history li.user[data-state=failed]").count(), 1);
+  await page.close();
+});
+
+test("at phone width, the message box comes first and nothing scrolls sideways after a run with long names", async () => {
+  const { page, errors } = await open({ width: 390, height: 844 });
+  // The message box is on the first screen; the recipe is folded below it.
+  const box = await page.locator("#prompt").boundingBox();
+  assert.ok(box.y + box.height < 844, `the message box is at ${box.y}px`);
+  assert.equal(await page.evaluate(() => document.getElementById("setup").open), false);
+  await useRecipe(page, fakeRecipe([`${LONG}-1`, `${LONG}-2`], `${LONG}-agg`));
+  await page.evaluate(() => {
+    const provider = "fake-provider-with-a-long-name-and-no-spaces-at-all-anywhere";
+    const r = JSON.parse(document.getElementById("recipe").value);
+    r.providers[provider] = { kind: "openai", base_url: r.providers.fake.base_url, api_key_env: "A_VERY_LONG_PROVIDER_KEY_VARIABLE_NAME_API_KEY" };
+    document.getElementById("recipe").value = JSON.stringify(r, null, 2);
+    document.getElementById("recipe").dispatchEvent(new Event("input"));
+  });
+  await page.fill('input[data-provider="fake-provider-with-a-long-name-and-no-spaces-at-all-anywhere"]', "sk-long-key");
+  await page.fill("#prompt", "Say something long: " + "x".repeat(300));
+  await page.click("#send");
+  await page.waitForFunction(() => /Done|Failed|Not sent/.test(document.querySelector("#status").textContent), null, { timeout: 30_000 });
+  assert.equal(await page.textContent("#status"), "Done.", await page.textContent("#chat"));
+  await page.click("#details > summary");
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 390, `the page is ${width}px wide at 390`);
+  await page.screenshot({ path: join(artifacts, "phone-run.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("the form and the JSON never disagree, whatever the edits (property test), and the run uses them", async () => {
+  const { page, errors } = await open();
+  await useRecipe(page, fakeRecipe(["a", "b"], "agg"));
+  // A seeded generator, so a failure names a sequence that can be replayed.
+  let seed = Number(process.env.MOA_PROPERTY_SEED ?? 20261129);
+  const rand = (n) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  const pick = (xs) => xs[rand(xs.length)];
+  const models = ["fake:a", "fake:b", "fake:agg", "fake:echo-1", "fake:echo-2"];
+  const edits = [
+    ["max tokens", () => page.fill("#b-max-tokens", String(1 + rand(4096)))],
+    ["temperature", () => page.fill("#b-temperature", (rand(21) / 10).toString())],
+    ["aggregator", () => page.fill("#b-aggregator", pick(models))],
+    ["aggregator strategy", () => page.selectOption("#b-aggregator-strategy", pick(["synthesize", "vote"]))],
+    ["layer 1 agents", () => page.fill("#b-layer-0", [pick(models), `${pick(models)} *${1 + rand(3)}`].join("\n"))],
+    ["add layer", () => page.click("#b-add-layer")],
+    ["remove layer", () => page.click("#b-remove-layer")],
+    ["base URL", () => page.fill("#b-provider-0-base_url", `${fakeUrl}/v${1 + rand(2)}`)],
+    ["key variable", () => page.fill("#b-provider-0-api_key_env", pick(["", "FAKE_API_KEY"]))],
+    ["kind", () => page.selectOption("#b-provider-0-kind", pick(["openai", "anthropic"]))],
+    ["JSON max_tokens", async () => {
+      const r = JSON.parse(await page.inputValue("#recipe"));
+      r.max_tokens = 1 + rand(4096);
+      await page.fill("#recipe", JSON.stringify(r, null, 2));
+    }],
+    ["JSON aggregator", async () => {
+      const r = JSON.parse(await page.inputValue("#recipe"));
+      r.aggregator = pick(models);
+      await page.fill("#recipe", JSON.stringify(r, null, 2));
+    }],
+  ];
+  const done = [];
+  for (let step = 0; step < 60; step++) {
+    const [name, run] = pick(edits);
+    await run();
+    done.push(name);
+    // Leaving the field (as a user does before reading the form) must not change anything.
+    const json = await page.inputValue("#recipe");
+    await page.focus("#prompt");
+    assert.equal(await page.inputValue("#recipe"), json, `leaving the field changed the JSON after: ${done.join(", ")}`);
+    const mismatches = await page.evaluate(async () => {
+      const { formValues } = await import("./builder.js");
+      const want = formValues(JSON.parse(document.getElementById("recipe").value));
+      return Object.entries(want).filter(([id, v]) => document.getElementById(id)?.value !== v).map(([id, v]) => `${id}: form ${JSON.stringify(document.getElementById(id)?.value)}, JSON ${JSON.stringify(v)}`);
+    });
+    assert.deepEqual(mismatches, [], `after: ${done.join(", ")}`);
+  }
+  // And what runs is what both say: put the run on the fake, and read its requests.
+  await page.selectOption("#b-provider-0-kind", "openai");
+  await page.fill("#b-provider-0-base_url", `${fakeUrl}/v1`);
+  await page.fill("#b-provider-0-api_key_env", "");
+  await page.fill("#b-layer-0", "fake:echo-1\nfake:echo-2");
+  while ((await page.locator("#b-layers textarea").count()) > 1) await page.click("#b-remove-layer");
+  await page.selectOption("#b-aggregator-strategy", "synthesize");
+  await page.fill("#b-aggregator", "fake:agg");
+  await page.fill("#b-max-tokens", "77");
+  await page.fill("#b-temperature", "0.3");
+  const recipe = JSON.parse(await page.inputValue("#recipe"));
+  assert.equal(await page.locator("#recipe-errors li").count(), 0, await page.textContent("#recipe-errors"));
+  const before = posts.length;
+  await page.fill("#prompt", "What runs?");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Done.", null, { timeout: 30_000 });
+  const sent = posts.slice(before).map((b) => JSON.parse(b));
+  assert.deepEqual(sent.map((b) => b.model).sort(), ["agg", "echo-1", "echo-2"]);
+  for (const b of sent) {
+    assert.equal(b.max_tokens, recipe.max_tokens);
+    assert.equal(b.max_tokens, 77);
+    assert.equal(b.temperature, 0.3);
+  }
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("errors mark their field for any provider name, and the preset reads custom once edited", async () => {
+  const { page } = await open();
+  assert.equal(await page.inputValue("#preset"), "local");
+  await page.fill("#b-max-tokens", "100");
+  assert.equal(await page.inputValue("#preset"), "custom");
+  await page.selectOption("#preset", "moa");
+  assert.equal(await page.inputValue("#preset"), "moa");
+  await useRecipe(page, fakeRecipe(["a"], "agg"));
+  const r = JSON.parse(await page.inputValue("#recipe"));
+  r.providers = { "together.ai": { kind: "openai", base_url: "ftp://nowhere" } };
+  r.layers = [{ agents: ["together.ai:a"] }];
+  r.aggregator = "together.ai:agg";
+  await page.fill("#recipe", JSON.stringify(r));
+  assert.equal(await page.getAttribute("#b-provider-0-base_url", "aria-invalid"), "true");
+  assert.match(await page.textContent("#b-provider-0-base_url-error"), /providers\.together\.ai\.base_url: /);
+  await page.close();
+});
+
+test("the conversation tells the truth: a stopped turn is marked, sent again only if ticked; export is the run shown", async () => {
+  const { page } = await open();
+  await useRecipe(page, fakeRecipe(["slow"], "echo-1"));
+  await page.fill("#prompt", "first question");
+  await page.click("#send");
+  await page.waitForSelector(".card[data-state=streaming]", { timeout: 20_000 });
+  // While a run goes, there is no run to export: the last one is not this one.
+  assert.ok(await page.isDisabled("#export-run"));
+  await page.click("#stop");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Stopped.");
+  const stopped = page.locator("#history li.user").first();
+  assert.equal(await stopped.getAttribute("data-state"), "stopped");
+  assert.match(await stopped.textContent(), /Stopped before an answer.*Send this message again with the next one/);
+  // Not ticked: the next turn does not carry it.
+  await useRecipe(page, fakeRecipe(["echo-1"], "echo-2"));
+  let before = posts.length;
+  await page.fill("#prompt", "second question");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Done.");
+  assert.ok(posts.slice(before).every((b) => b.includes("second question") && !b.includes("first question")));
+  // The export is the run on screen.
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export-run")]);
+  const exported = JSON.parse(await readFile(await download.path(), "utf8"));
+  assert.deepEqual(exported.conversation, [{ role: "user", content: "second question" }]);
+  assert.equal(exported.outcome.answer, "Answer 2.");
+  // Ticked: it is sent again, in its place.
+  await stopped.locator(".include").check();
+  before = posts.length;
+  await page.fill("#prompt", "third question");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelectorAll("#history li.assistant[data-state=ok]").length === 2);
+  const sent = posts.slice(before).map((b) => JSON.parse(b).messages.filter((m) => m.role === "user").map((m) => m.content));
+  assert.ok(sent.every((users) => users[0] === "first question" && users.includes("second question") && users.at(-1) === "third question"), JSON.stringify(sent));
+  await page.close();
+});
+
+/** WCAG's contrast ratio of two CSS colours `rgb(...)`. */
+function contrast(a, b) {
+  const lum = (c) => {
+    const [r, g, bl] = c.match(/[\d.]+/g).slice(0, 3).map(Number).map((v) => v / 255).map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+}
+
+test("legible and accessible: AA contrast, a whole run by keyboard alone, reduced motion respected", async () => {
+  const { page } = await open();
+  await useRecipe(page, fakeRecipe(["echo-1", "slow"], "echo-2"));
+  // Keyboard only: Tab reaches the message box within a few presses; Enter sends.
+  await page.evaluate(() => document.activeElement?.blur());
+  let tabs = 0;
+  while ((await page.evaluate(() => document.activeElement?.id)) !== "prompt" && tabs < 10) {
+    await page.keyboard.press("Tab");
+    tabs++;
+  }
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "prompt", "Tab reaches the message box");
+  await page.keyboard.type("Keyboard only.");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector(".card[data-state=streaming]", { timeout: 20_000 });
+  // Reduced motion: the streaming card does not pulse.
+  assert.equal(await page.evaluate(() => getComputedStyle(document.querySelector(".card[data-state=streaming]")).animationName), "pulse");
+  await page.emulateMedia({ reducedMotion: "reduce" });
+  assert.equal(await page.evaluate(() => getComputedStyle(document.querySelector(".card[data-state=streaming]")).animationName), "none");
+  // Stop by keyboard: Tab from the message box to Stop, then Enter.
+  await page.focus("#prompt");
+  while ((await page.evaluate(() => document.activeElement?.id)) !== "stop" && tabs < 30) {
+    await page.keyboard.press("Tab");
+    tabs++;
+  }
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Stopped.");
+  // A run to the end by keyboard, then its export.
+  await useRecipe(page, fakeRecipe(["echo-1", "echo-2"], "echo-1"));
+  await page.focus("#prompt");
+  await page.keyboard.type("Again.");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Done.");
+  while ((await page.evaluate(() => document.activeElement?.id)) !== "export-run" && tabs < 60) {
+    await page.keyboard.press("Tab");
+    tabs++;
+  }
+  const [download] = await Promise.all([page.waitForEvent("download"), page.keyboard.press("Enter")]);
+  assert.ok(download.suggestedFilename().endsWith(".json"));
+  // Every visible text, timeline labels included, meets WCAG AA against what is behind it.
+  const texts = await page.evaluate(() => {
+    const out = [];
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const bg = getComputedStyle(e).backgroundColor;
+        if (bg && !bg.startsWith("rgba(0, 0, 0, 0)") && bg !== "transparent") return bg;
+      }
+      return "rgb(255, 255, 255)";
+    };
+    for (const el of document.querySelectorAll("body *")) {
+      const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+      const style = getComputedStyle(el);
+      if (!own || !el.getClientRects().length || style.visibility === "hidden" || el.closest("[disabled]")) continue;
+      const size = parseFloat(style.fontSize);
+      const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+      out.push({ what: `${el.tagName.toLowerCase()}#${el.id}.${el.className}: ${el.textContent.trim().slice(0, 30)}`, fg: style.color, bg: background(el), min: large ? 3 : 4.5 });
+    }
+    return out;
+  });
+  assert.ok(texts.some((t) => t.what.startsWith("span#.label")), "timeline labels were checked");
+  const poor = texts.map((t) => ({ ...t, ratio: contrast(t.fg, t.bg) })).filter((t) => t.ratio < t.min);
+  assert.deepEqual(poor.map((t) => `${t.what} ${t.ratio.toFixed(2)}:1`), []);
+  await page.close();
+});
+
+test("a recipe of 40,000 providers keeps the form bounded, and says so", async () => {
+  const { page, errors } = await open();
+  const n = 40_000;
+  await page.evaluate((n) => {
+    const r = JSON.parse(document.getElementById("recipe").value);
+    for (let i = 0; i < n; i++) r.providers[`p${i}`] = { kind: "openai", base_url: `https://p${i}.example/v1`, api_key_env: `P${i}_API_KEY` };
+    document.getElementById("recipe").value = JSON.stringify(r, null, 2);
+    document.getElementById("recipe").dispatchEvent(new Event("input"));
+  }, n);
+  await page.waitForFunction(() => !document.getElementById("b-bounded").hidden);
+  assert.match(await page.textContent("#b-bounded"), /The form shows 50 of 40,002 providers\. Edit the rest in the JSON below\./);
+  assert.equal(await page.locator("#b-providers .provider").count(), 50);
+  await page.waitForFunction(() => /Showing keys for/.test(document.getElementById("keys").textContent));
+  assert.match(await page.textContent("#keys"), /Showing keys for 50 of 40,000 providers/);
+  // What one keystroke in the form costs at this size, for the README (not asserted: a
+  // shared machine's timings are noise).
+  const ms = await page.evaluate(async () => {
+    const t = performance.now();
+    const el = document.getElementById("b-max-tokens");
+    el.value = "77";
+    el.dispatchEvent(new Event("input"));
+    return performance.now() - t;
+  });
+  console.log(`# a form keystroke with ${n} providers: ${ms.toFixed(0)} ms`);
+  assert.equal(JSON.parse(await page.inputValue("#recipe")).max_tokens, 77);
   assert.deepEqual(errors, []);
   await page.close();
 });
