@@ -508,6 +508,16 @@ function contrast(a, b) {
 test("legible and accessible: AA contrast, a whole run by keyboard alone, reduced motion respected", async () => {
   const { page } = await open();
   await useRecipe(page, fakeRecipe(["echo-1", "slow"], "echo-2"));
+  // The one thing to do is filled; what stops or throws away is red; the rest outlined.
+  const look = (sel) => page.evaluate((sel) => {
+    const s = getComputedStyle(document.querySelector(sel));
+    return `${s.backgroundColor} ${s.color}`;
+  }, sel);
+  const [send, stop, check, forget] = await Promise.all(["#send", "#stop", "#check", "#forget"].map(look));
+  assert.equal(send, "rgb(36, 87, 197) rgb(255, 255, 255)");
+  assert.equal(stop, "rgb(255, 255, 255) rgb(176, 0, 32)");
+  assert.equal(forget, stop);
+  assert.equal(check, "rgb(255, 255, 255) rgb(36, 87, 197)");
   // Keyboard only: Tab reaches the message box within a few presses; Enter sends.
   await page.evaluate(() => document.activeElement?.blur());
   let tabs = 0;
