@@ -40,6 +40,7 @@
 //! ```
 
 pub mod engine;
+pub mod eval;
 pub mod event;
 pub mod http;
 pub mod message;

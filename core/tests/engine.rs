@@ -477,6 +477,21 @@ fn self_moa_samples_one_model_six_times() {
 }
 
 #[test]
+fn a_recipe_without_layers_is_one_call_the_aggregator_answering_alone() {
+    let recipe = Recipe::from_json(
+        r#"{"providers": {"together": {"kind": "openai", "base_url": "https://api.together.xyz/v1", "api_key_env": "TOGETHER_API_KEY"}},
+            "layers": [], "aggregator": "together:solo"}"#,
+    )
+    .expect("valid");
+    let trace = simulate(start(&recipe, 0), T0, |_| answer("7", ms(5)));
+    assert_eq!(trace.requests.len(), 1);
+    assert_eq!(trace.requests[0].model, "solo");
+    assert_eq!(trace.requests[0].system(), None, "no references prompt: nothing was proposed");
+    assert_eq!(trace.outcome.answer.as_deref(), Some("7"));
+    assert_consistent(&trace.events);
+}
+
+#[test]
 fn prices_give_costs_per_call_layer_and_run() {
     let mut recipe = recipe::preset("moa-lite").expect("preset");
     recipe.prices.insert("together:Qwen/Qwen1.5-72B-Chat".into(), moa_core::Price { input: 1.0, output: 2.0 });

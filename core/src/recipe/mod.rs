@@ -210,9 +210,8 @@ impl Validator<'_> {
         }
         self.temperature("temperature", r.temperature, None);
         self.max_tokens("max_tokens", r.max_tokens);
-        if r.layers.is_empty() {
-            self.err("layers", "a recipe needs at least one layer of proposers");
-        }
+        // No layers is a recipe of one call: the aggregator answers the conversation alone
+        // (a single-model baseline for `moa eval`).
         for (i, layer) in r.layers.iter().enumerate() {
             let path = format!("layers[{i}]");
             if layer.agents.is_empty() {
