@@ -224,6 +224,9 @@ pub struct Batch {
     pub seed: u64,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// The bar to show it on (one of several, under `moa eval`); a bar of its own when
+    /// `None`.
+    pub bar: Option<ProgressBar>,
 }
 
 /// What a batch did.
@@ -308,7 +311,8 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
     let bar = progress_bar(&batch, items.len(), items.len() - todo.len());
     let out = Arc::new(Mutex::new(out));
     let slots = Arc::new(Semaphore::new(batch.concurrency.max(1)));
-    let transport = transport.clone().with_provider_limits([&batch.recipe]);
+    // The caller set the transport's provider caps (across every recipe it runs at once).
+    let transport = transport.clone();
     let batch = Arc::new(batch);
     let mut tasks = tokio::task::JoinSet::new();
     for item in todo {
@@ -384,6 +388,11 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
 fn progress_bar(batch: &Batch, total: usize, done: usize) -> ProgressBar {
     if !batch.progress {
         return ProgressBar::hidden();
+    }
+    if let Some(bar) = &batch.bar {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        return bar.clone();
     }
     let target =
         if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };

@@ -6,6 +6,8 @@
 pub mod batch;
 pub mod clock;
 pub mod display;
+pub mod eval;
+pub mod eval_report;
 pub mod keys;
 pub mod plugin;
 pub mod recipes;

@@ -20,6 +20,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Answer every prompt of a JSONL file into another, resumably.
     Batch(cli::batch::BatchArgs),
+    /// Score recipes (and their single models) on a dataset: quality, cost and latency.
+    Eval(cli::eval::EvalArgs),
     /// List the built-in recipes, or print one as TOML to start your own.
     Recipes {
         /// Print this preset as TOML.
@@ -49,5 +51,6 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime().block_on(cli::run::run(args)),
         Command::Serve(args) => runtime().block_on(cli::serve::serve(args)),
         Command::Batch(args) => runtime().block_on(cli::batch::run_batch(args)),
+        Command::Eval(args) => runtime().block_on(cli::eval::run_eval(args)),
     }
 }

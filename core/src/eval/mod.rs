@@ -74,8 +74,8 @@ impl Item {
 pub struct ItemResult {
     /// The recipe's name in the evaluation.
     pub recipe: String,
-    /// The item's id, as JSON text.
-    pub id: String,
+    /// The item's id, as the dataset gives it (or its line number).
+    pub id: serde_json::Value,
     /// The final answer; `None` when the run failed.
     pub answer: Option<String>,
     /// Why the run failed.
@@ -139,8 +139,9 @@ pub struct RecipeSummary {
 }
 
 /// Summarizes `results` per recipe, in the order recipes first appear. `baselines` names
-/// the single-model recipes; `skills` names a rubric's skills.
-pub fn summarize(results: &[ItemResult], baselines: &[String], skills: &[String]) -> Vec<RecipeSummary> {
+/// the single-model recipes; `skills` names a rubric's skills; `binary` says the scores
+/// are right-or-wrong (0 or 1), which chooses Wilson's interval.
+pub fn summarize(results: &[ItemResult], baselines: &[String], skills: &[String], binary: bool) -> Vec<RecipeSummary> {
     let mut names: Vec<&str> = Vec::new();
     for r in results {
         if !names.contains(&r.recipe.as_str()) {
@@ -151,7 +152,7 @@ pub fn summarize(results: &[ItemResult], baselines: &[String], skills: &[String]
     let scores = |rs: &[&ItemResult]| rs.iter().filter_map(|r| r.score).collect::<Vec<f64>>();
     let best = baselines
         .iter()
-        .filter_map(|b| stats::estimate(&scores(&of(b))).map(|e| (b.clone(), e.mean)))
+        .filter_map(|b| stats::estimate(&scores(&of(b)), binary).map(|e| (b.clone(), e.mean)))
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(b, _)| b);
     names
@@ -181,13 +182,13 @@ pub fn summarize(results: &[ItemResult], baselines: &[String], skills: &[String]
                 items: rs.len(),
                 failed: rs.iter().filter(|r| r.answer.is_none()).count(),
                 unparseable: rs.iter().map(|r| r.unparseable).sum(),
-                score: stats::estimate(&scores(&rs)),
+                score: stats::estimate(&scores(&rs), binary),
                 skills: skills
                     .iter()
                     .enumerate()
                     .filter_map(|(i, s)| {
                         let v: Vec<f64> = rs.iter().filter_map(|r| r.skills.get(i).copied().flatten()).collect();
-                        stats::estimate(&v).map(|e| (s.clone(), e))
+                        stats::estimate(&v, false).map(|e| (s.clone(), e))
                     })
                     .collect(),
                 length_controlled: if prefs.len() == rs.len() { judge::length_controlled(&prefs) } else { None },
@@ -215,7 +216,7 @@ mod tests {
     fn result(recipe: &str, id: u32, score: f64) -> ItemResult {
         ItemResult {
             recipe: recipe.into(),
-            id: id.to_string(),
+            id: id.into(),
             answer: Some("x".into()),
             score: Some(score),
             tokens: 10,
@@ -242,7 +243,7 @@ mod tests {
             rs.push(result("solo-b", i, if i < 3 { 1.0 } else { 0.0 }));
             rs.push(result("moa", i, if i < 8 { 1.0 } else { 0.0 }));
         }
-        let s = summarize(&rs, &["solo-a".into(), "solo-b".into()], &[]);
+        let s = summarize(&rs, &["solo-a".into(), "solo-b".into()], &[], true);
         assert_eq!(s.iter().map(|r| r.recipe.as_str()).collect::<Vec<_>>(), ["solo-a", "solo-b", "moa"]);
         let moa = &s[2];
         assert_eq!(moa.score.as_ref().map(|e| (e.mean, e.method)), Some((0.8, "wilson")));

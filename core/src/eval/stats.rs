@@ -18,16 +18,17 @@ pub struct Estimate {
     pub method: &'static str,
 }
 
-/// The mean of `values` with a 95% interval: Wilson's score interval when every value is
-/// 0 or 1 (right at the edges, where the normal approximation is not), else a seeded
-/// percentile bootstrap, so a report is the same every time it is made.
-pub fn estimate(values: &[f64]) -> Option<Estimate> {
+/// The mean of `values` with a 95% interval: Wilson's score interval when the scores are
+/// right-or-wrong (`binary`: every value 0 or 1; right at the edges, where the normal
+/// approximation is not), else a seeded percentile bootstrap, so a report is the same
+/// every time it is made.
+pub fn estimate(values: &[f64], binary: bool) -> Option<Estimate> {
     if values.is_empty() {
         return None;
     }
     let n = values.len();
     let mean = values.iter().sum::<f64>() / n as f64;
-    if values.iter().all(|v| *v == 0.0 || *v == 1.0) {
+    if binary && values.iter().all(|v| *v == 0.0 || *v == 1.0) {
         let (lo, hi) = wilson(mean, n);
         return Some(Estimate { mean, lo, hi, n, method: "wilson" });
     }
@@ -144,11 +145,12 @@ mod tests {
     #[test]
     fn bootstrap_is_reproducible_and_brackets_the_mean() {
         let v: Vec<f64> = (1..=10).map(f64::from).collect();
-        let e = estimate(&v).expect("values");
+        let e = estimate(&v, false).expect("values");
         assert_eq!(e.method, "bootstrap");
         assert!(e.lo < 5.5 && 5.5 < e.hi && e.lo > 3.0 && e.hi < 8.0, "{e:?}");
-        assert_eq!(estimate(&v), Some(e));
-        assert_eq!(estimate(&[1.0, 0.0]).map(|e| e.method), Some("wilson"));
+        assert_eq!(estimate(&v, false), Some(e));
+        assert_eq!(estimate(&[1.0, 0.0], true).map(|e| e.method), Some("wilson"));
+        assert_eq!(estimate(&[1.0, 1.0], false).map(|e| e.method), Some("bootstrap"), "a 1-10 grade of all 1s");
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), 2.5);
     }
 

@@ -40,7 +40,7 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
         }
     }
     let transport = match transport() {
-        Ok(t) => t,
+        Ok(t) => t.with_provider_limits([&recipe]),
         Err(code) => return code,
     };
     let resolver = match args.recipe.resolver(&recipe) {
@@ -57,6 +57,7 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
         proposals: args.proposals,
         seed: args.recipe.seed,
         progress: !args.quiet,
+        bar: None,
     };
     let cancel = interrupt_token();
     match batch::run(job, &transport, cancel.clone()).await {

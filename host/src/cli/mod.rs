@@ -2,6 +2,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod common;
+pub(crate) mod eval;
 pub(crate) mod plugin;
 pub(crate) mod recipes;
 pub(crate) mod run;

@@ -1,0 +1,204 @@
+//! `moa eval`: does a mixture beat its best member? Every dataset item through every
+//! recipe (and, with `--baselines`, every proposer model alone), scored and reported.
+
+use super::common::{FAILED, INTERRUPTED, bad, interrupt_token, moa_exe, transport, uses_plugins};
+use clap::{Args, ValueEnum};
+use moa_core::eval::Scorer;
+use moa_core::eval::judge::{DEFAULT_SKILLS, JudgeMode};
+use moa_host::eval::{self, Entrant, Eval, Scoring};
+use moa_host::keys;
+use moa_host::plugin::{HostResolver, Runtime};
+use moa_host::recipes::{self, Knobs};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScorerArg {
+    Exact,
+    Choice,
+    Contains,
+    Regex,
+    Judge,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Pairwise,
+    Grade,
+    Rubric,
+}
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    /// Dataset JSONL: "prompt" or "messages"; "answer" and/or "reference"; optional "id", "choices".
+    dataset: PathBuf,
+    /// A recipe to evaluate: preset name or .toml/.json file (repeat for each).
+    #[arg(long, short, required = true)]
+    recipe: Vec<String>,
+    /// Also evaluate each distinct proposer model alone (one call per item).
+    #[arg(long)]
+    baselines: bool,
+    /// How answers are scored.
+    #[arg(long, value_enum, default_value = "exact")]
+    scorer: ScorerArg,
+    /// The judge recipe (preset or file), for --scorer judge.
+    #[arg(long)]
+    judge: Option<String>,
+    /// How the judge judges: pairwise (win rate, both orders), grade (1-10) or rubric (1-5 per skill).
+    #[arg(long, value_enum, default_value = "pairwise")]
+    judge_mode: ModeArg,
+    /// Rubric skills, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_SKILLS.map(String::from))]
+    skills: Vec<String>,
+    /// Pairwise: compare with this recipe's answers instead of the items' "reference".
+    #[arg(long)]
+    against: Option<String>,
+    /// Output folder: runs/, judge/, results.jsonl, summary.json, report.html.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Items in flight at once, per recipe (each provider's max_concurrency holds across all).
+    #[arg(long, short = 'j', default_value_t = 8)]
+    concurrency: usize,
+    /// Only the first N items.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Generated-token cap for every agent of every recipe (not the judge).
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Seed for retry jitter.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Let recipes read this environment variable for a key although its name does not end
+    /// in _API_KEY or _KEY (repeatable).
+    #[arg(long = "allow-key-env", value_name = "NAME")]
+    allow_key_env: Vec<String>,
+    /// No progress bars.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn load(spec: &str, allowed: &[String], max_tokens: Option<u32>) -> Result<moa_core::Recipe, String> {
+    let r = recipes::load(spec).map_err(|e| e.to_string())?;
+    let r =
+        Knobs { aggregator: None, temperature: None, max_tokens, layers: None }.apply(&r).map_err(|e| e.to_string())?;
+    keys::check_env(&r, allowed)?;
+    Ok(r)
+}
+
+/// A recipe's name in the report: its own, else its file's stem; unique.
+fn name_for(spec: &str, recipe: &moa_core::Recipe, taken: &[Entrant]) -> String {
+    let base = if !recipe.name.is_empty() {
+        recipe.name.clone()
+    } else {
+        Path::new(spec).file_stem().map_or(spec.to_owned(), |s| s.to_string_lossy().into_owned())
+    };
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken.iter().any(|e| e.name == name) {
+        name = format!("{base} #{n}");
+        n += 1;
+    }
+    name
+}
+
+pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
+    let mut entrants: Vec<Entrant> = Vec::new();
+    for spec in &args.recipe {
+        let recipe = match load(spec, &args.allow_key_env, args.max_tokens) {
+            Ok(r) => r,
+            Err(e) => return bad(&format!("--recipe {spec}: {e}")),
+        };
+        let resolver = if uses_plugins(&recipe) {
+            let runtime = match Runtime::default_isolated(moa_exe()) {
+                Ok(r) => r,
+                Err(e) => return bad(&format!("cannot start the plugin runtime: {e}")),
+            };
+            let path = Path::new(spec);
+            let base = if path.exists() { path.parent().map(PathBuf::from).unwrap_or_default() } else { ".".into() };
+            Some(Arc::new(HostResolver { runtime, base }))
+        } else {
+            None
+        };
+        let name = name_for(spec, &recipe, &entrants);
+        entrants.push(Entrant { name, recipe, baseline: false, resolver });
+    }
+    if args.baselines {
+        let solo = eval::baselines(&entrants);
+        entrants.extend(solo);
+    }
+    let scoring = match (args.scorer, &args.judge) {
+        (ScorerArg::Judge, None) => return bad("--scorer judge needs --judge RECIPE"),
+        (ScorerArg::Judge, Some(spec)) => {
+            let recipe = match load(spec, &args.allow_key_env, None) {
+                Ok(r) => r,
+                Err(e) => return bad(&format!("--judge {spec}: {e}")),
+            };
+            let mode = match args.judge_mode {
+                ModeArg::Pairwise => JudgeMode::Pairwise,
+                ModeArg::Grade => JudgeMode::Grade,
+                ModeArg::Rubric => JudgeMode::Rubric,
+            };
+            Scoring::Judge { recipe, mode, skills: args.skills.clone(), against: args.against.clone() }
+        }
+        (_, Some(_)) => return bad("--judge is for --scorer judge"),
+        (ScorerArg::Exact, None) => Scoring::Rule(Scorer::Exact),
+        (ScorerArg::Choice, None) => Scoring::Rule(Scorer::Choice),
+        (ScorerArg::Contains, None) => Scoring::Rule(Scorer::Contains),
+        (ScorerArg::Regex, None) => Scoring::Rule(Scorer::Regex),
+    };
+    let mut all: Vec<&moa_core::Recipe> = entrants.iter().map(|e| &e.recipe).collect();
+    if let Scoring::Judge { recipe, .. } = &scoring {
+        all.push(recipe);
+    }
+    let mut keys_by_provider = BTreeMap::new();
+    for r in &all {
+        let found = keys::from_env(r);
+        for (name, p) in &r.providers {
+            if let Some(var) = &p.api_key_env
+                && !found.contains_key(name)
+            {
+                return bad(&format!("provider {name:?} of recipe {:?} needs an API key: set {var}", r.name));
+            }
+        }
+        keys_by_provider.extend(found);
+    }
+    let transport = match transport() {
+        Ok(t) => t.with_provider_limits(all.iter().copied()),
+        Err(code) => return code,
+    };
+    let job = Eval {
+        dataset: args.dataset,
+        entrants,
+        scoring,
+        out: args.output.clone(),
+        concurrency: args.concurrency,
+        limit: args.limit,
+        keys: keys_by_provider,
+        seed: args.seed,
+        progress: !args.quiet,
+    };
+    let cancel = interrupt_token();
+    match eval::run(job, &transport, cancel.clone()).await {
+        Err(_) if cancel.is_cancelled() => {
+            eprintln!("moa: interrupted; run the same command again to go on where it stopped");
+            ExitCode::from(INTERRUPTED)
+        }
+        Err(e) => bad(&e.to_string()),
+        Ok(report) => {
+            println!("{}", eval::table(&report.summary));
+            eprintln!(
+                "moa: {} results, {}/results.jsonl, summary.json, report.html{}",
+                report.results.len(),
+                args.output.display(),
+                if report.failed_runs > 0 {
+                    format!("; {} runs failed (scored as wrong; rerun to retry them)", report.failed_runs)
+                } else {
+                    String::new()
+                }
+            );
+            if report.failed_runs > 0 { ExitCode::from(FAILED) } else { ExitCode::SUCCESS }
+        }
+    }
+}
