@@ -82,6 +82,8 @@ async fn batch_throughput(transport: &Transport) {
     let fake = Fake::start();
     let call = "ttft=20;tokens=10;rate=500"; // ~40 ms per call
     let recipe = layered(&fake.base_url, 1, call, call, "");
+    // As `moa batch` does: the recipe's provider caps on the transport.
+    let transport = &transport.clone().with_provider_limits([&recipe]);
     let dir = tempfile::tempdir().expect("tmp");
     let input = dir.path().join("in.jsonl");
     let n = 1000;
@@ -96,6 +98,7 @@ async fn batch_throughput(transport: &Transport) {
         proposals: false,
         seed: 0,
         progress: false,
+        bar: None,
     };
     let start = Instant::now();
     let summary = batch::run(job, transport, CancellationToken::new()).await.expect("batch");

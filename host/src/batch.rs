@@ -385,6 +385,33 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
     Ok(s)
 }
 
+/// Writes AlpacaEval's `model_outputs.json` — a JSON array of `{instruction, output,
+/// generator}` in input order — from every item of `output` that has an answer. The
+/// instruction is the item's `instruction`, its prompt string, or its last user message.
+/// Returns how many outputs it wrote.
+pub fn write_alpaca_eval(input: &Path, output: &Path, path: &Path, generator: &str) -> Result<usize, BatchError> {
+    let items = read_input(input)?;
+    let text = std::fs::read_to_string(output).map_err(io(output))?;
+    let mut answers: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: ResultOnly = serde_json::from_str(line).map_err(|e| io(output)(std::io::Error::other(e)))?;
+        if let Some(Value::String(a)) = v.answer {
+            answers.insert(v.id.get().to_owned(), a);
+        }
+    }
+    let rows: Vec<Value> = items
+        .iter()
+        .filter_map(|item| {
+            let output = answers.get(item.id.get())?;
+            let instruction = item.messages.iter().rev().find(|m| m.role == moa_core::Role::User)?.content.clone();
+            Some(json!({ "instruction": instruction, "output": output, "generator": generator }))
+        })
+        .collect();
+    let body = serde_json::to_string_pretty(&rows).map_err(|e| io(path)(std::io::Error::other(e)))?;
+    std::fs::write(path, body + "\n").map_err(io(path))?;
+    Ok(rows.len())
+}
+
 fn progress_bar(batch: &Batch, total: usize, done: usize) -> ProgressBar {
     if !batch.progress {
         return ProgressBar::hidden();

@@ -75,7 +75,7 @@ pub enum Scoring {
     /// By a judge recipe.
     Judge {
         /// The judge.
-        recipe: Recipe,
+        recipe: Box<Recipe>,
         /// How it judges.
         mode: JudgeMode,
         /// A rubric's skills.
@@ -372,7 +372,7 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
             let input = dir.join(format!("{}.in.jsonl", slug(&e.name)));
             write_if_changed(&input, &lines)?;
             jobs.push(Job {
-                recipe: recipe.clone(),
+                recipe: recipe.as_ref().clone(),
                 resolver: None,
                 input,
                 output: dir.join(format!("{}.jsonl", slug(&e.name))),

@@ -590,3 +590,38 @@ fn a_recipe_cannot_send_an_arbitrary_variable_without_the_user_saying_so() {
         .expect("runs");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
 }
+
+#[test]
+fn batch_writes_alpaca_evals_model_outputs() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(dir.path(), &fake, &["a"], "agg;text=an answer", "");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"instruction\": \"Write a haiku.\"}\n\"plain prompt\"\n{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"last turn\"}]}\n",
+    )
+    .expect("write");
+    let outputs = dir.path().join("model_outputs.json");
+    let o = moa()
+        .args(["batch", "-q", "--recipe"])
+        .arg(&r)
+        .arg(&input)
+        .arg("-o")
+        .arg(dir.path().join("out.jsonl"))
+        .arg("--alpaca-eval")
+        .arg(&outputs)
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&outputs).expect("written")).expect("json");
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            {"instruction": "Write a haiku.", "output": "an answer", "generator": "fake"},
+            {"instruction": "plain prompt", "output": "an answer", "generator": "fake"},
+            {"instruction": "last turn", "output": "an answer", "generator": "fake"},
+        ])
+    );
+}

@@ -230,9 +230,13 @@ mod tests {
     #[test]
     fn items_need_a_question_and_name_what_is_wrong() {
         assert!(Item::parse(r#"{"prompt": "2+2?", "answer": "4"}"#).is_ok());
-        assert!(Item::parse(r#"{"answer": "4"}"#).unwrap_err().contains("needs \"prompt\" or \"messages\""));
-        assert!(Item::parse(r#"{"prompt": "x", "anwser": "4"}"#).unwrap_err().contains("unknown field `anwser`"));
-        assert!(Item::parse(r#"{"prompt": "x", "id": [1]}"#).unwrap_err().contains("string or a number"));
+        assert!(
+            Item::parse(r#"{"answer": "4"}"#).expect_err("no question").contains("needs \"prompt\" or \"messages\"")
+        );
+        assert!(
+            Item::parse(r#"{"prompt": "x", "anwser": "4"}"#).expect_err("a typo").contains("unknown field `anwser`")
+        );
+        assert!(Item::parse(r#"{"prompt": "x", "id": [1]}"#).expect_err("a list id").contains("string or a number"));
     }
 
     #[test]

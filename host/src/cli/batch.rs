@@ -21,6 +21,10 @@ pub(crate) struct BatchArgs {
     /// Write every layer's proposals in each output line.
     #[arg(long)]
     proposals: bool,
+    /// Also write AlpacaEval's model_outputs.json here (instruction, output, generator),
+    /// from every answered item of OUT, for the `alpaca_eval` tool.
+    #[arg(long, value_name = "FILE")]
+    alpaca_eval: Option<PathBuf>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -47,6 +51,8 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return bad(&e),
     };
+    let generator = recipe.name.clone();
+    let (input, output) = (args.input.clone(), args.output.clone());
     let job = batch::Batch {
         recipe,
         resolver,
@@ -63,6 +69,12 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
     match batch::run(job, &transport, cancel.clone()).await {
         Err(e) => bad(&e.to_string()),
         Ok(s) => {
+            if let Some(path) = &args.alpaca_eval {
+                match batch::write_alpaca_eval(&input, &output, path, &generator) {
+                    Ok(n) => eprintln!("moa: {}: {n} outputs for alpaca_eval", path.display()),
+                    Err(e) => return bad(&e.to_string()),
+                }
+            }
             let cost = s.cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
             eprintln!(
                 "moa: {} items: {} answered now, {} already done, {} failed (rerun to retry them); {} tokens{cost}",

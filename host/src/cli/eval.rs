@@ -140,7 +140,12 @@ pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
                 ModeArg::Grade => JudgeMode::Grade,
                 ModeArg::Rubric => JudgeMode::Rubric,
             };
-            Scoring::Judge { recipe, mode, skills: args.skills.clone(), against: args.against.clone() }
+            Scoring::Judge {
+                recipe: Box::new(recipe),
+                mode,
+                skills: args.skills.clone(),
+                against: args.against.clone(),
+            }
         }
         (_, Some(_)) => return bad("--judge is for --scorer judge"),
         (ScorerArg::Exact, None) => Scoring::Rule(Scorer::Exact),
@@ -150,7 +155,7 @@ pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
     };
     let mut all: Vec<&moa_core::Recipe> = entrants.iter().map(|e| &e.recipe).collect();
     if let Scoring::Judge { recipe, .. } = &scoring {
-        all.push(recipe);
+        all.push(recipe.as_ref());
     }
     let mut keys_by_provider = BTreeMap::new();
     for r in &all {
