@@ -68,6 +68,7 @@ table {{ border-collapse: collapse; font-size: .9rem; }}
 th, td {{ border-bottom: 1px solid #d0d4da; padding: .3rem .6rem; text-align: left; vertical-align: top; }}
 small {{ color: #5f6368; }}
 .charts {{ display: flex; flex-wrap: wrap; gap: 1.5rem; }}
+figure {{ margin: 0; }}
 svg {{ max-width: 100%; height: auto; font-size: 11px; }}
 .note {{ color: #5f6368; max-width: 60rem; }}
 </style></head><body>
@@ -153,8 +154,15 @@ fn chart(title: &str, x_label: &str, summary: &[RecipeSummary], xs: &[Option<f64
         r##"<polyline class="pareto" points="{}" fill="none" stroke="#2457c5" stroke-width="1.5" stroke-dasharray="4 3"/>"##,
         path.join(" ")
     ));
+    let mut labels: Vec<(f64, f64)> = Vec::new();
     for ((i, x, y, lo, hi), f) in points.iter().zip(&front) {
         let s = &summary[*i];
+        // Recipes at the same place get their labels stacked rather than overprinted.
+        let (lx, mut ly) = (px(*x) + 8.0, py(*y) + 4.0);
+        while labels.iter().any(|(ax, ay)| (ax - lx).abs() < 60.0 && (ay - ly).abs() < 11.0) {
+            ly += 12.0;
+        }
+        labels.push((lx, ly));
         let colour = if s.baseline { "#5f6368" } else { "#b00020" };
         svg.push_str(&format!(
             r##"<g class="point{}" data-recipe="{}"><line x1="{cx:.1}" y1="{:.1}" x2="{cx:.1}" y2="{:.1}" stroke="{colour}"/><circle cx="{cx:.1}" cy="{cy:.1}" r="5" stroke="{colour}" stroke-width="1.5" fill="{}"/><text x="{:.1}" y="{:.1}" fill="#1d1d1f">{}</text></g>"##,
@@ -163,8 +171,8 @@ fn chart(title: &str, x_label: &str, summary: &[RecipeSummary], xs: &[Option<f64
             py(*lo),
             py(*hi),
             if *f { colour } else { "#fff" },
-            px(*x) + 8.0,
-            py(*y) + 4.0,
+            lx,
+            ly,
             esc(&short(&s.recipe)),
             cx = px(*x),
             cy = py(*y),
