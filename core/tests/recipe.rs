@@ -109,8 +109,10 @@ fn presets_are_valid_and_have_the_papers_shape() {
     assert!(recipe::preset("nope").is_none());
     let local = recipe::preset("local").expect("p");
     assert!(local.providers.values().all(|p| p.base_url.starts_with("http://127.0.0.1:") && p.api_key_env.is_none()));
-    let families: std::collections::BTreeSet<_> = local.layer_agents(0).iter().map(|a| a.provider.clone()).collect();
-    assert_eq!(families.len(), 2, "two model families");
+    // SmolLM2 at three temperatures, a majority answering (see the preset's comment).
+    let temperatures: Vec<f64> = local.layer_agents(0).iter().map(|a| a.temperature).collect();
+    assert_eq!(temperatures, [0.2, 0.7, 1.0]);
+    assert_eq!(local.aggregator.strategy.as_ref().and_then(|s| s.name.as_deref()), Some("vote"));
 }
 
 #[test]

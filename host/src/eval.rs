@@ -105,6 +105,9 @@ pub struct Eval {
     pub seed: u64,
     /// Progress bars on stderr.
     pub progress: bool,
+    /// Run one recipe at a time, so each one's wall time and time to first token are
+    /// measured without the others competing for the same servers.
+    pub sequential: bool,
 }
 
 /// What an evaluation found.
@@ -251,8 +254,14 @@ async fn run_jobs(
         running.push(batch::run(b, transport, cancel.clone()));
     }
     let mut failed = 0;
-    for r in futures_util::future::join_all(running).await {
-        failed += r?.failed;
+    if eval.sequential {
+        for job in running {
+            failed += job.await?.failed;
+        }
+    } else {
+        for r in futures_util::future::join_all(running).await {
+            failed += r?.failed;
+        }
     }
     Ok(failed)
 }

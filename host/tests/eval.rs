@@ -226,3 +226,17 @@ fn failed_runs_score_as_wrong_exit_1_and_a_rerun_retries_them() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad.jsonl:2: needs \"prompt\" or \"messages\""));
 }
+
+#[test]
+fn the_shipped_generated_sets_are_what_their_script_writes() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = Command::new(repo.join("scripts/gen-evals")).arg("--check").output().expect("python3 runs it");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Every item of every shipped set parses, and its id is unique.
+    for set in ["arithmetic", "units", "facts"] {
+        let path = repo.join(format!("evals/{set}.jsonl"));
+        let items = moa_host::eval::read_dataset(&path, None).unwrap_or_else(|e| panic!("{e}"));
+        assert!(items.len() >= 20, "{set}");
+        assert!(items.iter().all(|(_, i)| i.answer.is_some()), "{set}: every item has an answer");
+    }
+}

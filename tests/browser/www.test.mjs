@@ -102,7 +102,6 @@ async function useRecipe(page, edit) {
 
 const local = (maxTokens) => (r) => {
   r.providers.smollm.base_url = `http://127.0.0.1:${PORTS.smollm}/v1`;
-  r.providers.gemma.base_url = `http://127.0.0.1:${PORTS.gemma}/v1`;
   r.max_tokens = maxTokens;
 };
 
@@ -116,21 +115,24 @@ test("the local recipe streams every agent's card and the answer, over two turns
   // Cards stream while the run is going.
   await page.waitForSelector(".card[data-state=streaming]", { timeout: 120_000 });
   await page.waitForFunction(() => document.querySelector("#status").textContent === "Done.", null, { timeout: 240_000 });
-  assert.equal(await page.locator(".card").count(), 4, "three proposers and the aggregator");
-  assert.equal(await page.locator(".card[data-state=done]").count(), 4);
+  // Three proposers, and the aggregator unless `vote` found a majority among them.
+  const cards = await page.locator(".card").count();
+  assert.ok(cards === 3 || cards === 4, `${cards} cards`);
+  assert.equal(await page.locator(".card[data-state=done]").count(), cards);
   const answer = (await page.textContent("#answer")).trim();
   assert.ok(answer.length > 0);
   // The answer is shown once: in the conversation. The aggregator's card points there.
   assert.equal(await page.locator("#history .answer").count(), 1);
-  assert.ok(!(await page.textContent("[aria-label$=aggregator] .text")).includes(answer), "the answer is not repeated in its card");
-  assert.equal(await page.locator("#timeline .bar").count(), 4);
+  if (cards === 4) assert.ok(!(await page.textContent("[aria-label$=aggregator] .text")).includes(answer), "the answer is not repeated in its card");
+  assert.equal(await page.locator("#timeline .bar").count(), cards);
   assert.match(await page.textContent("#totals"), /tokens in, \d+ out .* s wall/);
   await page.screenshot({ path: join(artifacts, "desktop.png"), fullPage: true });
   // A second turn carries the first.
+  const firstTurn = bodies.length;
   await page.fill("#prompt", "And a vegetable?");
   await page.click("#send");
   await page.waitForFunction(() => document.querySelectorAll("#history li").length === 4, null, { timeout: 240_000 });
-  assert.ok(bodies.slice(4).every((b) => b.includes("Name a fruit.") && b.includes("And a vegetable?")), "history reaches every agent");
+  assert.ok(bodies.slice(firstTurn).every((b) => b.includes("Name a fruit.") && b.includes("And a vegetable?")), "history reaches every agent");
   assert.deepEqual(errors, []);
   await page.close();
 });

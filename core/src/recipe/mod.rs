@@ -5,7 +5,7 @@ mod model;
 mod preset;
 
 pub use model::*;
-pub use preset::{LOCAL_GEMMA_PORT, LOCAL_SMOLLM_PORT, PAPER_PROPOSERS, PRESETS, preset};
+pub use preset::{LOCAL_SMOLLM_PORT, PAPER_PROPOSERS, PRESETS, preset};
 
 use crate::provider::ProviderKind;
 use std::fmt;

@@ -74,6 +74,10 @@ pub(crate) struct EvalArgs {
     /// in _API_KEY or _KEY (repeatable).
     #[arg(long = "allow-key-env", value_name = "NAME")]
     allow_key_env: Vec<String>,
+    /// Run one recipe at a time (the judge too), so each one's wall time and time to
+    /// first token are measured without the others competing for the same servers.
+    #[arg(long)]
+    sequential: bool,
     /// No progress bars.
     #[arg(long, short)]
     quiet: bool,
@@ -183,6 +187,7 @@ pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
         keys: keys_by_provider,
         seed: args.seed,
         progress: !args.quiet,
+        sequential: args.sequential,
     };
     let cancel = interrupt_token();
     match eval::run(job, &transport, cancel.clone()).await {
