@@ -296,6 +296,13 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
         Scoring::Rule(s) => Some(*s),
         Scoring::Judge { .. } => None,
     };
+    let max_turns = items.iter().map(|(_, i)| i.turn_count()).max().unwrap_or(1);
+    if max_turns > 1 && !matches!(&eval.scoring, Scoring::Judge { mode: JudgeMode::Grade, .. }) {
+        return Err(EvalError::Usage(
+            "items with \"turns\" are judged turn by turn, MT-Bench style: use --scorer judge --judge-mode grade"
+                .into(),
+        ));
+    }
     for (id, item) in &items {
         let need_answer = rule.is_some();
         let need_reference = matches!(&eval.scoring, Scoring::Judge { mode: JudgeMode::Pairwise, against: None, .. });
@@ -343,7 +350,45 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
     for e in &eval.entrants {
         answers.push(read_lines(&runs.join(format!("{}.jsonl", slug(&e.name))))?);
     }
-    let answer_of = |ei: usize, id: &str| answers[ei].get(id).and_then(|l| l["answer"].as_str()).map(str::to_owned);
+    // Later turns (MT-Bench style): each asked after the recipe's own earlier answers, so
+    // every recipe has its own input per turn. `turns[t][entrant]` holds turn t's lines.
+    let mut turns: Vec<Vec<HashMap<String, Value>>> = vec![answers.clone()];
+    for t in 1..max_turns {
+        let mut jobs = Vec::new();
+        for (ei, e) in eval.entrants.iter().enumerate() {
+            let mut lines = Vec::new();
+            for (id, item) in items.iter().filter(|(_, i)| i.turn_count() > t) {
+                let before: Option<Vec<String>> = (0..t)
+                    .map(|k| turns[k][ei].get(id).and_then(|l| l["answer"].as_str()).map(str::to_owned))
+                    .collect();
+                // A turn whose earlier turn failed is not asked: it scores the lowest grade.
+                let Some(before) = before else { continue };
+                let id_value = serde_json::from_str::<Value>(id).unwrap_or(Value::Null);
+                lines.push(json!({ "id": id_value, "messages": item.conversation_at(t, &before) }).to_string());
+            }
+            let input = runs.join(format!("{}.t{}.in.jsonl", slug(&e.name), t + 1));
+            write_if_changed(&input, &lines)?;
+            jobs.push(Job {
+                recipe: e.recipe.clone(),
+                resolver: e.resolver.clone(),
+                input,
+                output: runs.join(format!("{}.t{}.jsonl", slug(&e.name), t + 1)),
+                label: format!("{} (turn {})", e.name, t + 1),
+            });
+        }
+        failed_runs += run_jobs(&eval, jobs, transport, &cancel).await?;
+        if cancel.is_cancelled() {
+            return Err(EvalError::Usage("interrupted; run the same command again to go on".into()));
+        }
+        let mut this = Vec::new();
+        for e in &eval.entrants {
+            this.push(read_lines(&runs.join(format!("{}.t{}.jsonl", slug(&e.name), t + 1)))?);
+        }
+        turns.push(this);
+    }
+    let turn_answer =
+        |t: usize, ei: usize, id: &str| turns[t][ei].get(id).and_then(|l| l["answer"].as_str()).map(str::to_owned);
+    let answer_of = |ei: usize, id: &str| turn_answer(0, ei, id);
 
     // Judge, when asked: one batch per entrant, concurrently.
     let mut verdicts: Vec<HashMap<String, Value>> = vec![HashMap::new(); eval.entrants.len()];
@@ -373,6 +418,16 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
                         let Some(other) = other else { continue };
                         push(format!("{id}|ab"), judge::pairwise_prompt(&conv, &answer, &other));
                         push(format!("{id}|ba"), judge::pairwise_prompt(&conv, &other, &answer));
+                    }
+                    JudgeMode::Grade if item.turn_count() > 1 => {
+                        // Each turn graded in its own conversation, as the model had it.
+                        let mut before = Vec::new();
+                        for t in 0..item.turn_count() {
+                            let Some(a) = turn_answer(t, ei, id) else { break };
+                            let conv = item.conversation_at(t, &before);
+                            push(format!("{id}|t{}", t + 1), judge::grade_prompt(&conv, &a, None));
+                            before.push(a);
+                        }
                     }
                     JudgeMode::Grade => push(id.clone(), judge::grade_prompt(&conv, &answer, reference)),
                     JudgeMode::Rubric => push(id.clone(), judge::rubric_prompt(&conv, &answer, reference, skills)),
@@ -408,8 +463,19 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
         }
         for (id, item) in &items {
             let line = answers[ei].get(id).cloned().unwrap_or(Value::Null);
-            let (tokens, cost, wall_ms, ttft_ms, calls) = accounts(&line);
-            let answer = line["answer"].as_str().map(str::to_owned);
+            let (mut tokens, mut cost, mut wall_ms, ttft_ms, mut calls) = accounts(&line);
+            let mut answer = line["answer"].as_str().map(str::to_owned);
+            for later in turns.iter().take(item.turn_count()).skip(1) {
+                match later[ei].get(id) {
+                    Some(l) => {
+                        let (t, c, w, _, n) = accounts(l);
+                        (tokens, wall_ms, calls) = (tokens + t, wall_ms + w, calls + n);
+                        cost = cost.zip(c).map(|(a, b)| a + b);
+                        answer = answer.and(l["answer"].as_str().map(str::to_owned));
+                    }
+                    None => answer = None,
+                }
+            }
             let mut r = ItemResult {
                 recipe: e.name.clone(),
                 id: serde_json::from_str(id).unwrap_or_else(|_| Value::String(id.clone())),
@@ -426,6 +492,32 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
                 // A run that failed gets the lowest score: no answer is a wrong answer.
                 (Scoring::Rule(_), None) => r.score = Some(0.0),
                 (Scoring::Judge { mode: JudgeMode::Pairwise, .. }, None) => r.score = Some(0.0),
+                (Scoring::Judge { mode: JudgeMode::Grade, .. }, _) if item.turn_count() > 1 => {
+                    // Each turn by its own verdict; a turn that failed, and every turn after
+                    // it (never asked), gets the lowest grade.
+                    let said = |key: &str| {
+                        verdicts[ei]
+                            .get(&Value::String(key.to_owned()).to_string())
+                            .and_then(|l| l["answer"].as_str())
+                            .map(str::to_owned)
+                    };
+                    let mut answered = true;
+                    for t in 0..item.turn_count() {
+                        answered = answered && turn_answer(t, ei, id).is_some();
+                        let grade = match said(&format!("{id}|t{}", t + 1)) {
+                            _ if !answered => Some(1.0),
+                            Some(text) => {
+                                let g = judge::parse_grade(&text);
+                                r.unparseable += usize::from(g.is_none());
+                                g
+                            }
+                            None => None,
+                        };
+                        r.skills.push(grade);
+                    }
+                    let read: Vec<f64> = r.skills.iter().flatten().copied().collect();
+                    r.score = (!read.is_empty()).then(|| read.iter().sum::<f64>() / read.len() as f64);
+                }
                 (Scoring::Judge { mode: JudgeMode::Grade, .. }, None) => r.score = Some(1.0),
                 (Scoring::Judge { mode: JudgeMode::Rubric, skills, .. }, None) => {
                     r.skills = vec![Some(1.0); skills.len()];
@@ -482,6 +574,10 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
     let baselines: Vec<String> = eval.entrants.iter().filter(|e| e.baseline).map(|e| e.name.clone()).collect();
     let skills = match &eval.scoring {
         Scoring::Judge { mode: JudgeMode::Rubric, skills, .. } => skills.clone(),
+        // Multi-turn grades are reported per turn, in the per-skill slots.
+        Scoring::Judge { mode: JudgeMode::Grade, .. } if max_turns > 1 => {
+            (1..=max_turns).map(|t| format!("turn {t}")).collect()
+        }
         _ => vec![],
     };
     let summary = moa_core::eval::summarize(&results, &baselines, &skills, rule.is_some());

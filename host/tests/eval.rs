@@ -224,7 +224,7 @@ fn failed_runs_score_as_wrong_exit_1_and_a_rerun_retries_them() {
         out.to_str().expect("path"),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.jsonl:2: needs \"prompt\" or \"messages\""));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.jsonl:2: needs \"prompt\", \"messages\" or \"turns\""));
 }
 
 #[test]
@@ -239,4 +239,54 @@ fn the_shipped_generated_sets_are_what_their_script_writes() {
         assert!(items.len() >= 20, "{set}");
         assert!(items.iter().all(|(_, i)| i.answer.is_some()), "{set}: every item has an answer");
     }
+}
+
+#[test]
+fn multi_turn_items_are_asked_and_graded_turn_by_turn() {
+    let fake = Fake::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("turns.jsonl");
+    std::fs::write(
+        &data,
+        "{\"id\": \"m1\", \"turns\": [\"Name a fruit.\", \"What colour is it?\"]}\n{\"id\": \"s1\", \"prompt\": \"One turn only.\"}\n",
+    )
+    .expect("write");
+    let solo = recipe(tmp.path(), &fake, "solo", &["x"], "A banana.");
+    let judge = recipe(tmp.path(), &fake, "grader", &["x"], "Rating: [[7]]");
+    let out = tmp.path().join("out");
+    let args = [
+        data.to_str().expect("path"),
+        "--recipe",
+        &solo,
+        "--scorer",
+        "judge",
+        "--judge",
+        &judge,
+        "--judge-mode",
+        "grade",
+        "-o",
+        out.to_str().expect("path"),
+    ];
+    let o = eval(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // The second turn was asked after the recipe's own first answer.
+    let bodies = fake.seen.bodies.lock().expect("lock").clone();
+    let second = bodies
+        .iter()
+        .find(|b| b["messages"].as_array().is_some_and(|m| m.iter().any(|x| x["content"] == "What colour is it?")))
+        .expect("turn 2 asked");
+    let roles: Vec<&str> =
+        second["messages"].as_array().expect("list").iter().filter_map(|m| m["role"].as_str()).collect();
+    assert!(roles.ends_with(&["user", "assistant", "user"]), "{roles:?}");
+    assert!(second.to_string().contains("A banana."), "its own first answer: {second}");
+    let s = summary(&out);
+    let r = by_name(&s, "solo");
+    assert_eq!(r["score"]["mean"], 7.0);
+    assert_eq!(r["skills"][0][0], "turn 1");
+    assert_eq!(r["skills"][1][0], "turn 2");
+    assert_eq!(r["skills"][1][1]["n"], 1, "only the multi-turn item has a second turn");
+    // Rule scorers cannot judge turns.
+    let o = eval(&[data.to_str().expect("path"), "--recipe", &solo, "-o", out.to_str().expect("path")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("turn by turn, MT-Bench style"));
 }

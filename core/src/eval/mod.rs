@@ -12,9 +12,10 @@ pub use stats::{Estimate, Paired};
 use crate::message::Message;
 use serde::{Deserialize, Serialize};
 
-/// One dataset item, as a JSONL line gives it: `prompt` or `messages`; `answer` (the
-/// short gold answer the scorers compare with) and/or `reference` (a reference output a
-/// pairwise judge compares with); optional `id` and `choices`.
+/// One dataset item, as a JSONL line gives it: `prompt`, `messages`, or `turns` (MT-Bench
+/// style: user turns asked one after another, each after the model's own answer to the
+/// one before); `answer` (the short gold answer the scorers compare with) and/or
+/// `reference` (a reference output a judge compares with); optional `id` and `choices`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Item {
@@ -27,6 +28,9 @@ pub struct Item {
     /// A whole conversation, ending with a user turn.
     #[serde(default)]
     pub messages: Option<Vec<Message>>,
+    /// User turns asked in order, each after the answer to the one before.
+    #[serde(default)]
+    pub turns: Option<Vec<String>>,
     /// The gold short answer.
     #[serde(default)]
     pub answer: Option<String>,
@@ -45,10 +49,13 @@ impl Item {
     /// Parses one line; the error says what is wrong with it.
     pub fn parse(line: &str) -> Result<Item, String> {
         let item: Item = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        match (&item.prompt, &item.messages) {
-            (Some(_), Some(_)) => return Err("give \"prompt\" or \"messages\", not both".into()),
-            (None, None) => return Err("needs \"prompt\" or \"messages\"".into()),
-            _ => {}
+        match [item.prompt.is_some(), item.messages.is_some(), item.turns.is_some()].iter().filter(|b| **b).count() {
+            0 => return Err("needs \"prompt\", \"messages\" or \"turns\"".into()),
+            1 => {}
+            _ => return Err("give one of \"prompt\", \"messages\" and \"turns\"".into()),
+        }
+        if item.turns.as_ref().is_some_and(|t| t.is_empty() || t.iter().any(|q| q.trim().is_empty())) {
+            return Err("\"turns\" must be non-empty questions".into());
         }
         if let Some(id) = &item.id
             && !(id.is_string() || id.is_number())
@@ -59,13 +66,33 @@ impl Item {
         Ok(item)
     }
 
-    /// The conversation to answer.
+    /// The conversation to answer (for `turns`, the first turn).
     pub fn conversation(&self) -> Vec<Message> {
-        match (&self.prompt, &self.messages) {
-            (Some(p), _) => vec![Message::user(p.clone())],
-            (None, Some(m)) => m.clone(),
-            (None, None) => vec![],
+        match (&self.prompt, &self.messages, &self.turns) {
+            (Some(p), _, _) => vec![Message::user(p.clone())],
+            (None, Some(m), _) => m.clone(),
+            (None, None, Some(t)) => t.first().map(|q| vec![Message::user(q.clone())]).unwrap_or_default(),
+            (None, None, None) => vec![],
         }
+    }
+
+    /// How many turns are asked: the length of `turns`, else 1.
+    pub fn turn_count(&self) -> usize {
+        self.turns.as_ref().map_or(1, Vec::len)
+    }
+
+    /// The conversation for turn `t` (0-based), given the model's answers to the turns
+    /// before it.
+    pub fn conversation_at(&self, t: usize, answers: &[String]) -> Vec<Message> {
+        let Some(turns) = &self.turns else { return self.conversation() };
+        let mut out = Vec::new();
+        for (i, q) in turns.iter().take(t + 1).enumerate() {
+            out.push(Message::user(q.clone()));
+            if i < t {
+                out.push(Message::assistant(answers.get(i).cloned().unwrap_or_default()));
+            }
+        }
+        out
     }
 }
 
@@ -231,12 +258,27 @@ mod tests {
     fn items_need_a_question_and_name_what_is_wrong() {
         assert!(Item::parse(r#"{"prompt": "2+2?", "answer": "4"}"#).is_ok());
         assert!(
-            Item::parse(r#"{"answer": "4"}"#).expect_err("no question").contains("needs \"prompt\" or \"messages\"")
+            Item::parse(r#"{"answer": "4"}"#)
+                .expect_err("no question")
+                .contains("needs \"prompt\", \"messages\" or \"turns\"")
         );
         assert!(
             Item::parse(r#"{"prompt": "x", "anwser": "4"}"#).expect_err("a typo").contains("unknown field `anwser`")
         );
         assert!(Item::parse(r#"{"prompt": "x", "id": [1]}"#).expect_err("a list id").contains("string or a number"));
+    }
+
+    #[test]
+    fn multi_turn_items_ask_each_turn_after_the_answer_to_the_one_before() {
+        let item = Item::parse(r#"{"turns": ["Name a fruit.", "Now its colour?"]}"#).expect("parses");
+        assert_eq!(item.turn_count(), 2);
+        let second = item.conversation_at(1, &["Apple.".into()]);
+        assert_eq!(
+            second,
+            vec![Message::user("Name a fruit."), Message::assistant("Apple."), Message::user("Now its colour?")]
+        );
+        assert!(Item::parse(r#"{"turns": []}"#).is_err());
+        assert!(Item::parse(r#"{"turns": ["a"], "prompt": "b"}"#).is_err());
     }
 
     #[test]
