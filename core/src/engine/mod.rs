@@ -7,10 +7,13 @@
 //! simulated time.
 
 mod api;
+mod attempt;
 mod backoff;
+mod layer;
 mod redact;
 mod report;
 mod stop;
+mod timers;
 
 pub use api::{Action, Input, RunOptions};
 pub use report::{CallError, CallReport, Failure, LayerReport, Outcome, RunError};
@@ -18,11 +21,12 @@ pub use report::{CallError, CallReport, Failure, LayerReport, Outcome, RunError}
 use crate::event::{CallId, Event, Place};
 use crate::http;
 use crate::message::{Message, prepend_system, validate_conversation};
-use crate::provider::{self, ChatRequest, ProviderKind, ResponseParser, StreamItem};
+use crate::provider::{self, ChatRequest, ResponseParser, StreamItem};
 use crate::recipe::{OnError, Recipe, ResolvedAgent, StrategySpec};
-use crate::strategy::{Decision, Proposal, Strategy, StrategyInput, Synthesize};
+use crate::strategy::Strategy;
 use crate::time::{Time, millis};
-use crate::usage::{Usage, add_cost};
+use crate::usage::Usage;
+use attempt::{Flight, Response, Slot, SlotState};
 use backoff::{Rng, backoff};
 use redact::{Redactor, StreamRedactor};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -36,62 +40,6 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 /// connection open before it is cancelled. The answer is used at once; the grace only
 /// lets a well-behaved server finish the body, so the connection can be reused.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
-
-/// One agent's progress through its attempts.
-struct Slot {
-    agent: ResolvedAgent,
-    kind: ProviderKind,
-    state: SlotState,
-    attempts: u32,
-    /// The current attempt's streamed text.
-    text: String,
-    /// The current attempt's usage, as reported so far.
-    usage: Option<Usage>,
-    errors: Vec<String>,
-    latency: Option<Duration>,
-    ttft: Option<Duration>,
-    server_ms: Option<f64>,
-    /// Why the current attempt's model stopped, as the provider said (or `stop` when
-    /// the engine cut it at a stop sequence).
-    finish: Option<String>,
-    /// The current attempt's stop-sequence filter.
-    stop: StopFilter,
-    /// Keeps keys out of the current attempt's streamed text.
-    redact: StreamRedactor,
-    /// Tokens of attempts that failed or were cancelled.
-    wasted: Usage,
-    /// The kind of its last error ([`CallError::kind`]).
-    last_kind: String,
-}
-
-enum SlotState {
-    Queued { not_before: Time },
-    InFlight(Box<Flight>),
-    Succeeded,
-    Failed,
-}
-
-/// One attempt on the wire.
-struct Flight {
-    call: CallId,
-    /// When its clocks started: when it was asked for, or when it was sent.
-    started: Time,
-    last_byte: Time,
-    /// Its deadlines run (false while it waits in a transport's queue).
-    clocks_running: bool,
-    /// The provider accepted it (a 2xx head): its prompt is being processed.
-    accepted: bool,
-    /// Characters of prompt sent, for estimates when no usage comes back.
-    prompt_chars: usize,
-    first_token: Option<Time>,
-    response: Response,
-}
-
-enum Response {
-    Waiting,
-    Streaming(ResponseParser),
-    Error { status: u16, body: Vec<u8>, retry_after: Option<Duration> },
-}
 
 /// A strategy and what to do if it fails.
 struct Decider {
@@ -670,188 +618,6 @@ impl Run {
             t_ms: self.t_ms(),
         };
         self.emit(event);
-    }
-
-    /// The deadline of an attempt: its total timeout or its stall limit, whichever
-    /// comes first; none while it waits in a transport's queue.
-    fn flight_deadline(&self, f: &Flight) -> Option<Time> {
-        let policy = &self.recipe.policy;
-        f.clocks_running
-            .then(|| (f.started + secs(policy.timeout_secs)).min(f.last_byte + secs(policy.stall_timeout_secs)))
-    }
-
-    fn check_timers(&mut self) {
-        let policy = &self.recipe.policy;
-        let (timeout, stall) = (policy.timeout_secs, policy.stall_timeout_secs);
-        for i in 0..self.slots.len() {
-            let SlotState::InFlight(f) = &self.slots[i].state else { continue };
-            if !f.clocks_running {
-                continue;
-            }
-            let error = if self.now >= f.started + secs(timeout) {
-                CallError::Timeout(timeout)
-            } else if self.now >= f.last_byte + secs(stall) {
-                CallError::Stalled(stall)
-            } else {
-                continue;
-            };
-            self.fail_attempt(i, error, None, true);
-        }
-        let now = self.now;
-        let expired: Vec<CallId> = self.draining.iter().filter(|(_, t, _)| *t <= now).map(|(c, _, _)| *c).collect();
-        for call in expired {
-            self.end_drain(call);
-            self.queue.push_back(Action::Cancel { call });
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Time> {
-        let calls = self.slots.iter().filter_map(|s| match &s.state {
-            SlotState::InFlight(f) => self.flight_deadline(f),
-            SlotState::Queued { not_before } if *not_before > self.now => Some(*not_before),
-            _ => None,
-        });
-        calls.chain(self.draining.iter().map(|(_, t, _)| *t)).min()
-    }
-
-    /// Closes the current layer's books; returns its proposals.
-    fn report_layer(&mut self) -> Vec<Proposal> {
-        let mut report = LayerReport {
-            layer: self.layer,
-            aggregator: self.is_final_layer(),
-            calls: Vec::new(),
-            usage: Usage::default(),
-            cost: None,
-            wasted: Usage::default(),
-        };
-        let mut proposals = Vec::new();
-        for (i, s) in self.slots.iter().enumerate() {
-            let ok = matches!(s.state, SlotState::Succeeded);
-            let cost = if ok { self.price(&s.agent, s.usage) } else { None };
-            if ok {
-                report.usage += s.usage.unwrap_or_default();
-                add_cost(&mut report.cost, cost);
-                proposals.push(Proposal {
-                    agent: s.agent.label.clone(),
-                    model: s.agent.model.clone(),
-                    text: s.text.trim().to_owned(),
-                    usage: s.usage,
-                    latency_ms: s.latency.map(millis).unwrap_or(0.0),
-                });
-            }
-            report.usage += s.wasted;
-            report.wasted += s.wasted;
-            if !s.wasted.is_zero() {
-                add_cost(&mut report.cost, self.price(&s.agent, Some(s.wasted)));
-            }
-            report.calls.push(CallReport {
-                slot: i,
-                agent: s.agent.label.clone(),
-                provider: s.agent.provider.clone(),
-                model: s.agent.model.clone(),
-                ok,
-                text: if ok { s.text.trim().to_owned() } else { String::new() },
-                errors: s.errors.clone(),
-                attempts: s.attempts,
-                usage: if ok { s.usage } else { None },
-                cost,
-                wasted: s.wasted,
-                latency_ms: s.latency.map(millis),
-                ttft_ms: s.ttft.map(millis),
-                server_ms: if ok { s.server_ms } else { None },
-            });
-        }
-        self.usage += report.usage;
-        self.wasted += report.wasted;
-        add_cost(&mut self.cost, report.cost);
-        self.emit(Event::LayerFinished {
-            layer: self.layer,
-            succeeded: proposals.len(),
-            failed: self.slots.len() - proposals.len(),
-            usage: report.usage,
-            cost: report.cost,
-            wasted: report.wasted,
-            t_ms: self.t_ms(),
-        });
-        self.reports.push(report);
-        proposals
-    }
-
-    fn finish_layer(&mut self) {
-        let proposals = self.report_layer();
-        let failures: Vec<Failure> = self
-            .slots
-            .iter()
-            .filter(|s| matches!(s.state, SlotState::Failed))
-            .map(|s| Failure {
-                agent: s.agent.label.clone(),
-                error: s.errors.last().cloned().unwrap_or_default(),
-                kind: s.last_kind.clone(),
-            })
-            .collect();
-        if self.is_final_layer() {
-            let label = self.slots[0].agent.label.clone();
-            if let (true, Some((delivered_chars, error, kind))) = (proposals.is_empty(), self.broken.take()) {
-                return self.finish(Err(RunError::AnswerBroken { delivered_chars, error, kind }), None);
-            }
-            return match proposals.is_empty() {
-                true => self.finish(
-                    Err(RunError::TooFewSuccesses { what: "the aggregator".into(), succeeded: 0, needed: 1, failures }),
-                    None,
-                ),
-                // The answer is what was streamed, untrimmed, so it equals the deltas.
-                false => {
-                    let text = self.slots[0].text.clone();
-                    self.finish_reason = self.slots[0].finish.clone();
-                    self.finish(Ok(text), Some(label))
-                }
-            };
-        }
-        let needed = self.recipe.layers[self.layer].min_successes.unwrap_or(self.recipe.policy.min_successes) as usize;
-        if proposals.len() < needed {
-            let what = format!("layer {}", self.layer);
-            return self
-                .finish(Err(RunError::TooFewSuccesses { what, succeeded: proposals.len(), needed, failures }), None);
-        }
-        let next = self.layer + 1;
-        let input = StrategyInput {
-            conversation: &self.conversation,
-            layer: next,
-            layer_count: self.recipe.layers.len(),
-            proposals: &proposals,
-        };
-        let decider = &mut self.deciders[self.layer];
-        let name = decider.strategy.name().to_owned();
-        let decision = match decider.strategy.decide(&input) {
-            Ok(d) => Ok(d),
-            Err(e) if decider.on_error == OnError::Synthesize => {
-                let fallback = Synthesize.decide(&input);
-                self.emit(Event::StrategyFailed {
-                    layer: next,
-                    strategy: name.clone(),
-                    error: e.to_string(),
-                    fallback: true,
-                });
-                fallback
-            }
-            Err(e) => {
-                self.emit(Event::StrategyFailed {
-                    layer: next,
-                    strategy: name.clone(),
-                    error: e.to_string(),
-                    fallback: false,
-                });
-                Err(e)
-            }
-        };
-        match decision {
-            Ok(Decision::Messages(messages)) => {
-                self.input = messages;
-                self.begin_layer(next);
-            }
-            Ok(Decision::Final(text)) => self.finish(Ok(text), Some(name)),
-            Err(e) => self.finish(Err(RunError::Strategy(e)), None),
-        }
     }
 
     fn finish(&mut self, result: Result<String, RunError>, decided_by: Option<String>) {

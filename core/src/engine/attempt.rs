@@ -1,0 +1,67 @@
+//! One agent's attempts: its slot in a layer, and the attempt on the wire.
+
+use super::stop::StopFilter;
+use super::redact::StreamRedactor;
+use crate::event::CallId;
+use crate::provider::{ProviderKind, ResponseParser};
+use crate::recipe::ResolvedAgent;
+use crate::time::Time;
+use crate::usage::Usage;
+use std::time::Duration;
+
+/// One agent's progress through its attempts.
+pub(super) struct Slot {
+    pub(super) agent: ResolvedAgent,
+    pub(super) kind: ProviderKind,
+    pub(super) state: SlotState,
+    pub(super) attempts: u32,
+    /// The current attempt's streamed text.
+    pub(super) text: String,
+    /// The current attempt's usage, as reported so far.
+    pub(super) usage: Option<Usage>,
+    pub(super) errors: Vec<String>,
+    pub(super) latency: Option<Duration>,
+    pub(super) ttft: Option<Duration>,
+    pub(super) server_ms: Option<f64>,
+    /// Why the current attempt's model stopped, as the provider said (or `stop` when
+    /// the engine cut it at a stop sequence).
+    pub(super) finish: Option<String>,
+    /// The current attempt's stop-sequence filter.
+    pub(super) stop: StopFilter,
+    /// Keeps keys out of the current attempt's streamed text.
+    pub(super) redact: StreamRedactor,
+    /// Tokens of attempts that failed or were cancelled.
+    pub(super) wasted: Usage,
+    /// The kind of its last error ([`CallError::kind`]).
+    pub(super) last_kind: String,
+}
+
+pub(super) enum SlotState {
+    Queued { not_before: Time },
+    InFlight(Box<Flight>),
+    Succeeded,
+    Failed,
+}
+
+/// One attempt on the wire.
+pub(super) struct Flight {
+    pub(super) call: CallId,
+    /// When its clocks started: when it was asked for, or when it was sent.
+    pub(super) started: Time,
+    pub(super) last_byte: Time,
+    /// Its deadlines run (false while it waits in a transport's queue).
+    pub(super) clocks_running: bool,
+    /// The provider accepted it (a 2xx head): its prompt is being processed.
+    pub(super) accepted: bool,
+    /// Characters of prompt sent, for estimates when no usage comes back.
+    pub(super) prompt_chars: usize,
+    pub(super) first_token: Option<Time>,
+    pub(super) response: Response,
+}
+
+pub(super) enum Response {
+    Waiting,
+    Streaming(ResponseParser),
+    Error { status: u16, body: Vec<u8>, retry_after: Option<Duration> },
+}
+

@@ -1,0 +1,151 @@
+//! A layer's end: its books closed, its strategy deciding what the next layer sees.
+
+use super::attempt::SlotState;
+use super::{CallReport, Failure, LayerReport, Run, RunError};
+use crate::event::Event;
+use crate::recipe::OnError;
+use crate::strategy::{Decision, Proposal, Strategy, StrategyInput, Synthesize};
+use crate::time::millis;
+use crate::usage::{Usage, add_cost};
+
+impl Run {
+    /// Closes the current layer's books; returns its proposals.
+    pub(super) fn report_layer(&mut self) -> Vec<Proposal> {
+        let mut report = LayerReport {
+            layer: self.layer,
+            aggregator: self.is_final_layer(),
+            calls: Vec::new(),
+            usage: Usage::default(),
+            cost: None,
+            wasted: Usage::default(),
+        };
+        let mut proposals = Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            let ok = matches!(s.state, SlotState::Succeeded);
+            let cost = if ok { self.price(&s.agent, s.usage) } else { None };
+            if ok {
+                report.usage += s.usage.unwrap_or_default();
+                add_cost(&mut report.cost, cost);
+                proposals.push(Proposal {
+                    agent: s.agent.label.clone(),
+                    model: s.agent.model.clone(),
+                    text: s.text.trim().to_owned(),
+                    usage: s.usage,
+                    latency_ms: s.latency.map(millis).unwrap_or(0.0),
+                });
+            }
+            report.usage += s.wasted;
+            report.wasted += s.wasted;
+            if !s.wasted.is_zero() {
+                add_cost(&mut report.cost, self.price(&s.agent, Some(s.wasted)));
+            }
+            report.calls.push(CallReport {
+                slot: i,
+                agent: s.agent.label.clone(),
+                provider: s.agent.provider.clone(),
+                model: s.agent.model.clone(),
+                ok,
+                text: if ok { s.text.trim().to_owned() } else { String::new() },
+                errors: s.errors.clone(),
+                attempts: s.attempts,
+                usage: if ok { s.usage } else { None },
+                cost,
+                wasted: s.wasted,
+                latency_ms: s.latency.map(millis),
+                ttft_ms: s.ttft.map(millis),
+                server_ms: if ok { s.server_ms } else { None },
+            });
+        }
+        self.usage += report.usage;
+        self.wasted += report.wasted;
+        add_cost(&mut self.cost, report.cost);
+        self.emit(Event::LayerFinished {
+            layer: self.layer,
+            succeeded: proposals.len(),
+            failed: self.slots.len() - proposals.len(),
+            usage: report.usage,
+            cost: report.cost,
+            wasted: report.wasted,
+            t_ms: self.t_ms(),
+        });
+        self.reports.push(report);
+        proposals
+    }
+
+    pub(super) fn finish_layer(&mut self) {
+        let proposals = self.report_layer();
+        let failures: Vec<Failure> = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s.state, SlotState::Failed))
+            .map(|s| Failure {
+                agent: s.agent.label.clone(),
+                error: s.errors.last().cloned().unwrap_or_default(),
+                kind: s.last_kind.clone(),
+            })
+            .collect();
+        if self.is_final_layer() {
+            let label = self.slots[0].agent.label.clone();
+            if let (true, Some((delivered_chars, error, kind))) = (proposals.is_empty(), self.broken.take()) {
+                return self.finish(Err(RunError::AnswerBroken { delivered_chars, error, kind }), None);
+            }
+            return match proposals.is_empty() {
+                true => self.finish(
+                    Err(RunError::TooFewSuccesses { what: "the aggregator".into(), succeeded: 0, needed: 1, failures }),
+                    None,
+                ),
+                // The answer is what was streamed, untrimmed, so it equals the deltas.
+                false => {
+                    let text = self.slots[0].text.clone();
+                    self.finish_reason = self.slots[0].finish.clone();
+                    self.finish(Ok(text), Some(label))
+                }
+            };
+        }
+        let needed = self.recipe.layers[self.layer].min_successes.unwrap_or(self.recipe.policy.min_successes) as usize;
+        if proposals.len() < needed {
+            let what = format!("layer {}", self.layer);
+            return self
+                .finish(Err(RunError::TooFewSuccesses { what, succeeded: proposals.len(), needed, failures }), None);
+        }
+        let next = self.layer + 1;
+        let input = StrategyInput {
+            conversation: &self.conversation,
+            layer: next,
+            layer_count: self.recipe.layers.len(),
+            proposals: &proposals,
+        };
+        let decider = &mut self.deciders[self.layer];
+        let name = decider.strategy.name().to_owned();
+        let decision = match decider.strategy.decide(&input) {
+            Ok(d) => Ok(d),
+            Err(e) if decider.on_error == OnError::Synthesize => {
+                let fallback = Synthesize.decide(&input);
+                self.emit(Event::StrategyFailed {
+                    layer: next,
+                    strategy: name.clone(),
+                    error: e.to_string(),
+                    fallback: true,
+                });
+                fallback
+            }
+            Err(e) => {
+                self.emit(Event::StrategyFailed {
+                    layer: next,
+                    strategy: name.clone(),
+                    error: e.to_string(),
+                    fallback: false,
+                });
+                Err(e)
+            }
+        };
+        match decision {
+            Ok(Decision::Messages(messages)) => {
+                self.input = messages;
+                self.begin_layer(next);
+            }
+            Ok(Decision::Final(text)) => self.finish(Ok(text), Some(name)),
+            Err(e) => self.finish(Err(RunError::Strategy(e)), None),
+        }
+    }
+}
