@@ -1,7 +1,7 @@
 //! One agent's attempts: its slot in a layer, and the attempt on the wire.
 
-use super::stop::StopFilter;
 use super::redact::StreamRedactor;
+use super::stop::StopFilter;
 use crate::event::CallId;
 use crate::provider::{ProviderKind, ResponseParser};
 use crate::recipe::ResolvedAgent;
@@ -64,4 +64,3 @@ pub(super) enum Response {
     Streaming(ResponseParser),
     Error { status: u16, body: Vec<u8>, retry_after: Option<Duration> },
 }
-

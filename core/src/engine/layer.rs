@@ -1,9 +1,10 @@
 //! A layer's end: its books closed, its strategy deciding what the next layer sees.
 
 use super::attempt::SlotState;
-use super::{CallReport, Failure, LayerReport, Run, RunError};
+use super::{CallError, CallReport, Failure, LayerReport, Run, RunError, secs};
 use crate::event::Event;
 use crate::recipe::OnError;
+use crate::strategy::normalize_answer;
 use crate::strategy::{Decision, Proposal, Strategy, StrategyInput, Synthesize};
 use crate::time::millis;
 use crate::usage::{Usage, add_cost};
@@ -72,7 +73,44 @@ impl Run {
         proposals
     }
 
+    /// After each success in a proposer layer: starts the quorum's grace once the quorum
+    /// is met, and ends the layer at once when its agents agree (`early_exit`).
+    pub(super) fn on_success(&mut self) {
+        if self.is_final_layer() {
+            return;
+        }
+        let layer = &self.recipe.layers[self.layer];
+        let quorum = layer.quorum.or(self.recipe.policy.quorum);
+        let done: Vec<&str> =
+            self.slots.iter().filter(|s| matches!(s.state, SlotState::Succeeded)).map(|s| s.text.trim()).collect();
+        if let Some(q) = quorum
+            && done.len() == q.min as usize
+            && self.quorum_at.is_none()
+        {
+            self.quorum_at = Some(self.now + secs(q.grace_ms as f64 / 1000.0));
+        }
+        // Agreement among the proposals that count: the quorum's, or every agent's. A
+        // stricter rule than `vote`'s majority: every one of them (at least two) gives
+        // the same short answer, so no minority view is dropped without a word.
+        let needed = quorum.map_or(self.slots.len(), |q| q.min as usize).max(2);
+        if layer.early_exit && self.agreed.is_none() && done.len() >= needed {
+            let short: Vec<Option<String>> = done.iter().map(|t| normalize_answer(t, 100)).collect();
+            if let Some(Some(first)) = short.first()
+                && short.iter().all(|s| s.as_deref() == Some(first.as_str()))
+            {
+                let why = format!("agreement: {} agents answered {first:?}", done.len());
+                self.agreed = Some((done[0].to_owned(), why));
+                self.quorum_at = None;
+                self.stop_open(CallError::Cut("the layer's agents agreed"));
+            }
+        }
+    }
+
     pub(super) fn finish_layer(&mut self) {
+        if let Some((text, why)) = self.agreed.take() {
+            self.report_layer();
+            return self.finish(Ok(text), Some(why));
+        }
         let proposals = self.report_layer();
         let failures: Vec<Failure> = self
             .slots

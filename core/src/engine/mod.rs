@@ -83,6 +83,10 @@ pub struct Run {
     broken: Option<(usize, String, String)>,
     /// Why the aggregator's model stopped, once it has.
     finish_reason: Option<String>,
+    /// When the current layer's quorum grace ends (it has its quorum).
+    quorum_at: Option<Time>,
+    /// The current layer's agents agreed: the answer, and why it ends the run.
+    agreed: Option<(String, String)>,
     next_call: u64,
     queue: VecDeque<Action>,
     usage: Usage,
@@ -144,6 +148,8 @@ impl Run {
             draining: Vec::new(),
             broken: None,
             finish_reason: None,
+            quorum_at: None,
+            agreed: None,
             next_call: 0,
             queue: VecDeque::new(),
             usage: Usage::default(),
@@ -226,6 +232,7 @@ impl Run {
 
     fn begin_layer(&mut self, layer: usize) {
         self.layer = layer;
+        self.quorum_at = None;
         let agents =
             if self.is_final_layer() { vec![self.recipe.aggregator_agent()] } else { self.recipe.layer_agents(layer) };
         let now = self.now;
@@ -260,6 +267,10 @@ impl Run {
                 {
                     self.start(i);
                 }
+            }
+            if self.quorum_at.is_some_and(|at| at <= self.now) {
+                self.quorum_at = None;
+                self.stop_open(CallError::Cut("the layer had its quorum"));
             }
             if !self.slots.iter().all(|s| matches!(s.state, SlotState::Succeeded | SlotState::Failed)) {
                 return;
@@ -539,6 +550,7 @@ impl Run {
             t_ms: self.t_ms(),
         };
         self.emit(event);
+        self.on_success();
     }
 
     /// What an attempt that did not succeed consumed: the provider's count where it sent
@@ -620,47 +632,56 @@ impl Run {
         self.emit(event);
     }
 
+    /// Ends every call of the layer still open, for `why` (cancelled, or cut): calls in
+    /// flight fail, their tokens counted as wasted; agents waiting to retry are stopped.
+    fn stop_open(&mut self, why: CallError) {
+        let reason = why.kind();
+        for i in 0..self.slots.len() {
+            if let Some(f) = self.end_flight(i, SlotState::Failed) {
+                self.queue.push_back(Action::Cancel { call: f.call });
+                let error = why.to_string();
+                let (discarded_chars, usage, cost) = self.void_attempt(i, &f);
+                self.slots[i].errors.push(error.clone());
+                self.slots[i].last_kind = reason.clone();
+                let at = Place { call: f.call, layer: self.layer, slot: i };
+                let agent = self.slots[i].agent.label.clone();
+                let t_ms = self.t_ms();
+                self.emit(Event::CallFailed {
+                    at,
+                    agent,
+                    error,
+                    will_retry: false,
+                    retry_in_ms: None,
+                    discarded_chars,
+                    usage,
+                    cost,
+                    t_ms,
+                });
+            } else if matches!(self.slots[i].state, SlotState::Queued { .. }) {
+                self.slots[i].state = SlotState::Failed;
+                self.slots[i].errors.push(why.to_string());
+                self.slots[i].last_kind = reason.clone();
+                if self.slots[i].attempts > 0 {
+                    let event = Event::AgentStopped {
+                        layer: self.layer,
+                        slot: i,
+                        agent: self.slots[i].agent.label.clone(),
+                        reason: reason.clone(),
+                        t_ms: self.t_ms(),
+                    };
+                    self.emit(event);
+                }
+            }
+        }
+    }
+
     fn finish(&mut self, result: Result<String, RunError>, decided_by: Option<String>) {
         // A run that ends mid-layer (cancelled) still accounts for that layer, and ends
         // every state a UI may show: calls in flight fail as cancelled, agents waiting
         // to retry are stopped.
         let open = self.slots.iter().any(|s| matches!(s.state, SlotState::InFlight(_) | SlotState::Queued { .. }));
         if open {
-            for i in 0..self.slots.len() {
-                if let Some(f) = self.end_flight(i, SlotState::Failed) {
-                    self.queue.push_back(Action::Cancel { call: f.call });
-                    let error = CallError::Cancelled.to_string();
-                    let (discarded_chars, usage, cost) = self.void_attempt(i, &f);
-                    self.slots[i].errors.push(error.clone());
-                    let at = Place { call: f.call, layer: self.layer, slot: i };
-                    let agent = self.slots[i].agent.label.clone();
-                    let t_ms = self.t_ms();
-                    self.emit(Event::CallFailed {
-                        at,
-                        agent,
-                        error,
-                        will_retry: false,
-                        retry_in_ms: None,
-                        discarded_chars,
-                        usage,
-                        cost,
-                        t_ms,
-                    });
-                } else if matches!(self.slots[i].state, SlotState::Queued { .. }) {
-                    self.slots[i].state = SlotState::Failed;
-                    self.slots[i].errors.push(CallError::Cancelled.to_string());
-                    if self.slots[i].attempts > 0 {
-                        let event = Event::AgentStopped {
-                            layer: self.layer,
-                            slot: i,
-                            agent: self.slots[i].agent.label.clone(),
-                            reason: "cancelled".into(),
-                            t_ms: self.t_ms(),
-                        };
-                        self.emit(event);
-                    }
-                }
-            }
+            self.stop_open(CallError::Cancelled);
             self.report_layer();
         }
         for (call, _, _) in std::mem::take(&mut self.draining) {

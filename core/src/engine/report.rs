@@ -37,6 +37,9 @@ pub enum CallError {
     /// The run was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The layer went on without it: it had its quorum, or its agents agreed.
+    #[error("cut: {0}")]
+    Cut(&'static str),
 }
 
 impl CallError {
@@ -67,6 +70,7 @@ impl CallError {
             CallError::Stalled(_) => "stalled".into(),
             CallError::Invalid(_) => "invalid request".into(),
             CallError::Cancelled => "cancelled".into(),
+            CallError::Cut(_) => "cut".into(),
         }
     }
 
@@ -76,7 +80,7 @@ impl CallError {
             CallError::Status { status, .. } => crate::http::status_is_retryable(*status),
             CallError::Provider(e) => e.retryable(),
             CallError::Transport(_) | CallError::Timeout(_) | CallError::Stalled(_) => true,
-            CallError::Invalid(_) | CallError::Cancelled => false,
+            CallError::Invalid(_) | CallError::Cancelled | CallError::Cut(_) => false,
         }
     }
 }

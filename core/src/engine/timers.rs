@@ -46,6 +46,6 @@ impl Run {
             SlotState::Queued { not_before } if *not_before > self.now => Some(*not_before),
             _ => None,
         });
-        calls.chain(self.draining.iter().map(|(_, t, _)| *t)).min()
+        calls.chain(self.draining.iter().map(|(_, t, _)| *t)).chain(self.quorum_at.filter(|t| *t > self.now)).min()
     }
 }

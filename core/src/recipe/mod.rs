@@ -248,6 +248,31 @@ impl Validator<'_> {
                 // With a bad sample count the agent count means nothing: one message, not two.
                 self.err(min_path, format!("{min} successes needed but layer {i} has only {slots} agents"));
             }
+            let (quorum, quorum_path) = match (layer.quorum, r.policy.quorum) {
+                (Some(q), _) => (Some(q), format!("{path}.quorum")),
+                (None, q) => (q, "policy.quorum".into()),
+            };
+            if let Some(q) = quorum {
+                if q.min == 0 {
+                    self.err(format!("{quorum_path}.min"), "must be at least 1");
+                } else if q.min > slots && !layer.agents.is_empty() && !bad_samples {
+                    self.err(
+                        format!("{quorum_path}.min"),
+                        format!("a quorum of {} but layer {i} has only {slots} agents", q.min),
+                    );
+                } else if q.min < min {
+                    self.err(
+                        format!("{quorum_path}.min"),
+                        format!("a quorum of {} is below the {min} successes the layer needs", q.min),
+                    );
+                }
+                if q.grace_ms as f64 > MAX_SECS * 1000.0 {
+                    self.err(format!("{quorum_path}.grace_ms"), "must be at most a week");
+                }
+            }
+            if layer.early_exit && slots < 2 && !bad_samples {
+                self.err(format!("{path}.early_exit"), "needs at least two agents to agree");
+            }
         }
         let agg = &r.aggregator;
         let kind = self.model("aggregator", &agg.model);

@@ -83,6 +83,35 @@ pub struct Layer {
     /// on; `policy.min_successes` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_successes: Option<u32>,
+    /// Go on without the stragglers once this many have succeeded; `policy.quorum` when
+    /// unset, and every agent when neither is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<Quorum>,
+    /// End the run here, without an aggregator call, when the proposals that count (the
+    /// quorum's, or all) agree on one short answer (the `vote` normalizer's), unanimously.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub early_exit: bool,
+}
+
+impl Layer {
+    /// A layer of `agents` with every option at its default.
+    pub fn new(agents: Vec<Agent>) -> Layer {
+        Layer { agents, strategy: None, min_successes: None, quorum: None, early_exit: false }
+    }
+}
+
+/// A quorum: a layer goes on once `min` agents have succeeded and either every call has
+/// ended or `grace_ms` has passed since the `min`-th success; calls still running then
+/// are cut (cancelled, their tokens counted as wasted), and agents waiting to retry are
+/// stopped, so one agent stuck behind a 429 does not hold the layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quorum {
+    /// Successes that make the quorum.
+    pub min: u32,
+    /// How long the stragglers may still finish after the quorum is met, in ms.
+    #[serde(default)]
+    pub grace_ms: u64,
 }
 
 /// A proposer: `"provider:model"`, or a table with that `model` and options.
@@ -240,6 +269,9 @@ pub struct Policy {
     /// Most calls in flight at once for this run, over all providers. Unlimited when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Every layer's quorum, unless the layer sets its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<Quorum>,
 }
 
 impl Default for Policy {
@@ -253,6 +285,7 @@ impl Default for Policy {
             max_retry_after_secs: 120.0,
             min_successes: 1,
             max_concurrency: None,
+            quorum: None,
         }
     }
 }

@@ -38,8 +38,7 @@ pub fn preset(name: &str) -> Option<Recipe> {
         "moa-lite" => together(name, vec![paper_layer()], "Qwen/Qwen1.5-72B-Chat"),
         "self-moa" => {
             let model = "together:microsoft/WizardLM-2-8x22B";
-            let layer =
-                Layer { agents: vec![Agent { samples: 6, ..Agent::new(model) }], strategy: None, min_successes: None };
+            let layer = Layer::new(vec![Agent { samples: 6, ..Agent::new(model) }]);
             together(name, vec![layer], "microsoft/WizardLM-2-8x22B")
         }
         "local" => local(),
@@ -49,11 +48,7 @@ pub fn preset(name: &str) -> Option<Recipe> {
 }
 
 fn paper_layer() -> Layer {
-    Layer {
-        agents: PAPER_PROPOSERS.iter().map(|m| Agent::new(&format!("together:{m}"))).collect(),
-        strategy: None,
-        min_successes: None,
-    }
+    Layer::new(PAPER_PROPOSERS.iter().map(|m| Agent::new(&format!("together:{m}"))).collect())
 }
 
 fn description(name: &str) -> String {
@@ -104,7 +99,7 @@ fn local() -> Recipe {
         temperature: Some(t),
         ..Agent::new("smollm:SmolLM2-135M-Instruct")
     };
-    let layer = Layer { agents: vec![at(0.2), at(0.7), at(1.0)], strategy: None, min_successes: None };
+    let layer = Layer::new(vec![at(0.2), at(0.7), at(1.0)]);
     Recipe {
         name: "local".into(),
         description: description("local"),
