@@ -421,12 +421,14 @@ function view(recipeLayers, answerEl) {
             if (e.will_retry) $("status").textContent = `The answer broke off (${readable(e.error)}); retrying…`;
           }
         }
-        set(c, e.will_retry ? "retrying" : "failed", ` · ${readable(e.error)}`);
-        if (!e.will_retry) {
+        // Cut: a quorum or an agreement went on without it. Not a failure.
+        const cut = !e.will_retry && e.error.startsWith("cut:");
+        set(c, e.will_retry ? "retrying" : cut ? "cut" : "failed", ` · ${readable(e.error)}`);
+        if (!e.will_retry && !cut) {
           const where = e.layer === recipeLayers ? "aggregator" : `layer ${e.layer + 1}`;
           failed.set(`${e.layer}/${e.slot}`, `${c.agent} (${where}): ${readable(e.error)}`);
         }
-        Object.assign(calls.get(e.call), { end: e.t_ms, failed: true });
+        Object.assign(calls.get(e.call), { end: e.t_ms, failed: !cut, cut });
         drawTimeline();
       } else if (e.type === "agent_stopped") {
         const c = cards.get(`${e.layer}/${e.slot}`);
@@ -448,7 +450,7 @@ function view(recipeLayers, answerEl) {
         const li = document.createElement("li");
         const label = document.createElement("span");
         label.className = "label";
-        label.textContent = `${c.label}: first token ${c.ttft == null ? "–" : (c.ttft / 1000).toFixed(2) + " s"}, done ${(c.end / 1000).toFixed(2)} s${c.failed ? " (failed)" : ""}`;
+        label.textContent = `${c.label}: first token ${c.ttft == null ? "–" : (c.ttft / 1000).toFixed(2) + " s"}, ${c.cut ? "cut" : "done"} ${(c.end / 1000).toFixed(2)} s${c.failed ? " (failed)" : ""}`;
         const bar = document.createElement("div");
         bar.className = "bar";
         bar.setAttribute("aria-hidden", "true");
@@ -462,6 +464,7 @@ function view(recipeLayers, answerEl) {
         stream.style.left = `${(100 * first) / span}%`;
         stream.style.width = `${(100 * (c.end - first)) / span}%`;
         bar.append(wait, stream);
+        if (c.cut) li.className = "cut";
         li.append(label, bar);
         return li;
       }),

@@ -99,7 +99,10 @@ fn defaults_are_the_reference_implementations() {
 fn presets_are_valid_and_have_the_papers_shape() {
     let counts: Vec<(&str, usize)> =
         PRESETS.iter().map(|(n, _)| (*n, recipe::preset(n).expect("exists").call_count())).collect();
-    assert_eq!(counts, [("moa", 13), ("moa-lite", 7), ("self-moa", 7), ("local", 4)]);
+    assert_eq!(
+        counts,
+        [("moa", 13), ("moa-lite", 7), ("self-moa", 7), ("local", 4), ("moa-fast", 13), ("local-fast", 4)]
+    );
     for (name, _) in PRESETS {
         let r = recipe::preset(name).expect("exists");
         r.validate().unwrap_or_else(|e| panic!("{name}: {e}"));

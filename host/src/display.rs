@@ -185,6 +185,8 @@ impl Display {
             Event::CallFailed { at, error, will_retry, retry_in_ms, .. } => {
                 let msg = match (will_retry, retry_in_ms) {
                     (true, Some(ms)) => format!("failed, retrying in {:.1}s: {error}", ms / 1000.0),
+                    // A quorum or an agreement went on without it: not a failure.
+                    _ if error.starts_with("cut: ") => error.clone(),
                     _ => format!("failed: {error}"),
                 };
                 let agent = self.agents.get(&(at.layer, at.slot));

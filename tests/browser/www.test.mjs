@@ -584,6 +584,7 @@ test("legible and accessible: AA contrast, a whole run by keyboard alone, reduce
 test("a recipe of 40,000 providers keeps the form bounded, and says so", async () => {
   const { page, errors } = await open();
   const n = 40_000;
+  const base = Object.keys(JSON.parse(await page.inputValue("#recipe")).providers).length;
   await page.evaluate((n) => {
     const r = JSON.parse(document.getElementById("recipe").value);
     for (let i = 0; i < n; i++) r.providers[`p${i}`] = { kind: "openai", base_url: `https://p${i}.example/v1`, api_key_env: `P${i}_API_KEY` };
@@ -591,7 +592,7 @@ test("a recipe of 40,000 providers keeps the form bounded, and says so", async (
     document.getElementById("recipe").dispatchEvent(new Event("input"));
   }, n);
   await page.waitForFunction(() => !document.getElementById("b-bounded").hidden);
-  assert.match(await page.textContent("#b-bounded"), /The form shows 50 of 40,002 providers\. Edit the rest in the JSON below\./);
+  assert.equal(await page.textContent("#b-bounded"), `The form shows 50 of ${(n + base).toLocaleString("en")} providers. Edit the rest in the JSON below.`);
   assert.equal(await page.locator("#b-providers .provider").count(), 50);
   await page.waitForFunction(() => /Showing keys for/.test(document.getElementById("keys").textContent));
   assert.match(await page.textContent("#keys"), /Showing keys for 50 of 40,000 providers/);
@@ -606,6 +607,26 @@ test("a recipe of 40,000 providers keeps the form bounded, and says so", async (
   });
   console.log(`# a form keystroke with ${n} providers: ${ms.toFixed(0)} ms`);
   assert.equal(JSON.parse(await page.inputValue("#recipe")).max_tokens, 77);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("a quorum's cut call shows as cut, not failed, on its card and in the timeline", async () => {
+  const { page, errors } = await open();
+  await useRecipe(page, fakeRecipe(["echo-1", "slow"], "echo-2"));
+  const r = JSON.parse(await page.inputValue("#recipe"));
+  r.layers[0].quorum = { min: 1, grace_ms: 0 };
+  await page.fill("#recipe", JSON.stringify(r, null, 2));
+  assert.equal(await page.locator("#recipe-errors li").count(), 0, await page.textContent("#recipe-errors"));
+  await page.fill("#prompt", "Quick, please.");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Done.", null, { timeout: 30_000 });
+  assert.equal(await page.locator(".card[data-state=cut]").count(), 1);
+  assert.match(await page.textContent(".card[data-state=cut] .meta"), /cut: the layer had its quorum/);
+  assert.equal(await page.locator("#timeline li.cut").count(), 1);
+  assert.match(await page.textContent("#timeline li.cut"), /fake:slow: .* cut /);
+  assert.equal(await page.locator("#failures li").count(), 0, "a cut call is not a failure");
+  assert.equal((await page.textContent("#history li.assistant:last-child .answer")).trim(), "Answer 2.");
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -12,6 +12,9 @@ export type Agent = string | {
   model: string; name?: string; temperature?: number; max_tokens?: number; system?: string; samples?: number;
 };
 
+/** A layer's quorum (see `Recipe.layers`). */
+export interface Quorum { min: number; grace_ms?: number; }
+
 /** The same recipe the command line reads from TOML. */
 export interface Recipe {
   name?: string;
@@ -21,7 +24,8 @@ export interface Recipe {
   }>;
   temperature?: number;
   max_tokens?: number;
-  layers: { agents: Agent[]; strategy?: StrategySpec; min_successes?: number }[];
+  /** `quorum`: go on once `min` agents succeeded, cutting the rest after `grace_ms`; `early_exit`: end the run when the proposals that count agree. */
+  layers: { agents: Agent[]; strategy?: StrategySpec; min_successes?: number; quorum?: Quorum; early_exit?: boolean }[];
   aggregator: string | {
     model: string; name?: string; temperature?: number; max_tokens?: number; system?: string; strategy?: StrategySpec;
     top_p?: number; seed?: number; stop?: string[]; presence_penalty?: number; frequency_penalty?: number;
@@ -29,6 +33,7 @@ export interface Recipe {
   policy?: {
     timeout_secs?: number; stall_timeout_secs?: number; retries?: number; backoff_secs?: number;
     max_backoff_secs?: number; max_retry_after_secs?: number; min_successes?: number; max_concurrency?: number;
+    quorum?: Quorum;
   };
   prices?: Record<string, { input: number; output: number }>;
 }

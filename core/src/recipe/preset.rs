@@ -1,11 +1,11 @@
 //! Built-in recipes: the paper's MoA and MoA-Lite, Self-MoA, and a local llama.cpp setup.
 
-use super::{Agent, Aggregator, Layer, Policy, Provider, Recipe, StrategySpec};
+use super::{Agent, Aggregator, Layer, Policy, Provider, Quorum, Recipe, StrategySpec};
 use crate::provider::ProviderKind;
 use std::collections::BTreeMap;
 
 /// Names and one-line descriptions of the presets.
-pub const PRESETS: [(&str, &str); 4] = [
+pub const PRESETS: [(&str, &str); 6] = [
     ("moa", "The paper's MoA: six open models in two layers, Qwen1.5-110B-Chat aggregates (13 calls, Together)"),
     ("moa-lite", "The paper's MoA-Lite: one layer of the six, Qwen1.5-72B-Chat aggregates (7 calls, Together)"),
     ("self-moa", "Self-MoA: one strong model sampled 6 times, then aggregated by itself (7 calls, Together)"),
@@ -13,6 +13,11 @@ pub const PRESETS: [(&str, &str); 4] = [
         "local",
         "Local llama.cpp server on 127.0.0.1: SmolLM2-135M at three temperatures proposes; a majority answers, else SmolLM2 synthesizes",
     ),
+    (
+        "moa-fast",
+        "The paper's MoA with quorum layers: each layer goes on once 4 of its 6 have answered (500 ms grace for the rest)",
+    ),
+    ("local-fast", "The local recipe with a quorum of 2 (300 ms grace) that ends the run at once when those 2 agree"),
 ];
 
 /// The six proposers of Wang et al. 2024, as Together serves them.
@@ -42,6 +47,20 @@ pub fn preset(name: &str) -> Option<Recipe> {
             together(name, vec![layer], "microsoft/WizardLM-2-8x22B")
         }
         "local" => local(),
+        "moa-fast" => {
+            let layer = paper_layer();
+            let mut r = together(name, vec![layer.clone(), layer], "Qwen/Qwen1.5-110B-Chat");
+            r.policy.quorum = Some(Quorum { min: 4, grace_ms: 500 });
+            r
+        }
+        "local-fast" => {
+            let mut r = local();
+            r.name = name.into();
+            r.description = description(name);
+            r.layers[0].quorum = Some(Quorum { min: 2, grace_ms: 300 });
+            r.layers[0].early_exit = true;
+            r
+        }
         _ => return None,
     };
     Some(recipe)

@@ -1,0 +1,93 @@
+//! Time to first token and wall time of the engine's modes on one workload, against the
+//! latency-injecting fake server: layer-synchronous, quorum, and early exit on agreement.
+//! `cargo bench -p moa-host --bench modes`; results are recorded in the README.
+//!
+//! The workload is the issue's, ten times faster so a run takes seconds: four proposers of
+//! 300 tokens at 300 tokens/s (1 s), one of them a straggler five times slower (5 s), and
+//! an aggregator with a 300 ms time to first token writing 100 tokens at 300 tokens/s.
+//! Early exit's workload: proposers that answer "42" after 1 s (the straggler after 5 s).
+#![allow(missing_docs)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::Fake;
+use moa_core::{Event, Message, Recipe, Run, RunOptions};
+use moa_host::{Clock, Transport};
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+fn recipe(base_url: &str, proposer: &str, straggler: &str, layer_extra: &str) -> Recipe {
+    let agents: Vec<String> = (0..3).map(|i| format!("\"fake:p{i};{proposer}\"")).collect();
+    let toml = format!(
+        "name = \"bench\"\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{base_url}\"\n\n[[layers]]\nagents = [{}, \"fake:straggler;{straggler}\"]\n{layer_extra}\n\n[aggregator]\nmodel = \"fake:agg;ttft=300;tokens=100;rate=300\"\n",
+        agents.join(", ")
+    );
+    Recipe::from_toml(&toml).expect("bench recipe")
+}
+
+/// (TTFT, wall) in seconds: TTFT is when the answer's first text reached the caller (the
+/// aggregator's first token, or the final answer when no aggregator ran).
+async fn once(transport: &Transport, recipe: &Recipe) -> (f64, f64) {
+    let clock = Clock::new();
+    let mut run =
+        Run::with_options(recipe, vec![Message::user("q")], clock.now(), RunOptions::default()).expect("starts");
+    let layers = recipe.layers.len();
+    let start = Instant::now();
+    let mut first = None;
+    let outcome = transport
+        .drive(&mut run, &clock, &CancellationToken::new(), |e| match e {
+            Event::TextDelta { at, .. } if at.layer == layers && first.is_none() => first = Some(start.elapsed()),
+            Event::Final { .. } if first.is_none() => first = Some(start.elapsed()),
+            _ => {}
+        })
+        .await;
+    assert!(outcome.answer.is_some(), "{:?}", outcome.error);
+    let wall = start.elapsed().as_secs_f64();
+    (first.map_or(wall, |d| d.as_secs_f64()), wall)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let transport = Transport::new().expect("client");
+        let fake = Fake::start();
+        let long = "tokens=300;rate=300";
+        let slow = "tokens=300;rate=60";
+        let short = "text=42;ttft=1000";
+        let short_slow = "text=42;ttft=5000";
+        let modes = [
+            ("layer-synchronous", recipe(&fake.base_url, long, slow, "")),
+            ("quorum 3 of 4, 200 ms grace", recipe(&fake.base_url, long, slow, "quorum = { min = 3, grace_ms = 200 }")),
+            ("agreeing answers, layer-synchronous", recipe(&fake.base_url, short, short_slow, "")),
+            (
+                "agreeing answers, quorum 3 + early exit",
+                recipe(&fake.base_url, short, short_slow, "quorum = { min = 3 }\nearly_exit = true"),
+            ),
+        ];
+        println!("| mode | TTFT s | wall s |\n|---|---|---|");
+        let mut rows = Vec::new();
+        for (name, r) in &modes {
+            let mut ttft = Vec::new();
+            let mut wall = Vec::new();
+            for _ in 0..3 {
+                let (t, w) = once(&transport, r).await;
+                ttft.push(t);
+                wall.push(w);
+            }
+            let (t, w) = (median(ttft), median(wall));
+            println!("| {name} | {t:.2} | {w:.2} |");
+            rows.push((t, w));
+        }
+        println!(
+            "\nquorum wall / layer-synchronous wall: {:.2} (goal ≤ 0.35); early exit TTFT / layer-synchronous TTFT: {:.2}",
+            rows[1].1 / rows[0].1,
+            rows[3].0 / rows[2].0
+        );
+    });
+}
