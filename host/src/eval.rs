@@ -629,7 +629,7 @@ pub fn table(summary: &[RecipeSummary]) -> String {
         "recipe".to_owned(),
         "items".into(),
         "score [95% CI]".into(),
-        "vs best baseline W/L/T (p)".into(),
+        "vs best baseline W/L/T (p) diff [95% CI]".into(),
         "tokens/item".into(),
         "cost".into(),
         "wall p50/p95 s".into(),
@@ -638,10 +638,11 @@ pub fn table(summary: &[RecipeSummary]) -> String {
     ]];
     for s in summary {
         let score = s.score.as_ref().map_or("-".into(), |e| format!("{:.3} [{:.3}, {:.3}]", e.mean, e.lo, e.hi));
-        let vs = s
-            .vs_best_baseline
-            .as_ref()
-            .map_or("-".into(), |(_, p)| format!("{}/{}/{} ({:.3})", p.wins, p.losses, p.ties, p.p_value));
+        let vs = s.vs_best_baseline.as_ref().map_or("-".into(), |(_, p)| {
+            let diff =
+                p.diff.as_ref().map_or(String::new(), |d| format!(" {:+.3} [{:+.3}, {:+.3}]", d.mean, d.lo, d.hi));
+            format!("{}/{}/{} ({:.3}){diff}", p.wins, p.losses, p.ties, p.p_value)
+        });
         rows.push([
             format!("{}{}", s.recipe, if s.baseline { " (baseline)" } else { "" }),
             format!("{}{}", s.items, if s.failed > 0 { format!(" ({} failed)", s.failed) } else { String::new() }),

@@ -29,7 +29,11 @@ pub fn html(dataset: &str, scoring: &str, summary: &[RecipeSummary]) -> String {
             .as_ref()
             .map_or("–".into(), |e| format!("{:.3} <small>[{:.3}, {:.3}]</small>", e.mean, e.lo, e.hi));
         let vs = s.vs_best_baseline.as_ref().map_or("–".into(), |(b, p)| {
-            format!("{}/{}/{} <small>p = {:.3} vs {}</small>", p.wins, p.losses, p.ties, p.p_value, esc(b))
+            let diff = p
+                .diff
+                .as_ref()
+                .map_or(String::new(), |d| format!(", difference {:+.3} [{:+.3}, {:+.3}]", d.mean, d.lo, d.hi));
+            format!("{}/{}/{} <small>p = {:.3}{diff} vs {}</small>", p.wins, p.losses, p.ties, p.p_value, esc(b))
         });
         rows.push_str(&format!(
             "<tr><th scope=row>{}{}</th><td>{}{}</td><td>{score}</td><td>{vs}</td><td>{:.0}</td><td>{}</td><td>{:.2} / {:.2}</td><td>{}</td><td>{:.1}</td></tr>\n",

@@ -85,6 +85,9 @@ pub struct Paired {
     /// Two-sided exact sign test over wins and losses (ties dropped): the chance of a split
     /// at least this uneven if neither system were better.
     pub p_value: f64,
+    /// The mean per-item difference (first minus second) with a paired percentile
+    /// bootstrap 95% interval; `None` with no items in common.
+    pub diff: Option<Estimate>,
 }
 
 /// Compares per-item scores `a` and `b` (paired by position).
@@ -97,7 +100,8 @@ pub fn paired(a: &[f64], b: &[f64]) -> Paired {
             std::cmp::Ordering::Equal => ties += 1,
         }
     }
-    Paired { wins, losses, ties, p_value: sign_test(wins, losses) }
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    Paired { wins, losses, ties, p_value: sign_test(wins, losses), diff: estimate(&d, false) }
 }
 
 /// Two-sided exact binomial sign test.
@@ -159,5 +163,8 @@ mod tests {
         let p = paired(&[1.0, 1.0, 0.0, 1.0], &[0.0, 1.0, 1.0, 0.0]);
         assert_eq!((p.wins, p.losses, p.ties), (2, 1, 1));
         assert_eq!(p.p_value, 1.0);
+        let d = p.diff.expect("items in common");
+        assert_eq!(d.mean, 0.25);
+        assert!(d.lo < 0.0 && d.hi > 0.0 && d.method == "bootstrap", "{d:?}");
     }
 }

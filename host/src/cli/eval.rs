@@ -40,6 +40,11 @@ pub(crate) struct EvalArgs {
     /// Also evaluate each distinct proposer model alone (one call per item).
     #[arg(long)]
     baselines: bool,
+    /// Compare every recipe with this one (by its name in the report) as a baseline: the
+    /// paired comparison and the difference with its interval (repeatable; the best
+    /// baseline is compared with).
+    #[arg(long = "baseline", value_name = "NAME")]
+    baseline_names: Vec<String>,
     /// How answers are scored.
     #[arg(long, value_enum, default_value = "exact")]
     scorer: ScorerArg,
@@ -127,6 +132,15 @@ pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
         };
         let name = name_for(spec, &recipe, &entrants);
         entrants.push(Entrant { name, recipe, baseline: false, resolver });
+    }
+    for name in &args.baseline_names {
+        match entrants.iter_mut().find(|e| &e.name == name) {
+            Some(e) => e.baseline = true,
+            None => {
+                let known: Vec<&str> = entrants.iter().map(|e| e.name.as_str()).collect();
+                return bad(&format!("--baseline {name}: no such recipe (these are: {})", known.join(", ")));
+            }
+        }
     }
     if args.baselines {
         let solo = eval::baselines(&entrants);
