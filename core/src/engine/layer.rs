@@ -98,7 +98,7 @@ impl Run {
             if let Some(Some(first)) = short.first()
                 && short.iter().all(|s| s.as_deref() == Some(first.as_str()))
             {
-                let why = format!("agreement: {} agents answered {first:?}", done.len());
+                let why = format!("agreement: {} agents answered \"{first}\"", done.len());
                 self.agreed = Some((done[0].to_owned(), why));
                 self.quorum_at = None;
                 self.stop_open(CallError::Cut("the layer's agents agreed"));
