@@ -29,6 +29,8 @@ export interface Recipe {
   aggregator: string | {
     model: string; name?: string; temperature?: number; max_tokens?: number; system?: string; strategy?: StrategySpec;
     top_p?: number; seed?: number; stop?: string[]; presence_penalty?: number; frequency_penalty?: number;
+    /** Start on the last layer's first chunks: a step each time every live proposer has streamed `chunk_chars` more. */
+    staircase?: { chunk_chars: number; step_tokens: number };
   };
   policy?: {
     timeout_secs?: number; stall_timeout_secs?: number; retries?: number; backoff_secs?: number;

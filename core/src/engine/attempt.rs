@@ -64,3 +64,26 @@ pub(super) enum Response {
     Streaming(ResponseParser),
     Error { status: u16, body: Vec<u8>, retry_after: Option<Duration> },
 }
+
+impl Slot {
+    /// A slot for `agent`, queued from `now`.
+    pub(super) fn new(agent: ResolvedAgent, kind: ProviderKind, now: Time) -> Slot {
+        Slot {
+            kind,
+            agent,
+            state: SlotState::Queued { not_before: now },
+            attempts: 0,
+            text: String::new(),
+            usage: None,
+            errors: Vec::new(),
+            latency: None,
+            ttft: None,
+            server_ms: None,
+            finish: None,
+            stop: StopFilter::default(),
+            redact: StreamRedactor::default(),
+            wasted: Usage::default(),
+            last_kind: String::new(),
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! A layer's end: its books closed, its strategy deciding what the next layer sees.
 
 use super::attempt::SlotState;
-use super::{CallError, CallReport, Failure, LayerReport, Run, RunError, secs};
+use super::{CallError, CallReport, Failure, LayerReport, Run, RunError, secs, stair};
 use crate::event::Event;
 use crate::recipe::OnError;
 use crate::strategy::normalize_answer;
@@ -21,7 +21,17 @@ impl Run {
             wasted: Usage::default(),
         };
         let mut proposals = Vec::new();
-        for (i, s) in self.slots.iter().enumerate() {
+        // The aggregator's staircase steps belong to the aggregator's books.
+        if self.is_final_layer()
+            && let Some(stair) = &mut self.stair
+        {
+            report.calls.append(&mut stair.reports);
+            report.usage += std::mem::take(&mut stair.usage);
+            report.wasted += std::mem::take(&mut stair.wasted);
+            add_cost(&mut report.cost, stair.cost.take());
+        }
+        let proposers = self.proposers();
+        for (i, s) in self.slots.iter().enumerate().take(proposers) {
             let ok = matches!(s.state, SlotState::Succeeded);
             let cost = if ok { self.price(&s.agent, s.usage) } else { None };
             if ok {
@@ -63,7 +73,7 @@ impl Run {
         self.emit(Event::LayerFinished {
             layer: self.layer,
             succeeded: proposals.len(),
-            failed: self.slots.len() - proposals.len(),
+            failed: proposers - proposals.len(),
             usage: report.usage,
             cost: report.cost,
             wasted: report.wasted,
@@ -81,8 +91,11 @@ impl Run {
         }
         let layer = &self.recipe.layers[self.layer];
         let quorum = layer.quorum.or(self.recipe.policy.quorum);
-        let done: Vec<&str> =
-            self.slots.iter().filter(|s| matches!(s.state, SlotState::Succeeded)).map(|s| s.text.trim()).collect();
+        let done: Vec<&str> = self.slots[..self.proposers()]
+            .iter()
+            .filter(|s| matches!(s.state, SlotState::Succeeded))
+            .map(|s| s.text.trim())
+            .collect();
         if let Some(q) = quorum
             && done.len() == q.min as usize
             && self.quorum_at.is_none()
@@ -92,7 +105,7 @@ impl Run {
         // Agreement among the proposals that count: the quorum's, or every agent's. A
         // stricter rule than `vote`'s majority: every one of them (at least two) gives
         // the same short answer, so no minority view is dropped without a word.
-        let needed = quorum.map_or(self.slots.len(), |q| q.min as usize).max(2);
+        let needed = quorum.map_or(self.proposers(), |q| q.min as usize).max(2);
         if layer.early_exit && self.agreed.is_none() && done.len() >= needed {
             let short: Vec<Option<String>> = done.iter().map(|t| normalize_answer(t, 100)).collect();
             if let Some(Some(first)) = short.first()
@@ -112,8 +125,8 @@ impl Run {
             return self.finish(Ok(text), Some(why));
         }
         let proposals = self.report_layer();
-        let failures: Vec<Failure> = self
-            .slots
+        let proposers = self.proposers();
+        let failures: Vec<Failure> = self.slots[..proposers]
             .iter()
             .filter(|s| matches!(s.state, SlotState::Failed))
             .map(|s| Failure {
@@ -134,7 +147,9 @@ impl Run {
                 ),
                 // The answer is what was streamed, untrimmed, so it equals the deltas.
                 false => {
-                    let text = self.slots[0].text.clone();
+                    // After a staircase, the answer is every step's text, then this call's.
+                    let before = self.stair.take().map(|s| s.answer).unwrap_or_default();
+                    let text = before + &self.slots[0].text;
                     self.finish_reason = self.slots[0].finish.clone();
                     self.finish(Ok(text), Some(label))
                 }
@@ -180,6 +195,17 @@ impl Run {
         match decision {
             Ok(Decision::Messages(messages)) => {
                 self.input = messages;
+                if next == self.recipe.layers.len() {
+                    // The staircase's last step: the whole proposals, and the answer so far.
+                    let answer = self.stair.as_mut().map(|s| {
+                        s.slot = None;
+                        s.answer.clone()
+                    });
+                    if let Some(answer) = answer.filter(|a| !a.is_empty()) {
+                        let kind = self.recipe.providers[&self.recipe.aggregator_agent().provider].kind;
+                        stair::continue_from(&mut self.input, &answer, kind);
+                    }
+                }
                 self.begin_layer(next);
             }
             Ok(Decision::Final(text)) => self.finish(Ok(text), Some(name)),

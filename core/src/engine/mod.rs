@@ -12,6 +12,7 @@ mod backoff;
 mod layer;
 mod redact;
 mod report;
+mod stair;
 mod stop;
 mod timers;
 
@@ -87,6 +88,8 @@ pub struct Run {
     quorum_at: Option<Time>,
     /// The current layer's agents agreed: the answer, and why it ends the run.
     agreed: Option<(String, String)>,
+    /// The aggregator's staircase, when the recipe asks for one.
+    stair: Option<stair::Stair>,
     next_call: u64,
     queue: VecDeque<Action>,
     usage: Usage,
@@ -150,6 +153,7 @@ impl Run {
             finish_reason: None,
             quorum_at: None,
             agreed: None,
+            stair: None,
             next_call: 0,
             queue: VecDeque::new(),
             usage: Usage::default(),
@@ -238,24 +242,12 @@ impl Run {
         let now = self.now;
         self.slots = agents
             .into_iter()
-            .map(|agent| Slot {
-                kind: self.recipe.providers[&agent.provider].kind,
-                agent,
-                state: SlotState::Queued { not_before: now },
-                attempts: 0,
-                text: String::new(),
-                usage: None,
-                errors: Vec::new(),
-                latency: None,
-                ttft: None,
-                server_ms: None,
-                finish: None,
-                stop: StopFilter::default(),
-                redact: StreamRedactor::default(),
-                wasted: Usage::default(),
-                last_kind: String::new(),
+            .map(|agent| {
+                let kind = self.recipe.providers[&agent.provider].kind;
+                Slot::new(agent, kind, now)
             })
             .collect();
+        self.stair_begin();
     }
 
     /// Starts what may start, and moves to the next layer whenever one completes.
@@ -272,6 +264,7 @@ impl Run {
                 self.quorum_at = None;
                 self.stop_open(CallError::Cut("the layer had its quorum"));
             }
+            self.stair_check();
             if !self.slots.iter().all(|s| matches!(s.state, SlotState::Succeeded | SlotState::Failed)) {
                 return;
             }
@@ -287,6 +280,13 @@ impl Run {
     }
 
     fn start(&mut self, i: usize) {
+        let messages = self.input.clone();
+        self.start_with(i, messages);
+    }
+
+    /// Starts an attempt of slot `i` on `messages`.
+    fn start_with(&mut self, i: usize, mut messages: Vec<Message>) {
+        let (place_layer, place_slot) = self.place_of(i);
         let call = CallId(self.next_call);
         self.next_call += 1;
         let slot = &mut self.slots[i];
@@ -298,7 +298,6 @@ impl Run {
         slot.stop = StopFilter::default();
         slot.redact = StreamRedactor::default();
         let agent = &slot.agent;
-        let mut messages = self.input.clone();
         if let Some(system) = &agent.system {
             prepend_system(&mut messages, system);
         }
@@ -315,12 +314,12 @@ impl Run {
         let key = provider.api_key_env.as_ref().and(self.keys.get(&agent.provider));
         let http = provider::build_request(provider.kind, &provider.base_url, key.map(String::as_str), &req);
         let event = Event::CallStarted {
-            at: Place { call, layer: self.layer, slot: i },
+            at: Place { call, layer: place_layer, slot: place_slot },
             agent: agent.label.clone(),
             provider: agent.provider.clone(),
             model: agent.model.clone(),
             attempt: slot.attempts,
-            aggregator: self.layer == self.recipe.layers.len(),
+            aggregator: place_layer == self.recipe.layers.len(),
             t_ms: millis(self.now.since(self.started)),
         };
         *self.in_flight.entry(agent.provider.clone()).or_default() += 1;
@@ -428,6 +427,7 @@ impl Run {
     /// answer (what follows it is dropped).
     fn apply_items(&mut self, i: usize, call: CallId, items: &mut Vec<StreamItem>) -> bool {
         let now = self.now;
+        let (layer, place_slot) = self.place_of(i);
         for item in items.drain(..) {
             let slot = &mut self.slots[i];
             match item {
@@ -446,7 +446,7 @@ impl Run {
                     }
                     if !text.is_empty() {
                         slot.text.push_str(&text);
-                        let at = Place { call, layer: self.layer, slot: i };
+                        let at = Place { call, layer, slot: place_slot };
                         self.queue.push_back(Action::Event(Event::TextDelta { at, text }));
                     }
                     if hit {
@@ -466,7 +466,8 @@ impl Run {
         let text = slot.redact.push(&held, &self.redactor) + &slot.redact.flush(&self.redactor);
         if !text.is_empty() {
             self.slots[i].text.push_str(&text);
-            let at = Place { call, layer: self.layer, slot: i };
+            let (layer, slot) = self.place_of(i);
+            let at = Place { call, layer, slot };
             self.emit(Event::TextDelta { at, text });
         }
     }
@@ -533,13 +534,14 @@ impl Run {
     }
 
     fn succeed(&mut self, i: usize) {
+        let (place_layer, place_slot) = self.place_of(i);
         let Some(flight) = self.end_flight(i, SlotState::Succeeded) else { return };
         let now = self.now;
         let slot = &mut self.slots[i];
         slot.latency = Some(now.since(flight.started));
         slot.ttft = flight.first_token.map(|t| t.since(flight.started));
         let event = Event::CallFinished {
-            at: Place { call: flight.call, layer: self.layer, slot: i },
+            at: Place { call: flight.call, layer: place_layer, slot: place_slot },
             agent: slot.agent.label.clone(),
             usage: slot.usage,
             cost: self.price(&self.slots[i].agent, self.slots[i].usage),
@@ -550,6 +552,9 @@ impl Run {
             t_ms: self.t_ms(),
         };
         self.emit(event);
+        if self.is_stair(i) {
+            return self.stair_step_done(i, &flight);
+        }
         self.on_success();
     }
 
@@ -583,6 +588,9 @@ impl Run {
 
     /// Records a failed attempt and either schedules a retry or gives the agent up.
     fn fail_attempt(&mut self, i: usize, error: CallError, retry_after: Option<Duration>, cancel: bool) {
+        if self.is_stair(i) {
+            return self.stair_step_failed(i, error, cancel);
+        }
         let Some(flight) = self.end_flight(i, SlotState::Failed) else { return };
         if cancel {
             self.queue.push_back(Action::Cancel { call: flight.call });
@@ -637,13 +645,19 @@ impl Run {
     fn stop_open(&mut self, why: CallError) {
         let reason = why.kind();
         for i in 0..self.slots.len() {
+            // A cut is for proposers: the aggregator's staircase step goes on (its text
+            // is already the user's); only cancelling the run ends it.
+            if self.is_stair(i) && !matches!(why, CallError::Cancelled) {
+                continue;
+            }
             if let Some(f) = self.end_flight(i, SlotState::Failed) {
                 self.queue.push_back(Action::Cancel { call: f.call });
                 let error = why.to_string();
                 let (discarded_chars, usage, cost) = self.void_attempt(i, &f);
                 self.slots[i].errors.push(error.clone());
                 self.slots[i].last_kind = reason.clone();
-                let at = Place { call: f.call, layer: self.layer, slot: i };
+                let (layer, slot) = self.place_of(i);
+                let at = Place { call: f.call, layer, slot };
                 let agent = self.slots[i].agent.label.clone();
                 let t_ms = self.t_ms();
                 self.emit(Event::CallFailed {

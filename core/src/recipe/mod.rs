@@ -281,6 +281,23 @@ impl Validator<'_> {
         if let Some(s) = &agg.strategy {
             self.strategy("aggregator.strategy", s);
         }
+        if let Some(st) = agg.staircase {
+            if st.chunk_chars == 0 || st.step_tokens == 0 {
+                self.err("aggregator.staircase", "chunk_chars and step_tokens must be at least 1");
+            }
+            if r.layers.is_empty() {
+                self.err("aggregator.staircase", "a staircase needs a layer of proposers to step on");
+            }
+            if agg.strategy.as_ref().is_some_and(|s| s.plugin.is_some() || s.name.as_deref() != Some("synthesize")) {
+                self.err(
+                    "aggregator.staircase",
+                    "works with the synthesize strategy only (the aggregator writes from partial proposals)",
+                );
+            }
+            if r.layers.last().is_some_and(|l| l.early_exit) {
+                self.err("aggregator.staircase", "the last layer's early_exit would end a run whose answer has begun");
+            }
+        }
         self.sampling(agg, kind);
         self.policy();
         for (key, price) in &r.prices {

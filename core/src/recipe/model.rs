@@ -174,6 +174,24 @@ pub struct Aggregator {
     /// Frequency penalty (-2..=2; OpenAI-compatible only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frequency_penalty: Option<f64>,
+    /// Staircase streaming: start on the last layer's first chunks instead of waiting
+    /// for it to finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staircase: Option<Staircase>,
+}
+
+/// Staircase streaming (arXiv 2510.05059): the aggregator starts once every live proposer
+/// of the last layer has streamed its first `chunk_chars` (or finished), writes a step of
+/// at most `step_tokens` from those partial proposals, and writes the next step, carrying
+/// its answer so far, each time every live proposer has streamed another chunk; once they
+/// have all finished, it finishes the answer. What reaches the user is only ever appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Staircase {
+    /// Characters of each proposal that make a chunk.
+    pub chunk_chars: u32,
+    /// Most tokens the aggregator writes per step before the proposers have finished.
+    pub step_tokens: u32,
 }
 
 /// Sampling options beyond temperature and length that reach a provider.
@@ -320,6 +338,7 @@ impl Aggregator {
             stop: Vec::new(),
             presence_penalty: None,
             frequency_penalty: None,
+            staircase: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Built-in recipes: the paper's MoA and MoA-Lite, Self-MoA, and a local llama.cpp setup.
 
-use super::{Agent, Aggregator, Layer, Policy, Provider, Quorum, Recipe, StrategySpec};
+use super::{Agent, Aggregator, Layer, Policy, Provider, Quorum, Recipe, Staircase, StrategySpec};
 use crate::provider::ProviderKind;
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ pub const PRESETS: [(&str, &str); 6] = [
     ),
     (
         "moa-fast",
-        "The paper's MoA with quorum layers: each layer goes on once 4 of its 6 have answered (500 ms grace for the rest)",
+        "The paper's MoA with quorum layers (4 of 6 answers, 500 ms grace for the rest) and a staircase aggregator (it starts on the last layer's first chunks)",
     ),
     ("local-fast", "The local recipe with a quorum of 2 (300 ms grace) that ends the run at once when those 2 agree"),
 ];
@@ -51,6 +51,7 @@ pub fn preset(name: &str) -> Option<Recipe> {
             let layer = paper_layer();
             let mut r = together(name, vec![layer.clone(), layer], "Qwen/Qwen1.5-110B-Chat");
             r.policy.quorum = Some(Quorum { min: 4, grace_ms: 500 });
+            r.aggregator.staircase = Some(Staircase { chunk_chars: 400, step_tokens: 96 });
             r
         }
         "local-fast" => {

@@ -1,0 +1,205 @@
+//! Staircase streaming (arXiv 2510.05059): the aggregator starts on the last proposer
+//! layer's first chunks instead of waiting for the whole layer.
+//!
+//! While the last proposer layer runs, its slots carry one more: the aggregator's stair
+//! slot. Each time every live proposer has streamed another `chunk_chars` (or finished),
+//! the stair slot makes a step: a call with the paper's prompt over the proposals so far,
+//! the answer so far carried forward, at most `step_tokens` long. Its text goes to the user
+//! as it streams, as the aggregator's (layer = the aggregator's, slot 0), and is only ever
+//! appended to: a step that fails keeps what it delivered, and is not retried (the next
+//! step, or the final call, continues from it). When the layer ends, the aggregator's
+//! usual call writes the rest from the whole proposals, continuing the same answer.
+
+use super::attempt::{Flight, Slot, SlotState};
+use super::{CallError, CallReport, Event, Place, Run};
+use crate::message::{Message, Role};
+use crate::provider::ProviderKind;
+use crate::strategy::inject_references;
+use crate::time::millis;
+use crate::usage::{Usage, add_cost};
+
+/// The staircase's state over the last proposer layer and the aggregator.
+pub(super) struct Stair {
+    /// The stair slot's index among the current slots; `None` once the layer is over.
+    pub(super) slot: Option<usize>,
+    /// Steps started.
+    pub(super) steps: u32,
+    /// Everything the steps delivered, in order.
+    pub(super) answer: String,
+    /// Each step's account, for the aggregator's layer report.
+    pub(super) reports: Vec<CallReport>,
+    pub(super) usage: Usage,
+    pub(super) wasted: Usage,
+    pub(super) cost: Option<f64>,
+}
+
+/// Adds the answer so far to an aggregator's messages: as a true assistant prefix where
+/// the provider continues one (Anthropic), else as an instruction to continue it.
+pub(super) fn continue_from(messages: &mut Vec<Message>, answer: &str, kind: ProviderKind) {
+    if kind == ProviderKind::Anthropic {
+        // Anthropic refuses a prefix that ends in whitespace.
+        messages.push(Message::assistant(answer.trim_end()));
+        return;
+    }
+    let note = format!(
+        "\n\nYou have already written the beginning of your response; it follows \"Your response so far:\" \
+         below. Continue it from exactly where it stops: do not repeat any of it and do not start over.\
+         \n\nYour response so far:\n{answer}"
+    );
+    match messages.first_mut() {
+        Some(first) if first.role == Role::System => first.content.push_str(&note),
+        _ => messages.insert(0, Message::system(note.trim_start())),
+    }
+}
+
+impl Run {
+    /// Whether slot `i` is the staircase's.
+    pub(super) fn is_stair(&self, i: usize) -> bool {
+        self.stair.as_ref().is_some_and(|s| s.slot == Some(i))
+    }
+
+    /// How many of the current slots are the layer's own agents (the stair slot, when
+    /// there is one, comes after them).
+    pub(super) fn proposers(&self) -> usize {
+        self.stair.as_ref().and_then(|s| s.slot).unwrap_or(self.slots.len())
+    }
+
+    /// Where events of slot `i` say they happen: the stair slot's are the aggregator's.
+    pub(super) fn place_of(&self, i: usize) -> (usize, usize) {
+        if self.is_stair(i) { (self.recipe.layers.len(), 0) } else { (self.layer, i) }
+    }
+
+    /// Adds the stair slot when the last proposer layer begins and the recipe asks for a
+    /// staircase.
+    pub(super) fn stair_begin(&mut self) {
+        let Some(st) = self.recipe.aggregator.staircase else { return };
+        if self.layer + 1 != self.recipe.layers.len() {
+            return;
+        }
+        let mut agent = self.recipe.aggregator_agent();
+        agent.max_tokens = agent.max_tokens.min(st.step_tokens);
+        let kind = self.recipe.providers[&agent.provider].kind;
+        let mut slot = Slot::new(agent, kind, self.now);
+        // Idle until its first step.
+        slot.state = SlotState::Succeeded;
+        self.slots.push(slot);
+        self.stair = Some(Stair {
+            slot: Some(self.slots.len() - 1),
+            steps: 0,
+            answer: String::new(),
+            reports: Vec::new(),
+            usage: Usage::default(),
+            wasted: Usage::default(),
+            cost: None,
+        });
+    }
+
+    /// Starts the next step when every live proposer has streamed another chunk, and some
+    /// are still going (when all have finished, the aggregator's own call writes the rest).
+    pub(super) fn stair_check(&mut self) {
+        let (Some(st), Some(stair)) = (self.recipe.aggregator.staircase, &self.stair) else { return };
+        let Some(i) = stair.slot else { return };
+        if !matches!(self.slots[i].state, SlotState::Succeeded) {
+            return; // a step is under way
+        }
+        let live: Vec<usize> = (0..i).filter(|&j| !matches!(self.slots[j].state, SlotState::Failed)).collect();
+        let done = |j: &usize| matches!(self.slots[*j].state, SlotState::Succeeded);
+        if live.is_empty() || live.iter().all(done) {
+            return;
+        }
+        let need = (stair.steps as usize + 1) * st.chunk_chars as usize;
+        if !live.iter().all(|j| done(j) || self.slots[*j].text.chars().count() >= need) {
+            return;
+        }
+        let refs: Vec<String> = live.iter().map(|&j| self.slots[j].text.trim().to_owned()).collect();
+        let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+        let mut messages = inject_references(&self.conversation, &refs);
+        if !stair.answer.is_empty() {
+            continue_from(&mut messages, &stair.answer, self.slots[i].kind);
+        }
+        if let Some(s) = self.stair.as_mut() {
+            s.steps += 1;
+        }
+        // Each step is a first attempt: a step is not a retry.
+        self.slots[i].attempts = 0;
+        self.start_with(i, messages);
+    }
+
+    /// A step ended well: its text joins the answer, its account the aggregator's books.
+    pub(super) fn stair_step_done(&mut self, i: usize, flight: &Flight) {
+        let s = &self.slots[i];
+        let cost = self.price(&s.agent, s.usage);
+        let report = CallReport {
+            slot: 0,
+            agent: s.agent.label.clone(),
+            provider: s.agent.provider.clone(),
+            model: s.agent.model.clone(),
+            ok: true,
+            text: s.text.clone(),
+            errors: vec![],
+            attempts: 1,
+            usage: s.usage,
+            cost,
+            wasted: Usage::default(),
+            latency_ms: Some(millis(self.now.since(flight.started))),
+            ttft_ms: s.ttft.map(millis),
+            server_ms: s.server_ms,
+        };
+        let (text, usage) = (s.text.clone(), s.usage.unwrap_or_default());
+        if let Some(stair) = self.stair.as_mut() {
+            stair.answer.push_str(&text);
+            stair.usage += usage;
+            add_cost(&mut stair.cost, cost);
+            stair.reports.push(report);
+        }
+    }
+
+    /// A step failed: what it delivered stays delivered (and in the answer); it is not
+    /// retried: the next step, or the final call, continues from it.
+    pub(super) fn stair_step_failed(&mut self, i: usize, error: CallError, cancel: bool) {
+        let Some(flight) = self.end_flight(i, SlotState::Succeeded) else { return };
+        if cancel {
+            self.queue.push_back(super::Action::Cancel { call: flight.call });
+        }
+        let message = self.redactor.redact(&error.to_string());
+        let s = &self.slots[i];
+        let usage = Run::attempt_usage(s, &flight);
+        let cost = self.price(&s.agent, Some(usage));
+        let text = s.text.clone();
+        let event = Event::CallFailed {
+            at: Place { call: flight.call, layer: self.recipe.layers.len(), slot: 0 },
+            agent: s.agent.label.clone(),
+            error: message.clone(),
+            will_retry: false,
+            retry_in_ms: None,
+            // Delivered text is the user's: nothing is taken back.
+            discarded_chars: 0,
+            usage,
+            cost,
+            t_ms: self.t_ms(),
+        };
+        let report = CallReport {
+            slot: 0,
+            agent: s.agent.label.clone(),
+            provider: s.agent.provider.clone(),
+            model: s.agent.model.clone(),
+            ok: false,
+            text: text.clone(),
+            errors: vec![message],
+            attempts: 1,
+            usage: Some(usage),
+            cost,
+            wasted: Usage::default(),
+            latency_ms: Some(millis(self.now.since(flight.started))),
+            ttft_ms: None,
+            server_ms: None,
+        };
+        if let Some(stair) = self.stair.as_mut() {
+            stair.answer.push_str(&text);
+            stair.usage += usage;
+            add_cost(&mut stair.cost, cost);
+            stair.reports.push(report);
+        }
+        self.emit(event);
+    }
+}
