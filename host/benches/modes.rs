@@ -6,6 +6,8 @@
 //! 300 tokens at 300 tokens/s (1 s), one of them a straggler five times slower (5 s), and
 //! an aggregator with a 300 ms time to first token writing 100 tokens at 300 tokens/s.
 //! Early exit's workload: proposers that answer "42" after 1 s (the straggler after 5 s).
+//! The staircase's steps are the same aggregator (the fake does not cap them at
+//! `step_tokens`, so each step writes its 100 tokens).
 #![allow(missing_docs)]
 
 #[path = "../tests/common/mod.rs"]
@@ -18,9 +20,13 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 fn recipe(base_url: &str, proposer: &str, straggler: &str, layer_extra: &str) -> Recipe {
+    with_aggregator(base_url, proposer, straggler, layer_extra, "")
+}
+
+fn with_aggregator(base_url: &str, proposer: &str, straggler: &str, layer_extra: &str, agg_extra: &str) -> Recipe {
     let agents: Vec<String> = (0..3).map(|i| format!("\"fake:p{i};{proposer}\"")).collect();
     let toml = format!(
-        "name = \"bench\"\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{base_url}\"\n\n[[layers]]\nagents = [{}, \"fake:straggler;{straggler}\"]\n{layer_extra}\n\n[aggregator]\nmodel = \"fake:agg;ttft=300;tokens=100;rate=300\"\n",
+        "name = \"bench\"\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{base_url}\"\n\n[[layers]]\nagents = [{}, \"fake:straggler;{straggler}\"]\n{layer_extra}\n\n[aggregator]\nmodel = \"fake:agg;ttft=300;tokens=100;rate=300\"\n{agg_extra}\n",
         agents.join(", ")
     );
     Recipe::from_toml(&toml).expect("bench recipe")
@@ -65,6 +71,10 @@ fn main() {
             ("layer-synchronous", recipe(&fake.base_url, long, slow, "")),
             ("quorum 3 of 4, no grace", recipe(&fake.base_url, long, slow, "quorum = { min = 3 }")),
             ("quorum 3 of 4, 200 ms grace", recipe(&fake.base_url, long, slow, "quorum = { min = 3, grace_ms = 200 }")),
+            (
+                "staircase, 200-character chunks",
+                with_aggregator(&fake.base_url, long, slow, "", "staircase = { chunk_chars = 200, step_tokens = 32 }"),
+            ),
             ("agreeing answers, layer-synchronous", recipe(&fake.base_url, short, short_slow, "")),
             (
                 "agreeing answers, quorum 3 + early exit",
@@ -86,10 +96,11 @@ fn main() {
             rows.push((t, w));
         }
         println!(
-            "\nquorum wall / layer-synchronous wall: {:.2} without grace, {:.2} with 200 ms (goal ≤ 0.35); early exit TTFT / layer-synchronous TTFT: {:.2}",
+            "\nquorum wall / layer-synchronous wall: {:.2} without grace, {:.2} with 200 ms (goal ≤ 0.35); staircase TTFT / layer-synchronous TTFT: {:.2} (goal ≤ 0.2); early exit TTFT / layer-synchronous TTFT: {:.2}",
             rows[1].1 / rows[0].1,
             rows[2].1 / rows[0].1,
-            rows[4].0 / rows[3].0
+            rows[3].0 / rows[0].0,
+            rows[5].0 / rows[4].0
         );
     });
 }
