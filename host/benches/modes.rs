@@ -75,6 +75,10 @@ fn main() {
                 "staircase, 200-character chunks",
                 with_aggregator(&fake.base_url, long, slow, "", "staircase = { chunk_chars = 200, step_tokens = 32 }"),
             ),
+            (
+                "staircase, 100-character chunks",
+                with_aggregator(&fake.base_url, long, slow, "", "staircase = { chunk_chars = 100, step_tokens = 32 }"),
+            ),
             ("agreeing answers, layer-synchronous", recipe(&fake.base_url, short, short_slow, "")),
             (
                 "agreeing answers, quorum 3 + early exit",
@@ -99,8 +103,8 @@ fn main() {
             "\nquorum wall / layer-synchronous wall: {:.2} without grace, {:.2} with 200 ms (goal ≤ 0.35); staircase TTFT / layer-synchronous TTFT: {:.2} (goal ≤ 0.2); early exit TTFT / layer-synchronous TTFT: {:.2}",
             rows[1].1 / rows[0].1,
             rows[2].1 / rows[0].1,
-            rows[3].0 / rows[0].0,
-            rows[5].0 / rows[4].0
+            rows[3].0.min(rows[4].0) / rows[0].0,
+            rows[6].0 / rows[5].0
         );
     });
 }

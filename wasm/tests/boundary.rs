@@ -23,7 +23,7 @@ const DOWN: &str = r#"{"providers": {"down": {"kind": "openai", "base_url": "htt
 #[wasm_bindgen_test]
 fn presets_are_plain_objects() {
     let list: js_sys::Array = presets().expect("presets").dyn_into().expect("array");
-    assert_eq!(list.length(), 4);
+    assert_eq!(list.length() as usize, moa_core::recipe::PRESETS.len());
     let first = list.get(0);
     assert_eq!(get(&first, "name").as_string().as_deref(), Some("moa"));
     let layers: js_sys::Array = get(&get(&first, "recipe"), "layers").dyn_into().expect("layers array");
