@@ -1240,6 +1240,9 @@ fn staircase_starts_the_aggregator_on_the_first_chunks_and_only_appends() {
     // Every call is in the aggregator's books: the steps and the last call.
     let agg_layer = stair.outcome.layers.last().expect("aggregator layer");
     assert!(agg_layer.aggregator && agg_layer.calls.len() == aggs.len());
+    // Each says when it started: the first step at 100 ms, its first token 20 ms later.
+    assert_eq!(agg_layer.calls[0].started_ms, Some(100.0));
+    assert_eq!(agg_layer.calls[0].ttft_ms, Some(50.0));
     assert_eq!(stair.outcome.layers[0].calls.len(), 3, "the proposer layer has its three");
 }
 

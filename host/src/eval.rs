@@ -276,8 +276,17 @@ fn accounts(line: &Value) -> (u64, Option<f64>, f64, Option<f64>, usize) {
     // The run ends when its aggregator's answer ends: so its first token came at the wall
     // time less the aggregator's streaming time. A strategy that decided without an
     // aggregator call (vote) answers all at once, at the end.
-    let aggregator = layers.iter().find(|l| l["aggregator"] == true).and_then(|l| l["calls"].get(0).cloned());
+    let agg_calls: Vec<Value> =
+        layers.iter().find(|l| l["aggregator"] == true).and_then(|l| l["calls"].as_array().cloned()).unwrap_or_default();
+    // When the calls say when they started: the earliest first token among the aggregator's
+    // calls (a staircase has several).
+    let first_token = agg_calls
+        .iter()
+        .filter_map(|c| Some(c["started_ms"].as_f64()? + c["ttft_ms"].as_f64()?))
+        .min_by(f64::total_cmp);
+    let aggregator = agg_calls.first().cloned();
     let ttft = match aggregator {
+        Some(_) if first_token.is_some() => first_token,
         Some(c) => match (c["latency_ms"].as_f64(), c["ttft_ms"].as_f64()) {
             (Some(lat), Some(ttft)) => Some((wall - lat + ttft).max(0.0)),
             _ => None,

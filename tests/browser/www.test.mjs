@@ -48,9 +48,10 @@ before(async () => {
         setTimeout(() => res.socket.destroy(), 200);
         return;
       }
-      if (model === "slow") {
+      if (model === "slow" || model === "slowish") {
+        const words = model === "slow" ? 100 : 10;
         let n = 0;
-        const timer = setInterval(() => (++n > 100 ? (clearInterval(timer), res.end(done)) : res.write(chunk(`word${n} `))), 100);
+        const timer = setInterval(() => (++n > words ? (clearInterval(timer), res.end(done)) : res.write(chunk(`word${n} `))), 100);
         res.on("close", () => clearInterval(timer));
         return;
       }
@@ -627,6 +628,27 @@ test("a quorum's cut call shows as cut, not failed, on its card and in the timel
   assert.match(await page.textContent("#timeline li.cut"), /fake:slow: .* cut /);
   assert.equal(await page.locator("#failures li").count(), 0, "a cut call is not a failure");
   assert.equal((await page.textContent("#history li.assistant:last-child .answer")).trim(), "Answer 2.");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("a staircase aggregator's steps stream into one answer and show as steps in the timeline", async () => {
+  const { page, errors } = await open();
+  await useRecipe(page, fakeRecipe(["slowish", "echo-1"], "echo-2"));
+  const r = JSON.parse(await page.inputValue("#recipe"));
+  r.aggregator = { model: "fake:echo-2", staircase: { chunk_chars: 12, step_tokens: 8 } };
+  await page.fill("#recipe", JSON.stringify(r, null, 2));
+  assert.equal(await page.locator("#recipe-errors li").count(), 0, await page.textContent("#recipe-errors"));
+  await page.fill("#prompt", "Step by step.");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Done.", null, { timeout: 30_000 });
+  // Every step and the last call wrote "Answer 2."; the answer is all of them, in order.
+  const answer = (await page.textContent("#history li.assistant:last-child .answer")).trim();
+  const steps = answer.split("Answer 2.").length - 1;
+  assert.ok(steps >= 3 && answer === "Answer 2.".repeat(steps), answer);
+  // The timeline draws one bar per aggregator call: the staircase.
+  const bars = await page.locator("#timeline li .label").allTextContents();
+  assert.equal(bars.filter((l) => l.startsWith("fake:echo-2:")).length, steps);
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -22,6 +22,8 @@ pub(super) struct Slot {
     pub(super) errors: Vec<String>,
     pub(super) latency: Option<Duration>,
     pub(super) ttft: Option<Duration>,
+    /// When its last attempt started.
+    pub(super) started: Option<Time>,
     pub(super) server_ms: Option<f64>,
     /// Why the current attempt's model stopped, as the provider said (or `stop` when
     /// the engine cut it at a stop sequence).
@@ -78,6 +80,7 @@ impl Slot {
             errors: Vec::new(),
             latency: None,
             ttft: None,
+            started: None,
             server_ms: None,
             finish: None,
             stop: StopFilter::default(),

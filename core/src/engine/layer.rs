@@ -64,6 +64,7 @@ impl Run {
                 wasted: s.wasted,
                 latency_ms: s.latency.map(millis),
                 ttft_ms: s.ttft.map(millis),
+                started_ms: s.started.map(|t| millis(t.since(self.started))),
                 server_ms: if ok { s.server_ms } else { None },
             });
         }

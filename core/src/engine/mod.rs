@@ -291,6 +291,7 @@ impl Run {
         self.next_call += 1;
         let slot = &mut self.slots[i];
         slot.attempts += 1;
+        slot.started = Some(self.now);
         slot.text.clear();
         slot.usage = None;
         slot.server_ms = None;

@@ -191,6 +191,9 @@ pub struct CallReport {
     pub latency_ms: Option<f64>,
     /// Its time to first token.
     pub ttft_ms: Option<f64>,
+    /// When its (last) attempt started, in ms from the run's start: with `ttft_ms`, when
+    /// its first token came.
+    pub started_ms: Option<f64>,
     /// The server's own processing time, where it reports one (llama.cpp).
     pub server_ms: Option<f64>,
 }

@@ -143,6 +143,7 @@ impl Run {
             wasted: Usage::default(),
             latency_ms: Some(millis(self.now.since(flight.started))),
             ttft_ms: s.ttft.map(millis),
+            started_ms: Some(millis(flight.started.since(self.started))),
             server_ms: s.server_ms,
         };
         let (text, usage) = (s.text.clone(), s.usage.unwrap_or_default());
@@ -192,6 +193,7 @@ impl Run {
             wasted: Usage::default(),
             latency_ms: Some(millis(self.now.since(flight.started))),
             ttft_ms: None,
+            started_ms: Some(millis(flight.started.since(self.started))),
             server_ms: None,
         };
         if let Some(stair) = self.stair.as_mut() {
