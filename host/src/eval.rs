@@ -273,11 +273,14 @@ fn accounts(line: &Value) -> (u64, Option<f64>, f64, Option<f64>, usize) {
     let wall = line["timings"]["wall_ms"].as_f64().unwrap_or(0.0);
     let layers = line["layers"].as_array().cloned().unwrap_or_default();
     let calls = layers.iter().map(|l| l["calls"].as_array().map_or(0, Vec::len)).sum();
-    // The run ends when its aggregator's answer ends: so its first token came at the wall
-    // time less the aggregator's streaming time. A strategy that decided without an
-    // aggregator call (vote) answers all at once, at the end.
-    let agg_calls: Vec<Value> =
-        layers.iter().find(|l| l["aggregator"] == true).and_then(|l| l["calls"].as_array().cloned()).unwrap_or_default();
+    // Without `started_ms` (older lines), the run ends when its aggregator's answer ends: its
+    // first token came at the wall time less the aggregator's streaming time. A strategy
+    // that decided without an aggregator call (vote) answers all at once, at the end.
+    let agg_calls: Vec<Value> = layers
+        .iter()
+        .find(|l| l["aggregator"] == true)
+        .and_then(|l| l["calls"].as_array().cloned())
+        .unwrap_or_default();
     // When the calls say when they started: the earliest first token among the aggregator's
     // calls (a staircase has several).
     let first_token = agg_calls
