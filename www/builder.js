@@ -39,7 +39,7 @@ export function formValues(recipe) {
 
 function strategyName(s) {
   const name = typeof s === "string" ? s : s?.name ?? (s?.plugin ? "plugin" : "synthesize");
-  return ["synthesize", "vote"].includes(name) ? name : "synthesize";
+  return ["synthesize", "vote", "diverse"].includes(name) ? name : "synthesize";
 }
 
 /** Parses a layer's agents field: one `provider:model` a line, `*N` samples it N times;
@@ -166,7 +166,7 @@ function drawFields(names, layers, edit) {
           if (e.target.value === "synthesize") delete r.layers[i].strategy;
           else r.layers[i].strategy = e.target.value;
         });
-      box.append(...field(`Layer ${i + 1} strategy`, `b-layer-${i}-strategy`, onStrategy, { tag: "select", events: ["change"], options: [["synthesize", "synthesize"], ["vote", "vote"]] }));
+      box.append(...field(`Layer ${i + 1} strategy`, `b-layer-${i}-strategy`, onStrategy, { tag: "select", events: ["change"], options: [["synthesize", "synthesize"], ["vote", "vote"], ["diverse", "diverse (the 3 most different)"]] }));
     }
   });
 }

@@ -1287,3 +1287,22 @@ fn a_staircase_step_that_breaks_keeps_what_it_delivered_and_the_next_goes_on() {
         .collect();
     assert_eq!(delivered, answer_text);
 }
+
+#[test]
+fn diverse_passes_on_only_the_most_different_proposals() {
+    let recipe = Recipe::from_json(
+        r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+            "layers": [{"agents": ["p:a", "p:b", "p:c", "p:d"]}],
+            "aggregator": {"model": "p:agg", "strategy": {"name": "diverse", "params": {"k": 3}}}}"#,
+    )
+    .expect("valid");
+    let trace = simulate(start(&recipe, 0), T0, |req| match req.model.as_str() {
+        "a" | "b" | "c" => answer("Paris is the capital of France and its largest city.", ms(10)),
+        "agg" => answer("Paris.", ms(10)),
+        _ => answer("Lyon is a French city known for its food.", ms(10)),
+    });
+    // Three near-duplicates and one different: one of the three, and the different one.
+    let refs = references(trace.requests.iter().find(|r| r.model == "agg").expect("aggregator"));
+    assert_eq!(refs.len(), 2, "{refs:?}");
+    assert!(refs.iter().any(|r| r.contains("Lyon")) && refs.iter().any(|r| r.contains("Paris")));
+}

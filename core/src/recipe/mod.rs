@@ -21,7 +21,7 @@ pub const MAX_SECS: f64 = 7.0 * 24.0 * 3600.0;
 pub const MAX_PLUGIN_TIMEOUT_MS: u64 = 10_000;
 
 /// Built-in strategies a recipe may name.
-pub const BUILTIN_STRATEGIES: [&str; 2] = ["synthesize", "vote"];
+pub const BUILTIN_STRATEGIES: [&str; 3] = ["synthesize", "vote", "diverse"];
 
 /// One problem in a recipe: where, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

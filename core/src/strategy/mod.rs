@@ -2,9 +2,11 @@
 //! answer itself. Built-ins live here; the native host adds WebAssembly plugins through
 //! [`Resolver`].
 
+mod diverse;
 mod synthesize;
 mod vote;
 
+pub use diverse::Diverse;
 pub use synthesize::{REFERENCE_PROMPT, Synthesize, inject_references};
 pub use vote::{Vote, normalize_answer};
 
@@ -94,6 +96,7 @@ impl Resolver for Builtins {
         match (&spec.name, &spec.plugin) {
             (Some(name), None) if name == "synthesize" => Ok(Box::new(Synthesize::from_params(&spec.params)?)),
             (Some(name), None) if name == "vote" => Ok(Box::new(Vote::from_params(&spec.params)?)),
+            (Some(name), None) if name == "diverse" => Ok(Box::new(Diverse::from_params(&spec.params)?)),
             (_, Some(plugin)) => Err(StrategyError {
                 strategy: plugin.clone(),
                 message: "plugin strategies run only in the native host (moa-host)".into(),
