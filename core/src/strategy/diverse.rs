@@ -1,14 +1,14 @@
 //! Diverse references (after RMoA, arXiv 2505.24442, without embeddings): only the `k`
 //! most mutually different proposals go on, chosen greedily, near-duplicates dropped.
 //!
-//! Similarity is the Jaccard index of word 3-shingles (lowercased words, punctuation
-//! dropped; texts shorter than three words compare by their words). Why shingles: they
+//! Similarity is the Jaccard index of word 3-shingles (lowercased words split at
+//! whitespace and ASCII punctuation; texts shorter than three words compare by their
+//! words). Why shingles: they
 //! need no model and no network, so the strategy runs in the page too, and they catch what
 //! makes references redundant in practice — samples of one model repeating each other's
 //! sentences. Their limit, stated: two paraphrases in different words look different.
 
 use super::{Decision, Strategy, StrategyError, StrategyInput, check_params, inject_references};
-use std::collections::BTreeSet;
 
 /// Keeps the `k` most mutually different proposals.
 #[derive(Clone, Debug)]
@@ -44,27 +44,44 @@ impl Diverse {
     }
 }
 
-/// A text's word 3-shingles (its words, when it has fewer than three).
-fn shingles(text: &str) -> BTreeSet<String> {
-    let words: Vec<String> =
-        text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
-    if words.len() < 3 {
-        return words.into_iter().collect();
+/// A text's word 3-shingles (its words, when it has fewer than three), each as a 64-bit
+/// FNV-1a hash of its lowercased words, without repeats. (Hashes in a plain list, compared
+/// pairwise, rather than strings in a set type or a sorted list: this runs in the browser
+/// module, where each new set type or sort costs kilobytes, and answers are short enough
+/// for quadratic comparison. Two shingles collide as rarely as two random 64-bit numbers.)
+fn shingles(text: &str) -> Vec<u64> {
+    let words: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || c.is_ascii_punctuation())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let hash = |ws: &[String]| {
+        ws.iter()
+            .flat_map(|w| w.bytes().chain([0]))
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    };
+    let size = if words.len() < 3 { 1 } else { 3 };
+    let mut out: Vec<u64> = Vec::new();
+    for h in words.windows(size).map(hash) {
+        if !out.contains(&h) {
+            out.push(h);
+        }
     }
-    words.windows(3).map(|w| w.join(" ")).collect()
+    out
 }
 
-/// The Jaccard index of two shingle sets (1 for two empty texts).
-pub fn similarity(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
-    let union = a.union(b).count();
-    if union == 0 { 1.0 } else { a.intersection(b).count() as f64 / union as f64 }
+/// The Jaccard index of two shingle lists from [`shingles`] (1 for two empty texts).
+fn similarity(a: &[u64], b: &[u64]) -> f64 {
+    let both = a.iter().filter(|h| b.contains(h)).count();
+    let union = a.len() + b.len() - both;
+    if union == 0 { 1.0 } else { both as f64 / union as f64 }
 }
 
 /// Which proposals `diverse` keeps, in agent order: greedy max-min. The first kept is the
 /// one least similar on average to the others; then, each time, the one whose closest kept
 /// proposal is farthest; near-duplicates of a kept one are never kept.
 pub fn pick(texts: &[&str], k: usize, duplicate: f64) -> Vec<usize> {
-    let sets: Vec<BTreeSet<String>> = texts.iter().map(|t| shingles(t)).collect();
+    let sets: Vec<Vec<u64>> = texts.iter().map(|t| shingles(t)).collect();
     let n = sets.len();
     let sim = |i: usize, j: usize| similarity(&sets[i], &sets[j]);
     let mut kept: Vec<usize> = Vec::new();
@@ -86,8 +103,8 @@ pub fn pick(texts: &[&str], k: usize, duplicate: f64) -> Vec<usize> {
             None => break,
         }
     }
-    kept.sort_unstable();
-    kept
+    // In agent order.
+    (0..n).filter(|i| kept.contains(i)).collect()
 }
 
 impl Strategy for Diverse {
