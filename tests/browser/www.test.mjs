@@ -132,7 +132,9 @@ test("the local recipe streams every agent's card and the answer, over two turns
   const firstTurn = bodies.length;
   await page.fill("#prompt", "And a vegetable?");
   await page.click("#send");
-  await page.waitForFunction(() => document.querySelectorAll("#history li").length === 4, null, { timeout: 240_000 });
+  await page.waitForFunction(() => /Done|Failed|Not sent/.test(document.querySelector("#status").textContent), null, { timeout: 240_000 });
+  assert.equal(await page.textContent("#status"), "Done.", await page.textContent("#chat"));
+  assert.equal(await page.locator("#history li").count(), 4);
   assert.ok(bodies.slice(firstTurn).every((b) => b.includes("Name a fruit.") && b.includes("And a vegetable?")), "history reaches every agent");
   assert.deepEqual(errors, []);
   await page.close();
