@@ -1179,6 +1179,17 @@ fn quorum_and_early_exit_are_checked_with_their_paths() {
     );
 }
 
+/// Everything streamed at the aggregator's layer (layer 1 of a one-layer recipe), in order.
+fn answer_deltas(events: &[Event]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TextDelta { at, text } if at.layer == 1 => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn staircase_starts_the_aggregator_on_the_first_chunks_and_only_appends() {
     let recipe = |staircase: bool| {
@@ -1215,14 +1226,7 @@ fn staircase_starts_the_aggregator_on_the_first_chunks_and_only_appends() {
     assert!(first_answer_text(&sync) >= T0 + Duration::from_secs(3));
     assert_eq!(first_answer_text(&stair), T0 + ms(100), "every proposer's first chunk arrived at 100 ms");
     // What reached the user: only ever appended, and equal to the answer.
-    let delivered: String = stair
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::TextDelta { at, text } if at.layer == 1 => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
+    let delivered = answer_deltas(&stair.events);
     let answer_text = stair.outcome.answer.clone().expect("answered");
     assert_eq!(delivered, answer_text);
     assert!(answer_text.starts_with("S1 S2 ") && answer_text.ends_with("the end."), "{answer_text}");
@@ -1277,14 +1281,7 @@ fn a_staircase_step_that_breaks_keeps_what_it_delivered_and_the_next_goes_on() {
     assert!(answer_text.starts_with("Begun, more, ") && answer_text.ends_with("done."), "{answer_text}");
     // The break took nothing back: no discarded characters, and no retry of that step.
     assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { discarded_chars: 0, will_retry: false, .. })));
-    let delivered: String = trace
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::TextDelta { at, text } if at.layer == 1 => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
+    let delivered = answer_deltas(&trace.events);
     assert_eq!(delivered, answer_text);
 }
 

@@ -500,6 +500,13 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
                 calls,
                 ..ItemResult::default()
             };
+            // What the judge said of key (`id`, `id|ab`, `id|t2`, ...).
+            let said = |key: &str| {
+                verdicts[ei]
+                    .get(&Value::String(key.to_owned()).to_string())
+                    .and_then(|l| l["answer"].as_str())
+                    .map(str::to_owned)
+            };
             match (&eval.scoring, &answer) {
                 // A run that failed gets the lowest score: no answer is a wrong answer.
                 (Scoring::Rule(_), None) => r.score = Some(0.0),
@@ -507,12 +514,6 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
                 (Scoring::Judge { mode: JudgeMode::Grade, .. }, _) if item.turn_count() > 1 => {
                     // Each turn by its own verdict; a turn that failed, and every turn after
                     // it (never asked), gets the lowest grade.
-                    let said = |key: &str| {
-                        verdicts[ei]
-                            .get(&Value::String(key.to_owned()).to_string())
-                            .and_then(|l| l["answer"].as_str())
-                            .map(str::to_owned)
-                    };
                     let mut answered = true;
                     for t in 0..item.turn_count() {
                         answered = answered && turn_answer(t, ei, id).is_some();
@@ -528,7 +529,7 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
                         r.skills.push(grade);
                     }
                     let read: Vec<f64> = r.skills.iter().flatten().copied().collect();
-                    r.score = (!read.is_empty()).then(|| read.iter().sum::<f64>() / read.len() as f64);
+                    r.score = mean(&read);
                 }
                 (Scoring::Judge { mode: JudgeMode::Grade, .. }, None) => r.score = Some(1.0),
                 (Scoring::Judge { mode: JudgeMode::Rubric, skills, .. }, None) => {
@@ -542,12 +543,6 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
                         .map(Some)?;
                 }
                 (Scoring::Judge { mode, skills, .. }, Some(a)) => {
-                    let said = |key: &str| {
-                        verdicts[ei]
-                            .get(&Value::String(key.to_owned()).to_string())
-                            .and_then(|l| l["answer"].as_str())
-                            .map(str::to_owned)
-                    };
                     match mode {
                         JudgeMode::Pairwise => {
                             // "ab" shows this answer first; "ba" second, so its preference flips.
@@ -555,7 +550,7 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
                             let ba = said(&format!("{id}|ba")).map(|t| judge::parse_pairwise(&t).map(|p| 1.0 - p));
                             let read: Vec<f64> = [ab, ba].into_iter().flatten().flatten().collect();
                             r.unparseable = [ab, ba].iter().filter(|v| matches!(v, Some(None))).count();
-                            r.score = (!read.is_empty()).then(|| read.iter().sum::<f64>() / read.len() as f64);
+                            r.score = mean(&read);
                             let other = match &eval.scoring {
                                 Scoring::Judge { against: Some(x), .. } => {
                                     eval.entrants.iter().position(|e| &e.name == x).and_then(|ai| answer_of(ai, id))
@@ -574,7 +569,7 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
                                 r.skills = judge::parse_rubric(&t, skills);
                                 r.unparseable = r.skills.iter().filter(|s| s.is_none()).count();
                                 let read: Vec<f64> = r.skills.iter().flatten().copied().collect();
-                                r.score = (!read.is_empty()).then(|| read.iter().sum::<f64>() / read.len() as f64);
+                                r.score = mean(&read);
                             }
                         }
                     }
@@ -612,6 +607,11 @@ pub async fn run(eval: Eval, transport: &Transport, cancel: CancellationToken) -
     let html_path = eval.out.join("report.html");
     std::fs::write(&html_path, html).map_err(io(&html_path))?;
     Ok(Report { results, summary, failed_runs })
+}
+
+/// The mean of `values`; `None` for none.
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
 /// The scoring, in words, for the report.

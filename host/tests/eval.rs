@@ -39,6 +39,12 @@ fn eval(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_moa")).arg("eval").args(args).arg("-q").output().expect("moa runs")
 }
 
+/// `moa eval DATA --recipe RECIPE --scorer judge --judge JUDGE --judge-mode MODE -o OUT`.
+fn judged(data: &Path, recipe: &str, judge: &str, mode: &str, out: &Path) -> Output {
+    let (data, out) = (data.to_str().expect("path"), out.to_str().expect("path"));
+    eval(&[data, "--recipe", recipe, "--scorer", "judge", "--judge", judge, "--judge-mode", mode, "-o", out])
+}
+
 fn summary(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json")).expect("json")
 }
@@ -122,17 +128,7 @@ fn judges_judge_both_orders_and_unreadable_verdicts_are_counted_never_guessed() 
     // A judge that always prefers whatever it is shown first: in both orders, a tie.
     let biased = recipe(tmp.path(), &fake, "biased", &["x"], "Verdict: A");
     let out = tmp.path().join("pair");
-    let o = eval(&[
-        data.to_str().expect("path"),
-        "--recipe",
-        &solo,
-        "--scorer",
-        "judge",
-        "--judge",
-        &biased,
-        "-o",
-        out.to_str().expect("path"),
-    ]);
+    let o = judged(&data, &solo, &biased, "pairwise", &out);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let s = summary(&out);
     assert!(s["scoring"].as_str().expect("words").contains("in both orders"));
@@ -141,19 +137,7 @@ fn judges_judge_both_orders_and_unreadable_verdicts_are_counted_never_guessed() 
     // A judge that will not say: every verdict unreadable, counted, and no score made up.
     let vague = recipe(tmp.path(), &fake, "vague", &["x"], "Both answers have merit.");
     let out = tmp.path().join("vague");
-    let o = eval(&[
-        data.to_str().expect("path"),
-        "--recipe",
-        &solo,
-        "--scorer",
-        "judge",
-        "--judge",
-        &vague,
-        "--judge-mode",
-        "grade",
-        "-o",
-        out.to_str().expect("path"),
-    ]);
+    let o = judged(&data, &solo, &vague, "grade", &out);
     assert_eq!(o.status.code(), Some(0));
     let s = summary(&out);
     assert_eq!(by_name(&s, "solo")["unparseable"], 10);
@@ -167,19 +151,7 @@ fn judges_judge_both_orders_and_unreadable_verdicts_are_counted_never_guessed() 
         "correctness: 5\\nfactuality: 4\\ncompleteness: 3\\nreadability: 2",
     );
     let out = tmp.path().join("rubric");
-    let o = eval(&[
-        data.to_str().expect("path"),
-        "--recipe",
-        &solo,
-        "--scorer",
-        "judge",
-        "--judge",
-        &rubric,
-        "--judge-mode",
-        "rubric",
-        "-o",
-        out.to_str().expect("path"),
-    ]);
+    let o = judged(&data, &solo, &rubric, "rubric", &out);
     assert_eq!(o.status.code(), Some(0));
     let s = summary(&out);
     let skills = &by_name(&s, "solo")["skills"];

@@ -128,31 +128,8 @@ impl Run {
     /// A step ended well: its text joins the answer, its account the aggregator's books.
     pub(super) fn stair_step_done(&mut self, i: usize, flight: &Flight) {
         let s = &self.slots[i];
-        let cost = self.price(&s.agent, s.usage);
-        let report = CallReport {
-            slot: 0,
-            agent: s.agent.label.clone(),
-            provider: s.agent.provider.clone(),
-            model: s.agent.model.clone(),
-            ok: true,
-            text: s.text.clone(),
-            errors: vec![],
-            attempts: 1,
-            usage: s.usage,
-            cost,
-            wasted: Usage::default(),
-            latency_ms: Some(millis(self.now.since(flight.started))),
-            ttft_ms: s.ttft.map(millis),
-            started_ms: Some(millis(flight.started.since(self.started))),
-            server_ms: s.server_ms,
-        };
-        let (text, usage) = (s.text.clone(), s.usage.unwrap_or_default());
-        if let Some(stair) = self.stair.as_mut() {
-            stair.answer.push_str(&text);
-            stair.usage += usage;
-            add_cost(&mut stair.cost, cost);
-            stair.reports.push(report);
-        }
+        let (usage, ttft, server_ms) = (s.usage, s.ttft.map(millis), s.server_ms);
+        self.stair_book(i, flight, Ok(()), usage, ttft, server_ms);
     }
 
     /// A step failed: what it delivered stays delivered (and in the answer); it is not
@@ -165,8 +142,6 @@ impl Run {
         let message = self.redactor.redact(&error.to_string());
         let s = &self.slots[i];
         let usage = Run::attempt_usage(s, &flight);
-        let cost = self.price(&s.agent, Some(usage));
-        let text = s.text.clone();
         let event = Event::CallFailed {
             at: Place { call: flight.call, layer: self.recipe.layers.len(), slot: 0 },
             agent: s.agent.label.clone(),
@@ -176,32 +151,49 @@ impl Run {
             // Delivered text is the user's: nothing is taken back.
             discarded_chars: 0,
             usage,
-            cost,
+            cost: self.price(&s.agent, Some(usage)),
             t_ms: self.t_ms(),
         };
+        self.stair_book(i, &flight, Err(message), Some(usage), None, None);
+        self.emit(event);
+    }
+
+    /// Books a step that ended (`Err` with its error when it broke): its text joins the
+    /// answer, its account the aggregator's books.
+    fn stair_book(
+        &mut self,
+        i: usize,
+        flight: &Flight,
+        result: Result<(), String>,
+        usage: Option<Usage>,
+        ttft_ms: Option<f64>,
+        server_ms: Option<f64>,
+    ) {
+        let s = &self.slots[i];
+        let cost = self.price(&s.agent, usage);
         let report = CallReport {
             slot: 0,
             agent: s.agent.label.clone(),
             provider: s.agent.provider.clone(),
             model: s.agent.model.clone(),
-            ok: false,
-            text: text.clone(),
-            errors: vec![message],
+            ok: result.is_ok(),
+            text: s.text.clone(),
+            errors: result.err().into_iter().collect(),
             attempts: 1,
-            usage: Some(usage),
+            usage,
             cost,
             wasted: Usage::default(),
             latency_ms: Some(millis(self.now.since(flight.started))),
-            ttft_ms: None,
+            ttft_ms,
             started_ms: Some(millis(flight.started.since(self.started))),
-            server_ms: None,
+            server_ms,
         };
+        let text = s.text.clone();
         if let Some(stair) = self.stair.as_mut() {
             stair.answer.push_str(&text);
-            stair.usage += usage;
+            stair.usage += usage.unwrap_or_default();
             add_cost(&mut stair.cost, cost);
             stair.reports.push(report);
         }
-        self.emit(event);
     }
 }

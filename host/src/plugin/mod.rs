@@ -579,7 +579,7 @@ impl Runtime {
             pre,
         };
         let info =
-            self.call(&plugin, limits, Copy::Describe, |p, store| p.moa_strategy_strategy().call_describe(store))?;
+            self.call(&plugin, limits, Call::Describe, |p, store| p.moa_strategy_strategy().call_describe(store))?;
         plugin.info = v0_1_0::Info {
             name: inert(&info.name),
             version: inert(&info.version),
@@ -597,7 +597,7 @@ impl Runtime {
         ctx: &v0_1_0::Context,
     ) -> Result<v0_1_0::Decision, PluginError> {
         let result =
-            self.call(plugin, limits, Copy::Decision, |p, store| p.moa_strategy_strategy().call_decide(store, ctx))?;
+            self.call(plugin, limits, Call::Decision, |p, store| p.moa_strategy_strategy().call_decide(store, ctx))?;
         let decision = result.map_err(|reason| PluginError::Decision {
             plugin: plugin.name.clone(),
             reason: format!("declined to decide: {}", inert(&reason)),
@@ -613,7 +613,7 @@ impl Runtime {
         &self,
         plugin: &Plugin,
         limits: Limits,
-        copy: Copy,
+        copy: Call,
         f: impl FnOnce(&v0_1_0::Plugin, &mut Store<PluginState>) -> wasmtime::Result<R> + Send,
     ) -> Result<R, PluginError> {
         // wasmtime-wasi's synchronous host calls block on a tokio runtime of their own,
@@ -647,7 +647,7 @@ impl Runtime {
         &self,
         plugin: &Plugin,
         limits: Limits,
-        copy: Copy,
+        copy: Call,
         f: impl FnOnce(&v0_1_0::Plugin, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         // Its stderr is kept (bounded) only to explain a crash: a panic message says why.
@@ -681,18 +681,19 @@ impl Runtime {
     }
 }
 
-/// Which call a plugin's result comes from, for what the host copies out of it.
+/// Which call a plugin's result comes from, for what the host copies out of it. (Not
+/// named `Copy`, which would shadow the trait.)
 #[derive(Clone, Copy, Debug)]
-enum Copy {
+enum Call {
     Describe,
     Decision,
 }
 
-impl Copy {
+impl Call {
     fn budget(self, limits: Limits) -> usize {
         match self {
-            Copy::Describe => MAX_DESCRIBE,
-            Copy::Decision => copy_budget(limits.output),
+            Call::Describe => MAX_DESCRIBE,
+            Call::Decision => copy_budget(limits.output),
         }
     }
 }
@@ -718,7 +719,7 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// Turns a wasmtime error into what the user needs to know.
-fn classify(plugin: &str, e: &wasmtime::Error, limits: Limits, copy: Copy, stderr: &str) -> PluginError {
+fn classify(plugin: &str, e: &wasmtime::Error, limits: Limits, copy: Call, stderr: &str) -> PluginError {
     let plugin = plugin.to_owned();
     let text = inert(&format!("{e:#}"));
     let said: String = inert(&stderr.chars().take(300).collect::<String>());
@@ -726,8 +727,8 @@ fn classify(plugin: &str, e: &wasmtime::Error, limits: Limits, copy: Copy, stder
         Some(Trap::Interrupt) => PluginError::Timeout { plugin, ms: limits.timeout.as_millis() },
         // wasmtime's words when a lift runs out of hostcall fuel.
         _ if text.contains("fuel allocated for hostcalls has been exhausted") => match copy {
-            Copy::Describe => PluginError::TooLarge { plugin, what: "describe", cap: MAX_DESCRIBE, why: "" },
-            Copy::Decision => PluginError::TooLarge {
+            Call::Describe => PluginError::TooLarge { plugin, what: "describe", cap: MAX_DESCRIBE, why: "" },
+            Call::Decision => PluginError::TooLarge {
                 plugin,
                 what: "a decision",
                 cap: copy_budget(limits.output),
