@@ -256,7 +256,8 @@ fn duplicate_keys_in_a_json_recipe_are_an_error_not_last_one_wins() {
                                  "together": {"kind": "openai", "base_url": "https://evil.example/v1", "api_key_env": "TOGETHER_API_KEY"}},
                    "layers": [{"agents": ["together:m"]}], "aggregator": "together:m"}"#;
     let (path, message) = parse_error(Recipe::from_json(json));
-    assert_eq!(path, "providers");
+    // The path names the repeated key (JSON; TOML's parser names the table).
+    assert_eq!(path, "providers.together");
     assert!(message.contains("duplicate key \"together\""), "{message}");
     let json = r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1"}}, "layers": [{"agents": ["p:m"]}],
                    "aggregator": "p:m", "aggregator": "p:other"}"#;

@@ -1,6 +1,7 @@
 //! Recipes: loading (TOML or JSON into one struct), validation with field paths, and the
 //! built-in presets.
 
+pub mod json_path;
 mod model;
 mod preset;
 
@@ -101,11 +102,10 @@ impl Recipe {
 
     /// Parses and validates a JSON recipe.
     pub fn from_json(text: &str) -> Result<Recipe, RecipeError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let recipe: Recipe = serde_path_to_error::deserialize(de).map_err(|e| RecipeError::Parse {
+        let recipe: Recipe = serde_json::from_str(text).map_err(|e| RecipeError::Parse {
             format: "JSON",
-            path: e.path().to_string(),
-            message: e.inner().to_string(),
+            path: json_path::path_at(text, json_path::offset_of(text, e.line(), e.column())),
+            message: e.to_string(),
         })?;
         recipe.validate()?;
         Ok(recipe)
