@@ -141,6 +141,31 @@ pub enum Event {
         /// Whether `synthesize` decided instead.
         fallback: bool,
     },
+    /// What a strategy chose and why, when it says (a judge's pick, a seeded fallback
+    /// after an unreadable verdict, an early end of the debate).
+    StrategyNote {
+        /// The layer it was deciding for.
+        layer: usize,
+        /// The strategy's name.
+        strategy: String,
+        /// What it chose, and why.
+        note: String,
+    },
+    /// A call's references were shortened to fit its agent's context window.
+    ReferencesTrimmed {
+        /// The call.
+        at: Place,
+        /// Its agent's context window, in tokens.
+        window: u32,
+        /// The prompt's estimated tokens before and after.
+        before: usize,
+        /// After.
+        after: usize,
+        /// References shortened (every one found in the prompt).
+        references: usize,
+        /// The share of each reference kept, 0..1.
+        kept: f64,
+    },
     /// Every agent of a layer finished or failed.
     LayerFinished {
         /// The layer.

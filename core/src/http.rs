@@ -3,7 +3,7 @@
 
 use crate::time::Time;
 use std::fmt;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// A request for the transport to send as it is. The body is JSON; the response is read
 /// as a stream and fed back with [`crate::Input::Body`].
@@ -66,11 +66,76 @@ pub fn retry_after(headers: &[(String, String)], now: Time) -> Option<Duration> 
         // Not standard, but some APIs send fractional seconds; honour them if sane.
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
     }
-    let at = httpdate::parse_http_date(value).ok()?;
-    let reference = header(headers, "date")
-        .and_then(|d| httpdate::parse_http_date(d).ok())
-        .unwrap_or_else(|| UNIX_EPOCH + Duration::from_micros(now.as_micros()));
-    Some(at.duration_since(reference).unwrap_or(Duration::ZERO))
+    let at = http_date(value)?;
+    let reference = header(headers, "date").and_then(http_date).map_or(now.as_micros() / 1_000_000, |s| s);
+    Some(Duration::from_secs(at.saturating_sub(reference)))
+}
+
+/// Seconds since the Unix epoch of an HTTP date in any of the three forms RFC 9110 has
+/// recipients accept: IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`; years 70–99 are 19xx, 00–69 20xx) and asctime
+/// (`Sun Nov  6 08:49:37 1994`); years 1970–9999, the weekday checked against the date.
+///
+/// Written here rather than taken from `httpdate` to keep the browser module small (2 KB
+/// gzipped); `core/tests/http_date_props.rs` holds it to `httpdate`'s answers.
+pub fn http_date(text: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const LONG: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    let num = |s: &str, len: usize| -> Option<u64> {
+        if s.len() == len && s.bytes().all(|b| b.is_ascii_digit()) { s.parse().ok() } else { None }
+    };
+    let month = |s: &str| MONTHS.iter().position(|m| *m == s).map(|m| m as u64 + 1);
+    let short = |s: &str| DAYS.iter().position(|d| *d == s);
+    let (wday, day, mon, year, clock) = if let Some((wday, rest)) = text.split_once(", ") {
+        let mut parts = rest.split(' ');
+        let date = parts.next()?;
+        let fields = if date.len() == 9 {
+            // RFC 850: `06-Nov-94`.
+            if date.get(2..3)? != "-" || date.get(6..7)? != "-" {
+                return None;
+            }
+            let yy = num(date.get(7..)?, 2)?;
+            let year = if yy < 70 { 2000 + yy } else { 1900 + yy };
+            (LONG.iter().position(|d| *d == wday)?, num(date.get(..2)?, 2)?, month(date.get(3..6)?)?, year)
+        } else {
+            // IMF-fixdate: `06 Nov 1994`.
+            (short(wday)?, num(date, 2)?, month(parts.next()?)?, num(parts.next()?, 4)?)
+        };
+        let clock = parts.next()?;
+        if parts.next()? != "GMT" || parts.next().is_some() {
+            return None;
+        }
+        (fields.0, fields.1, fields.2, fields.3, clock)
+    } else {
+        // asctime: `Sun Nov  6 08:49:37 1994` (a one-digit day after two spaces).
+        let b = text.as_bytes();
+        if b.len() != 24 || b[3] != b' ' || b[7] != b' ' || b[10] != b' ' || b[19] != b' ' {
+            return None;
+        }
+        let day = if b[8] == b' ' { num(text.get(9..10)?, 1)? } else { num(text.get(8..10)?, 2)? };
+        (short(text.get(..3)?)?, day, month(text.get(4..7)?)?, num(text.get(20..)?, 4)?, text.get(11..19)?)
+    };
+    let c = clock.as_bytes();
+    if c.len() != 8 || c[2] != b':' || c[5] != b':' {
+        return None;
+    }
+    let (h, m, s) = (num(clock.get(..2)?, 2)?, num(clock.get(3..5)?, 2)?, num(clock.get(6..)?, 2)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1970..=9999).contains(&year) || day == 0 || day > month_days[mon as usize - 1] || h > 23 || m > 59 || s > 59 {
+        return None;
+    }
+    // Days since 1970-01-01 (Howard Hinnant's days_from_civil, for years from 1970).
+    let (y, mp) = if mon > 2 { (year, mon - 3) } else { (year - 1, mon + 9) };
+    let (era, yoe) = (y / 400, y % 400);
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + (153 * mp + 2) / 5 + day - 1;
+    let days = era * 146_097 + doe - 719_468;
+    // 1970-01-01 was a Thursday (index 3 from Monday).
+    if (days + 3) % 7 != wday as u64 {
+        return None;
+    }
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
 /// Checks a provider's `base_url` the way a transport will use it, and returns it

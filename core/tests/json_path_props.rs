@@ -98,7 +98,7 @@ fn mutate(preset: usize, node: usize, how: usize, pretty: bool) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
 
     #[test]
     fn a_broken_recipe_names_the_path_serde_path_to_error_names(

@@ -141,7 +141,7 @@ fn every_problem_is_listed_with_its_path() {
         r#"providers.together.base_url: "api.together.xyz" is not an http:// or https:// URL"#,
         "layers[0].agents[1].temperature: 2.5 is out of range 0..=2",
         "layers[0].agents[1].samples: 0 is out of range 1..=64",
-        r#"layers[1].strategy: unknown strategy "votes" (built-in: synthesize, vote, diverse; or use { plugin = "file.wasm" })"#,
+        r#"layers[1].strategy: unknown strategy "votes" (built-in: synthesize, vote, diverse, rank, select, sequential; or use { plugin = "file.wasm" })"#,
         "layers[1].min_successes: 2 successes needed but layer 1 has only 1 agents",
         "policy.timeout_secs: -1 must be a positive number of seconds, at most 604800 (a week)",
     ];

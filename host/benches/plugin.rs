@@ -25,7 +25,7 @@ fn decisions(c: &mut Criterion) {
             latency_ms: 1.0,
         })
         .collect();
-    let input = StrategyInput { conversation: &conversation, layer: 1, layer_count: 1, proposals: &proposals };
+    let input = StrategyInput::new(&conversation, 1, 1, &proposals);
     let mut g = c.benchmark_group("plugin_decision");
     for (name, params) in [("misbehave", r#"{"mode":"ok"}"#), ("dedup-top-k", "{}"), ("majority-vote", "{}")] {
         let plugin = rt.load(&plugins::path(name)).expect("loads");

@@ -203,6 +203,9 @@ impl Display {
                 let then = if *fallback { "using synthesize instead" } else { "the run fails" };
                 self.note(&format!("strategy {strategy} for layer {layer} failed ({then}): {error}"));
             }
+            Event::StrategyNote { layer, strategy, note } => {
+                self.note(&format!("strategy {strategy} for layer {layer}: {note}"));
+            }
             Event::LayerFinished { layer, .. } if show_proposals && *layer < self.layers => {
                 self.settle();
                 let mut slots: Vec<_> = self.agents.iter().filter(|((l, _), _)| l == layer).collect();

@@ -39,7 +39,7 @@ fn proposals(texts: &[&str]) -> Vec<Proposal> {
 fn decide(rt: &Arc<Runtime>, s: &StrategySpec, texts: &[&str]) -> Result<Decision, String> {
     let conv = [Message::user("q")];
     let ps = proposals(texts);
-    let input = StrategyInput { conversation: &conv, layer: 1, layer_count: 1, proposals: &ps };
+    let input = StrategyInput::new(&conv, 1, 1, &ps);
     let path = std::path::PathBuf::from(s.plugin.as_deref().expect("plugin"));
     let mut strategy = PluginStrategy::new(rt.clone(), &path, s).map_err(|e| e.to_string())?;
     strategy.decide(&input).map_err(|e| e.to_string())

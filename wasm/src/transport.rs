@@ -5,7 +5,6 @@ use futures_channel::mpsc;
 use futures_util::future::{Either, select};
 use futures_util::{FutureExt, StreamExt};
 use moa_core::{Action, CallId, Event, HttpRequest, Input, Outcome, Run, Time};
-use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -47,7 +46,8 @@ fn js_error(v: &JsValue) -> String {
 /// Drives `run` to its end; aborting `signal` cancels it.
 pub async fn drive(run: &mut Run, signal: Option<web_sys::AbortSignal>, mut on_event: impl FnMut(&Event)) -> Outcome {
     let (tx, mut rx) = mpsc::unbounded::<Msg>();
-    let mut controllers: HashMap<CallId, web_sys::AbortController> = HashMap::new();
+    // A list, not a hash map: few calls are in flight, and a map type costs the module 4 KB.
+    let mut controllers: Vec<(CallId, web_sys::AbortController)> = Vec::new();
     // Kept alive for the whole run; dropped (and so detached) at the end.
     let _on_abort = signal.as_ref().map(|s| {
         let tx = tx.clone();
@@ -65,18 +65,18 @@ pub async fn drive(run: &mut Run, signal: Option<web_sys::AbortSignal>, mut on_e
             Action::Request { call, http } => match web_sys::AbortController::new() {
                 Ok(controller) => {
                     wasm_bindgen_futures::spawn_local(send(call, http, controller.signal(), tx.clone()));
-                    controllers.insert(call, controller);
+                    controllers.push((call, controller));
                 }
                 Err(e) => run.handle(Input::Invalid { call, error: js_error(&e), now: now() }),
             },
             Action::Cancel { call } => {
-                if let Some(c) = controllers.remove(&call) {
-                    c.abort();
+                if let Some(at) = controllers.iter().position(|(c, _)| *c == call) {
+                    controllers.swap_remove(at).1.abort();
                 }
             }
             Action::Event(e) => on_event(&e),
             Action::Done(outcome) => {
-                for c in controllers.values() {
+                for (_, c) in &controllers {
                     c.abort();
                 }
                 if let Some((s, cb)) = &_on_abort {
@@ -110,21 +110,21 @@ pub async fn drive(run: &mut Run, signal: Option<web_sys::AbortSignal>, mut on_e
     }
 }
 
-fn feed(run: &mut Run, msg: Msg, controllers: &mut HashMap<CallId, web_sys::AbortController>) {
+fn feed(run: &mut Run, msg: Msg, controllers: &mut Vec<(CallId, web_sys::AbortController)>) {
     let now = now();
     match msg {
         Msg::Head { call, status, headers } => run.handle(Input::Head { call, status, headers, now }),
         Msg::Body { call, bytes } => run.handle(Input::Body { call, bytes: &bytes, now }),
         Msg::End { call } => {
-            controllers.remove(&call);
+            controllers.retain(|(c, _)| *c != call);
             run.handle(Input::End { call, now })
         }
         Msg::Failed { call, error } => {
-            controllers.remove(&call);
+            controllers.retain(|(c, _)| *c != call);
             run.handle(Input::Failed { call, error, now })
         }
         Msg::Invalid { call, error } => {
-            controllers.remove(&call);
+            controllers.retain(|(c, _)| *c != call);
             run.handle(Input::Invalid { call, error, now })
         }
         Msg::Abort => run.cancel(now),

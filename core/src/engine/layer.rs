@@ -1,11 +1,10 @@
 //! A layer's end: its books closed, its strategy deciding what the next layer sees.
 
 use super::attempt::SlotState;
-use super::{CallError, CallReport, Failure, LayerReport, Run, RunError, secs, stair};
+use super::{CallError, CallReport, Failure, LayerReport, Run, RunError, secs};
 use crate::event::Event;
-use crate::recipe::OnError;
+use crate::strategy::Proposal;
 use crate::strategy::normalize_answer;
-use crate::strategy::{Decision, Proposal, Strategy, StrategyInput, Synthesize};
 use crate::time::millis;
 use crate::usage::{Usage, add_cost};
 
@@ -50,23 +49,7 @@ impl Run {
             if !s.wasted.is_zero() {
                 add_cost(&mut report.cost, self.price(&s.agent, Some(s.wasted)));
             }
-            report.calls.push(CallReport {
-                slot: i,
-                agent: s.agent.label.clone(),
-                provider: s.agent.provider.clone(),
-                model: s.agent.model.clone(),
-                ok,
-                text: if ok { s.text.trim().to_owned() } else { String::new() },
-                errors: s.errors.clone(),
-                attempts: s.attempts,
-                usage: if ok { s.usage } else { None },
-                cost,
-                wasted: s.wasted,
-                latency_ms: s.latency.map(millis),
-                ttft_ms: s.ttft.map(millis),
-                started_ms: s.started.map(|t| millis(t.since(self.started))),
-                server_ms: if ok { s.server_ms } else { None },
-            });
+            report.calls.push(self.call_report(i, i, cost));
         }
         self.usage += report.usage;
         self.wasted += report.wasted;
@@ -84,10 +67,33 @@ impl Run {
         proposals
     }
 
+    /// The account of slot `i`'s call, at `place` in its layer's report.
+    pub(super) fn call_report(&self, i: usize, place: usize, cost: Option<f64>) -> CallReport {
+        let s = &self.slots[i];
+        let ok = matches!(s.state, SlotState::Succeeded);
+        CallReport {
+            slot: place,
+            agent: s.agent.label.clone(),
+            provider: s.agent.provider.clone(),
+            model: s.agent.model.clone(),
+            ok,
+            text: if ok { s.text.trim().to_owned() } else { String::new() },
+            errors: s.errors.clone(),
+            attempts: s.attempts,
+            usage: if ok { s.usage } else { None },
+            cost,
+            wasted: s.wasted,
+            latency_ms: s.latency.map(millis),
+            ttft_ms: s.ttft.map(millis),
+            started_ms: s.started.map(|t| millis(t.since(self.started))),
+            server_ms: if ok { s.server_ms } else { None },
+        }
+    }
+
     /// After each success in a proposer layer: starts the quorum's grace once the quorum
     /// is met, and ends the layer at once when its agents agree (`early_exit`).
     pub(super) fn on_success(&mut self) {
-        if self.is_final_layer() {
+        if self.is_final_layer() || self.asking.is_some() {
             return;
         }
         let layer = &self.recipe.layers[self.layer];
@@ -121,6 +127,9 @@ impl Run {
     }
 
     pub(super) fn finish_layer(&mut self) {
+        if self.asking.is_some() {
+            return self.finish_ask();
+        }
         if let Some((text, why)) = self.agreed.take() {
             self.report_layer();
             return self.finish(Ok(text), Some(why));
@@ -162,55 +171,6 @@ impl Run {
             return self
                 .finish(Err(RunError::TooFewSuccesses { what, succeeded: proposals.len(), needed, failures }), None);
         }
-        let next = self.layer + 1;
-        let input = StrategyInput {
-            conversation: &self.conversation,
-            layer: next,
-            layer_count: self.recipe.layers.len(),
-            proposals: &proposals,
-        };
-        let decider = &mut self.deciders[self.layer];
-        let name = decider.strategy.name().to_owned();
-        let decision = match decider.strategy.decide(&input) {
-            Ok(d) => Ok(d),
-            Err(e) if decider.on_error == OnError::Synthesize => {
-                let fallback = Synthesize.decide(&input);
-                self.emit(Event::StrategyFailed {
-                    layer: next,
-                    strategy: name.clone(),
-                    error: e.to_string(),
-                    fallback: true,
-                });
-                fallback
-            }
-            Err(e) => {
-                self.emit(Event::StrategyFailed {
-                    layer: next,
-                    strategy: name.clone(),
-                    error: e.to_string(),
-                    fallback: false,
-                });
-                Err(e)
-            }
-        };
-        match decision {
-            Ok(Decision::Messages(messages)) => {
-                self.input = messages;
-                if next == self.recipe.layers.len() {
-                    // The staircase's last step: the whole proposals, and the answer so far.
-                    let answer = self.stair.as_mut().map(|s| {
-                        s.slot = None;
-                        s.answer.clone()
-                    });
-                    if let Some(answer) = answer.filter(|a| !a.is_empty()) {
-                        let kind = self.recipe.providers[&self.recipe.aggregator_agent().provider].kind;
-                        stair::continue_from(&mut self.input, &answer, kind);
-                    }
-                }
-                self.begin_layer(next);
-            }
-            Ok(Decision::Final(text)) => self.finish(Ok(text), Some(name)),
-            Err(e) => self.finish(Err(RunError::Strategy(e)), None),
-        }
+        self.decide(self.layer + 1, proposals, None, 0);
     }
 }

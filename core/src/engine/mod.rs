@@ -7,8 +7,10 @@
 //! simulated time.
 
 mod api;
+mod ask;
 mod attempt;
-mod backoff;
+pub(crate) mod backoff;
+mod fit;
 mod layer;
 mod redact;
 mod report;
@@ -30,7 +32,7 @@ use crate::usage::Usage;
 use attempt::{Flight, Response, Slot, SlotState};
 use backoff::{Rng, backoff};
 use redact::{Redactor, StreamRedactor};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use stop::StopFilter;
 
@@ -73,7 +75,9 @@ pub struct Run {
     slots: Vec<Slot>,
     reports: Vec<LayerReport>,
     in_flight: BTreeMap<String, u32>,
-    calls: HashMap<CallId, usize>,
+    /// Which slot each call in flight belongs to. (A list: a layer has few calls in
+    /// flight, and a hash map type costs the browser module 4 KB.)
+    calls: Vec<(CallId, usize)>,
     /// Calls whose answer is complete but whose body has not ended: the time by which
     /// it must, or they are cancelled, and their provider, whose concurrency slot they
     /// hold until then (the connection is still open).
@@ -90,6 +94,15 @@ pub struct Run {
     agreed: Option<(String, String)>,
     /// The aggregator's staircase, when the recipe asks for one.
     stair: Option<stair::Stair>,
+    /// A strategy's call is under way (between layers).
+    asking: Option<ask::Asking>,
+    /// The proposals the asking strategy decides on.
+    asked: Vec<crate::strategy::Proposal>,
+    /// The run's seed, for strategies' seeded choices.
+    seed: u64,
+    /// The texts of the proposals the current calls' messages were made from: what
+    /// [`fit`] may shorten.
+    references: Vec<String>,
     next_call: u64,
     queue: VecDeque<Action>,
     usage: Usage,
@@ -147,13 +160,17 @@ impl Run {
             slots: Vec::new(),
             reports: Vec::new(),
             in_flight: BTreeMap::new(),
-            calls: HashMap::new(),
+            calls: Vec::new(),
             draining: Vec::new(),
             broken: None,
             finish_reason: None,
             quorum_at: None,
             agreed: None,
             stair: None,
+            asking: None,
+            asked: Vec::new(),
+            seed: options.seed,
+            references: Vec::new(),
             next_call: 0,
             queue: VecDeque::new(),
             usage: Usage::default(),
@@ -287,6 +304,7 @@ impl Run {
     /// Starts an attempt of slot `i` on `messages`.
     fn start_with(&mut self, i: usize, mut messages: Vec<Message>) {
         let (place_layer, place_slot) = self.place_of(i);
+        let stair = self.is_stair(i);
         let call = CallId(self.next_call);
         self.next_call += 1;
         let slot = &mut self.slots[i];
@@ -302,6 +320,13 @@ impl Run {
         if let Some(system) = &agent.system {
             prepend_system(&mut messages, system);
         }
+        // The staircase's steps read partial proposals, not these.
+        let trim = match agent.context_tokens {
+            Some(window) if !stair => {
+                fit::fit(&mut messages, &self.references, window, agent.max_tokens).map(|t| (window, t))
+            }
+            _ => None,
+        };
         let req = ChatRequest {
             model: &agent.model,
             messages: &messages,
@@ -334,14 +359,24 @@ impl Run {
             first_token: None,
             response: Response::Waiting,
         }));
-        self.calls.insert(call, i);
+        self.calls.push((call, i));
         self.emit(event);
+        if let Some((window, t)) = trim.filter(|_| self.slots[i].attempts == 1) {
+            let at = Place { call, layer: place_layer, slot: place_slot };
+            let (before, after, references, kept) = (t.before, t.after, t.references, t.kept);
+            self.emit(Event::ReferencesTrimmed { at, window, before, after, references, kept });
+        }
         self.queue.push_back(Action::Request { call, http });
+    }
+
+    /// The slot of a call in flight.
+    fn slot_of(&self, call: CallId) -> Option<usize> {
+        self.calls.iter().find(|(c, _)| *c == call).map(|(_, i)| *i)
     }
 
     /// The slot and flight of a call still in flight; `None` for stale input.
     fn flight(&mut self, call: CallId) -> Option<(usize, &mut Flight)> {
-        let i = *self.calls.get(&call)?;
+        let i = self.slot_of(call)?;
         match &mut self.slots[i].state {
             SlotState::InFlight(f) => Some((i, f)),
             _ => None,
@@ -353,14 +388,14 @@ impl Run {
         if self.end_drain(call) {
             return;
         }
-        if let Some(i) = self.calls.get(&call).copied() {
+        if let Some(i) = self.slot_of(call) {
             self.fail_attempt(i, error, None, false);
         }
     }
 
     fn on_head(&mut self, call: CallId, status: u16, headers: &[(String, String)]) {
         let now = self.now;
-        let Some(kind) = self.calls.get(&call).map(|&i| self.slots[i].kind) else { return };
+        let Some(kind) = self.slot_of(call).map(|i| self.slots[i].kind) else { return };
         let Some((_, f)) = self.flight(call) else { return };
         // A response means the request was sent, whether or not the transport said so.
         if !f.clocks_running {
@@ -522,7 +557,7 @@ impl Run {
             return None;
         }
         let SlotState::InFlight(flight) = std::mem::replace(&mut slot.state, next) else { return None };
-        self.calls.remove(&flight.call);
+        self.calls.retain(|(c, _)| *c != flight.call);
         if let Some(n) = self.in_flight.get_mut(&slot.agent.provider) {
             *n = n.saturating_sub(1);
         }
@@ -627,9 +662,10 @@ impl Run {
         if let Some(d) = delay {
             slot.state = SlotState::Queued { not_before: self.now + d };
         }
+        let (layer, place) = self.place_of(i);
         let event = Event::CallFailed {
-            at: Place { call: flight.call, layer: self.layer, slot: i },
-            agent: slot.agent.label.clone(),
+            at: Place { call: flight.call, layer, slot: place },
+            agent: self.slots[i].agent.label.clone(),
             error: message,
             will_retry: delay.is_some(),
             retry_in_ms: delay.map(millis),
@@ -677,9 +713,10 @@ impl Run {
                 self.slots[i].errors.push(why.to_string());
                 self.slots[i].last_kind = reason.clone();
                 if self.slots[i].attempts > 0 {
+                    let (layer, slot) = self.place_of(i);
                     let event = Event::AgentStopped {
-                        layer: self.layer,
-                        slot: i,
+                        layer,
+                        slot,
                         agent: self.slots[i].agent.label.clone(),
                         reason: reason.clone(),
                         t_ms: self.t_ms(),
@@ -697,7 +734,11 @@ impl Run {
         let open = self.slots.iter().any(|s| matches!(s.state, SlotState::InFlight(_) | SlotState::Queued { .. }));
         if open {
             self.stop_open(CallError::Cancelled);
-            self.report_layer();
+            match self.asking.take() {
+                // A strategy's call belongs to the layer it judges, already reported.
+                Some(asking) => drop(self.book_ask(asking.slot)),
+                None => drop(self.report_layer()),
+            }
         }
         for (call, _, _) in std::mem::take(&mut self.draining) {
             self.queue.push_back(Action::Cancel { call });

@@ -64,9 +64,14 @@ impl Run {
         self.stair.as_ref().and_then(|s| s.slot).unwrap_or(self.slots.len())
     }
 
-    /// Where events of slot `i` say they happen: the stair slot's are the aggregator's.
+    /// Where events of slot `i` say they happen: the stair slot's are the aggregator's, a
+    /// strategy's call is the judged layer's next one.
     pub(super) fn place_of(&self, i: usize) -> (usize, usize) {
-        if self.is_stair(i) { (self.recipe.layers.len(), 0) } else { (self.layer, i) }
+        match &self.asking {
+            Some(a) => (self.layer, a.slot),
+            None if self.is_stair(i) => (self.recipe.layers.len(), 0),
+            None => (self.layer, i),
+        }
     }
 
     /// Adds the stair slot when the last proposer layer begins and the recipe asks for a

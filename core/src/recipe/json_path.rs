@@ -21,14 +21,38 @@ enum Frame {
     Array { index: usize, started: bool },
 }
 
+/// The path of `serde_json`'s `error` in `text`, as `serde_path_to_error` would print it.
+pub fn error_path(text: &str, error: &serde_json::Error) -> String {
+    let (path, on_key) = scan(text, offset_of(text, error.line(), error.column()));
+    // An enum written as `{"variant": ...}` with an unknown variant: the variant is not
+    // a field, so the path ends at the enum (a struct's unknown field is named, though).
+    if on_key && error.to_string().starts_with("unknown variant") {
+        return match path.rfind(['.', ']']) {
+            Some(at) if path.as_bytes()[at] == b'.' => path[..at].to_owned(),
+            Some(at) => path[..=at].to_owned(),
+            None => ".".to_owned(),
+        };
+    }
+    path
+}
+
 /// The path at byte `offset` of `text`, as `serde_path_to_error` would print it.
 pub fn path_at(text: &str, offset: usize) -> String {
+    scan(text, offset).0
+}
+
+/// The path at `offset`, and whether the last thing read there was an object's key.
+fn scan(text: &str, offset: usize) -> (String, bool) {
     let bytes = text.as_bytes();
     let end = offset.min(bytes.len());
     let mut stack: Vec<Frame> = Vec::new();
+    let mut on_key = false;
     let mut i = 0;
     while i < end {
         let b = bytes[i];
+        if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            on_key = false;
+        }
         if !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b':' | b',' | b'}' | b']') {
             // A value (or a key) starts here: an array element begins.
             if let Some(Frame::Array { started, .. }) = stack.last_mut() {
@@ -57,6 +81,7 @@ pub fn path_at(text: &str, offset: usize) -> String {
                 if let Some(Frame::Object { key, want_key: want @ true }) = stack.last_mut() {
                     *key = Some(s);
                     *want = false;
+                    on_key = true;
                 }
                 i = next;
                 continue;
@@ -78,7 +103,7 @@ pub fn path_at(text: &str, offset: usize) -> String {
             _ => {}
         }
     }
-    if path.is_empty() { ".".to_owned() } else { path }
+    (if path.is_empty() { ".".to_owned() } else { path }, on_key)
 }
 
 /// Reads a string body starting at `i` (after the opening quote), up to `end`; returns it

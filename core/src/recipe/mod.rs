@@ -22,7 +22,7 @@ pub const MAX_SECS: f64 = 7.0 * 24.0 * 3600.0;
 pub const MAX_PLUGIN_TIMEOUT_MS: u64 = 10_000;
 
 /// Built-in strategies a recipe may name.
-pub const BUILTIN_STRATEGIES: [&str; 3] = ["synthesize", "vote", "diverse"];
+pub const BUILTIN_STRATEGIES: [&str; 6] = ["synthesize", "vote", "diverse", "rank", "select", "sequential"];
 
 /// One problem in a recipe: where, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +74,8 @@ pub struct ResolvedAgent {
     pub system: Option<String>,
     /// Further sampling options (the aggregator's; none for proposers).
     pub sampling: Sampling,
+    /// Its context window in tokens, when the recipe declares one.
+    pub context_tokens: Option<u32>,
 }
 
 impl Recipe {
@@ -104,7 +106,7 @@ impl Recipe {
     pub fn from_json(text: &str) -> Result<Recipe, RecipeError> {
         let recipe: Recipe = serde_json::from_str(text).map_err(|e| RecipeError::Parse {
             format: "JSON",
-            path: json_path::path_at(text, json_path::offset_of(text, e.line(), e.column())),
+            path: json_path::error_path(text, &e),
             message: e.to_string(),
         })?;
         recipe.validate()?;
@@ -128,7 +130,10 @@ impl Recipe {
             for k in 1..=agent.samples {
                 let base = agent.name.clone().unwrap_or_else(|| agent.model.clone());
                 let label = if agent.samples > 1 { format!("{base}#{k}") } else { base };
-                out.push(self.resolve(&agent.model, label, agent.temperature, agent.max_tokens, &agent.system));
+                let mut resolved =
+                    self.resolve(&agent.model, label, agent.temperature, agent.max_tokens, &agent.system);
+                resolved.context_tokens = agent.context_tokens.or(resolved.context_tokens);
+                out.push(resolved);
             }
         }
         out
@@ -138,10 +143,22 @@ impl Recipe {
     pub fn aggregator_agent(&self) -> ResolvedAgent {
         let a = &self.aggregator;
         let label = a.name.clone().unwrap_or_else(|| a.model.clone());
-        ResolvedAgent {
-            sampling: a.sampling(),
-            ..self.resolve(&a.model, label, a.temperature, a.max_tokens, &a.system)
+        let agent = self.resolve(&a.model, label, a.temperature, a.max_tokens, &a.system);
+        ResolvedAgent { sampling: a.sampling(), context_tokens: a.context_tokens.or(agent.context_tokens), ..agent }
+    }
+
+    /// The agent a strategy's call runs as: `model` (`provider:model`) at temperature 0,
+    /// or the aggregator when `None`; named `label`, its output capped at `max_tokens`.
+    pub fn ask_agent(&self, model: Option<&str>, label: &str, max_tokens: Option<u32>) -> ResolvedAgent {
+        let mut agent = match model {
+            None => self.aggregator_agent(),
+            Some(spec) => self.resolve(spec, String::new(), Some(0.0), None, &None),
+        };
+        agent.label = label.to_owned();
+        if let Some(m) = max_tokens {
+            agent.max_tokens = m;
         }
+        agent
     }
 
     fn resolve(
@@ -161,6 +178,7 @@ impl Recipe {
             max_tokens: max_tokens.or(self.max_tokens).unwrap_or(DEFAULT_MAX_TOKENS),
             system: system.clone(),
             sampling: Sampling::default(),
+            context_tokens: self.providers.get(provider).and_then(|p| p.context_tokens),
         }
     }
 
@@ -196,6 +214,9 @@ impl Validator<'_> {
             if name.is_empty() || name.contains(':') {
                 self.err(&path, "a provider name must be non-empty and contain no ':'");
             }
+            if p.context_tokens == Some(0) {
+                self.err(format!("{path}.context_tokens"), "must be at least 1 (leave it out for no limit)");
+            }
             if let Err(e) = crate::http::normalize_base_url(&p.base_url) {
                 self.err(format!("{path}.base_url"), e);
             }
@@ -223,6 +244,9 @@ impl Validator<'_> {
                 let kind = self.model(&apath, &a.model);
                 self.temperature(&format!("{apath}.temperature"), a.temperature, kind);
                 self.max_tokens(&format!("{apath}.max_tokens"), a.max_tokens);
+                if a.context_tokens == Some(0) {
+                    self.err(format!("{apath}.context_tokens"), "must be at least 1 (leave it out for the provider's)");
+                }
                 if !(1..=64).contains(&a.samples) {
                     self.err(format!("{apath}.samples"), format!("{} is out of range 1..=64", a.samples));
                     bad_samples = true;
@@ -278,6 +302,9 @@ impl Validator<'_> {
         let kind = self.model("aggregator", &agg.model);
         self.temperature("aggregator.temperature", agg.temperature, kind);
         self.max_tokens("aggregator.max_tokens", agg.max_tokens);
+        if agg.context_tokens == Some(0) {
+            self.err("aggregator.context_tokens", "must be at least 1 (leave it out for the provider's)");
+        }
         if let Some(s) = &agg.strategy {
             self.strategy("aggregator.strategy", s);
         }
@@ -399,6 +426,10 @@ impl Validator<'_> {
                     && let Err(e) = crate::strategy::Resolver::resolve(&crate::strategy::Builtins, s)
                 {
                     self.err(format!("{path}.params"), e.message);
+                }
+                // A judge is called through one of the recipe's providers.
+                if let Some(judge) = s.params.get("judge").and_then(|j| j.as_str()) {
+                    self.model(&format!("{path}.params.judge"), judge);
                 }
             }
             (None, Some(p)) => {

@@ -66,6 +66,11 @@ pub struct Provider {
     /// single-GPU server. Unlimited when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// The models' context window, in tokens (prompt and answer together). When the
+    /// references would not fit an agent's window, each is shortened by the same share
+    /// (see the README, "References that fit"). Unlimited when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u32>,
 }
 
 /// One layer of proposers.
@@ -135,6 +140,9 @@ pub struct Agent {
     /// How many independent answers to draw from this model (Self-MoA).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub samples: u32,
+    /// This model's context window in tokens, over the provider's `context_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u32>,
 }
 
 /// The final aggregator: `"provider:model"`, or a table with that `model` and options.
@@ -178,6 +186,9 @@ pub struct Aggregator {
     /// for it to finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staircase: Option<Staircase>,
+    /// This model's context window in tokens, over the provider's `context_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u32>,
 }
 
 /// Staircase streaming (arXiv 2510.05059): the aggregator starts once every live proposer
@@ -319,7 +330,15 @@ fn is_one(n: &u32) -> bool {
 impl Agent {
     /// An agent for `provider:model` with every option at its default.
     pub fn new(model: &str) -> Agent {
-        Agent { model: model.to_owned(), name: None, temperature: None, max_tokens: None, system: None, samples: 1 }
+        Agent {
+            model: model.to_owned(),
+            name: None,
+            temperature: None,
+            max_tokens: None,
+            system: None,
+            samples: 1,
+            context_tokens: None,
+        }
     }
 }
 
@@ -339,6 +358,7 @@ impl Aggregator {
             presence_penalty: None,
             frequency_penalty: None,
             staircase: None,
+            context_tokens: None,
         }
     }
 

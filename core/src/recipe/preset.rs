@@ -83,6 +83,7 @@ fn together(name: &str, layers: Vec<Layer>, aggregator: &str) -> Recipe {
             base_url: "https://api.together.xyz/v1".into(),
             api_key_env: Some("TOGETHER_API_KEY".into()),
             max_concurrency: None,
+            context_tokens: None,
         },
     )]);
     Recipe {
@@ -112,6 +113,7 @@ fn local() -> Recipe {
             api_key_env: None,
             // Matches `llama-server -np 4`: more would only queue inside the server.
             max_concurrency: Some(4),
+            context_tokens: None,
         },
     )]);
     let at = |t: f64| Agent {

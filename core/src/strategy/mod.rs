@@ -3,10 +3,17 @@
 //! [`Resolver`].
 
 mod diverse;
+mod judge;
+mod rank;
+mod select;
+mod sequential;
 mod synthesize;
 mod vote;
 
 pub use diverse::Diverse;
+pub use rank::Rank;
+pub use select::{Select, parse_selection};
+pub use sequential::Sequential;
 pub use synthesize::{REFERENCE_PROMPT, Synthesize, inject_references};
 pub use vote::{Vote, normalize_answer};
 
@@ -43,6 +50,18 @@ pub struct StrategyInput<'a> {
     pub layer_count: usize,
     /// The previous layer's successful proposals, in agent order.
     pub proposals: &'a [Proposal],
+    /// The reply to this decision's last [`Decision::Ask`]: the text, or why the call
+    /// failed. `None` on the first call of a decision.
+    pub reply: Option<Result<&'a str, &'a str>>,
+    /// The run's seed mixed with the layer, for a strategy's seeded choices.
+    pub seed: u64,
+}
+
+impl<'a> StrategyInput<'a> {
+    /// The first call of a decision for `layer`.
+    pub fn new(conversation: &'a [Message], layer: usize, layer_count: usize, proposals: &'a [Proposal]) -> Self {
+        StrategyInput { conversation, layer, layer_count, proposals, reply: None, seed: 0 }
+    }
 }
 
 impl StrategyInput<'_> {
@@ -59,6 +78,25 @@ pub enum Decision {
     Messages(Vec<Message>),
     /// This is the final answer: no further calls are made.
     Final(String),
+    /// Skip the remaining proposer layers: send these messages to the final aggregator.
+    Aggregate(Vec<Message>),
+    /// Make one call first (a judge's verdict, a partial synthesis), then decide again with
+    /// its reply in [`StrategyInput::reply`].
+    Ask(Ask),
+}
+
+/// A call a strategy asks for before it decides.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ask {
+    /// `provider:model` to call, at temperature 0; `None` for the recipe's aggregator
+    /// (its temperature, system prompt and sampling).
+    pub model: Option<String>,
+    /// The name its events and accounts carry (`judge`, `window 2/5`).
+    pub label: String,
+    /// The messages sent.
+    pub messages: Vec<Message>,
+    /// Cap on its output; the agent's own cap when `None`.
+    pub max_tokens: Option<u32>,
 }
 
 /// A strategy could not decide.
@@ -75,9 +113,15 @@ pub struct StrategyError {
 pub trait Strategy: Send {
     /// The name used in events and errors.
     fn name(&self) -> &str;
-    /// Decides for one layer. Called once per layer; `&mut self` lets a strategy keep
-    /// state across the layers of one run.
+    /// Decides for one layer. Called once per layer, and again after each
+    /// [`Decision::Ask`] with its reply; `&mut self` lets a strategy keep state across
+    /// the calls of a decision and the layers of one run.
     fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError>;
+    /// What the last decision chose and why, when it is worth an event (a judge's pick,
+    /// a fallback after an unreadable verdict). Taken once.
+    fn note(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Makes strategies from their recipe specs. The core resolves built-ins; the native host
@@ -97,6 +141,9 @@ impl Resolver for Builtins {
             (Some(name), None) if name == "synthesize" => Ok(Box::new(Synthesize::from_params(&spec.params)?)),
             (Some(name), None) if name == "vote" => Ok(Box::new(Vote::from_params(&spec.params)?)),
             (Some(name), None) if name == "diverse" => Ok(Box::new(Diverse::from_params(&spec.params)?)),
+            (Some(name), None) if name == "rank" => Ok(Box::new(Rank::from_params(&spec.params)?)),
+            (Some(name), None) if name == "select" => Ok(Box::new(Select::from_params(&spec.params)?)),
+            (Some(name), None) if name == "sequential" => Ok(Box::new(Sequential::from_params(&spec.params)?)),
             (_, Some(plugin)) => Err(StrategyError {
                 strategy: plugin.clone(),
                 message: "plugin strategies run only in the native host (moa-host)".into(),

@@ -1,7 +1,6 @@
 //! Majority vote over short answers, with no LLM call.
 
 use super::{Decision, Strategy, StrategyError, StrategyInput, Synthesize, check_params};
-use std::collections::HashMap;
 
 /// Decides the final answer when more than `threshold` of the proposals agree on the same
 /// normalized short answer; otherwise falls back to [`Synthesize`].
@@ -45,16 +44,21 @@ impl Strategy for Vote {
     }
 
     fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError> {
-        let mut tally: HashMap<String, (usize, usize)> = HashMap::new(); // answer -> (votes, first index)
+        // (answer, votes, first index); a list, as there are few answers.
+        let mut tally: Vec<(String, usize, usize)> = Vec::new();
         for (i, p) in input.proposals.iter().enumerate() {
             if let Some(answer) = normalize_answer(&p.text, self.max_answer_chars) {
-                tally.entry(answer).or_insert((0, i)).0 += 1;
+                match tally.iter_mut().find(|(a, _, _)| *a == answer) {
+                    Some(t) => t.1 += 1,
+                    None => tally.push((answer, 1, i)),
+                }
             }
         }
         let total = input.proposals.len();
-        let winner = tally.values().max_by_key(|(votes, first)| (*votes, std::cmp::Reverse(*first)));
+        let winner =
+            tally.iter().map(|(_, v, f)| (*v, *f)).max_by_key(|(votes, first)| (*votes, std::cmp::Reverse(*first)));
         match winner {
-            Some(&(votes, first)) if votes as f64 > self.threshold * total as f64 => {
+            Some((votes, first)) if votes as f64 > self.threshold * total as f64 => {
                 Ok(Decision::Final(input.proposals[first].text.clone()))
             }
             _ => Synthesize.decide(input),
@@ -146,7 +150,7 @@ mod tests {
     fn decide(texts: &[&str]) -> Decision {
         let conv = [Message::user("What is 6*7?")];
         let ps = proposals(texts);
-        let input = StrategyInput { conversation: &conv, layer: 1, layer_count: 1, proposals: &ps };
+        let input = StrategyInput::new(&conv, 1, 1, &ps);
         Vote::default().decide(&input).expect("vote decides")
     }
 

@@ -108,12 +108,7 @@ pub(crate) fn plugin_check(file: &std::path::Path, params: &str, limits: &LimitA
                 latency_ms: 100.0,
             })
             .collect();
-    let input = moa_core::strategy::StrategyInput {
-        conversation: &conversation,
-        layer: 1,
-        layer_count: 1,
-        proposals: &proposals,
-    };
+    let input = moa_core::strategy::StrategyInput::new(&conversation, 1, 1, &proposals);
     use moa_core::strategy::Strategy;
     let t = std::time::Instant::now();
     let decision = strategy.decide(&input);
@@ -128,6 +123,8 @@ pub(crate) fn plugin_check(file: &std::path::Path, params: &str, limits: &LimitA
                 println!("    [{:?}] {}", m.role, m.content.replace('\n', "\n      "));
             }
         }
+        // The plugin contract has no way to make these (built-ins only).
+        Ok(other) => println!("  decided {other:?} in {:.1} µs", took.as_secs_f64() * 1e6),
         Err(e) => {
             eprintln!("moa: {e}");
             return with_peak(ExitCode::from(FAILED));

@@ -1,0 +1,163 @@
+//! Calls a strategy makes before it decides (a judge's verdict for `rank` and `select`,
+//! a window's synthesis for `sequential`).
+//!
+//! Between two layers the engine runs a small phase of its own: the strategy returns
+//! [`Decision::Ask`], the engine makes that one call (retries, deadlines, limits and
+//! accounting as for any agent), then asks the strategy again with the reply, until it
+//! decides. Each such call is booked in the layer it judges: it appears there as one more
+//! call, after the agents (its events' `slot` is its place in that layer's report), and its
+//! tokens and cost count in that layer's and the run's totals.
+
+use super::attempt::{Slot, SlotState};
+use super::{CallError, Run, RunError, stair};
+use crate::event::Event;
+use crate::recipe::OnError;
+use crate::strategy::{Ask, Decision, Proposal, Strategy, StrategyError, StrategyInput, Synthesize};
+use crate::usage::add_cost;
+
+/// Most calls one decision may ask for: a strategy that keeps asking is a bug, and
+/// each ask is a paid call.
+const MAX_ASKS: usize = 64;
+
+/// The phase between layers while a strategy's call runs.
+pub(super) struct Asking {
+    /// The layer the decision feeds.
+    pub(super) next: usize,
+    /// The call's place in the judged layer's report.
+    pub(super) slot: usize,
+    /// Calls asked for in this decision.
+    pub(super) asks: usize,
+}
+
+impl Run {
+    /// Asks layer `next`'s strategy to decide on `proposals`, given the reply to its last
+    /// ask; carries out what it decides.
+    pub(super) fn decide(
+        &mut self,
+        next: usize,
+        proposals: Vec<Proposal>,
+        reply: Option<Result<String, String>>,
+        asks: usize,
+    ) {
+        self.references = proposals.iter().map(|p| p.text.clone()).collect();
+        // A copy: events are emitted while the strategy's input is still needed.
+        let conversation = self.conversation.clone();
+        let input = StrategyInput {
+            conversation: &conversation,
+            layer: next,
+            layer_count: self.recipe.layers.len(),
+            proposals: &proposals,
+            reply: reply.as_ref().map(|r| r.as_deref().map_err(String::as_str)),
+            seed: self.seed ^ (next as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        };
+        let decider = &mut self.deciders[next - 1];
+        let name = decider.strategy.name().to_owned();
+        let decided = decider.strategy.decide(&input);
+        let note = decider.strategy.note();
+        let decision = match decided {
+            Ok(Decision::Ask(_)) if asks >= MAX_ASKS => Err(StrategyError {
+                strategy: name.clone(),
+                message: format!("asked for more than {MAX_ASKS} calls in one decision"),
+            }),
+            other => other,
+        };
+        if let Some(note) = note {
+            self.emit(Event::StrategyNote { layer: next, strategy: name.clone(), note });
+        }
+        let decision = match decision {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                let fallback = self.deciders[next - 1].on_error == OnError::Synthesize;
+                self.emit(Event::StrategyFailed {
+                    layer: next,
+                    strategy: name.clone(),
+                    error: e.to_string(),
+                    fallback,
+                });
+                if fallback { Synthesize.decide(&input) } else { Err(e) }
+            }
+        };
+        match decision {
+            Ok(Decision::Messages(messages)) => {
+                self.input = messages;
+                if next == self.recipe.layers.len() {
+                    // The staircase's last step: the whole proposals, and the answer so far.
+                    let answer = self.stair.as_mut().map(|s| {
+                        s.slot = None;
+                        s.answer.clone()
+                    });
+                    if let Some(answer) = answer.filter(|a| !a.is_empty()) {
+                        let kind = self.recipe.providers[&self.recipe.aggregator_agent().provider].kind;
+                        stair::continue_from(&mut self.input, &answer, kind);
+                    }
+                }
+                self.begin_layer(next);
+            }
+            Ok(Decision::Aggregate(messages)) => {
+                self.input = messages;
+                self.begin_layer(self.recipe.layers.len());
+            }
+            Ok(Decision::Final(text)) => self.finish(Ok(text), Some(name)),
+            Ok(Decision::Ask(ask)) => self.begin_ask(next, proposals, ask, asks + 1, &name),
+            Err(e) => self.finish(Err(RunError::Strategy(e)), None),
+        }
+    }
+
+    fn begin_ask(&mut self, next: usize, proposals: Vec<Proposal>, ask: Ask, asks: usize, strategy: &str) {
+        let agent = self.recipe.ask_agent(ask.model.as_deref(), &ask.label, ask.max_tokens);
+        let Some(kind) = self.recipe.providers.get(&agent.provider).map(|p| p.kind) else {
+            let message = format!("asked for a call to an unknown provider {:?}", agent.provider);
+            return self.finish(Err(RunError::Strategy(StrategyError { strategy: strategy.into(), message })), None);
+        };
+        // Ask calls never overlap a staircase (it requires `synthesize`), but the stair's
+        // slot index must not outlive the slots it indexed.
+        if let Some(s) = &mut self.stair {
+            s.slot = None;
+        }
+        let slot = self.reports.last().map_or(0, |r| r.calls.len());
+        self.quorum_at = None;
+        self.input = ask.messages;
+        self.slots = vec![Slot::new(agent, kind, self.now)];
+        self.asking = Some(Asking { next, slot, asks });
+        self.asked = proposals;
+    }
+
+    /// The ask call is over: books it in the judged layer and lets the strategy go on.
+    pub(super) fn finish_ask(&mut self) {
+        let Some(asking) = self.asking.take() else { return };
+        let reply = self.book_ask(asking.slot);
+        let proposals = std::mem::take(&mut self.asked);
+        self.decide(asking.next, proposals, Some(reply), asking.asks);
+    }
+
+    /// Books the ask slot's call in the last layer report; returns its reply.
+    pub(super) fn book_ask(&mut self, place: usize) -> Result<String, String> {
+        let s = &self.slots[0];
+        let ok = matches!(s.state, SlotState::Succeeded);
+        let cost = if ok { self.price(&s.agent, s.usage) } else { None };
+        let wasted_cost = if s.wasted.is_zero() { None } else { self.price(&s.agent, Some(s.wasted)) };
+        let report = self.call_report(0, place, cost);
+        let s = &self.slots[0];
+        let mut usage = if ok { s.usage.unwrap_or_default() } else { Default::default() };
+        usage += s.wasted;
+        let wasted = s.wasted;
+        let reply = if ok {
+            Ok(s.text.clone())
+        } else {
+            Err(s.errors.last().cloned().unwrap_or_else(|| CallError::Cancelled.to_string()))
+        };
+        let mut total = None;
+        add_cost(&mut total, cost);
+        add_cost(&mut total, wasted_cost);
+        if let Some(r) = self.reports.last_mut() {
+            r.calls.push(report);
+            r.usage += usage;
+            r.wasted += wasted;
+            add_cost(&mut r.cost, total);
+        }
+        self.usage += usage;
+        self.wasted += wasted;
+        add_cost(&mut self.cost, total);
+        reply
+    }
+}
