@@ -344,7 +344,9 @@ function view(recipeLayers, answerEl) {
   let answer = "";
   $("layers").replaceChildren();
   $("timeline").replaceChildren();
+  $("notes").replaceChildren();
   $("totals").textContent = "";
+  const note = (text) => $("notes").append(Object.assign(document.createElement("li"), { textContent: text }));
   const card = (layer, slot, agent) => {
     const key = `${layer}/${slot}`;
     if (!cards.has(key)) {
@@ -430,6 +432,13 @@ function view(recipeLayers, answerEl) {
         }
         Object.assign(calls.get(e.call), { end: e.t_ms, failed: !cut, cut });
         drawTimeline();
+      } else if (e.type === "strategy_note") {
+        note(`${e.strategy}, before ${e.layer === recipeLayers ? "the aggregator" : `layer ${e.layer + 1}`}: ${e.note}`);
+      } else if (e.type === "references_trimmed") {
+        const c = cards.get(`${e.layer}/${e.slot}`);
+        note(`${c?.agent ?? "A call"}: ${e.references} references shortened to ${Math.round(100 * e.kept)}% each to fit its ${e.window}-token window (about ${e.before} → ${e.after} tokens of prompt)`);
+      } else if (e.type === "strategy_failed") {
+        note(`${e.strategy}, before ${e.layer === recipeLayers ? "the aggregator" : `layer ${e.layer + 1}`}, failed${e.fallback ? " (synthesize decided instead)" : ""}: ${readable(e.error)}`);
       } else if (e.type === "agent_stopped") {
         const c = cards.get(`${e.layer}/${e.slot}`);
         if (c) set(c, "stopped", ` · ${e.reason}`);

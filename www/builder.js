@@ -37,9 +37,19 @@ export function formValues(recipe) {
   return out;
 }
 
+/** The built-in strategies, for the menus: [name, what it does]. */
+export const STRATEGIES = [
+  ["synthesize", "synthesize (the paper's prompt)"],
+  ["vote", "vote (majority, no LLM call when agents agree)"],
+  ["diverse", "diverse (only the 3 most different proposals)"],
+  ["rank", "rank (a judge picks the best one)"],
+  ["select", "select (SMoA: a judge keeps the 2 best, may stop early)"],
+  ["sequential", "sequential (Self-MoA-Seq: windows of 4)"],
+];
+
 function strategyName(s) {
   const name = typeof s === "string" ? s : s?.name ?? (s?.plugin ? "plugin" : "synthesize");
-  return ["synthesize", "vote", "diverse"].includes(name) ? name : "synthesize";
+  return STRATEGIES.some(([n]) => n === name) ? name : "synthesize";
 }
 
 /** Parses a layer's agents field: one `provider:model` a line, `*N` samples it N times;
@@ -166,7 +176,7 @@ function drawFields(names, layers, edit) {
           if (e.target.value === "synthesize") delete r.layers[i].strategy;
           else r.layers[i].strategy = e.target.value;
         });
-      box.append(...field(`Layer ${i + 1} strategy`, `b-layer-${i}-strategy`, onStrategy, { tag: "select", events: ["change"], options: [["synthesize", "synthesize"], ["vote", "vote"], ["diverse", "diverse (the 3 most different)"]] }));
+      box.append(...field(`Layer ${i + 1} strategy`, `b-layer-${i}-strategy`, onStrategy, { tag: "select", events: ["change"], options: STRATEGIES }));
     }
   });
 }
@@ -174,6 +184,9 @@ function drawFields(names, layers, edit) {
 /** Wires the form's fixed controls to `edit` (see `drawBuilder`); `resync()` redraws the
  * form's values from the JSON when a field is left. */
 export function wireBuilder(edit, resync) {
+  $("b-aggregator-strategy").replaceChildren(
+    ...STRATEGIES.map(([value, text]) => Object.assign(document.createElement("option"), { value, textContent: text })),
+  );
   const aggregator = () =>
     edit((r) => {
       const agg = typeof r.aggregator === "object" && r.aggregator !== null ? r.aggregator : { model: r.aggregator };

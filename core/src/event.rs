@@ -154,6 +154,7 @@ pub enum Event {
     /// A call's references were shortened to fit its agent's context window.
     ReferencesTrimmed {
         /// The call.
+        #[serde(flatten)]
         at: Place,
         /// Its agent's context window, in tokens.
         window: u32,

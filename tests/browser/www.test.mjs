@@ -24,7 +24,8 @@ before(async () => {
   // hostile payload, but for some models: "breaks-once" streams a part, drops the
   // connection, and answers "Whole answer." from then on; "slow" streams a word every
   // 100 ms for 10 s; "fail500" always fails with a two-line error; "echo-N" answers
-  // "Answer N.". GET /v1/models answers like a real server (the page probes it).
+  // "Answer N."; "verdict-N" is a judge that picks N. GET /v1/models answers like a real
+  // server (the page probes it).
   let broke = false;
   fake = createServer((req, res) => {
     const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "POST, GET" };
@@ -55,6 +56,8 @@ before(async () => {
         res.on("close", () => clearInterval(timer));
         return;
       }
+      const verdict = model.match(/^verdict-(\d+)$/);
+      if (verdict) return res.end(`${chunk(`{"best": ${verdict[1]}, "selected": [${verdict[1]}], "stop": false}`)}${done}`);
       const echo = model.match(/^echo-(\d+)$/);
       const text = echo ? `Answer ${echo[1]}.` : model === "breaks-once" ? "Whole answer." : PAYLOAD;
       res.end(`${chunk(text)}${done}`);
@@ -652,6 +655,33 @@ test("a staircase aggregator's steps stream into one answer and show as steps in
   // The timeline draws one bar per aggregator call: the staircase.
   const bars = await page.locator("#timeline li .label").allTextContents();
   assert.equal(bars.filter((l) => l.startsWith("fake:echo-2:")).length, steps);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("a judging strategy's call shows as one more card in the layer it judged, its choice in the notes; trimmed references are noted", async () => {
+  const { page, errors } = await open();
+  await useRecipe(page, fakeRecipe(["echo-1", "echo-2", "echo-3"], "echo-9"));
+  // The menu offers every built-in; choosing one writes it into the JSON.
+  await page.selectOption("#b-aggregator-strategy", "select");
+  assert.equal(JSON.parse(await page.inputValue("#recipe")).aggregator.strategy, "select");
+  const r = JSON.parse(await page.inputValue("#recipe"));
+  r.aggregator = { model: "fake:echo-9", context_tokens: 200, max_tokens: 64, strategy: { name: "select", params: { judge: "fake:verdict-2", k: 1 } } };
+  await page.fill("#recipe", JSON.stringify(r, null, 2));
+  assert.equal(await page.locator("#recipe-errors li").count(), 0, await page.textContent("#recipe-errors"));
+  posts.length = 0;
+  await page.fill("#prompt", "Which answer is best? " + "Please think. ".repeat(40));
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Done.", null, { timeout: 30_000 });
+  const layer1 = await page.locator("#layer-0 .card h4").allTextContents();
+  assert.deepEqual(layer1, ["fake:echo-1", "fake:echo-2", "fake:echo-3", "judge"]);
+  const notes = await page.locator("#notes li").allTextContents();
+  assert.ok(notes.some((n) => n === "select, before the aggregator: the judge kept 2 of 3"), notes.join("\n"));
+  assert.ok(notes.some((n) => /^fake:echo-9: 1 references shortened to \d+% each to fit its 200-token window/.test(n)), notes.join("\n"));
+  // The aggregator was sent the judge's one pick (shortened to fit), not the others.
+  const agg = posts.map((p) => JSON.parse(p)).find((b) => b.model === "echo-9");
+  assert.match(agg.messages[0].content, /\nResponses from models:\n1\. [^\n]*\[…\]$/);
+  assert.doesNotMatch(agg.messages[0].content, /Answer 1\.|Answer 3\./);
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -1,7 +1,7 @@
 /** One chat message. */
 export interface Message { role: "system" | "user" | "assistant"; content: string; }
 
-/** A strategy: a built-in name, or a table (plugins run only in the native host). */
+/** A strategy: a built-in name (`synthesize`, `vote`, `diverse`, `rank`, `select`, `sequential`), or a table with its `params` (plugins run only in the native host). */
 export type StrategySpec = string | {
   name?: string; plugin?: string; params?: Record<string, unknown>;
   on_error?: "fail" | "synthesize"; timeout_ms?: number; memory_mib?: number; max_output_kib?: number;
@@ -10,6 +10,8 @@ export type StrategySpec = string | {
 /** A proposer: "provider:model", or a table. */
 export type Agent = string | {
   model: string; name?: string; temperature?: number; max_tokens?: number; system?: string; samples?: number;
+  /** This model's context window in tokens (over the provider's). */
+  context_tokens?: number;
 };
 
 /** A layer's quorum (see `Recipe.layers`). */
@@ -21,6 +23,8 @@ export interface Recipe {
   description?: string;
   providers: Record<string, {
     kind: "openai" | "anthropic"; base_url: string; api_key_env?: string; max_concurrency?: number;
+    /** Context window in tokens: references that would not fit are shortened, each by the same share. */
+    context_tokens?: number;
   }>;
   temperature?: number;
   max_tokens?: number;
@@ -31,6 +35,7 @@ export interface Recipe {
     top_p?: number; seed?: number; stop?: string[]; presence_penalty?: number; frequency_penalty?: number;
     /** Start on the last layer's first chunks: a step each time every live proposer has streamed `chunk_chars` more. */
     staircase?: { chunk_chars: number; step_tokens: number };
+    context_tokens?: number;
   };
   policy?: {
     timeout_secs?: number; stall_timeout_secs?: number; retries?: number; backoff_secs?: number;
@@ -55,6 +60,10 @@ export type MoaEvent =
   | (Place & { type: "call_failed"; agent: string; error: string; will_retry: boolean; retry_in_ms: number | null; discarded_chars: number; usage: Usage; cost: number | null; t_ms: number })
   | { type: "agent_stopped"; layer: number; slot: number; agent: string; reason: string; t_ms: number }
   | { type: "strategy_failed"; layer: number; strategy: string; error: string; fallback: boolean }
+  /** What a strategy chose and why (a judge's pick, a seeded choice after an unreadable verdict). */
+  | { type: "strategy_note"; layer: number; strategy: string; note: string }
+  /** The call's references were shortened to fit its agent's context window; `kept` is the share of each kept. */
+  | (Place & { type: "references_trimmed"; window: number; before: number; after: number; references: number; kept: number })
   | { type: "layer_finished"; layer: number; succeeded: number; failed: number; usage: Usage; cost: number | null; wasted: Usage; t_ms: number }
   | { type: "final"; text: string; decided_by: string; usage: Usage; cost: number | null; wasted: Usage; wall_ms: number }
   | { type: "run_failed"; error: string; t_ms: number };
