@@ -274,3 +274,29 @@ fn references_over_the_aggregators_window_are_each_shortened_and_none_dropped() 
     // The proposers' window (the provider's) is large: nothing else was touched.
     assert_eq!(trace.events.iter().filter(|e| matches!(e, Event::ReferencesTrimmed { .. })).count(), 1);
 }
+
+#[test]
+fn the_strategy_presets_make_the_calls_they_plan() {
+    for name in ["smoa", "self-moa-seq", "local-smoa", "local-seq"] {
+        let r = moa_core::recipe::preset(name).expect("preset");
+        let keys = std::collections::BTreeMap::from([("together".to_owned(), "sk-test".to_owned())]);
+        let run = Run::with_options(&r, vec![Message::user("q")], T0, RunOptions { keys, ..RunOptions::default() })
+            .expect("starts");
+        let mut n = 0;
+        let trace = simulate(run, T0, |req| {
+            n += 1;
+            match req.system() {
+                Some(s) if s.contains("judge") => answer("{\"selected\": [2, 1], \"stop\": false}", ms(10)),
+                _ => answer(&format!("answer {n}"), ms(10)),
+            }
+        });
+        assert_consistent(&trace.events);
+        assert!(trace.outcome.answer.is_some(), "{name}: {:?}", trace.outcome.error);
+        assert_eq!(trace.requests.len(), r.call_count(), "{name}");
+        let planned = trace.events.iter().find_map(|e| match e {
+            Event::RunStarted { planned_calls, .. } => Some(*planned_calls),
+            _ => None,
+        });
+        assert_eq!(planned, Some(trace.requests.len()), "{name}");
+    }
+}

@@ -101,7 +101,20 @@ fn presets_are_valid_and_have_the_papers_shape() {
         PRESETS.iter().map(|(n, _)| (*n, recipe::preset(n).expect("exists").call_count())).collect();
     assert_eq!(
         counts,
-        [("moa", 13), ("moa-lite", 7), ("self-moa", 7), ("local", 4), ("moa-fast", 13), ("local-fast", 4)]
+        [
+            ("moa", 13),
+            ("moa-lite", 7),
+            ("self-moa", 7),
+            ("local", 4),
+            ("moa-fast", 13),
+            ("local-fast", 4),
+            // 18 proposers, 3 judges, the aggregator.
+            ("smoa", 22),
+            // 20 samples, 3 windows, the aggregator's last.
+            ("self-moa-seq", 24),
+            ("local-smoa", 9),
+            ("local-seq", 12)
+        ]
     );
     for (name, _) in PRESETS {
         let r = recipe::preset(name).expect("exists");

@@ -118,9 +118,20 @@ impl Recipe {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 
-    /// The number of calls a run makes when nothing fails and no strategy stops early.
+    /// The number of calls a run makes when nothing fails and no strategy stops early:
+    /// every agent's, the aggregator's, and the calls built-in strategies make between
+    /// layers (a judge's verdict, a window's synthesis).
     pub fn call_count(&self) -> usize {
-        self.layers.iter().flat_map(|l| &l.agents).map(|a| a.samples as usize).sum::<usize>() + 1
+        let size = |l: &Layer| l.agents.iter().map(|a| a.samples as usize).sum::<usize>();
+        let specs = self.layers.iter().skip(1).map(|l| l.strategy.as_ref()).chain([self.aggregator.strategy.as_ref()]);
+        let asks: usize = specs
+            .zip(&self.layers)
+            .filter_map(|(spec, before)| {
+                let s = crate::strategy::Resolver::resolve(&crate::strategy::Builtins, spec?).ok()?;
+                Some(s.planned_asks(size(before)))
+            })
+            .sum();
+        self.layers.iter().map(size).sum::<usize>() + 1 + asks
     }
 
     /// The agents of layer `layer`, samples expanded, defaults applied.

@@ -1,11 +1,12 @@
-//! Built-in recipes: the paper's MoA and MoA-Lite, Self-MoA, and a local llama.cpp setup.
+//! Built-in recipes: the paper's MoA and MoA-Lite, Self-MoA, SMoA, Self-MoA-Seq, and
+//! local llama.cpp setups.
 
 use super::{Agent, Aggregator, Layer, Policy, Provider, Quorum, Recipe, Staircase, StrategySpec};
 use crate::provider::ProviderKind;
 use std::collections::BTreeMap;
 
 /// Names and one-line descriptions of the presets.
-pub const PRESETS: [(&str, &str); 6] = [
+pub const PRESETS: [(&str, &str); 10] = [
     ("moa", "The paper's MoA: six open models in two layers, Qwen1.5-110B-Chat aggregates (13 calls, Together)"),
     ("moa-lite", "The paper's MoA-Lite: one layer of the six, Qwen1.5-72B-Chat aggregates (7 calls, Together)"),
     ("self-moa", "Self-MoA: one strong model sampled 6 times, then aggregated by itself (7 calls, Together)"),
@@ -18,6 +19,22 @@ pub const PRESETS: [(&str, &str); 6] = [
         "The paper's MoA with quorum layers (4 of 6 answers, 500 ms grace for the rest) and a staircase aggregator (it starts on the last layer's first chunks)",
     ),
     ("local-fast", "The local recipe with a quorum of 2 (300 ms grace) that ends the run at once when those 2 agree"),
+    (
+        "smoa",
+        "SMoA: the paper's six models in three layers; before each later layer and the aggregator a judge (Qwen1.5-110B-Chat) keeps the 2 best answers and may end the debate (up to 22 calls, Together)",
+    ),
+    (
+        "self-moa-seq",
+        "Self-MoA-Seq: one strong model sampled 20 times, aggregated by itself in windows of 6, the synthesis carried forward (24 calls, Together)",
+    ),
+    (
+        "local-smoa",
+        "SMoA on the local SmolLM2: three temperatures, twice; a judge keeps the 2 best before the second layer and the aggregator (9 calls)",
+    ),
+    (
+        "local-seq",
+        "Self-MoA-Seq on the local SmolLM2: 8 samples aggregated in windows of 3 within its 2,048-token window (12 calls)",
+    ),
 ];
 
 /// The six proposers of Wang et al. 2024, as Together serves them.
@@ -62,9 +79,47 @@ pub fn preset(name: &str) -> Option<Recipe> {
             r.layers[0].early_exit = true;
             r
         }
+        "smoa" => {
+            let layer = paper_layer();
+            let mut r = together(name, vec![layer.clone(), layer.clone(), layer], "Qwen/Qwen1.5-110B-Chat");
+            for l in &mut r.layers[1..] {
+                l.strategy = Some(StrategySpec::builtin("select"));
+            }
+            r.aggregator.strategy = Some(StrategySpec::builtin("select"));
+            r
+        }
+        "self-moa-seq" => {
+            let model = "together:microsoft/WizardLM-2-8x22B";
+            let layer = Layer::new(vec![Agent { samples: 20, ..Agent::new(model) }]);
+            let mut r = together(name, vec![layer], "microsoft/WizardLM-2-8x22B");
+            r.aggregator.strategy = Some(sequential(6));
+            r
+        }
+        "local-smoa" => {
+            let mut r = local();
+            r.name = name.into();
+            r.description = description(name);
+            r.layers.push(r.layers[0].clone());
+            r.layers[1].strategy = Some(StrategySpec::builtin("select"));
+            r.aggregator.strategy = Some(StrategySpec::builtin("select"));
+            r
+        }
+        "local-seq" => {
+            let mut r = local();
+            r.name = name.into();
+            r.description = description(name);
+            let sample = Agent { samples: 8, temperature: Some(0.7), ..Agent::new("smollm:SmolLM2-135M-Instruct") };
+            r.layers = vec![Layer::new(vec![sample])];
+            r.aggregator.strategy = Some(sequential(3));
+            r
+        }
         _ => return None,
     };
     Some(recipe)
+}
+
+fn sequential(window: u32) -> StrategySpec {
+    StrategySpec { params: serde_json::json!({ "window": window }), ..StrategySpec::builtin("sequential") }
 }
 
 fn paper_layer() -> Layer {
@@ -113,7 +168,8 @@ fn local() -> Recipe {
             api_key_env: None,
             // Matches `llama-server -np 4`: more would only queue inside the server.
             max_concurrency: Some(4),
-            context_tokens: None,
+            // `-c 8192` shared by the 4 slots: 2,048 tokens each.
+            context_tokens: Some(2048),
         },
     )]);
     let at = |t: f64| Agent {

@@ -122,6 +122,11 @@ pub trait Strategy: Send {
     fn note(&mut self) -> Option<String> {
         None
     }
+    /// How many calls it asks for when deciding on `proposals` answers, for plans.
+    fn planned_asks(&self, proposals: usize) -> usize {
+        let _ = proposals;
+        0
+    }
 }
 
 /// Makes strategies from their recipe specs. The core resolves built-ins; the native host

@@ -91,6 +91,10 @@ impl Strategy for Rank {
         })
     }
 
+    fn planned_asks(&self, proposals: usize) -> usize {
+        usize::from(proposals > 1)
+    }
+
     fn note(&mut self) -> Option<String> {
         self.note.take()
     }

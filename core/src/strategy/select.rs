@@ -154,6 +154,10 @@ impl Strategy for Select {
         Ok(if stop { Decision::Aggregate(messages) } else { Decision::Messages(messages) })
     }
 
+    fn planned_asks(&self, proposals: usize) -> usize {
+        usize::from(proposals > self.k)
+    }
+
     fn note(&mut self) -> Option<String> {
         self.note.take()
     }

@@ -79,6 +79,10 @@ impl Strategy for Sequential {
             max_tokens: None,
         }))
     }
+
+    fn planned_asks(&self, proposals: usize) -> usize {
+        self.steps(proposals) - 1
+    }
 }
 
 impl Sequential {
