@@ -260,8 +260,18 @@ fn references_over_the_aggregators_window_are_each_shortened_and_none_dropped() 
     assert_eq!(refs.len(), 3, "none dropped: {refs:?}");
     assert!(refs[0].starts_with("alpha alpha") && refs[0].ends_with("[…]"));
     assert!(refs[1].starts_with("beta beta") && refs[1].ends_with("[…]"));
-    let chars: usize = agg.messages.iter().map(|m| m.content.chars().count()).sum();
-    assert!(chars / 4 + 256 <= 1024, "fits: {chars} chars");
+    // The README's estimate: a token per four ASCII letters, per other non-space
+    // character, and four per message.
+    let estimate: usize = agg
+        .messages
+        .iter()
+        .map(|m| {
+            let letters = m.content.chars().filter(|c| c.is_ascii_alphabetic()).count();
+            let other = m.content.chars().filter(|c| !c.is_ascii_alphabetic() && !c.is_ascii_whitespace()).count();
+            letters.div_ceil(4) + other + 4
+        })
+        .sum();
+    assert!(estimate + 256 <= 1024, "fits: {estimate} tokens");
     let trimmed = trace.events.iter().find_map(|e| match e {
         Event::ReferencesTrimmed { window, references, kept, before, after, .. } => {
             Some((*window, *references, *kept, *before, *after))

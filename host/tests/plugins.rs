@@ -317,3 +317,50 @@ fn compiling_runs_in_a_child_process_under_its_own_limits() {
     let o = check(("MOA_UNUSED", "1"));
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// The `diverse` example plugin (host/plugins/examples/diverse, written without moa-core)
+/// decides exactly as the built-in on the same proposals: the guide's claim that a built-in
+/// can be written as a plugin, held by a test.
+#[test]
+fn the_diverse_example_plugin_decides_as_the_built_in_does() {
+    let rt = runtime();
+    const WORDS: [&str; 12] =
+        ["Paris", "is", "the", "capital", "of", "France", "Lyon", "city", "big", "river", "Seine", "food!"];
+    let mut seed: u64 = 0x5eed;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) % n) as usize
+    };
+    let mut cases: Vec<(Vec<String>, serde_json::Value)> = vec![
+        (
+            vec![
+                "Paris is the capital of France and its largest city.".into(),
+                "Paris is the capital of France and its largest city!".into(),
+                "The capital of France is Paris, on the Seine.".into(),
+                "Lyon is a city in France known for its food.".into(),
+            ],
+            json!({"k": 3}),
+        ),
+        (vec!["same words here".into(); 3], json!({})),
+        (vec!["yes".into(), "Yes!".into(), "no".into()], json!({"k": 2, "duplicate": 0.5})),
+    ];
+    for _ in 0..150 {
+        let texts = (0..1 + next(7))
+            .map(|_| (0..next(14)).map(|_| WORDS[next(WORDS.len() as u64)]).collect::<Vec<_>>().join(" "))
+            .collect();
+        let duplicate = [0.3, 0.5, 0.8, 1.0][next(4)];
+        let params = json!({"k": 1 + next(5), "duplicate": duplicate});
+        cases.push((texts, params));
+    }
+    for (texts, params) in cases {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let builtin_spec = StrategySpec { params: params.clone(), ..StrategySpec::builtin("diverse") };
+        let mut builtin =
+            moa_core::strategy::Resolver::resolve(&moa_core::strategy::Builtins, &builtin_spec).expect("built-in");
+        let conv = [Message::user("q")];
+        let ps = proposals(&refs);
+        let want = builtin.decide(&StrategyInput::new(&conv, 1, 1, &ps)).expect("built-in decides");
+        let got = decide(&rt, &spec("diverse", params.clone()), &refs);
+        assert_eq!(got, Ok(want), "{texts:?} with {params}");
+    }
+}
