@@ -99,6 +99,7 @@ async fn batch_throughput(transport: &Transport) {
         seed: 0,
         progress: false,
         bar: None,
+        select: Default::default(),
     };
     let start = Instant::now();
     let summary = batch::run(job, transport, CancellationToken::new()).await.expect("batch");

@@ -250,6 +250,7 @@ async fn run_jobs(
             seed: eval.seed,
             progress: eval.progress,
             bar: Some(bar),
+            select: Default::default(),
         };
         running.push(batch::run(b, transport, cancel.clone()));
     }

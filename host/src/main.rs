@@ -19,7 +19,7 @@ enum Command {
     /// Answer one prompt; the final answer streams to stdout.
     Run(cli::run::RunArgs),
     /// Answer every prompt of a JSONL file into another, resumably.
-    Batch(cli::batch::BatchArgs),
+    Batch(Box<cli::batch::BatchArgs>),
     /// Score recipes (and their single models) on a dataset: quality, cost and latency.
     Eval(cli::eval::EvalArgs),
     /// List the built-in recipes, or print one as TOML to start your own.
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         Command::Plugin(cli::plugin::PluginCommand::Compile { file }) => cli::plugin::plugin_compile(&file),
         Command::Run(args) => runtime().block_on(cli::run::run(args)),
         Command::Serve(args) => runtime().block_on(cli::serve::serve(args)),
-        Command::Batch(args) => runtime().block_on(cli::batch::run_batch(args)),
+        Command::Batch(args) => runtime().block_on(cli::batch::run_batch(*args)),
         Command::Eval(args) => runtime().block_on(cli::eval::run_eval(args)),
     }
 }

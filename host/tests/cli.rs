@@ -236,7 +236,11 @@ fn batch_answers_every_shape_skips_done_ids_and_retries_failures() {
     std::fs::write(&input, "\"ok\"\n{\"instruction\": 5}\n").expect("write");
     let o = run();
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).1.contains("in.jsonl:2: expected \"instruction\""), "{}", text(&o).1);
+    assert!(
+        text(&o).1.contains("in.jsonl:2: not an item: invalid type: integer `5`, expected a string (column 17)"),
+        "{}",
+        text(&o).1
+    );
 }
 
 #[test]

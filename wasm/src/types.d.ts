@@ -71,6 +71,8 @@ export type MoaEvent =
 export interface CallReport {
   slot: number; agent: string; provider: string; model: string; ok: boolean; text: string; errors: string[];
   attempts: number; usage: Usage | null; cost: number | null; wasted: Usage; latency_ms: number | null; ttft_ms: number | null; server_ms: number | null;
+  /** A call a strategy asked for (a judge's verdict, a window's synthesis), not one of the layer's agents. */
+  asked?: boolean;
 }
 
 /** What a run resolves to. */

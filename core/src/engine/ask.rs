@@ -9,7 +9,7 @@
 //! tokens and cost count in that layer's and the run's totals.
 
 use super::attempt::{Slot, SlotState};
-use super::{CallError, Run, RunError, stair};
+use super::{CallError, CallReport, Run, RunError, stair};
 use crate::event::Event;
 use crate::recipe::OnError;
 use crate::strategy::{Ask, Decision, Proposal, Strategy, StrategyError, StrategyInput, Synthesize};
@@ -136,7 +136,7 @@ impl Run {
         let ok = matches!(s.state, SlotState::Succeeded);
         let cost = if ok { self.price(&s.agent, s.usage) } else { None };
         let wasted_cost = if s.wasted.is_zero() { None } else { self.price(&s.agent, Some(s.wasted)) };
-        let report = self.call_report(0, place, cost);
+        let report = CallReport { asked: true, ..self.call_report(0, place, cost) };
         let s = &self.slots[0];
         let mut usage = if ok { s.usage.unwrap_or_default() } else { Default::default() };
         usage += s.wasted;

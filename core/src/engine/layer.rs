@@ -87,6 +87,7 @@ impl Run {
             ttft_ms: s.ttft.map(millis),
             started_ms: s.started.map(|t| millis(t.since(self.started))),
             server_ms: if ok { s.server_ms } else { None },
+            asked: false,
         }
     }
 

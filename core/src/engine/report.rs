@@ -196,6 +196,10 @@ pub struct CallReport {
     pub started_ms: Option<f64>,
     /// The server's own processing time, where it reports one (llama.cpp).
     pub server_ms: Option<f64>,
+    /// A call a strategy asked for (a judge's verdict, a window's synthesis), not one of
+    /// the layer's agents.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub asked: bool,
 }
 
 /// The account of one layer; the aggregator's layer comes last.

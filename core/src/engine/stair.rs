@@ -192,6 +192,7 @@ impl Run {
             ttft_ms,
             started_ms: Some(millis(flight.started.since(self.started))),
             server_ms,
+            asked: false,
         };
         let text = s.text.clone();
         if let Some(stair) = self.stair.as_mut() {

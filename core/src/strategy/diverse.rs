@@ -77,6 +77,11 @@ fn similarity(a: &[u64], b: &[u64]) -> f64 {
     if union == 0 { 1.0 } else { both as f64 / union as f64 }
 }
 
+/// Word 3-shingle Jaccard similarity of two texts, as `diverse` measures it (0 to 1).
+pub fn text_similarity(a: &str, b: &str) -> f64 {
+    similarity(&shingles(a), &shingles(b))
+}
+
 /// Which proposals `diverse` keeps, in agent order: greedy max-min. The first kept is the
 /// one least similar on average to the others; then, each time, the one whose closest kept
 /// proposal is farthest; near-duplicates of a kept one are never kept.

@@ -10,7 +10,7 @@ mod sequential;
 mod synthesize;
 mod vote;
 
-pub use diverse::Diverse;
+pub use diverse::{Diverse, text_similarity};
 pub use rank::Rank;
 pub use select::{Select, parse_selection};
 pub use sequential::Sequential;

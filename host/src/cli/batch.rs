@@ -1,28 +1,47 @@
-//! `moa batch`: a JSONL file of prompts through one recipe, resumably.
+//! `moa batch`: a JSONL file of prompts through one recipe, resumably; training files
+//! from its output (`--format`, `moa batch export`); shards and their merge.
 
 use super::common::{FAILED, INTERRUPTED, RecipeArgs, bad, interrupt_token, transport};
-use clap::Args;
-use moa_host::{batch, keys};
-use std::path::PathBuf;
+use clap::{Args, Subcommand};
+use moa_core::eval::score::Scorer;
+use moa_host::batch::export::{self, Export, Format};
+use moa_host::batch::{self, Select, Shard, merge};
+use moa_host::keys;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct BatchArgs {
+    #[command(subcommand)]
+    command: Option<BatchCommand>,
     #[command(flatten)]
     recipe: RecipeArgs,
-    /// Input JSONL: a prompt string, {"instruction": ...} or {"messages": [...]} per line, optional "id".
-    input: PathBuf,
-    /// Output JSONL; rerunning skips ids already answered there.
-    #[arg(long, short)]
-    output: PathBuf,
+    /// Input JSONL: a prompt string, {"instruction": ...} or {"messages": [...]} per line,
+    /// optional "id" (and "answer" or "reference", for DPO pairs).
+    #[arg(required = true)]
+    input: Option<PathBuf>,
+    /// Output JSONL (every result, failures too); rerunning skips ids already answered there.
+    #[arg(long, short, required = true)]
+    output: Option<PathBuf>,
     /// Items in flight at once (each provider's max_concurrency also holds, across items).
     #[arg(long, short = 'j', default_value_t = 16)]
     concurrency: usize,
-    /// Write every layer's proposals in each output line.
+    /// Write every layer's proposals in each output line (`--format dpo` implies it).
     #[arg(long)]
     proposals: bool,
-    /// Also write AlpacaEval's model_outputs.json here (instruction, output, generator),
-    /// from every answered item of OUT, for the `alpaca_eval` tool.
+    /// Only this shard of the input: I/N (0-based), by a hash of each item's id (of its
+    /// prompt when it has none), so the split survives reordering and appending; or
+    /// `auto`: from a Slurm job array or a Kubernetes Indexed Job (MOA_SHARD_COUNT).
+    #[arg(long, value_name = "I/N|auto")]
+    shard: Option<String>,
+    /// Skip items whose prompt (case and spacing aside) repeats an earlier item's.
+    #[arg(long)]
+    dedup: bool,
+    #[command(flatten)]
+    export: ExportArgs,
+    /// Also write AlpacaEval's model_outputs.json here (the same as --format alpaca-eval
+    /// --export FILE).
     #[arg(long, value_name = "FILE")]
     alpaca_eval: Option<PathBuf>,
     /// No progress bar.
@@ -30,11 +49,143 @@ pub(crate) struct BatchArgs {
     quiet: bool,
 }
 
+#[derive(Args, Clone)]
+struct ExportArgs {
+    /// Also write a training file from the output: sft (OpenAI chat fine-tuning lines),
+    /// dpo (TRL preference pairs: prompt, chosen, rejected), alpaca-eval, or raw (only the
+    /// output).
+    #[arg(long, default_value = "raw", value_parser = ["raw", "sft", "dpo", "alpaca-eval"])]
+    format: String,
+    /// Where (default: OUTPUT with .sft.jsonl, .dpo.jsonl or .alpaca_eval.json).
+    #[arg(long, value_name = "FILE")]
+    export: Option<PathBuf>,
+    /// Leave answers shorter than this many characters out of the training file.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    min_answer_chars: usize,
+    /// DPO, for items with an "answer"/"reference": the proposal scoring lowest by this
+    /// scorer is rejected (exact, choice, contains, regex).
+    #[arg(long, default_value = "exact")]
+    scorer: String,
+    /// No "moa" provenance object in training records (for APIs that refuse unknown keys).
+    #[arg(long)]
+    bare: bool,
+}
+
+#[derive(Subcommand)]
+enum BatchCommand {
+    /// Merge the outputs of a batch's shards into one, in input order, checking that every
+    /// input item is answered exactly once (and listing those that are not).
+    Merge {
+        /// The batch's input.
+        #[arg(long)]
+        input: PathBuf,
+        /// The shards' outputs.
+        #[arg(required = true)]
+        outputs: Vec<PathBuf>,
+        /// The merged output.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Write a training file from a batch's output (or a merge of shards).
+    Export {
+        /// The batch's input.
+        #[arg(long)]
+        input: PathBuf,
+        /// The batch's output.
+        raw: PathBuf,
+        /// The training file.
+        #[arg(long, short)]
+        output: PathBuf,
+        #[command(flatten)]
+        export: ExportArgs,
+    },
+}
+
+impl ExportArgs {
+    fn plan(&self, input: &Path, raw: &Path, to: Option<PathBuf>, generator: &str) -> Result<Option<Export>, String> {
+        let Some(format) = Format::from_name(&self.format) else { return Ok(None) };
+        let scorer = Scorer::from_name(&self.scorer).ok_or(format!("unknown scorer {:?}", self.scorer))?;
+        let output = to.or_else(|| self.export.clone()).unwrap_or_else(|| {
+            let ext = match format {
+                Format::Sft => "sft.jsonl",
+                Format::Dpo => "dpo.jsonl",
+                Format::AlpacaEval => "alpaca_eval.json",
+            };
+            raw.with_extension(ext)
+        });
+        Ok(Some(Export {
+            format,
+            input: input.to_owned(),
+            raw: raw.to_owned(),
+            output,
+            min_answer_chars: self.min_answer_chars,
+            scorer,
+            bare: self.bare,
+            generator: generator.to_owned(),
+        }))
+    }
+}
+
+/// Writes a training file; says what it wrote and left out.
+fn write_export(e: &Export) -> Result<(), String> {
+    let r = export::export(e).map_err(|err| err.to_string())?;
+    let mut left = vec![];
+    for (n, why) in [
+        (r.unanswered, "unanswered (failed or not run)"),
+        (r.short, "with an empty or short answer"),
+        (r.no_pair, "without a proposal that differs from the answer"),
+        (r.answer_worse, "whose answer scored below its proposals"),
+    ] {
+        if n > 0 {
+            left.push(format!("{n} {why}"));
+        }
+    }
+    let left = if left.is_empty() { String::new() } else { format!("; left out: {}", left.join(", ")) };
+    let records = if r.written == 1 { "record" } else { "records" };
+    eprintln!("moa: {}: {} {records}{left}", e.output.display(), r.written);
+    Ok(())
+}
+
 pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
+    match args.command {
+        Some(BatchCommand::Merge { input, outputs, output }) => return run_merge(&input, &outputs, &output),
+        Some(BatchCommand::Export { input, raw, output, export }) => {
+            return match export.plan(&input, &raw, Some(output), "moa") {
+                Ok(Some(e)) => write_export(&e).map_or_else(|e| bad(&e), |()| ExitCode::SUCCESS),
+                Ok(None) => bad("moa batch export needs --format sft, dpo or alpaca-eval"),
+                Err(e) => bad(&e),
+            };
+        }
+        None => {}
+    }
+    let (Some(input), Some(output)) = (args.input.clone(), args.output.clone()) else {
+        return bad("moa batch needs an input file and --output");
+    };
     let recipe = match args.recipe.load() {
         Ok(r) => r,
         Err(e) => return bad(&e),
     };
+    let shard = match args.shard.as_deref().map(|s| Shard::parse(s, |k| std::env::var(k).ok())) {
+        Some(Err(e)) => return bad(&e),
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
+    let generator = recipe.name.clone();
+    let mut exports = vec![];
+    match args.export.plan(&input, &output, None, &generator) {
+        Ok(Some(e)) => exports.push(e),
+        Ok(None) => {}
+        Err(e) => return bad(&e),
+    }
+    if let Some(path) = &args.alpaca_eval {
+        let mut e = ExportArgs { format: "alpaca-eval".into(), ..args.export.clone() };
+        e.export = Some(path.clone());
+        match e.plan(&input, &output, None, &generator) {
+            Ok(Some(e)) => exports.push(e),
+            Ok(None) => {}
+            Err(e) => return bad(&e),
+        }
+    }
     let keys = keys::from_env(&recipe);
     for (name, p) in &recipe.providers {
         if let Some(var) = &p.api_key_env
@@ -51,28 +202,38 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return bad(&e),
     };
-    let generator = recipe.name.clone();
-    let (input, output) = (args.input.clone(), args.output.clone());
     let job = batch::Batch {
         recipe,
         resolver,
         keys,
-        input: args.input,
-        output: args.output,
+        input: input.clone(),
+        output: output.clone(),
         concurrency: args.concurrency,
-        proposals: args.proposals,
+        proposals: args.proposals || exports.iter().any(|e| e.format == Format::Dpo),
         seed: args.recipe.seed,
         progress: !args.quiet,
         bar: None,
+        select: Select { shard, dedup: args.dedup },
     };
     let cancel = interrupt_token();
     match batch::run(job, &transport, cancel.clone()).await {
         Err(e) => bad(&e.to_string()),
         Ok(s) => {
-            if let Some(path) = &args.alpaca_eval {
-                match batch::write_alpaca_eval(&input, &output, path, &generator) {
-                    Ok(n) => eprintln!("moa: {}: {n} outputs for alpaca_eval", path.display()),
-                    Err(e) => return bad(&e.to_string()),
+            if s.repeated > 0 {
+                let examples: Vec<String> =
+                    s.repeats.iter().take(5).map(|(id, first)| format!("{id} (as {first})")).collect();
+                eprintln!(
+                    "moa: skipped {} items whose prompt repeats an earlier one's: {}",
+                    s.repeated,
+                    examples.join(", ")
+                );
+            }
+            if s.other_shards > 0 {
+                eprintln!("moa: {} items belong to other shards", s.other_shards);
+            }
+            for e in &exports {
+                if let Err(e) = write_export(e) {
+                    return bad(&e);
                 }
             }
             let cost = s.cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
@@ -93,4 +254,22 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
             }
         }
     }
+}
+
+fn run_merge(input: &Path, outputs: &[PathBuf], to: &Path) -> ExitCode {
+    let m = match merge::merge(input, outputs, to) {
+        Ok(m) => m,
+        Err(e) => return bad(&e.to_string()),
+    };
+    eprintln!("moa: {}: {} of {} items", to.display(), m.written, m.total);
+    for (id, files) in &m.duplicates {
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        eprintln!("moa: id {id} is answered in more than one output: {}", files.join(", "));
+    }
+    if !m.missing.is_empty() {
+        let shown: Vec<&str> = m.missing.iter().take(20).map(String::as_str).collect();
+        let more = if m.missing.len() > 20 { format!(" and {} more", m.missing.len() - 20) } else { String::new() };
+        eprintln!("moa: {} items have no answer in any output: {}{more}", m.missing.len(), shown.join(", "));
+    }
+    if m.missing.is_empty() && m.duplicates.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(FAILED) }
 }

@@ -6,16 +6,26 @@
 //! (dropping a line cut short by `kill -9` and the error lines it will redo) by writing a
 //! new file, syncing it, renaming it over the old one and syncing the folder. Two batches
 //! on one OUT at once are refused: a lock on `OUT.lock` is held for the whole run.
+//!
+//! The input is streamed (`input`): a first pass checks every line, a second feeds the
+//! items; OUT is read line by line on resume. Training files (`export`) and the merge of
+//! shards (`merge`) are written from OUT.
+
+pub mod export;
+pub mod input;
+pub mod merge;
+
+pub use input::{Item, Reader, Scan, Select, Shard};
 
 use crate::clock::Clock;
 use crate::transport::Transport;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use moa_core::{Event, Message, Outcome, Recipe, Run, RunOptions, Usage};
+use moa_core::{Event, Outcome, Recipe, Run, RunOptions, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
@@ -65,86 +75,23 @@ pub enum BatchError {
     },
 }
 
-/// One prompt to answer.
-#[derive(Clone, Debug)]
-pub struct Item {
-    /// The id from the input exactly as written there (so a 20-digit integer stays that
-    /// integer), or the 1-based line number.
-    pub id: Box<RawValue>,
-    /// The conversation.
-    pub messages: Vec<Message>,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BatchError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BatchError + '_ {
     move |source| BatchError::Io { path: path.display().to_string(), source }
 }
 
-/// Reads the input: each non-blank line is a JSON string (the prompt),
-/// `{"instruction": ...}` (the AlpacaEval shape) or `{"messages": [...]}`, each object
-/// with an optional `id`.
-pub fn read_input(path: &Path) -> Result<Vec<Item>, BatchError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let mut items = Vec::new();
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for (n, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
-        if line.is_empty() {
-            continue;
-        }
-        let bad = |reason: String| BatchError::Input { path: path.display().to_string(), line: n, reason };
-        let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let (id, messages) = match &v {
-            Value::String(prompt) => (None, vec![Message::user(prompt.clone())]),
-            Value::Object(o) => {
-                let messages = match (o.get("instruction"), o.get("messages")) {
-                    (Some(Value::String(s)), None) => vec![Message::user(s.clone())],
-                    (None, Some(m)) => serde_json::from_value(m.clone()).map_err(|e| bad(format!("messages: {e}")))?,
-                    _ => return Err(bad("expected \"instruction\": \"...\" or \"messages\": [...]".into())),
-                };
-                // The id as written, not as parsed: a `Value` would round big integers.
-                let raw: IdOnly = serde_json::from_str(line).map_err(|e| bad(format!("id: {e}")))?;
-                (raw.id.map(|r| r.to_owned()), messages)
-            }
-            _ => return Err(bad("expected a prompt string or an object".into())),
-        };
-        moa_core::message::validate_conversation(&messages).map_err(bad)?;
-        let id = match id {
-            Some(id) => id,
-            None => RawValue::from_string(n.to_string()).map_err(|e| bad(e.to_string()))?,
-        };
-        if !id.get().starts_with(|c: char| c == '"' || c == '-' || c.is_ascii_digit()) {
-            return Err(bad("id must be a string or a number".into()));
-        }
-        if let Some(first) = seen.insert(id.get().to_owned(), n) {
-            return Err(bad(format!("id {} already used on line {first}", id.get())));
-        }
-        items.push(Item { id, messages });
-    }
-    Ok(items)
-}
-
 #[derive(Deserialize)]
-struct IdOnly<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct ResultOnly<'a> {
+pub(crate) struct ResultOnly<'a> {
     #[serde(borrow)]
-    id: &'a RawValue,
+    pub(crate) id: &'a RawValue,
     #[serde(default)]
-    answer: Option<Value>,
+    pub(crate) answer: Option<Value>,
 }
 
-/// A stable 64-bit hash (FNV-1a) of an item's id, so each item's seed depends on the id
-/// alone and a rerun reproduces it, whatever else the input holds.
-fn id_hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// The seed an item runs with: the batch's seed mixed with its id.
+/// The seed an item runs with: the batch's seed mixed with its id (FNV-1a of the id as
+/// written), so each item's seed depends on the id alone and a rerun reproduces it,
+/// whatever else the input holds.
 pub fn item_seed(batch_seed: u64, id: &RawValue) -> u64 {
-    batch_seed ^ id_hash(id.get())
+    batch_seed ^ id.get().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Takes the lock that makes a batch the only writer of `out` (`OUT.lock`, beside it).
@@ -156,35 +103,46 @@ pub fn lock_output(out: &Path) -> Result<fd_lock::RwLock<std::fs::File>, BatchEr
     Ok(fd_lock::RwLock::new(file))
 }
 
-/// Repairs OUT and returns the ids it already answers (as their JSON text).
-pub fn prepare_output(path: &Path) -> Result<HashSet<String>, BatchError> {
-    let text = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+/// Repairs OUT and returns the hashes ([`input::hash`]) of the ids it already answers.
+/// Reads OUT a line at a time (twice when it needs repair), never whole.
+pub fn prepare_output(path: &Path) -> Result<HashSet<u64>, BatchError> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
         Err(e) => return Err(io(path)(e)),
     };
     let mut done = HashSet::new();
-    let mut kept = Vec::with_capacity(text.len());
-    // Only lines ending in '\n' are whole; anything after the last one was cut short.
-    let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let mut changed = whole != text.len();
-    for (n, line) in text[..whole].split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() {
+    let mut changed = false;
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    let mut n = 0;
+    // Which lines to keep: whole result lines with an answer, each id once. Only lines
+    // ending in '\n' are whole; anything after the last one was cut short.
+    let mut keep: Vec<bool> = Vec::new();
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).map_err(io(path))?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        if line.last() != Some(&b'\n') {
+            changed = true;
+            keep.push(false);
+            break;
+        }
+        let body = &line[..line.len() - 1];
+        if body.iter().all(u8::is_ascii_whitespace) {
+            keep.push(true);
             continue;
         }
-        let bad = |reason: String| BatchError::Output { path: path.display().to_string(), line: n + 1, reason };
-        let v: ResultOnly = serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
-        let id = v.id.get().to_owned();
-        if v.answer.as_ref().is_some_and(Value::is_string) {
-            if done.insert(id) {
-                kept.extend_from_slice(line);
-                kept.push(b'\n');
-            } else {
-                changed = true;
-            }
-        } else {
-            changed = true; // an error line: the item is redone
-        }
+        let bad = |reason: String| BatchError::Output { path: path.display().to_string(), line: n, reason };
+        let v: ResultOnly = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+        let answered = v.answer.as_ref().is_some_and(Value::is_string);
+        // An error line is redone; a repeated id is a leftover of an interrupted repair.
+        let fresh = answered && done.insert(input::hash(v.id.get().as_bytes()));
+        changed |= !fresh;
+        keep.push(fresh);
     }
     if changed {
         // A fresh, uniquely named file beside OUT (so the rename stays on one file
@@ -194,9 +152,19 @@ pub fn prepare_output(path: &Path) -> Result<HashSet<String>, BatchError> {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let mut tmp =
-            tempfile::Builder::new().prefix(".moa-repair-").suffix(".tmp").tempfile_in(dir).map_err(io(dir))?;
-        tmp.write_all(&kept).map_err(io(tmp.path()))?;
+        let tmp = tempfile::Builder::new().prefix(".moa-repair-").suffix(".tmp").tempfile_in(dir).map_err(io(dir))?;
+        {
+            let mut w = std::io::BufWriter::new(tmp.as_file());
+            let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io(path))?);
+            for keep in keep {
+                line.clear();
+                reader.read_until(b'\n', &mut line).map_err(io(path))?;
+                if keep {
+                    w.write_all(&line).map_err(io(tmp.path()))?;
+                }
+            }
+            w.flush().map_err(io(tmp.path()))?;
+        }
         tmp.as_file().sync_all().map_err(io(tmp.path()))?;
         tmp.persist(path).map_err(|e| io(path)(e.error))?;
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
@@ -227,6 +195,8 @@ pub struct Batch {
     /// The bar to show it on (one of several, under `moa eval`); a bar of its own when
     /// `None`.
     pub bar: Option<ProgressBar>,
+    /// Which of the input's items this run takes (a shard; repeats skipped).
+    pub select: Select,
 }
 
 /// What a batch did.
@@ -244,6 +214,12 @@ pub struct Summary {
     pub usage: Usage,
     /// Dollars this run, when priced.
     pub cost: Option<f64>,
+    /// Items left to other shards.
+    pub other_shards: usize,
+    /// Items skipped because their prompt repeats an earlier one's (`--dedup`).
+    pub repeated: usize,
+    /// The first of those: (id, the id of the first item with that prompt).
+    pub repeats: Vec<(String, String)>,
 }
 
 #[derive(Serialize)]
@@ -253,8 +229,40 @@ struct Line<'a> {
     rest: &'a Value,
 }
 
-/// The line written for one finished item (JSON, no newline), its id as the input wrote it.
-pub fn result_line(id: &RawValue, outcome: &Outcome, proposals: bool) -> String {
+/// Where a result came from, written with it: enough to tell two training files apart
+/// and to reproduce one.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Provenance {
+    /// The recipe's name.
+    pub recipe: String,
+    /// SHA-256 of the recipe's canonical JSON: the same recipe, the same hash.
+    pub recipe_sha256: String,
+    /// Every `provider:model` the recipe calls, in order, each once.
+    pub models: Vec<String>,
+    /// The moa version that produced it.
+    pub moa: String,
+}
+
+impl Provenance {
+    /// The provenance of results of `recipe`.
+    pub fn of(recipe: &Recipe) -> Provenance {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(recipe.to_json().as_bytes());
+        let recipe_sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let mut models: Vec<String> = Vec::new();
+        let specs = recipe.layers.iter().flat_map(|l| l.agents.iter().map(|a| a.model.clone()));
+        for m in specs.chain([recipe.aggregator.model.clone()]) {
+            if !models.contains(&m) {
+                models.push(m);
+            }
+        }
+        Provenance { recipe: recipe.name.clone(), recipe_sha256, models, moa: env!("CARGO_PKG_VERSION").to_owned() }
+    }
+}
+
+/// The line written for one finished item (JSON, no newline), its id as the input wrote
+/// it, with its provenance and seed.
+pub fn result_line(id: &RawValue, outcome: &Outcome, proposals: bool, provenance: &Provenance, seed: u64) -> String {
     let layer_ms: Vec<f64> =
         outcome.layers.iter().map(|l| l.calls.iter().filter_map(|c| c.latency_ms).fold(0.0, f64::max)).collect();
     let mut line = json!({
@@ -273,6 +281,8 @@ pub fn result_line(id: &RawValue, outcome: &Outcome, proposals: bool) -> String 
     if proposals {
         line["layers"] = json!(outcome.layers);
     }
+    line["provenance"] = json!(provenance);
+    line["seed"] = json!(seed);
     serde_json::to_string(&Line { id, rest: &line }).unwrap_or_default()
 }
 
@@ -282,14 +292,16 @@ const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Runs the batch until every item is answered, failed, or `cancel` fires. Items
 /// cancelled mid-run are not written, so the next run does them.
 pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken) -> Result<Summary, BatchError> {
-    let items = read_input(&batch.input)?;
     let mut lock = lock_output(&batch.output)?;
     let _held = lock.try_write().map_err(|_| BatchError::Locked {
         path: batch.output.display().to_string(),
         lock: format!("{}.lock", batch.output.display()),
     })?;
     let done = prepare_output(&batch.output)?;
-    let todo: Vec<Item> = items.iter().filter(|i| !done.contains(i.id.get())).cloned().collect();
+    let scan = input::scan(&batch.input, &batch.select, &done)?;
+    // This run's items: its shard's, repeats left out; those OUT answers are skipped.
+    let mine = scan.total - scan.other_shards - scan.repeated;
+    let skipped = scan.answered;
     let out = std::fs::OpenOptions::new().create(true).append(true).open(&batch.output).map_err(io(&batch.output))?;
     let dirty = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let syncer = out.try_clone().map_err(io(&batch.output))?;
@@ -306,16 +318,24 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
             }
         })
     };
-    let summary =
-        Arc::new(Mutex::new(Summary { total: items.len(), skipped: items.len() - todo.len(), ..Summary::default() }));
-    let bar = progress_bar(&batch, items.len(), items.len() - todo.len());
+    let summary = Arc::new(Mutex::new(Summary {
+        total: mine,
+        skipped,
+        other_shards: scan.other_shards,
+        repeated: scan.repeated,
+        repeats: scan.repeats.clone(),
+        ..Summary::default()
+    }));
+    let bar = progress_bar(&batch, mine, skipped);
+    let provenance = Arc::new(Provenance::of(&batch.recipe));
     let out = Arc::new(Mutex::new(out));
     let slots = Arc::new(Semaphore::new(batch.concurrency.max(1)));
     // The caller set the transport's provider caps (across every recipe it runs at once).
     let transport = transport.clone();
     let batch = Arc::new(batch);
     let mut tasks = tokio::task::JoinSet::new();
-    for item in todo {
+    for item in input::todo(&batch.input, &batch.select, &done)? {
+        let item = item?;
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => p.map_err(|_| ()),
             _ = cancel.cancelled() => break,
@@ -323,15 +343,13 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
         let Ok(permit) = permit else { break };
         let (batch, transport, cancel) = (batch.clone(), transport.clone(), cancel.clone());
         let (out, summary, bar, dirty) = (out.clone(), summary.clone(), bar.clone(), dirty.clone());
+        let provenance = provenance.clone();
         tasks.spawn(async move {
             let _permit = permit;
             let clock = Clock::new();
-            let mut options = RunOptions {
-                seed: item_seed(batch.seed, &item.id),
-                keys: batch.keys.clone(),
-                reports_sent: true,
-                ..RunOptions::default()
-            };
+            let seed = item_seed(batch.seed, &item.id);
+            let mut options =
+                RunOptions { seed, keys: batch.keys.clone(), reports_sent: true, ..RunOptions::default() };
             if let Some(r) = &batch.resolver {
                 options.resolver = r.as_ref();
             }
@@ -352,7 +370,7 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
             if matches!(outcome.error, Some(moa_core::RunError::Cancelled)) {
                 return Ok(());
             }
-            let mut line = result_line(&item.id, &outcome, batch.proposals).into_bytes();
+            let mut line = result_line(&item.id, &outcome, batch.proposals, &provenance, seed).into_bytes();
             line.push(b'\n');
             // One write of the whole line: a kill leaves it whole or absent, and a cut
             // tail is dropped by the next run's repair.
@@ -383,33 +401,6 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
     bar.finish();
     let s = summary.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(s)
-}
-
-/// Writes AlpacaEval's `model_outputs.json` — a JSON array of `{instruction, output,
-/// generator}` in input order — from every item of `output` that has an answer. The
-/// instruction is the item's `instruction`, its prompt string, or its last user message.
-/// Returns how many outputs it wrote.
-pub fn write_alpaca_eval(input: &Path, output: &Path, path: &Path, generator: &str) -> Result<usize, BatchError> {
-    let items = read_input(input)?;
-    let text = std::fs::read_to_string(output).map_err(io(output))?;
-    let mut answers: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: ResultOnly = serde_json::from_str(line).map_err(|e| io(output)(std::io::Error::other(e)))?;
-        if let Some(Value::String(a)) = v.answer {
-            answers.insert(v.id.get().to_owned(), a);
-        }
-    }
-    let rows: Vec<Value> = items
-        .iter()
-        .filter_map(|item| {
-            let output = answers.get(item.id.get())?;
-            let instruction = item.messages.iter().rev().find(|m| m.role == moa_core::Role::User)?.content.clone();
-            Some(json!({ "instruction": instruction, "output": output, "generator": generator }))
-        })
-        .collect();
-    let body = serde_json::to_string_pretty(&rows).map_err(|e| io(path)(std::io::Error::other(e)))?;
-    std::fs::write(path, body + "\n").map_err(io(path))?;
-    Ok(rows.len())
 }
 
 fn progress_bar(batch: &Batch, total: usize, done: usize) -> ProgressBar {

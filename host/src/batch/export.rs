@@ -1,0 +1,312 @@
+//! Training files from a batch's output: SFT (the OpenAI fine-tuning chat format), DPO
+//! preference pairs (TRL's conversational preference format) and AlpacaEval's
+//! `model_outputs.json`.
+//!
+//! Written from OUT (the raw, resumable results) and the input (for the prompts), in input
+//! order. Items that failed, whose answer is empty or under `min_answer_chars`, never
+//! appear in a training file: they stay in OUT, and the report counts them. Memory: 16
+//! bytes per answered item (an index of OUT), each line read when written.
+
+use super::input::{Reader, hash};
+use super::{BatchError, Provenance, io};
+use moa_core::Message;
+use moa_core::eval::score::{Scorer, score};
+use moa_core::strategy::text_similarity;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::{BufRead, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// A training format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `{"messages": [..., {"role": "assistant", "content": answer}]}`.
+    Sft,
+    /// `{"prompt": [...], "chosen": [assistant], "rejected": [assistant]}`.
+    Dpo,
+    /// AlpacaEval's `[{"instruction", "output", "generator"}]`.
+    AlpacaEval,
+}
+
+impl Format {
+    /// The format called `name` (`sft`, `dpo`, `alpaca-eval`).
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name {
+            "sft" => Some(Format::Sft),
+            "dpo" => Some(Format::Dpo),
+            "alpaca-eval" => Some(Format::AlpacaEval),
+            _ => None,
+        }
+    }
+}
+
+/// What to write.
+#[derive(Clone, Debug)]
+pub struct Export {
+    /// The format.
+    pub format: Format,
+    /// The batch's input (the prompts).
+    pub input: PathBuf,
+    /// The batch's output (OUT, or a merge of shards' outputs).
+    pub raw: PathBuf,
+    /// The training file.
+    pub output: PathBuf,
+    /// Answers shorter than this (in characters) are left out.
+    pub min_answer_chars: usize,
+    /// DPO: how a proposal is scored against the item's `answer`/`reference` when it has
+    /// one (the lowest-scoring proposal is rejected).
+    pub scorer: Scorer,
+    /// Leave the `moa` provenance object out of each record, for APIs that refuse
+    /// unknown keys.
+    pub bare: bool,
+    /// AlpacaEval: the generator's name.
+    pub generator: String,
+}
+
+/// What an export wrote and left out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    /// Records written.
+    pub written: usize,
+    /// Input items with no answer in OUT (failed, or not run yet).
+    pub unanswered: usize,
+    /// Answers that were empty or under `min_answer_chars`.
+    pub short: usize,
+    /// DPO: items without a proposal that differs from the answer (a one-call recipe, or
+    /// every proposal the same as the answer).
+    pub no_pair: usize,
+    /// DPO: items whose answer scored below every differing proposal against the item's
+    /// reference (a pair would teach the wrong preference).
+    pub answer_worse: usize,
+}
+
+/// A result line, as `moa batch` writes it.
+#[derive(Deserialize)]
+struct Result_ {
+    #[serde(default)]
+    answer: Option<String>,
+    #[serde(default)]
+    usage: Value,
+    #[serde(default)]
+    cost: Value,
+    #[serde(default)]
+    seed: Value,
+    #[serde(default)]
+    provenance: Option<Provenance>,
+    #[serde(default)]
+    layers: Option<Vec<Layer>>,
+}
+
+#[derive(Deserialize)]
+struct Layer {
+    aggregator: bool,
+    calls: Vec<Call>,
+}
+
+#[derive(Deserialize)]
+struct Call {
+    agent: String,
+    model: String,
+    ok: bool,
+    text: String,
+    #[serde(default)]
+    asked: bool,
+}
+
+/// Offsets of OUT's answered lines, by id hash.
+fn index(raw: &Path) -> Result<HashMap<u64, u64>, BatchError> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        id: &'a serde_json::value::RawValue,
+        #[serde(default)]
+        answer: Option<Value>,
+    }
+    let mut reader = std::io::BufReader::new(std::fs::File::open(raw).map_err(io(raw))?);
+    let mut at = 0u64;
+    let mut line = Vec::new();
+    let mut out = HashMap::new();
+    let mut n = 0;
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).map_err(io(raw))?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            at += read as u64;
+            continue;
+        }
+        let head: Head = serde_json::from_slice(&line).map_err(|e| BatchError::Output {
+            path: raw.display().to_string(),
+            line: n,
+            reason: e.to_string(),
+        })?;
+        if head.answer.as_ref().is_some_and(Value::is_string) {
+            out.insert(hash(head.id.get().as_bytes()), at);
+        }
+        at += read as u64;
+    }
+    Ok(out)
+}
+
+/// The rejected answer of a DPO pair, and why it was chosen: with a reference, the
+/// proposal that scores lowest against it (ties: the least similar to the answer); without
+/// one, the proposal least similar to the answer (word 3-shingle Jaccard, as `diverse`
+/// measures it). Only proposals of the last proposer layer that differ from the answer
+/// count. `Err` when there is no pair to make, saying which kind.
+fn rejected(result: &Result_, answer: &str, reference: Option<&str>, scorer: Scorer) -> Result<(Call, String), bool> {
+    let layers = result.layers.as_deref().unwrap_or_default();
+    let last = layers.iter().rev().find(|l| !l.aggregator);
+    let candidates: Vec<&Call> = last
+        .map(|l| {
+            l.calls
+                .iter()
+                .filter(|c| c.ok && !c.asked && !c.text.trim().is_empty() && c.text.trim() != answer.trim())
+                .collect()
+        })
+        .unwrap_or_default();
+    if candidates.is_empty() {
+        return Err(false);
+    }
+    let sim = |c: &Call| text_similarity(&c.text, answer);
+    let graded = reference.map(|r| (r, score(scorer, answer, r, &[]).ok()));
+    let pick = candidates
+        .iter()
+        .map(|c| {
+            let s = graded.and_then(|(r, _)| score(scorer, &c.text, r, &[]).ok());
+            (*c, s, sim(c))
+        })
+        .min_by(|a, b| {
+            let (sa, sb) = (a.1.unwrap_or(0.0), b.1.unwrap_or(0.0));
+            sa.total_cmp(&sb).then(a.2.total_cmp(&b.2))
+        });
+    let Some((call, s, similarity)) = pick else { return Err(false) };
+    let rule = match (graded, s) {
+        (Some((_, Some(mine))), Some(theirs)) => {
+            if mine < theirs {
+                return Err(true);
+            }
+            let name = Scorer::ALL.iter().find(|(_, s)| *s == scorer).map_or("", |(n, _)| *n);
+            format!(
+                "lowest {name} score against the item's reference ({theirs}; the answer scored {mine}), then least similar"
+            )
+        }
+        _ => format!("least similar to the answer (word 3-shingle Jaccard {similarity:.2})"),
+    };
+    Ok((
+        Call { agent: call.agent.clone(), model: call.model.clone(), ok: true, text: call.text.clone(), asked: false },
+        rule,
+    ))
+}
+
+fn assistant(text: &str) -> Value {
+    json!([{ "role": "assistant", "content": text }])
+}
+
+/// Writes the training file; reports what it wrote and left out.
+pub fn export(e: &Export) -> Result<Report, BatchError> {
+    let offsets = index(&e.raw)?;
+    let mut raw = std::fs::File::open(&e.raw).map_err(io(&e.raw))?;
+    let tmp_dir = match e.output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new().prefix(".moa-export-").tempfile_in(tmp_dir).map_err(io(tmp_dir))?;
+    let mut w = std::io::BufWriter::new(tmp.as_file());
+    let mut report = Report::default();
+    let mut line = String::new();
+    let write_err = |err: std::io::Error| io(&e.output)(err);
+    if e.format == Format::AlpacaEval {
+        w.write_all(b"[").map_err(write_err)?;
+    }
+    for item in Reader::open(&e.input)? {
+        let item = item?;
+        let Some(&at) = offsets.get(&hash(item.id.get().as_bytes())) else {
+            report.unanswered += 1;
+            continue;
+        };
+        raw.seek(std::io::SeekFrom::Start(at)).map_err(io(&e.raw))?;
+        line.clear();
+        std::io::BufReader::new(&mut raw).read_line(&mut line).map_err(io(&e.raw))?;
+        let result: Result_ = serde_json::from_str(&line).map_err(|err| io(&e.raw)(std::io::Error::other(err)))?;
+        let answer = result.answer.clone().unwrap_or_default();
+        if answer.trim().is_empty() || answer.chars().count() < e.min_answer_chars {
+            report.short += 1;
+            continue;
+        }
+        let provenance = json!({
+            "id": serde_json::from_str::<Value>(item.id.get()).unwrap_or(Value::Null),
+            "recipe": result.provenance.as_ref().map(|p| &p.recipe),
+            "recipe_sha256": result.provenance.as_ref().map(|p| &p.recipe_sha256),
+            "models": result.provenance.as_ref().map(|p| &p.models),
+            "moa": result.provenance.as_ref().map(|p| &p.moa),
+            "seed": result.seed,
+            "usage": result.usage,
+            "cost": result.cost,
+        });
+        let mut record = match e.format {
+            Format::Sft => {
+                let mut messages: Vec<Value> = item.messages.iter().map(message).collect();
+                messages.push(json!({ "role": "assistant", "content": answer }));
+                json!({ "messages": messages })
+            }
+            Format::Dpo => match rejected(&result, &answer, item.reference.as_deref(), e.scorer) {
+                Err(worse) => {
+                    if worse {
+                        report.answer_worse += 1
+                    } else {
+                        report.no_pair += 1
+                    }
+                    continue;
+                }
+                Ok((call, rule)) => {
+                    let mut provenance = provenance.clone();
+                    provenance["rejected"] = json!({ "agent": call.agent, "model": call.model, "rule": rule });
+                    let prompt: Vec<Value> = item.messages.iter().map(message).collect();
+                    let mut r =
+                        json!({ "prompt": prompt, "chosen": assistant(&answer), "rejected": assistant(&call.text) });
+                    if !e.bare {
+                        r["moa"] = provenance;
+                    }
+                    r
+                }
+            },
+            Format::AlpacaEval => {
+                let instruction = item
+                    .messages
+                    .iter()
+                    .rev()
+                    .find(|m| m.role == moa_core::Role::User)
+                    .map_or("", |m| m.content.as_str());
+                json!({ "instruction": instruction, "output": answer, "generator": e.generator })
+            }
+        };
+        if e.format == Format::Sft && !e.bare {
+            record["moa"] = provenance;
+        }
+        let text = match e.format {
+            Format::AlpacaEval => {
+                let sep = if report.written == 0 { "\n  " } else { ",\n  " };
+                format!("{sep}{record}")
+            }
+            _ => format!("{record}\n"),
+        };
+        w.write_all(text.as_bytes()).map_err(write_err)?;
+        report.written += 1;
+    }
+    if e.format == Format::AlpacaEval {
+        w.write_all(b"\n]\n").map_err(write_err)?;
+    }
+    w.flush().map_err(write_err)?;
+    drop(w);
+    tmp.as_file().sync_all().map_err(io(tmp.path()))?;
+    tmp.persist(&e.output).map_err(|err| io(&e.output)(err.error))?;
+    Ok(report)
+}
+
+fn message(m: &Message) -> Value {
+    json!({ "role": m.role, "content": m.content })
+}
