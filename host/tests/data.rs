@@ -199,6 +199,18 @@ fn repeated_prompts_are_skipped_and_reported() {
     assert_eq!(ids, ["\"a\"", "4"]);
 }
 
+/// `moa batch merge --input INPUT OUTPUTS... -o TO`.
+fn merge(input: &Path, outputs: &[PathBuf], to: &Path) -> Output {
+    moa().args(["batch", "merge", "--input"]).arg(input).args(outputs).arg("-o").arg(to).output().expect("runs")
+}
+
+/// `moa batch --shard auto` with the scheduler's variables `env`.
+fn auto_shard(recipe: &Path, input: &Path, out: &Path, env: &[(&str, &str)]) -> Output {
+    let mut c = moa();
+    c.args(["batch", "-q", "--recipe"]).arg(recipe).arg(input).arg("-o").arg(out).args(["--shard", "auto"]);
+    c.envs(env.iter().copied()).output().expect("runs")
+}
+
 fn ids(path: &Path) -> BTreeSet<String> {
     lines(path).iter().filter(|l| l["answer"].is_string()).map(|l| l["id"].to_string()).collect()
 }
@@ -254,72 +266,31 @@ fn shards_partition_the_input_stably_run_apart_and_merge_checking_every_id() {
 
     // `--shard auto`, as a Slurm array task and as a Kubernetes Indexed Job pod sees it.
     let slurm = dir.path().join("slurm-2.jsonl");
-    let o = moa()
-        .args(["batch", "-q", "--recipe"])
-        .arg(&r)
-        .arg(&input)
-        .arg("-o")
-        .arg(&slurm)
-        .args(["--shard", "auto"])
-        .envs([("SLURM_ARRAY_TASK_ID", "7"), ("SLURM_ARRAY_TASK_MIN", "5"), ("SLURM_ARRAY_TASK_COUNT", "3")])
-        .output()
-        .expect("runs");
+    let slurm_env = [("SLURM_ARRAY_TASK_ID", "7"), ("SLURM_ARRAY_TASK_MIN", "5"), ("SLURM_ARRAY_TASK_COUNT", "3")];
+    let o = auto_shard(&r, &input, &slurm, &slurm_env);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(ids(&slurm), shards[2]);
     let k8s = dir.path().join("k8s-0.jsonl");
-    let o = moa()
-        .args(["batch", "-q", "--recipe"])
-        .arg(&r)
-        .arg(&input)
-        .arg("-o")
-        .arg(&k8s)
-        .args(["--shard", "auto"])
-        .envs([("JOB_COMPLETION_INDEX", "0"), ("MOA_SHARD_COUNT", "3")])
-        .output()
-        .expect("runs");
+    let o = auto_shard(&r, &input, &k8s, &[("JOB_COMPLETION_INDEX", "0"), ("MOA_SHARD_COUNT", "3")]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(ids(&k8s), shards[0]);
-    let o = moa()
-        .args(["batch", "-q", "--recipe"])
-        .arg(&r)
-        .arg(&input)
-        .arg("-o")
-        .arg(&k8s)
-        .args(["--shard", "auto"])
-        .env("JOB_COMPLETION_INDEX", "0")
-        .output()
-        .expect("runs");
+    let o = auto_shard(&r, &input, &k8s, &[("JOB_COMPLETION_INDEX", "0")]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("MOA_SHARD_COUNT is not"), "{}", stderr(&o));
 
     // The merge: every id once, in input order.
     let all = dir.path().join("all.jsonl");
-    let o =
-        moa().args(["batch", "merge", "--input"]).arg(&input).args(&outs).arg("-o").arg(&all).output().expect("runs");
+    let o = merge(&input, &outs, &all);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let merged: Vec<String> = lines(&all).iter().map(|l| l["id"].as_str().expect("id").to_owned()).collect();
     assert_eq!(merged, (0..60).map(|i| format!("item-{i}")).collect::<Vec<_>>());
     // A shard missing: its ids are listed, and the merge fails.
-    let o = moa()
-        .args(["batch", "merge", "--input"])
-        .arg(&input)
-        .args(&outs[..2])
-        .arg("-o")
-        .arg(&all)
-        .output()
-        .expect("runs");
+    let o = merge(&input, &outs[..2], &all);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains(&format!("{} items have no answer in any output", shards[2].len())), "{}", stderr(&o));
     // A shard given twice: its ids are answered twice.
-    let o = moa()
-        .args(["batch", "merge", "--input"])
-        .arg(&input)
-        .args(&outs)
-        .arg(&outs[0])
-        .arg("-o")
-        .arg(&all)
-        .output()
-        .expect("runs");
+    let twice: Vec<PathBuf> = outs.iter().chain([&outs[0]]).cloned().collect();
+    let o = merge(&input, &twice, &all);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("is answered in more than one output"), "{}", stderr(&o));
 }
@@ -361,14 +332,7 @@ fn the_shipped_slurm_script_and_indexed_job_run_their_shards() {
         assert_eq!(o.status.code(), Some(0), "task {task}: {}", stderr(&o));
     }
     let shards: Vec<PathBuf> = (0..4).map(|i| out.join(format!("shard-{i}.jsonl"))).collect();
-    let o = moa()
-        .args(["batch", "merge", "--input"])
-        .arg(&input)
-        .args(&shards)
-        .arg("-o")
-        .arg(dir.path().join("all.jsonl"))
-        .output()
-        .expect("runs");
+    let o = merge(&input, &shards, &dir.path().join("all.jsonl"));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
     // Kubernetes: the manifest parses, is an Indexed Job whose MOA_SHARD_COUNT is its
@@ -409,14 +373,7 @@ fn the_shipped_slurm_script_and_indexed_job_run_their_shards() {
         assert_eq!(o.status.code(), Some(0), "pod {pod}: {}", stderr(&o));
     }
     let shards: Vec<PathBuf> = (0..completions).map(|i| data.join(format!("out/shard-{i}.jsonl"))).collect();
-    let o = moa()
-        .args(["batch", "merge", "--input"])
-        .arg(&input)
-        .args(&shards)
-        .arg("-o")
-        .arg(data.join("all.jsonl"))
-        .output()
-        .expect("runs");
+    let o = merge(&input, &shards, &data.join("all.jsonl"));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(lines(&data.join("all.jsonl")).len(), 24);
 }

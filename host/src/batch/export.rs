@@ -8,7 +8,7 @@
 //! bytes per answered item (an index of OUT), each line read when written.
 
 use super::input::{Reader, hash};
-use super::{BatchError, Provenance, io};
+use super::{BatchError, Provenance, each_result, io, replace_file};
 use moa_core::Message;
 use moa_core::eval::score::{Scorer, score};
 use moa_core::strategy::text_similarity;
@@ -116,39 +116,13 @@ struct Call {
 
 /// Offsets of OUT's answered lines, by id hash.
 fn index(raw: &Path) -> Result<HashMap<u64, u64>, BatchError> {
-    #[derive(Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow)]
-        id: &'a serde_json::value::RawValue,
-        #[serde(default)]
-        answer: Option<Value>,
-    }
-    let mut reader = std::io::BufReader::new(std::fs::File::open(raw).map_err(io(raw))?);
-    let mut at = 0u64;
-    let mut line = Vec::new();
     let mut out = HashMap::new();
-    let mut n = 0;
-    loop {
-        line.clear();
-        let read = reader.read_until(b'\n', &mut line).map_err(io(raw))?;
-        if read == 0 {
-            break;
-        }
-        n += 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            at += read as u64;
-            continue;
-        }
-        let head: Head = serde_json::from_slice(&line).map_err(|e| BatchError::Output {
-            path: raw.display().to_string(),
-            line: n,
-            reason: e.to_string(),
-        })?;
+    each_result(raw, |head, offset, _| {
         if head.answer.as_ref().is_some_and(Value::is_string) {
-            out.insert(hash(head.id.get().as_bytes()), at);
+            out.insert(hash(head.id.get().as_bytes()), offset);
         }
-        at += read as u64;
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -210,101 +184,95 @@ fn assistant(text: &str) -> Value {
 pub fn export(e: &Export) -> Result<Report, BatchError> {
     let offsets = index(&e.raw)?;
     let mut raw = std::fs::File::open(&e.raw).map_err(io(&e.raw))?;
-    let tmp_dir = match e.output.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new().prefix(".moa-export-").tempfile_in(tmp_dir).map_err(io(tmp_dir))?;
-    let mut w = std::io::BufWriter::new(tmp.as_file());
     let mut report = Report::default();
-    let mut line = String::new();
-    let write_err = |err: std::io::Error| io(&e.output)(err);
-    if e.format == Format::AlpacaEval {
-        w.write_all(b"[").map_err(write_err)?;
-    }
-    for item in Reader::open(&e.input)? {
-        let item = item?;
-        let Some(&at) = offsets.get(&hash(item.id.get().as_bytes())) else {
-            report.unanswered += 1;
-            continue;
-        };
-        raw.seek(std::io::SeekFrom::Start(at)).map_err(io(&e.raw))?;
-        line.clear();
-        std::io::BufReader::new(&mut raw).read_line(&mut line).map_err(io(&e.raw))?;
-        let result: Result_ = serde_json::from_str(&line).map_err(|err| io(&e.raw)(std::io::Error::other(err)))?;
-        let answer = result.answer.clone().unwrap_or_default();
-        if answer.trim().is_empty() || answer.chars().count() < e.min_answer_chars {
-            report.short += 1;
-            continue;
+    // An error of the input or OUT, kept while the writer only speaks io::Error.
+    let mut pending: Option<BatchError> = None;
+    let stop = |err: BatchError, pending: &mut Option<BatchError>| {
+        *pending = Some(err);
+        std::io::Error::other("stopped")
+    };
+    replace_file(&e.output, |w| {
+        if e.format == Format::AlpacaEval {
+            w.write_all(b"[")?;
         }
-        let provenance = json!({
-            "id": serde_json::from_str::<Value>(item.id.get()).unwrap_or(Value::Null),
-            "recipe": result.provenance.as_ref().map(|p| &p.recipe),
-            "recipe_sha256": result.provenance.as_ref().map(|p| &p.recipe_sha256),
-            "models": result.provenance.as_ref().map(|p| &p.models),
-            "moa": result.provenance.as_ref().map(|p| &p.moa),
-            "seed": result.seed,
-            "usage": result.usage,
-            "cost": result.cost,
-        });
-        let mut record = match e.format {
-            Format::Sft => {
-                let mut messages: Vec<Value> = item.messages.iter().map(message).collect();
-                messages.push(json!({ "role": "assistant", "content": answer }));
-                json!({ "messages": messages })
+        let mut line = String::new();
+        for item in Reader::open(&e.input).map_err(|err| stop(err, &mut pending))? {
+            let item = item.map_err(|err| stop(err, &mut pending))?;
+            let Some(&at) = offsets.get(&hash(item.id.get().as_bytes())) else {
+                report.unanswered += 1;
+                continue;
+            };
+            raw.seek(std::io::SeekFrom::Start(at))?;
+            line.clear();
+            std::io::BufReader::new(&mut raw).read_line(&mut line)?;
+            let result: Result_ = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+            if let Some(text) = record(e, &item, &result, &mut report) {
+                w.write_all(text.as_bytes())?;
+                report.written += 1;
             }
-            Format::Dpo => match rejected(&result, &answer, item.reference.as_deref(), e.scorer) {
-                Err(worse) => {
-                    if worse {
-                        report.answer_worse += 1
-                    } else {
-                        report.no_pair += 1
-                    }
-                    continue;
-                }
-                Ok((call, rule)) => {
-                    let mut provenance = provenance.clone();
-                    provenance["rejected"] = json!({ "agent": call.agent, "model": call.model, "rule": rule });
-                    let prompt: Vec<Value> = item.messages.iter().map(message).collect();
-                    let mut r =
-                        json!({ "prompt": prompt, "chosen": assistant(&answer), "rejected": assistant(&call.text) });
-                    if !e.bare {
-                        r["moa"] = provenance;
-                    }
-                    r
-                }
-            },
-            Format::AlpacaEval => {
-                let instruction = item
-                    .messages
-                    .iter()
-                    .rev()
-                    .find(|m| m.role == moa_core::Role::User)
-                    .map_or("", |m| m.content.as_str());
-                json!({ "instruction": instruction, "output": answer, "generator": e.generator })
-            }
-        };
-        if e.format == Format::Sft && !e.bare {
-            record["moa"] = provenance;
         }
-        let text = match e.format {
-            Format::AlpacaEval => {
-                let sep = if report.written == 0 { "\n  " } else { ",\n  " };
-                format!("{sep}{record}")
-            }
-            _ => format!("{record}\n"),
-        };
-        w.write_all(text.as_bytes()).map_err(write_err)?;
-        report.written += 1;
-    }
-    if e.format == Format::AlpacaEval {
-        w.write_all(b"\n]\n").map_err(write_err)?;
-    }
-    w.flush().map_err(write_err)?;
-    drop(w);
-    tmp.as_file().sync_all().map_err(io(tmp.path()))?;
-    tmp.persist(&e.output).map_err(|err| io(&e.output)(err.error))?;
+        if e.format == Format::AlpacaEval {
+            w.write_all(b"\n]\n")?;
+        }
+        Ok(())
+    })
+    .map_err(|err| pending.take().unwrap_or(err))?;
     Ok(report)
+}
+
+/// One item's record, as text to append; `None` (and counted in `report`) when it is left
+/// out.
+fn record(e: &Export, item: &super::Item, result: &Result_, report: &mut Report) -> Option<String> {
+    let answer = result.answer.clone().unwrap_or_default();
+    if answer.trim().is_empty() || answer.chars().count() < e.min_answer_chars {
+        report.short += 1;
+        return None;
+    }
+    let mut provenance = json!({
+        "id": serde_json::from_str::<Value>(item.id.get()).unwrap_or(Value::Null),
+        "recipe": result.provenance.as_ref().map(|p| &p.recipe),
+        "recipe_sha256": result.provenance.as_ref().map(|p| &p.recipe_sha256),
+        "models": result.provenance.as_ref().map(|p| &p.models),
+        "moa": result.provenance.as_ref().map(|p| &p.moa),
+        "seed": result.seed,
+        "usage": result.usage,
+        "cost": result.cost,
+    });
+    let mut record = match e.format {
+        Format::Sft => {
+            let mut messages: Vec<Value> = item.messages.iter().map(message).collect();
+            messages.push(json!({ "role": "assistant", "content": answer }));
+            json!({ "messages": messages })
+        }
+        Format::Dpo => match rejected(result, &answer, item.reference.as_deref(), e.scorer) {
+            Err(worse) => {
+                if worse {
+                    report.answer_worse += 1
+                } else {
+                    report.no_pair += 1
+                }
+                return None;
+            }
+            Ok((call, rule)) => {
+                provenance["rejected"] = json!({ "agent": call.agent, "model": call.model, "rule": rule });
+                let prompt: Vec<Value> = item.messages.iter().map(message).collect();
+                json!({ "prompt": prompt, "chosen": assistant(&answer), "rejected": assistant(&call.text) })
+            }
+        },
+        Format::AlpacaEval => {
+            let instruction =
+                item.messages.iter().rev().find(|m| m.role == moa_core::Role::User).map_or("", |m| m.content.as_str());
+            let sep = if report.written == 0 { "\n  " } else { ",\n  " };
+            return Some(format!(
+                "{sep}{}",
+                json!({ "instruction": instruction, "output": answer, "generator": e.generator })
+            ));
+        }
+    };
+    if !e.bare {
+        record["moa"] = provenance;
+    }
+    Some(format!("{record}\n"))
 }
 
 fn message(m: &Message) -> Value {

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
@@ -103,71 +103,87 @@ pub fn lock_output(out: &Path) -> Result<fd_lock::RwLock<std::fs::File>, BatchEr
     Ok(fd_lock::RwLock::new(file))
 }
 
-/// Repairs OUT and returns the hashes ([`input::hash`]) of the ids it already answers.
-/// Reads OUT a line at a time (twice when it needs repair), never whole.
-pub fn prepare_output(path: &Path) -> Result<HashSet<u64>, BatchError> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
-        Err(e) => return Err(io(path)(e)),
-    };
-    let mut done = HashSet::new();
-    let mut changed = false;
-    let mut reader = std::io::BufReader::new(file);
-    let mut line = Vec::new();
-    let mut n = 0;
-    // Which lines to keep: whole result lines with an answer, each id once. Only lines
-    // ending in '\n' are whole; anything after the last one was cut short.
-    let mut keep: Vec<bool> = Vec::new();
+/// Reads an output file's result lines, whole ones only, a line at a time: `f` gets each
+/// with its byte offset and length. Returns whether the file ends in a line cut short (by
+/// a kill mid-write), which is skipped.
+pub(crate) fn each_result(
+    path: &Path,
+    mut f: impl FnMut(&ResultOnly<'_>, u64, usize) -> Result<(), BatchError>,
+) -> Result<bool, BatchError> {
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io(path))?);
+    let (mut line, mut offset, mut n) = (Vec::new(), 0u64, 0usize);
     loop {
         line.clear();
         let read = reader.read_until(b'\n', &mut line).map_err(io(path))?;
         if read == 0 {
-            break;
+            return Ok(false);
         }
         n += 1;
         if line.last() != Some(&b'\n') {
-            changed = true;
-            keep.push(false);
-            break;
+            return Ok(true);
         }
-        let body = &line[..line.len() - 1];
-        if body.iter().all(u8::is_ascii_whitespace) {
-            keep.push(true);
-            continue;
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            let bad = |reason: String| BatchError::Output { path: path.display().to_string(), line: n, reason };
+            let v: ResultOnly = serde_json::from_slice(&line).map_err(|e| bad(e.to_string()))?;
+            f(&v, offset, read)?;
         }
-        let bad = |reason: String| BatchError::Output { path: path.display().to_string(), line: n, reason };
-        let v: ResultOnly = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-        let answered = v.answer.as_ref().is_some_and(Value::is_string);
-        // An error line is redone; a repeated id is a leftover of an interrupted repair.
-        let fresh = answered && done.insert(input::hash(v.id.get().as_bytes()));
-        changed |= !fresh;
-        keep.push(fresh);
+        offset += read as u64;
     }
-    if changed {
-        // A fresh, uniquely named file beside OUT (so the rename stays on one file
-        // system and cannot meet another output's temporary file), synced, renamed over
-        // OUT, and the folder synced so the rename itself survives a crash.
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let tmp = tempfile::Builder::new().prefix(".moa-repair-").suffix(".tmp").tempfile_in(dir).map_err(io(dir))?;
-        {
-            let mut w = std::io::BufWriter::new(tmp.as_file());
-            let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io(path))?);
-            for keep in keep {
-                line.clear();
-                reader.read_until(b'\n', &mut line).map_err(io(path))?;
-                if keep {
-                    w.write_all(&line).map_err(io(tmp.path()))?;
-                }
-            }
-            w.flush().map_err(io(tmp.path()))?;
+}
+
+/// Writes `path` whole or not at all: into a fresh, uniquely named file beside it (so the
+/// rename stays on one file system and cannot meet another writer's temporary file),
+/// synced, renamed over `path`, and the folder synced so the rename itself survives a
+/// crash.
+pub(crate) fn replace_file(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), BatchError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new().prefix(".moa-").suffix(".tmp").tempfile_in(dir).map_err(io(dir))?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file());
+        write(&mut w).and_then(|()| w.flush()).map_err(io(path))?;
+    }
+    tmp.as_file().sync_all().map_err(io(tmp.path()))?;
+    tmp.persist(path).map_err(|e| io(path)(e.error))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Repairs OUT and returns the hashes ([`input::hash`]) of the ids it already answers.
+/// Reads OUT a line at a time (twice when it needs repair), never whole.
+pub fn prepare_output(path: &Path) -> Result<HashSet<u64>, BatchError> {
+    if !path.exists() {
+        return Ok(HashSet::new());
+    }
+    let mut done = HashSet::new();
+    // The byte ranges to keep: result lines with an answer, each id once. An error line
+    // is redone; a repeated id is a leftover of an interrupted repair.
+    let mut keep: Vec<(u64, usize)> = Vec::new();
+    let mut dropped = false;
+    let cut = each_result(path, |v, offset, len| {
+        if v.answer.as_ref().is_some_and(Value::is_string) && done.insert(input::hash(v.id.get().as_bytes())) {
+            keep.push((offset, len));
+        } else {
+            dropped = true;
         }
-        tmp.as_file().sync_all().map_err(io(tmp.path()))?;
-        tmp.persist(path).map_err(|e| io(path)(e.error))?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+        Ok(())
+    })?;
+    if cut || dropped {
+        let mut from = std::fs::File::open(path).map_err(io(path))?;
+        replace_file(path, |w| {
+            let mut line = Vec::new();
+            for (offset, len) in keep {
+                line.resize(len, 0);
+                from.seek(std::io::SeekFrom::Start(offset))?;
+                from.read_exact(&mut line)?;
+                w.write_all(&line)?;
+            }
+            Ok(())
+        })?;
     }
     Ok(done)
 }
