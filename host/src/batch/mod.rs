@@ -349,7 +349,7 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
     // The caller set the transport's provider caps (across every recipe it runs at once).
     let transport = transport.clone();
     let batch = Arc::new(batch);
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks: tokio::task::JoinSet<Result<(), std::io::Error>> = tokio::task::JoinSet::new();
     for item in input::todo(&batch.input, &batch.select, &done)? {
         let item = item?;
         let permit = tokio::select! {
@@ -357,6 +357,11 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
             _ = cancel.cancelled() => break,
         };
         let Ok(permit) = permit else { break };
+        // Reap the finished: a JoinSet keeps every finished task until it is joined, which
+        // made memory grow with the input (13 MiB more for 3,000 more items).
+        while let Some(r) = tasks.try_join_next() {
+            r.map_err(|e| io(&batch.output)(std::io::Error::other(e)))?.map_err(io(&batch.output))?;
+        }
         let (batch, transport, cancel) = (batch.clone(), transport.clone(), cancel.clone());
         let (out, summary, bar, dirty) = (out.clone(), summary.clone(), bar.clone(), dirty.clone());
         let provenance = provenance.clone();

@@ -63,6 +63,12 @@ pub struct Seen {
     pub completed: AtomicUsize,
     /// Server-side timings of every streamed response, in arrival order.
     pub spans: Mutex<Vec<Span>>,
+    /// Keep no per-request records (bodies, headers, spans): for benchmarks of hundreds of
+    /// thousands of requests, whose records would be most of the memory measured.
+    pub quiet: std::sync::atomic::AtomicBool,
+    /// Microseconds from receiving a request to ending its stream, summed over the
+    /// streams sent to the end (kept in quiet mode too: a mean needs no records).
+    pub served_us: std::sync::atomic::AtomicU64,
 }
 
 /// A running fake server; stops when dropped.
@@ -135,6 +141,7 @@ struct Guard {
     seen: Arc<Seen>,
     done: bool,
     span: usize,
+    received: Instant,
 }
 
 impl Guard {
@@ -153,6 +160,10 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         self.seen.open.fetch_sub(1, Ordering::SeqCst);
+        if self.done {
+            let us = self.received.elapsed().as_micros() as u64;
+            self.seen.served_us.fetch_add(us, Ordering::Relaxed);
+        }
         let counter = if self.done { &self.seen.completed } else { &self.seen.dropped };
         counter.fetch_add(1, Ordering::SeqCst);
     }
@@ -179,8 +190,13 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
         *c += 1;
         *c
     };
-    seen.auth.lock().expect("lock").push(headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned));
-    seen.bodies.lock().expect("lock").push(body.clone());
+    if !seen.quiet.load(Ordering::Relaxed) {
+        seen.auth
+            .lock()
+            .expect("lock")
+            .push(headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned));
+        seen.bodies.lock().expect("lock").push(body.clone());
+    }
     let p = params(&model);
     let fault = p.get("fault").map(String::as_str).unwrap_or("");
     let faulty = n as f64 <= num(&p, "times", 1.0);
@@ -255,12 +271,14 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
     let reset_at = if fault == "reset" && faulty { Some(total / 2) } else { None };
     let now_open = seen.open.fetch_add(1, Ordering::SeqCst) + 1;
     seen.max_open.fetch_max(now_open, Ordering::SeqCst);
-    let span = {
+    let span = if seen.quiet.load(Ordering::Relaxed) {
+        usize::MAX
+    } else {
         let mut spans = seen.spans.lock().expect("lock");
         spans.push(Span { model: model.clone(), received, first: None, end: None });
         spans.len() - 1
     };
-    let guard = Guard { seen: seen.clone(), done: false, span };
+    let guard = Guard { seen: seen.clone(), done: false, span, received };
     let fault = fault.to_owned();
     let finish = p.get("finish").cloned().unwrap_or_else(|| "stop".into());
     // state: (next piece index, guard); yields one SSE chunk per step.
