@@ -70,12 +70,21 @@ pub struct Price {
     pub input: f64,
     /// Dollars per million output tokens.
     pub output: f64,
+    /// The share of these prices the provider's batch API charges (`moa batch --via
+    /// batch-api`); half, as OpenAI and Anthropic charge today, when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<f64>,
 }
 
 impl Price {
     /// What `usage` costs at this price, in dollars.
     pub fn cost(&self, usage: &Usage) -> f64 {
         (usage.input_tokens as f64 * self.input + usage.output_tokens as f64 * self.output) / 1e6
+    }
+
+    /// What `usage` costs through the provider's batch API.
+    pub fn batch_cost(&self, usage: &Usage) -> f64 {
+        self.cost(usage) * self.batch.unwrap_or(0.5)
     }
 }
 

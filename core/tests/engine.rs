@@ -494,7 +494,9 @@ fn a_recipe_without_layers_is_one_call_the_aggregator_answering_alone() {
 #[test]
 fn prices_give_costs_per_call_layer_and_run() {
     let mut recipe = recipe::preset("moa-lite").expect("preset");
-    recipe.prices.insert("together:Qwen/Qwen1.5-72B-Chat".into(), moa_core::Price { input: 1.0, output: 2.0 });
+    recipe
+        .prices
+        .insert("together:Qwen/Qwen1.5-72B-Chat".into(), moa_core::Price { input: 1.0, output: 2.0, batch: None });
     let trace = simulate(start(&recipe, 0), T0, |_| openai_stream(&["x"], (1_000, 500), ms(1), ms(1)));
     // Qwen1.5-72B is one proposer and the aggregator: 2 × (1000×1 + 500×2) / 1e6 dollars.
     assert_eq!(trace.outcome.layers[0].cost, Some(0.002));
@@ -815,7 +817,7 @@ fn an_end_marker_finishes_the_call_even_if_the_connection_stays_open() {
 #[test]
 fn failed_retried_and_cancelled_attempts_are_counted_in_every_total() {
     let mut recipe = one_and_aggregator();
-    recipe.prices.insert("p:agg".into(), moa_core::Price { input: 1.0, output: 2.0 });
+    recipe.prices.insert("p:agg".into(), moa_core::Price { input: 1.0, output: 2.0, batch: None });
     let run = Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts");
     let trace = simulate(run, T0, aggregator_breaks_once());
     // The broken attempt reported no usage: estimated from its prompt and its 12 chars.

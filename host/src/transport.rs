@@ -50,6 +50,12 @@ impl Transport {
         Ok(Transport { client, limits: Arc::default() })
     }
 
+    /// The HTTP client (no redirects followed, no proxy for loopback), for requests that
+    /// are not chat calls: the providers' batch APIs.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Shares each provider's `max_concurrency` across every run on this transport (a
     /// batch runs many items at once, a server many requests). A provider is identified
     /// by its normalized base URL, so two recipes naming the same server share one cap;

@@ -42,7 +42,8 @@ export interface Recipe {
     max_backoff_secs?: number; max_retry_after_secs?: number; min_successes?: number; max_concurrency?: number;
     quorum?: Quorum;
   };
-  prices?: Record<string, { input: number; output: number }>;
+  /** Dollars per million tokens; `batch`: the share its batch API charges (0.5 when unset). */
+  prices?: Record<string, { input: number; output: number; batch?: number }>;
 }
 
 /** Tokens; `estimated` when some are estimated (attempts the provider never reported on). */

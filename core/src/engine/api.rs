@@ -134,6 +134,9 @@ pub struct RunOptions<'a> {
     /// from the whole outcome) leave this off and reset on [`Event::CallFailed`]'s
     /// `discarded_chars`.
     pub irrevocable_answer: bool,
+    /// The calls go through the providers' batch APIs: costs are at each price's `batch`
+    /// share.
+    pub batch_prices: bool,
 }
 
 static BUILTINS: Builtins = Builtins;
@@ -146,6 +149,7 @@ impl Default for RunOptions<'_> {
             resolver: &BUILTINS,
             reports_sent: false,
             irrevocable_answer: false,
+            batch_prices: false,
         }
     }
 }

@@ -68,6 +68,7 @@ pub struct Run {
     rng: Rng,
     reports_sent: bool,
     irrevocable_answer: bool,
+    batch_prices: bool,
     started: Time,
     now: Time,
     layer: usize,
@@ -154,6 +155,7 @@ impl Run {
             rng: Rng::new(options.seed),
             reports_sent: options.reports_sent,
             irrevocable_answer: options.irrevocable_answer,
+            batch_prices: options.batch_prices,
             started: now,
             now,
             layer: 0,
@@ -566,7 +568,7 @@ impl Run {
 
     fn price(&self, agent: &ResolvedAgent, usage: Option<Usage>) -> Option<f64> {
         let price = self.recipe.prices.get(&format!("{}:{}", agent.provider, agent.model))?;
-        Some(price.cost(&usage?))
+        Some(if self.batch_prices { price.batch_cost(&usage?) } else { price.cost(&usage?) })
     }
 
     fn succeed(&mut self, i: usize) {

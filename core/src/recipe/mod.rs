@@ -342,7 +342,10 @@ impl Validator<'_> {
             let path = format!("prices.{key:?}");
             self.model(&path, key);
             if !(price.input.is_finite() && price.input >= 0.0 && price.output.is_finite() && price.output >= 0.0) {
-                self.err(path, "prices must be finite and not negative (US dollars per million tokens)");
+                self.err(path.clone(), "prices must be finite and not negative (US dollars per million tokens)");
+            }
+            if price.batch.is_some_and(|b| !(b > 0.0 && b <= 1.0)) {
+                self.err(format!("{path}.batch"), "the batch share must be in 0 < share ≤ 1");
             }
         }
     }

@@ -11,6 +11,7 @@
 //! items; OUT is read line by line on resume. Training files (`export`) and the merge of
 //! shards (`merge`) are written from OUT.
 
+pub mod api;
 pub mod export;
 pub mod input;
 pub mod merge;
@@ -62,6 +63,14 @@ pub enum BatchError {
         path: String,
         /// The lock file.
         lock: String,
+    },
+    /// A provider's batch API refused or failed a request of its own (not a chat call).
+    #[error("{provider}'s batch API: {message}")]
+    Api {
+        /// The provider's base URL.
+        provider: String,
+        /// What happened, keys redacted.
+        message: String,
     },
     /// A line of the existing output is not a result line.
     #[error("{path}:{line}: not a result line ({reason}); remove or fix it, then run again")]
@@ -238,6 +247,19 @@ pub struct Summary {
     pub repeats: Vec<(String, String)>,
 }
 
+impl Summary {
+    /// Counts a finished item.
+    pub fn count(&mut self, outcome: &Outcome) {
+        if outcome.answer.is_some() {
+            self.answered += 1
+        } else {
+            self.failed += 1
+        }
+        self.usage += outcome.usage;
+        moa_core::usage::add_cost(&mut self.cost, outcome.cost);
+    }
+}
+
 #[derive(Serialize)]
 struct Line<'a> {
     id: &'a RawValue,
@@ -398,13 +420,7 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
             out.lock().map_err(|_| std::io::Error::other("poisoned"))?.write_all(&line)?;
             dirty.store(true, std::sync::atomic::Ordering::Release);
             let mut s = summary.lock().map_err(|_| std::io::Error::other("poisoned"))?;
-            if outcome.answer.is_some() {
-                s.answered += 1
-            } else {
-                s.failed += 1
-            }
-            s.usage += outcome.usage;
-            moa_core::usage::add_cost(&mut s.cost, outcome.cost);
+            s.count(&outcome);
             bar.inc(1);
             let cost = s.cost.map(|c| format!(" ${c:.4}")).unwrap_or_default();
             bar.set_message(format!("{} tok{cost} {} failed", s.usage.total(), s.failed));

@@ -38,6 +38,14 @@ pub(crate) struct BatchArgs {
     /// Skip items whose prompt (case and spacing aside) repeats an earlier item's.
     #[arg(long)]
     dedup: bool,
+    /// How calls reach the providers: http (each call as it comes) or batch-api (layer by
+    /// layer across all items, one job per provider through OpenAI-compatible /files +
+    /// /batches or Anthropic's Message Batches; resumable; costs at the batch price).
+    #[arg(long, default_value = "http", value_parser = ["http", "batch-api"])]
+    via: String,
+    /// batch-api: the first wait between polls of a job, in seconds (it doubles, up to 120).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    poll_secs: f64,
     #[command(flatten)]
     export: ExportArgs,
     /// Also write AlpacaEval's model_outputs.json here (the same as --format alpaca-eval
@@ -216,7 +224,17 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
         select: Select { shard, dedup: args.dedup },
     };
     let cancel = interrupt_token();
-    match batch::run(job, &transport, cancel.clone()).await {
+    let result = if args.via == "batch-api" {
+        if !(args.poll_secs.is_finite() && args.poll_secs > 0.0 && args.poll_secs <= 3600.0) {
+            return bad("--poll-secs must be a number of seconds in 0..=3600");
+        }
+        let min = std::time::Duration::from_secs_f64(args.poll_secs);
+        let polling = batch::api::Polling { min, max: min.max(std::time::Duration::from_secs(120)) };
+        batch::api::run(job, &transport, polling, cancel.clone()).await
+    } else {
+        batch::run(job, &transport, cancel.clone()).await
+    };
+    match result {
         Err(e) => bad(&e.to_string()),
         Ok(s) => {
             if s.repeated > 0 {

@@ -17,6 +17,7 @@
 //!   `stop`).
 #![allow(dead_code)]
 
+pub mod batch_api;
 pub mod plugins;
 
 use axum::Router;
