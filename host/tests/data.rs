@@ -178,6 +178,35 @@ fn sft_and_dpo_files_carry_provenance_and_never_a_failed_or_short_answer() {
     let refd = by_id(json!(2));
     assert_eq!(refd["rejected"], json!([{"role": "assistant", "content": "Paris is the capital of France"}]));
     assert!(refd["moa"]["rejected"]["rule"].as_str().expect("rule").starts_with("lowest contains score"), "{refd}");
+
+    // A judge recipe: the proposal it names as worst is rejected (here the first, which
+    // the rule without a judge would have kept); its verdicts are a batch of their own.
+    let judge = dir.path().join("judge.toml");
+    std::fs::write(
+        &judge,
+        format!("name = \"judge\"\nlayers = []\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\n[aggregator]\nmodel = 'fake:judge;text={{\"worst\": 1}}'\n", fake.base_url),
+    )
+    .expect("write");
+    let judged = dir.path().join("judged.jsonl");
+    let o = moa()
+        .args(["batch", "export", "--input"])
+        .arg(&input)
+        .arg(&out2)
+        .arg("-o")
+        .arg(&judged)
+        .args(["--format", "dpo", "--judge"])
+        .arg(&judge)
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let judged = lines(&judged);
+    assert_eq!(judged.len(), 4);
+    let q1 = judged.iter().find(|r| r["moa"]["id"] == "q1").expect("q1");
+    assert_eq!(q1["rejected"], json!([{"role": "assistant", "content": "Paris is the capital of France"}]));
+    assert_eq!(q1["moa"]["rejected"]["rule"], "ranked lowest by the judge recipe (response 1 of 2)");
+    let prompts = lines(&dir.path().join("out2.dpo-judge.in.jsonl"));
+    assert_eq!(prompts.len(), 4);
+    assert!(prompts[0]["messages"][1]["content"].as_str().expect("text").contains("[Response 2]\nThe capital is Lyon"));
 }
 
 #[test]

@@ -36,16 +36,22 @@ impl Judge {
         Ok(Judge { model, max_tokens })
     }
 
-    /// The judge's messages: `instructions` as the system prompt; the conversation's
-    /// last user message and every answer, numbered from 1, as the user's.
+    /// The judge's messages (see [`judge_messages`]).
     pub(super) fn messages(instructions: &str, conversation: &[Message], proposals: &[Proposal]) -> Vec<Message> {
-        let question = conversation.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.content.as_str());
-        let mut user = format!("Question:\n{question}\n");
-        for (i, p) in proposals.iter().enumerate() {
-            user.push_str(&format!("\n[Response {}]\n{}\n", i + 1, p.text));
-        }
-        vec![Message::system(instructions), Message::user(user)]
+        let answers: Vec<&str> = proposals.iter().map(|p| p.text.as_str()).collect();
+        judge_messages(instructions, conversation, &answers)
     }
+}
+
+/// A judge's messages: `instructions` as the system prompt; the conversation's last user
+/// message and every answer, numbered from 1 (`[Response i]`), as the user's.
+pub fn judge_messages(instructions: &str, conversation: &[Message], answers: &[&str]) -> Vec<Message> {
+    let question = conversation.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.content.as_str());
+    let mut user = format!("Question:\n{question}\n");
+    for (i, a) in answers.iter().enumerate() {
+        user.push_str(&format!("\n[Response {}]\n{a}\n", i + 1));
+    }
+    vec![Message::system(instructions), Message::user(user)]
 }
 
 /// The first JSON object in `text` that parses, wherever it is: inside a code fence or

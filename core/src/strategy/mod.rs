@@ -11,7 +11,8 @@ mod synthesize;
 mod vote;
 
 pub use diverse::{Diverse, text_similarity};
-pub use rank::Rank;
+pub use judge::judge_messages;
+pub use rank::{Rank, WORST_PROMPT, parse_pick, parse_rank};
 pub use select::{Select, parse_selection};
 pub use sequential::Sequential;
 pub use synthesize::{REFERENCE_PROMPT, Synthesize, inject_references};

@@ -25,10 +25,20 @@ impl Rank {
     }
 }
 
+/// Instructions for a judge that names the worst answer (a DPO pair's rejected one,
+/// `moa batch --format dpo --judge RECIPE`).
+pub const WORST_PROMPT: &str = "You are an impartial judge. You are given a question and several numbered responses to it. Pick the single worst response: the one that is least correct, helpful and complete. Answer with a JSON object and nothing else, in the form {\"worst\": N}, where N is the number of the worst response.";
+
 /// The judge's pick from its reply: `{"best": N}` anywhere in it (fenced or not), else
 /// the one answer number the text mentions, if it mentions exactly one.
 pub fn parse_rank(text: &str, n: usize) -> Option<usize> {
-    if let Some(best) = json_object(text).and_then(|m| m.get("best").and_then(|v| index(v, n))) {
+    parse_pick(text, n, "best")
+}
+
+/// A judge's pick under `key` (`{"best": N}`, `{"worst": N}`), read as [`parse_rank`]
+/// reads it.
+pub fn parse_pick(text: &str, n: usize, key: &str) -> Option<usize> {
+    if let Some(best) = json_object(text).and_then(|m| m.get(key).and_then(|v| index(v, n))) {
         return Some(best);
     }
     let mut found: Vec<usize> = Vec::new();

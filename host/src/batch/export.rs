@@ -62,6 +62,9 @@ pub struct Export {
     pub bare: bool,
     /// AlpacaEval: the generator's name.
     pub generator: String,
+    /// DPO: the output of a judge recipe's batch over [`judge_input`]'s prompts; the
+    /// proposal it names as worst is rejected.
+    pub verdicts: Option<PathBuf>,
 }
 
 /// What an export wrote and left out.
@@ -79,6 +82,8 @@ pub struct Report {
     /// DPO: items whose answer scored below every differing proposal against the item's
     /// reference (a pair would teach the wrong preference).
     pub answer_worse: usize,
+    /// DPO with a judge: verdicts that named no answer, so the rule without a judge chose.
+    pub unreadable_verdicts: usize,
 }
 
 /// A result line, as `moa batch` writes it.
@@ -126,24 +131,54 @@ fn index(raw: &Path) -> Result<HashMap<u64, u64>, BatchError> {
     Ok(out)
 }
 
-/// The rejected answer of a DPO pair, and why it was chosen: with a reference, the
-/// proposal that scores lowest against it (ties: the least similar to the answer); without
-/// one, the proposal least similar to the answer (word 3-shingle Jaccard, as `diverse`
-/// measures it). Only proposals of the last proposer layer that differ from the answer
-/// count. `Err` when there is no pair to make, saying which kind.
-fn rejected(result: &Result_, answer: &str, reference: Option<&str>, scorer: Scorer) -> Result<(Call, String), bool> {
+/// The proposals a DPO pair's rejected answer is chosen from: the last proposer layer's
+/// successful calls (not a strategy's own calls) whose text differs from the answer.
+fn candidates<'a>(result: &'a Result_, answer: &str) -> Vec<&'a Call> {
     let layers = result.layers.as_deref().unwrap_or_default();
     let last = layers.iter().rev().find(|l| !l.aggregator);
-    let candidates: Vec<&Call> = last
-        .map(|l| {
-            l.calls
-                .iter()
-                .filter(|c| c.ok && !c.asked && !c.text.trim().is_empty() && c.text.trim() != answer.trim())
-                .collect()
-        })
-        .unwrap_or_default();
+    last.map(|l| {
+        l.calls
+            .iter()
+            .filter(|c| c.ok && !c.asked && !c.text.trim().is_empty() && c.text.trim() != answer.trim())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The rejected answer of a DPO pair, and the rule that chose it: with a judge's verdict,
+/// the proposal it names as worst; with a reference, the proposal that scores lowest
+/// against it (ties: the least similar to the answer); otherwise the proposal least
+/// similar to the answer (word 3-shingle Jaccard, as `diverse` measures it). `Err(true)`
+/// when the answer scored below that proposal (no pair teaches the wrong preference),
+/// `Err(false)` when there is no proposal to pair with.
+fn rejected(
+    result: &Result_,
+    answer: &str,
+    reference: Option<&str>,
+    scorer: Scorer,
+    verdict: Option<&str>,
+    report: &mut Report,
+) -> Result<(Call, String), bool> {
+    let candidates = candidates(result, answer);
     if candidates.is_empty() {
         return Err(false);
+    }
+    let chosen = |c: &Call, rule: String| {
+        Ok((
+            Call { agent: c.agent.clone(), model: c.model.clone(), ok: true, text: c.text.clone(), asked: false },
+            rule,
+        ))
+    };
+    if let Some(v) = verdict {
+        match moa_core::strategy::parse_pick(v, candidates.len(), "worst") {
+            Some(i) => {
+                return chosen(
+                    candidates[i],
+                    format!("ranked lowest by the judge recipe (response {} of {})", i + 1, candidates.len()),
+                );
+            }
+            None => report.unreadable_verdicts += 1,
+        }
     }
     let sim = |c: &Call| text_similarity(&c.text, answer);
     let graded = reference.map(|r| (r, score(scorer, answer, r, &[]).ok()));
@@ -170,10 +205,71 @@ fn rejected(result: &Result_, answer: &str, reference: Option<&str>, scorer: Sco
         }
         _ => format!("least similar to the answer (word 3-shingle Jaccard {similarity:.2})"),
     };
-    Ok((
-        Call { agent: call.agent.clone(), model: call.model.clone(), ok: true, text: call.text.clone(), asked: false },
-        rule,
-    ))
+    chosen(call, rule)
+}
+
+/// Writes a judge's prompts for DPO pairs to `path` (a `moa batch` input): for every
+/// answered item of `raw` with at least two proposals to choose from, the question and
+/// those proposals, numbered, under [`moa_core::strategy::WORST_PROMPT`]; the item's own
+/// id. Returns how many.
+pub fn judge_input(input: &Path, raw: &Path, path: &Path) -> Result<usize, BatchError> {
+    let offsets = index(raw)?;
+    let mut raw_file = std::fs::File::open(raw).map_err(io(raw))?;
+    let mut n = 0;
+    let mut pending: Option<BatchError> = None;
+    replace_file(path, |w| {
+        let mut line = String::new();
+        for item in Reader::open(input).map_err(|e| stop(e, &mut pending))? {
+            let item = item.map_err(|e| stop(e, &mut pending))?;
+            let Some(&at) = offsets.get(&hash(item.id.get().as_bytes())) else { continue };
+            raw_file.seek(std::io::SeekFrom::Start(at))?;
+            line.clear();
+            std::io::BufReader::new(&mut raw_file).read_line(&mut line)?;
+            let result: Result_ = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+            let answer = result.answer.clone().unwrap_or_default();
+            let texts: Vec<&str> = candidates(&result, &answer).iter().map(|c| c.text.as_str()).collect();
+            if texts.len() < 2 {
+                continue;
+            }
+            let messages = moa_core::strategy::judge_messages(moa_core::strategy::WORST_PROMPT, &item.messages, &texts);
+            let msgs: Vec<Value> = messages.iter().map(message).collect();
+            writeln!(
+                w,
+                "{}",
+                json!({ "id": serde_json::from_str::<Value>(item.id.get()).unwrap_or(Value::Null), "messages": msgs })
+            )?;
+            n += 1;
+        }
+        Ok(())
+    })
+    .map_err(|e| pending.take().unwrap_or(e))?;
+    Ok(n)
+}
+
+/// Keeps an input or output error while the writer only speaks `io::Error`.
+fn stop(err: BatchError, pending: &mut Option<BatchError>) -> std::io::Error {
+    *pending = Some(err);
+    std::io::Error::other("stopped")
+}
+
+/// The judge's answers by item id hash.
+fn verdicts(path: &Path) -> Result<HashMap<u64, String>, BatchError> {
+    let mut out = HashMap::new();
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        #[derive(Deserialize)]
+        struct V<'a> {
+            #[serde(borrow)]
+            id: &'a serde_json::value::RawValue,
+            #[serde(default)]
+            answer: Option<String>,
+        }
+        let v: V = serde_json::from_str(line).map_err(|e| io(path)(std::io::Error::other(e)))?;
+        if let Some(a) = v.answer {
+            out.insert(hash(v.id.get().as_bytes()), a);
+        }
+    }
+    Ok(out)
 }
 
 fn assistant(text: &str) -> Value {
@@ -183,14 +279,13 @@ fn assistant(text: &str) -> Value {
 /// Writes the training file; reports what it wrote and left out.
 pub fn export(e: &Export) -> Result<Report, BatchError> {
     let offsets = index(&e.raw)?;
+    let verdicts = match &e.verdicts {
+        Some(p) => verdicts(p)?,
+        None => HashMap::new(),
+    };
     let mut raw = std::fs::File::open(&e.raw).map_err(io(&e.raw))?;
     let mut report = Report::default();
-    // An error of the input or OUT, kept while the writer only speaks io::Error.
     let mut pending: Option<BatchError> = None;
-    let stop = |err: BatchError, pending: &mut Option<BatchError>| {
-        *pending = Some(err);
-        std::io::Error::other("stopped")
-    };
     replace_file(&e.output, |w| {
         if e.format == Format::AlpacaEval {
             w.write_all(b"[")?;
@@ -206,7 +301,8 @@ pub fn export(e: &Export) -> Result<Report, BatchError> {
             line.clear();
             std::io::BufReader::new(&mut raw).read_line(&mut line)?;
             let result: Result_ = serde_json::from_str(&line).map_err(std::io::Error::other)?;
-            if let Some(text) = record(e, &item, &result, &mut report) {
+            let verdict = verdicts.get(&hash(item.id.get().as_bytes())).map(String::as_str);
+            if let Some(text) = record(e, &item, &result, verdict, &mut report) {
                 w.write_all(text.as_bytes())?;
                 report.written += 1;
             }
@@ -222,7 +318,13 @@ pub fn export(e: &Export) -> Result<Report, BatchError> {
 
 /// One item's record, as text to append; `None` (and counted in `report`) when it is left
 /// out.
-fn record(e: &Export, item: &super::Item, result: &Result_, report: &mut Report) -> Option<String> {
+fn record(
+    e: &Export,
+    item: &super::Item,
+    result: &Result_,
+    verdict: Option<&str>,
+    report: &mut Report,
+) -> Option<String> {
     let answer = result.answer.clone().unwrap_or_default();
     if answer.trim().is_empty() || answer.chars().count() < e.min_answer_chars {
         report.short += 1;
@@ -244,7 +346,7 @@ fn record(e: &Export, item: &super::Item, result: &Result_, report: &mut Report)
             messages.push(json!({ "role": "assistant", "content": answer }));
             json!({ "messages": messages })
         }
-        Format::Dpo => match rejected(result, &answer, item.reference.as_deref(), e.scorer) {
+        Format::Dpo => match rejected(result, &answer, item.reference.as_deref(), e.scorer, verdict, report) {
             Err(worse) => {
                 if worse {
                     report.answer_worse += 1

@@ -77,6 +77,10 @@ struct ExportArgs {
     /// No "moa" provenance object in training records (for APIs that refuse unknown keys).
     #[arg(long)]
     bare: bool,
+    /// DPO: a judge recipe (preset or file) that names the worst proposal of each item,
+    /// which is rejected (its answers are a resumable batch of their own, OUT.dpo-judge.jsonl).
+    #[arg(long, value_name = "RECIPE")]
+    judge: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -130,12 +134,51 @@ impl ExportArgs {
             scorer,
             bare: self.bare,
             generator: generator.to_owned(),
+            verdicts: None,
         }))
     }
 }
 
-/// Writes a training file; says what it wrote and left out.
-fn write_export(e: &Export) -> Result<(), String> {
+/// Runs the judge recipe `spec` over each item's proposals (a batch of its own, beside
+/// RAW, resumable); returns where its verdicts are.
+async fn judge(spec: &str, input: &Path, raw: &Path, allowed: &[String]) -> Result<PathBuf, String> {
+    let recipe = moa_host::recipes::load(spec).map_err(|e| format!("--judge: {e}"))?;
+    keys::check_env(&recipe, allowed)?;
+    let keys = keys::from_env(&recipe);
+    if let Some((name, p)) = recipe.providers.iter().find(|(n, p)| p.api_key_env.is_some() && !keys.contains_key(*n)) {
+        return Err(format!(
+            "--judge: provider {name:?} needs an API key: set {}",
+            p.api_key_env.as_deref().unwrap_or("")
+        ));
+    }
+    let prompts = raw.with_extension("dpo-judge.in.jsonl");
+    let verdicts = raw.with_extension("dpo-judge.jsonl");
+    let n = export::judge_input(input, raw, &prompts).map_err(|e| e.to_string())?;
+    eprintln!("moa: judging {n} items' proposals with {}", recipe.name);
+    let transport = moa_host::Transport::new().map_err(|e| e.to_string())?.with_provider_limits([&recipe]);
+    let job = batch::Batch {
+        recipe,
+        resolver: None,
+        keys,
+        input: prompts,
+        output: verdicts.clone(),
+        concurrency: 16,
+        proposals: false,
+        seed: 0,
+        progress: false,
+        bar: None,
+        select: Select::default(),
+    };
+    batch::run(job, &transport, interrupt_token()).await.map_err(|e| e.to_string())?;
+    Ok(verdicts)
+}
+
+/// Writes a training file (judging first when a judge recipe is given); says what it
+/// wrote and left out.
+async fn write_export(e: &mut Export, args: &ExportArgs, allowed: &[String]) -> Result<(), String> {
+    if let (Format::Dpo, Some(spec)) = (e.format, &args.judge) {
+        e.verdicts = Some(judge(spec, &e.input, &e.raw, allowed).await?);
+    }
     let r = export::export(e).map_err(|err| err.to_string())?;
     let mut left = vec![];
     for (n, why) in [
@@ -143,6 +186,7 @@ fn write_export(e: &Export) -> Result<(), String> {
         (r.short, "with an empty or short answer"),
         (r.no_pair, "without a proposal that differs from the answer"),
         (r.answer_worse, "whose answer scored below its proposals"),
+        (r.unreadable_verdicts, "judged, but the verdict named no response (the rule without a judge chose)"),
     ] {
         if n > 0 {
             left.push(format!("{n} {why}"));
@@ -159,7 +203,9 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
         Some(BatchCommand::Merge { input, outputs, output }) => return run_merge(&input, &outputs, &output),
         Some(BatchCommand::Export { input, raw, output, export }) => {
             return match export.plan(&input, &raw, Some(output), "moa") {
-                Ok(Some(e)) => write_export(&e).map_or_else(|e| bad(&e), |()| ExitCode::SUCCESS),
+                Ok(Some(mut e)) => {
+                    write_export(&mut e, &export, &[]).await.map_or_else(|e| bad(&e), |()| ExitCode::SUCCESS)
+                }
                 Ok(None) => bad("moa batch export needs --format sft, dpo or alpaca-eval"),
                 Err(e) => bad(&e),
             };
@@ -249,8 +295,8 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
             if s.other_shards > 0 {
                 eprintln!("moa: {} items belong to other shards", s.other_shards);
             }
-            for e in &exports {
-                if let Err(e) = write_export(e) {
+            for e in &mut exports {
+                if let Err(e) = write_export(e, &args.export, &args.recipe.allow_key_env).await {
                     return bad(&e);
                 }
             }
