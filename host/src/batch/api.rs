@@ -411,6 +411,8 @@ pub async fn run(
         repeats: scan.repeats.clone(),
         ..Summary::default()
     };
+    let mut out =
+        std::fs::OpenOptions::new().create(true).append(true).open(&batch.output).map_err(io(&batch.output))?;
     // Every item's run at once: a batch API job holds a layer of every item.
     let mut runs: Vec<Option<(Box<serde_json::value::RawValue>, Run, u64)>> = Vec::new();
     for item in super::input::todo(&batch.input, &batch.select, &done)? {
@@ -428,13 +430,16 @@ pub async fn run(
         }
         match Run::with_options(&batch.recipe, item.messages, clock.now(), options) {
             Ok(run) => runs.push(Some((item.id, run, seed))),
+            // As over HTTP: the item is written with its error, to be retried next time.
             Err(e) => {
-                return Err(BatchError::Api { provider: "-".into(), message: format!("item {}: {e}", item.id.get()) });
+                let outcome = super::not_started(e);
+                let mut line = result_line(&item.id, &outcome, batch.proposals, &provenance, seed).into_bytes();
+                line.push(b'\n');
+                out.write_all(&line).map_err(io(&batch.output))?;
+                summary.count(&outcome);
             }
         }
     }
-    let mut out =
-        std::fs::OpenOptions::new().create(true).append(true).open(&batch.output).map_err(io(&batch.output))?;
     let keys: Vec<String> = batch.keys.values().cloned().collect();
     let mut seen: HashMap<(u64, u64), usize> = HashMap::new();
     loop {

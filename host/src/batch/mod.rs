@@ -247,6 +247,21 @@ pub struct Summary {
     pub repeats: Vec<(String, String)>,
 }
 
+/// The outcome of an item whose run could not start.
+pub(crate) fn not_started(e: moa_core::RunError) -> Outcome {
+    Outcome {
+        answer: None,
+        error: Some(e),
+        decided_by: None,
+        layers: vec![],
+        usage: Usage::default(),
+        cost: None,
+        wasted: Usage::default(),
+        finish_reason: None,
+        wall_ms: 0.0,
+    }
+}
+
 impl Summary {
     /// Counts a finished item.
     pub fn count(&mut self, outcome: &Outcome) {
@@ -398,17 +413,7 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
             }
             let outcome = match Run::with_options(&batch.recipe, item.messages, clock.now(), options) {
                 Ok(mut run) => transport.drive(&mut run, &clock, &cancel, |_: &Event| {}).await,
-                Err(e) => Outcome {
-                    answer: None,
-                    error: Some(e),
-                    decided_by: None,
-                    layers: vec![],
-                    usage: Usage::default(),
-                    cost: None,
-                    wasted: Usage::default(),
-                    finish_reason: None,
-                    wall_ms: 0.0,
-                },
+                Err(e) => not_started(e),
             };
             if matches!(outcome.error, Some(moa_core::RunError::Cancelled)) {
                 return Ok(());

@@ -106,6 +106,11 @@ impl Fake {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
                 ready_tx.send(listener.local_addr().expect("addr")).expect("ready");
+                // As real servers (and `moa serve`) do: without TCP_NODELAY, each small
+                // SSE write waits on the client's delayed ACK (tens of ms).
+                let listener = axum::serve::ListenerExt::tap_io(listener, |s: &mut tokio::net::TcpStream| {
+                    let _ = s.set_nodelay(true);
+                });
                 let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(state);
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {
