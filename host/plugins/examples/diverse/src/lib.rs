@@ -82,8 +82,10 @@ impl Guest for Diverse {
         Info {
             name: "diverse".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "The built-in diverse strategy as a plugin: the k most different proposals, then synthesize.".into(),
-            params: r#"{"k": "how many go on (3)", "duplicate": "similarity at which one is a near-duplicate (0.8)"}"#.into(),
+            description: "The built-in diverse strategy as a plugin: the k most different proposals, then synthesize."
+                .into(),
+            params: r#"{"k": "how many go on (3)", "duplicate": "similarity at which one is a near-duplicate (0.8)"}"#
+                .into(),
         }
     }
 
