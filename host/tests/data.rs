@@ -41,6 +41,11 @@ fn recipe(dir: &Path, fake: &Fake, aggregator: &str) -> PathBuf {
     path
 }
 
+/// `moa batch export --input INPUT RAW -o TO EXTRA...`.
+fn export(input: &Path, raw: &Path, to: &Path, extra: &[&str]) -> Output {
+    moa().args(["batch", "export", "--input"]).arg(input).arg(raw).arg("-o").arg(to).args(extra).output().expect("runs")
+}
+
 fn batch(recipe: &Path, input: &Path, out: &Path, extra: &[&str]) -> Output {
     moa()
         .args(["batch", "-q", "-j", "1", "--recipe"])
@@ -125,26 +130,10 @@ fn sft_and_dpo_files_carry_provenance_and_never_a_failed_or_short_answer() {
 
     // Re-exported bare (for APIs that refuse unknown keys), and with a length floor.
     let bare = dir.path().join("bare.jsonl");
-    let o = moa()
-        .args(["batch", "export", "--input"])
-        .arg(&input)
-        .arg(&out)
-        .arg("-o")
-        .arg(&bare)
-        .args(["--format", "sft", "--bare"])
-        .output()
-        .expect("runs");
+    let o = export(&input, &out, &bare, &["--format", "sft", "--bare"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     lines(&bare).iter().for_each(|r| assert_chat_record(r, &[]));
-    let o = moa()
-        .args(["batch", "export", "--input"])
-        .arg(&input)
-        .arg(&out)
-        .arg("-o")
-        .arg(&bare)
-        .args(["--format", "sft", "--min-answer-chars", "100"])
-        .output()
-        .expect("runs");
+    let o = export(&input, &out, &bare, &["--format", "sft", "--min-answer-chars", "100"]);
     assert!(
         stderr(&o).contains("0 records; left out: 1 unanswered (failed or not run), 3 with an empty or short answer"),
         "{}",
@@ -188,16 +177,7 @@ fn sft_and_dpo_files_carry_provenance_and_never_a_failed_or_short_answer() {
     )
     .expect("write");
     let judged = dir.path().join("judged.jsonl");
-    let o = moa()
-        .args(["batch", "export", "--input"])
-        .arg(&input)
-        .arg(&out2)
-        .arg("-o")
-        .arg(&judged)
-        .args(["--format", "dpo", "--judge"])
-        .arg(&judge)
-        .output()
-        .expect("runs");
+    let o = export(&input, &out2, &judged, &["--format", "dpo", "--judge", judge.to_str().expect("utf-8 path")]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let judged = lines(&judged);
     assert_eq!(judged.len(), 4);

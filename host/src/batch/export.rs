@@ -151,31 +151,23 @@ fn candidates<'a>(result: &'a Result_, answer: &str) -> Vec<&'a Call> {
 /// similar to the answer (word 3-shingle Jaccard, as `diverse` measures it). `Err(true)`
 /// when the answer scored below that proposal (no pair teaches the wrong preference),
 /// `Err(false)` when there is no proposal to pair with.
-fn rejected(
-    result: &Result_,
+fn rejected<'a>(
+    result: &'a Result_,
     answer: &str,
     reference: Option<&str>,
     scorer: Scorer,
     verdict: Option<&str>,
     report: &mut Report,
-) -> Result<(Call, String), bool> {
+) -> Result<(&'a Call, String), bool> {
     let candidates = candidates(result, answer);
     if candidates.is_empty() {
         return Err(false);
     }
-    let chosen = |c: &Call, rule: String| {
-        Ok((
-            Call { agent: c.agent.clone(), model: c.model.clone(), ok: true, text: c.text.clone(), asked: false },
-            rule,
-        ))
-    };
     if let Some(v) = verdict {
         match moa_core::strategy::parse_pick(v, candidates.len(), "worst") {
             Some(i) => {
-                return chosen(
-                    candidates[i],
-                    format!("ranked lowest by the judge recipe (response {} of {})", i + 1, candidates.len()),
-                );
+                let rule = format!("ranked lowest by the judge recipe (response {} of {})", i + 1, candidates.len());
+                return Ok((candidates[i], rule));
             }
             None => report.unreadable_verdicts += 1,
         }
@@ -205,7 +197,7 @@ fn rejected(
         }
         _ => format!("least similar to the answer (word 3-shingle Jaccard {similarity:.2})"),
     };
-    chosen(call, rule)
+    Ok((call, rule))
 }
 
 /// Writes a judge's prompts for DPO pairs to `path` (a `moa batch` input): for every

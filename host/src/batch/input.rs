@@ -1,7 +1,7 @@
 //! The input, streamed: each line read, checked and handed on, never the whole file in
 //! memory, so a batch of a million prompts runs in the memory of a few. What is kept per
-//! item is 16 bytes (its id's hash and line, to refuse a repeated id; its prompt's hash
-//! when deduplicating).
+//! item is 16 bytes (its id's hash and line, to refuse a repeated id), 32 when
+//! deduplicating (its prompt's hash and first line too).
 //!
 //! Which items a run takes: its shard's (`--shard I/N`: by a hash of the item's id, or of
 //! its prompt when it has no id, so the partition survives reordering and appending), minus
@@ -242,11 +242,14 @@ impl Reader {
 
 /// The first pass: checks every line (so a bad line 90,000 stops the batch before it
 /// starts, not after hours), refuses repeated ids, and counts what `select` leaves out and
-/// what `done` (hashes of answered ids) already answers. Keeps 16 bytes per item.
+/// what `done` (hashes of answered ids) already answers. Keeps 16 bytes per item (32 with
+/// `--dedup`: its prompt's hash and first line).
 pub fn scan(path: &Path, select: &Select, done: &HashSet<u64>) -> Result<Scan, BatchError> {
     let mut reader = Reader::open(path)?;
     let mut ids: HashMap<u64, usize> = HashMap::new();
-    let mut prompts: HashMap<u64, String> = HashMap::new();
+    // Each prompt's first line, to name it when a repeat is reported.
+    let mut prompts: HashMap<u64, usize> = HashMap::new();
+    let mut repeats: Vec<(String, usize)> = Vec::new();
     let mut out = Scan::default();
     while let Some(item) = reader.next() {
         let item = item?;
@@ -266,24 +269,33 @@ pub fn scan(path: &Path, select: &Select, done: &HashSet<u64>) -> Result<Scan, B
             continue;
         }
         if select.dedup {
-            match prompts.get(&prompt_hash(&item.messages)) {
-                Some(first) => {
-                    out.repeated += 1;
-                    if out.repeats.len() < 20 {
-                        out.repeats.push((item.id.get().to_owned(), first.clone()));
-                    }
-                    continue;
+            let key = prompt_hash(&item.messages);
+            if let Some(&first) = prompts.get(&key) {
+                out.repeated += 1;
+                if repeats.len() < 20 {
+                    repeats.push((item.id.get().to_owned(), first));
                 }
-                None => {
-                    // Only the first id of each prompt is kept, for the report.
-                    let first = if out.repeats.len() < 20 { item.id.get().to_owned() } else { String::new() };
-                    prompts.insert(prompt_hash(&item.messages), first);
-                }
+                continue;
             }
+            prompts.insert(key, line);
         }
         if done.contains(&hash(item.id.get().as_bytes())) {
             out.answered += 1;
         }
+    }
+    // The first items' ids, read again for the few repeats reported (rather than every
+    // item's id kept in memory on the chance it repeats).
+    if !repeats.is_empty() {
+        let wanted: HashSet<usize> = repeats.iter().map(|(_, l)| *l).collect();
+        let mut names: HashMap<usize, String> = HashMap::new();
+        let mut reader = Reader::open(path)?;
+        while names.len() < wanted.len() {
+            let Some(item) = reader.next() else { break };
+            if wanted.contains(&reader.line()) {
+                names.insert(reader.line(), item?.id.get().to_owned());
+            }
+        }
+        out.repeats = repeats.into_iter().map(|(id, l)| (id, names.get(&l).cloned().unwrap_or_default())).collect();
     }
     Ok(out)
 }

@@ -9,6 +9,7 @@ use moa_host::batch::{self, Select, Shard, merge};
 use moa_host::keys;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -141,7 +142,13 @@ impl ExportArgs {
 
 /// Runs the judge recipe `spec` over each item's proposals (a batch of its own, beside
 /// RAW, resumable); returns where its verdicts are.
-async fn judge(spec: &str, input: &Path, raw: &Path, allowed: &[String]) -> Result<PathBuf, String> {
+async fn judge(
+    spec: &str,
+    input: &Path,
+    raw: &Path,
+    allowed: &[String],
+    cancel: &CancellationToken,
+) -> Result<PathBuf, String> {
     let recipe = moa_host::recipes::load(spec).map_err(|e| format!("--judge: {e}"))?;
     keys::check_env(&recipe, allowed)?;
     let keys = keys::from_env(&recipe);
@@ -169,15 +176,20 @@ async fn judge(spec: &str, input: &Path, raw: &Path, allowed: &[String]) -> Resu
         bar: None,
         select: Select::default(),
     };
-    batch::run(job, &transport, interrupt_token()).await.map_err(|e| e.to_string())?;
+    batch::run(job, &transport, cancel.clone()).await.map_err(|e| e.to_string())?;
     Ok(verdicts)
 }
 
 /// Writes a training file (judging first when a judge recipe is given); says what it
 /// wrote and left out.
-async fn write_export(e: &mut Export, args: &ExportArgs, allowed: &[String]) -> Result<(), String> {
+async fn write_export(
+    e: &mut Export,
+    args: &ExportArgs,
+    allowed: &[String],
+    cancel: &CancellationToken,
+) -> Result<(), String> {
     if let (Format::Dpo, Some(spec)) = (e.format, &args.judge) {
-        e.verdicts = Some(judge(spec, &e.input, &e.raw, allowed).await?);
+        e.verdicts = Some(judge(spec, &e.input, &e.raw, allowed, cancel).await?);
     }
     let r = export::export(e).map_err(|err| err.to_string())?;
     let mut left = vec![];
@@ -204,7 +216,8 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
         Some(BatchCommand::Export { input, raw, output, export }) => {
             return match export.plan(&input, &raw, Some(output), "moa") {
                 Ok(Some(mut e)) => {
-                    write_export(&mut e, &export, &[]).await.map_or_else(|e| bad(&e), |()| ExitCode::SUCCESS)
+                    let cancel = interrupt_token();
+                    write_export(&mut e, &export, &[], &cancel).await.map_or_else(|e| bad(&e), |()| ExitCode::SUCCESS)
                 }
                 Ok(None) => bad("moa batch export needs --format sft, dpo or alpaca-eval"),
                 Err(e) => bad(&e),
@@ -296,7 +309,7 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
                 eprintln!("moa: {} items belong to other shards", s.other_shards);
             }
             for e in &mut exports {
-                if let Err(e) = write_export(e, &args.export, &args.recipe.allow_key_env).await {
+                if let Err(e) = write_export(e, &args.export, &args.recipe.allow_key_env, &cancel).await {
                     return bad(&e);
                 }
             }
