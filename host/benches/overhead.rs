@@ -126,9 +126,14 @@ async fn batch_throughput(transport: &Transport) {
 
 async fn llama(transport: &Transport) {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let ports = [("MOA_SMOLLM_PORT", "18281"), ("MOA_GEMMA_PORT", "18282")];
-    let script =
-        |arg: &str| Command::new(repo.join("scripts/local-llm")).arg(arg).envs(ports).status().expect("local-llm");
+    let ports = [("MOA_SMOLLM_PORT", "18281"), ("MOA_QWEN05_PORT", "18282")];
+    let script = |arg: &str| {
+        Command::new(repo.join("scripts/local-llm"))
+            .args([arg, "smollm", "qwen-0.5b"])
+            .envs(ports)
+            .status()
+            .expect("local-llm")
+    };
     assert!(script("start").success());
     let toml = r#"
 name = "moa-lite-local"
@@ -137,12 +142,12 @@ max_tokens = 64
 kind = "openai"
 base_url = "http://127.0.0.1:18281/v1"
 max_concurrency = 4
-[providers.gemma]
+[providers.qwen05]
 kind = "openai"
 base_url = "http://127.0.0.1:18282/v1"
 max_concurrency = 4
 [[layers]]
-agents = [{ model = "smollm:SmolLM2-135M-Instruct", samples = 3 }, { model = "gemma:gemma-3-270m", samples = 3 }]
+agents = [{ model = "smollm:SmolLM2-135M-Instruct", samples = 3 }, { model = "qwen05:Qwen2.5-Coder-0.5B-Instruct", samples = 3 }]
 [aggregator]
 model = "smollm:SmolLM2-135M-Instruct"
 "#;
@@ -163,7 +168,7 @@ model = "smollm:SmolLM2-135M-Instruct"
     }
     script("stop");
     println!(
-        "llama-server (moa-lite shape: 3 SmolLM2 + 3 Gemma 3 proposers, SmolLM2 aggregates, 64 tokens): median ratio {:.3}",
+        "llama-server (moa-lite shape: 3 SmolLM2 + 3 Qwen 0.5B proposers, SmolLM2 aggregates, 64 tokens): median ratio {:.3}",
         median(ratios)
     );
 }

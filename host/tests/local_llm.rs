@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const SMOLLM_PORT: &str = "18181";
-const GEMMA_PORT: &str = "18182";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -19,7 +18,6 @@ fn local_llm(args: &[&str]) -> std::process::ExitStatus {
     Command::new(repo().join("scripts/local-llm"))
         .args(args)
         .env("MOA_SMOLLM_PORT", SMOLLM_PORT)
-        .env("MOA_GEMMA_PORT", GEMMA_PORT)
         .status()
         .expect("scripts/local-llm runs")
 }
@@ -28,14 +26,14 @@ fn local_llm(args: &[&str]) -> std::process::ExitStatus {
 struct Servers;
 impl Drop for Servers {
     fn drop(&mut self) {
-        local_llm(&["stop"]);
+        local_llm(&["stop", "smollm"]);
     }
 }
 
 /// The servers' own counter (`--metrics`), summed over both.
 fn predicted_total() -> BTreeMap<&'static str, u64> {
     let mut out = BTreeMap::new();
-    for (name, port) in [("smollm", SMOLLM_PORT), ("gemma", GEMMA_PORT)] {
+    for (name, port) in [("smollm", SMOLLM_PORT)] {
         let text =
             Command::new("curl").args(["-fsS", &format!("http://127.0.0.1:{port}/metrics")]).output().expect("curl");
         let text = String::from_utf8_lossy(&text.stdout).into_owned();
@@ -51,7 +49,7 @@ fn predicted_total() -> BTreeMap<&'static str, u64> {
 
 #[test]
 fn the_local_recipe_runs_on_real_llama_servers() {
-    assert!(local_llm(&["start"]).success(), "local servers start");
+    assert!(local_llm(&["start", "smollm"]).success(), "local servers start");
     let _servers = Servers;
     let before = predicted_total();
 
@@ -59,7 +57,6 @@ fn the_local_recipe_runs_on_real_llama_servers() {
         .args(["--json", "--max-tokens", "48", "What are 3 fun things to do in SF?"])
         .env("MOA_BIN", env!("CARGO_BIN_EXE_moa"))
         .env("MOA_SMOLLM_PORT", SMOLLM_PORT)
-        .env("MOA_GEMMA_PORT", GEMMA_PORT)
         .output()
         .expect("quickstart runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -129,7 +126,7 @@ fn the_local_recipe_runs_on_real_llama_servers() {
 /// can run beside the test above.
 #[test]
 fn moa_eval_scores_the_real_local_model_on_a_shipped_set() {
-    let ports = [("MOA_SMOLLM_PORT", "18191"), ("MOA_GEMMA_PORT", "18192")];
+    let ports = [("MOA_SMOLLM_PORT", "18191")];
     let llm = |args: &[&str]| {
         Command::new(repo().join("scripts/local-llm")).args(args).envs(ports).status().expect("scripts/local-llm runs")
     };

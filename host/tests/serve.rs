@@ -106,9 +106,10 @@ fn post(base: &str, token: Option<&str>, body: &str) -> (u16, String, Option<Str
 
 #[test]
 fn the_openai_python_client_works_against_the_real_local_model() {
-    let ports = [("MOA_SMOLLM_PORT", "18481"), ("MOA_GEMMA_PORT", "18482")];
-    let llm =
-        |arg: &str| Command::new(repo().join("scripts/local-llm")).arg(arg).envs(ports).status().expect("local-llm");
+    let ports = [("MOA_SMOLLM_PORT", "18481")];
+    let llm = |arg: &str| {
+        Command::new(repo().join("scripts/local-llm")).args([arg, "smollm"]).envs(ports).status().expect("local-llm")
+    };
     assert!(llm("start").success());
     struct Stop<F: FnMut()>(F);
     impl<F: FnMut()> Drop for Stop<F> {

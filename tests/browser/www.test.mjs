@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { launch, listen, metric, repo, serveRepo } from "./harness.mjs";
 
 const artifacts = join(repo, "tests/browser/artifacts");
-const PORTS = { smollm: "18391", gemma: "18392" };
-const env = { ...process.env, MOA_SMOLLM_PORT: PORTS.smollm, MOA_GEMMA_PORT: PORTS.gemma };
+const PORTS = { smollm: "18391" };
+const env = { ...process.env, MOA_SMOLLM_PORT: PORTS.smollm };
 const PAYLOAD = 'Safe? <img src=x onerror="window.pwned=1;alert(1)"> <script>window.pwned=2</script> [click me](javascript:window.pwned=3) **bold** [docs](https://example.org/)';
 
 let files, fake, noCors, browser, base, fakeUrl, noCorsUrl, deadUrl;
@@ -19,7 +19,7 @@ const posts = []; // every chat request's body, as the fake provider saw it
 const LONG = "a-very-long-model-name-that-goes-on-and-on-without-a-single-space-0123456789";
 
 before(async () => {
-  execFileSync(join(repo, "scripts/local-llm"), ["start"], { env, stdio: "inherit" });
+  execFileSync(join(repo, "scripts/local-llm"), ["start", "smollm"], { env, stdio: "inherit" });
   // A fake OpenAI-compatible provider (it allows browsers: CORS) whose every answer is a
   // hostile payload, but for some models: "breaks-once" streams a part, drops the
   // connection, and answers "Whole answer." from then on; "slow" streams a word every
@@ -81,7 +81,7 @@ after(async () => {
   files?.close();
   fake?.close();
   noCors?.close();
-  execFileSync(join(repo, "scripts/local-llm"), ["stop"], { env, stdio: "inherit" });
+  execFileSync(join(repo, "scripts/local-llm"), ["stop", "smollm"], { env, stdio: "inherit" });
 });
 
 async function open(viewport = { width: 1280, height: 900 }) {
@@ -157,7 +157,7 @@ test("Stop aborts every call: the servers stop processing", async () => {
   assert.equal(await page.isChecked("#history li.user .include"), false);
   let busy = 1;
   for (let i = 0; i < 50 && busy > 0; i++) {
-    busy = (await metric(PORTS.smollm, "requests_processing")) + (await metric(PORTS.gemma, "requests_processing"));
+    busy = await metric(PORTS.smollm, "requests_processing");
     if (busy) await new Promise((ok) => setTimeout(ok, 100));
   }
   assert.equal(busy, 0);
