@@ -219,6 +219,21 @@ fn parse_base_url(url: &str) -> Result<String, &'static str> {
     Ok(format!("{scheme}://{host}{port}{}", path.trim_end_matches('/')))
 }
 
+/// Whether a (normalized) base URL's host is this machine: `localhost`, `127.0.0.0/8` or
+/// `[::1]`. A refused connection there means nothing listens, and waiting will not change
+/// that, where a remote host may be restarting behind a load balancer.
+pub fn is_loopback(base_url: &str) -> bool {
+    let rest = base_url.split_once("://").map_or(base_url, |(_, r)| r);
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let host = if authority.starts_with('[') {
+        authority.split_once(']').map_or(authority, |(h, _)| h).trim_start_matches('[')
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    let host = host.to_ascii_lowercase();
+    host == "localhost" || host == "::1" || host.strip_prefix("127.").is_some_and(|r| r.split('.').count() == 3)
+}
+
 /// Whether an HTTP status is worth retrying: rate limits, timeouts and server errors.
 pub fn status_is_retryable(status: u16) -> bool {
     matches!(status, 408 | 409 | 425 | 429) || (500..=599).contains(&status)

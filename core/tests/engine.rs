@@ -616,6 +616,36 @@ fn a_provider_that_is_down_fails_with_the_transport_error() {
 }
 
 #[test]
+fn a_refused_connection_to_this_machine_is_not_retried_but_to_another_is() {
+    // Nothing listening on 127.0.0.1 will not start listening by itself: retrying only
+    // prints retry lines for seconds before failing the same way.
+    let mut recipe = recipe::preset("local").expect("preset");
+    recipe.policy.retries = 3;
+    recipe.layers = vec![Layer::new(vec![recipe::Agent::new("smollm:m")])];
+    let refused = |_: &Req| vec![(ms(1), Step::Refused("tcp connect error: Connection refused".into()))];
+    let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, refused);
+    assert_eq!(trace.requests.len(), 1, "tried once");
+    assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { will_retry: false, .. })));
+    let err = trace.outcome.error.expect("fails").to_string();
+    assert!(err.ends_with("smollm:m: connection refused: tcp connect error: Connection refused"), "{err}");
+
+    // The same refusal from a remote host (a restarting server behind a balancer) is retried.
+    recipe.providers.get_mut("smollm").expect("provider").base_url = "https://llm.example.org/v1".into();
+    let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, refused);
+    assert_eq!(trace.requests.len(), 4, "tried 1 + 3 times");
+}
+
+#[test]
+fn loopback_addresses_are_recognized() {
+    for url in ["http://127.0.0.1:8081/v1", "http://localhost/v1", "http://[::1]:9/v1", "http://127.1.2.3:80"] {
+        assert!(moa_core::http::is_loopback(url), "{url}");
+    }
+    for url in ["https://api.example.org/v1", "http://127.0.0.1.example.org/v1", "http://10.0.0.1:8081/v1"] {
+        assert!(!moa_core::http::is_loopback(url), "{url}");
+    }
+}
+
+#[test]
 fn errors_name_what_failed() {
     assert!(CallError::Timeout(30.0).retryable());
     assert!(!CallError::Status { status: 400, message: "bad".into() }.retryable());

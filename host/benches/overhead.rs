@@ -125,11 +125,10 @@ async fn batch_throughput(transport: &Transport) {
 }
 
 async fn llama(transport: &Transport) {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let ports = [("MOA_SMOLLM_PORT", "18281"), ("MOA_QWEN05_PORT", "18282")];
     let script = |arg: &str| {
-        Command::new(repo.join("scripts/local-llm"))
-            .args([arg, "smollm", "qwen-0.5b"])
+        Command::new(env!("CARGO_BIN_EXE_moa"))
+            .args(["local", arg, "smollm", "qwen-0.5b"])
             .envs(ports)
             .status()
             .expect("local-llm")

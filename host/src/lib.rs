@@ -9,10 +9,12 @@ pub mod display;
 pub mod eval;
 pub mod eval_report;
 pub mod keys;
+pub mod local;
 pub mod plugin;
 pub mod recipes;
 pub mod serve;
 pub mod transport;
+pub mod tune;
 
 pub use clock::Clock;
 pub use transport::Transport;

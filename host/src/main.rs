@@ -28,6 +28,8 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         show: Option<String>,
     },
+    /// Search mixtures of a pool of models for the best recipe on a dataset, under budgets.
+    Tune(Box<cli::tune::TuneArgs>),
     /// Validate a recipe (preset name or file) and summarize it.
     Check {
         /// Preset name or .toml/.json file.
@@ -38,6 +40,9 @@ enum Command {
     /// Work with strategy plugins (WebAssembly components).
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
+    /// Run the local models (llama.cpp servers on 127.0.0.1): provision, start, stop, status.
+    #[command(subcommand)]
+    Local(cli::local::LocalCommand),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +53,8 @@ fn main() -> ExitCode {
             cli::plugin::plugin_check(&file, &params, &limits)
         }
         Command::Plugin(cli::plugin::PluginCommand::Compile { file }) => cli::plugin::plugin_compile(&file),
+        Command::Tune(args) => runtime().block_on(cli::tune::run_tune(*args)),
+        Command::Local(cmd) => cli::local::local(cmd),
         Command::Run(args) => runtime().block_on(cli::run::run(args)),
         Command::Serve(args) => runtime().block_on(cli::serve::serve(args)),
         Command::Batch(args) => runtime().block_on(cli::batch::run_batch(*args)),

@@ -20,6 +20,7 @@ enum Msg {
     Body { call: CallId, bytes: Bytes },
     End { call: CallId },
     Failed { call: CallId, error: String },
+    Refused { call: CallId, error: String },
     Invalid { call: CallId, error: String },
 }
 
@@ -161,6 +162,10 @@ fn feed(run: &mut Run, msg: Msg, clock: &Clock, tasks: &mut HashMap<CallId, Join
             tasks.remove(&call);
             run.handle(Input::Failed { call, error, now })
         }
+        Msg::Refused { call, error } => {
+            tasks.remove(&call);
+            run.handle(Input::Refused { call, error, now })
+        }
         Msg::Invalid { call, error } => {
             tasks.remove(&call);
             run.handle(Input::Invalid { call, error, now })
@@ -197,7 +202,8 @@ async fn send(
     let resp = match client.execute(req).await {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send(Msg::Failed { call, error: describe(&e) });
+            let error = describe(&e);
+            let _ = tx.send(if refused(&e) { Msg::Refused { call, error } } else { Msg::Failed { call, error } });
             return;
         }
     };
@@ -245,6 +251,19 @@ fn env_proxy() -> reqwest::Proxy {
         reqwest::Url::parse(&proxy).ok()
     })
     .no_proxy(no_proxy)
+}
+
+/// Whether the connection was refused, by the OS's own error kind in the cause chain
+/// (reqwest says only that connecting failed).
+fn refused(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The error with its causes ("error sending request ...: connection refused"), which is

@@ -629,3 +629,77 @@ fn batch_writes_alpaca_evals_model_outputs() {
         ])
     );
 }
+
+/// A port on 127.0.0.1 that nothing listens on: bound, then released.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+#[test]
+fn a_local_model_that_is_not_running_is_one_line_that_says_how_to_start_it() {
+    // Before: twelve "connection refused" retry lines over ~10 s, then a failure.
+    let port = dead_port();
+    for command in
+        [&["run", "--recipe", "local"][..], &["batch", "--recipe", "local", "in.jsonl", "-o", "out.jsonl"][..]]
+    {
+        let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        for p in moa_core::recipe::preset("local").expect("preset").providers.keys() {
+            args.push("--set".into());
+            args.push(format!("providers.{p}.base_url=http://127.0.0.1:{port}/v1"));
+        }
+        if command[0] == "run" {
+            args.push("What is 2 + 2?".into());
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("in.jsonl"), "{\"prompt\": \"hi\"}\n").expect("input");
+        let o = moa().current_dir(dir.path()).env_remove("MOA_START_LOCAL").args(&args).output().expect("moa");
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{command:?}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(lines[0].starts_with(&format!("moa: nothing answers at http://127.0.0.1:{port}/v1 (")), "{stderr}");
+        assert!(lines[0].contains("moa local start") && lines[0].contains("--start-local"), "{stderr}");
+        assert!(!dir.path().join("out.jsonl").exists(), "no batch output for a run that cannot start");
+    }
+}
+
+#[test]
+fn a_refused_loopback_connection_fails_at_once_without_retry_lines() {
+    // The preflight only knows the local models; any other server on this machine that is
+    // down is refused by the engine, which does not retry it.
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("r.toml");
+    let port = dead_port();
+    std::fs::write(
+        &path,
+        format!("name = \"x\"\nlayers = []\n[policy]\nretries = 5\n[providers.mine]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\n[aggregator]\nmodel = \"mine:my-model\"\n"),
+    )
+    .expect("recipe");
+    let o = moa().args(["run", "--json", "--recipe"]).arg(&path).arg("hi").output().expect("moa");
+    assert_eq!(o.status.code(), Some(1));
+    let events: Vec<Event> = text(&o).0.lines().map(|l| serde_json::from_str(l).expect("an event per line")).collect();
+    let failed: Vec<bool> = events
+        .iter()
+        .filter_map(|e| if let Event::CallFailed { will_retry, .. } = e { Some(*will_retry) } else { None })
+        .collect();
+    assert_eq!(failed, [false], "one failure, not retried");
+}
+
+#[test]
+fn moa_local_refuses_unknown_models_and_bad_ports() {
+    let o = moa().args(["local", "start", "gpt-5"]).output().expect("moa");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).1.contains("unknown local model \"gpt-5\" (known: smollm, qwen-0.5b, qwen-1.5b)"),
+        "{}",
+        text(&o).1
+    );
+    let o = moa().args(["local", "running", "smollm"]).env("MOA_SMOLLM_PORT", "eighty").output().expect("moa");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("MOA_SMOLLM_PORT=\"eighty\" is not a port number"), "{}", text(&o).1);
+    let port = dead_port();
+    let o =
+        moa().args(["local", "running", "qwen-0.5b"]).env("MOA_QWEN05_PORT", port.to_string()).output().expect("moa");
+    assert_eq!(o.status.code(), Some(1), "nothing runs there");
+}

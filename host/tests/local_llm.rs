@@ -1,62 +1,79 @@
-//! End to end against a real llama.cpp `llama-server` with real weights (SmolLM2-135M and
-//! Gemma 3 270M), through the README's quickstart script. The servers run on ports of
-//! this test's own, started and stopped by it; `scripts/local-llm` provisions them if
-//! this machine has not yet (it builds llama-server: minutes, once).
+//! End to end against llama.cpp's server with real weights (the `local` preset's models),
+//! through the README's quickstart script. The servers run on ports of this test's own,
+//! started and stopped by it with `moa local` (which provisions them if this machine has
+//! not yet: a download, once).
 
 use moa_core::Event;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 
-const SMOLLM_PORT: &str = "18181";
-
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn local_llm(args: &[&str]) -> std::process::ExitStatus {
-    Command::new(repo().join("scripts/local-llm"))
+/// This test's ports, by model: its own, so the developer's servers are left alone.
+const PORTS: [(&str, &str, u16); 3] = [
+    ("smollm", "MOA_SMOLLM_PORT", 18181),
+    ("qwen-0.5b", "MOA_QWEN05_PORT", 18182),
+    ("qwen-1.5b", "MOA_QWEN15_PORT", 18183),
+];
+
+fn port_of(model: &str) -> u16 {
+    PORTS.iter().find(|(m, _, _)| *m == model).map(|(_, _, p)| *p).expect("a known model")
+}
+
+fn local(args: &[&str]) -> std::process::ExitStatus {
+    Command::new(env!("CARGO_BIN_EXE_moa"))
+        .arg("local")
         .args(args)
-        .env("MOA_SMOLLM_PORT", SMOLLM_PORT)
+        .envs(PORTS.iter().map(|(_, var, port)| (*var, port.to_string())))
         .status()
-        .expect("scripts/local-llm runs")
+        .expect("moa local runs")
 }
 
-/// Stops the test's servers however the test ends.
-struct Servers;
-impl Drop for Servers {
-    fn drop(&mut self) {
-        local_llm(&["stop", "smollm"]);
-    }
-}
-
-/// The servers' own counter (`--metrics`), summed over both.
-fn predicted_total() -> BTreeMap<&'static str, u64> {
-    let mut out = BTreeMap::new();
-    for (name, port) in [("smollm", SMOLLM_PORT)] {
-        let text =
-            Command::new("curl").args(["-fsS", &format!("http://127.0.0.1:{port}/metrics")]).output().expect("curl");
-        let text = String::from_utf8_lossy(&text.stdout).into_owned();
-        let n = text
-            .lines()
-            .find_map(|l| l.strip_prefix("llamacpp:tokens_predicted_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no tokens_predicted_total in /metrics of {name}:\n{text}"));
-        out.insert(name, n as u64);
-    }
-    out
+/// The server's own counter of generated tokens.
+fn predicted_total(port: u16) -> u64 {
+    let text = Command::new("curl").args(["-fsS", &format!("http://127.0.0.1:{port}/metrics")]).output().expect("curl");
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("llamacpp:tokens_predicted_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no tokens_predicted_total in /metrics of port {port}:\n{text}")) as u64
 }
 
 #[test]
 fn the_local_recipe_runs_on_real_llama_servers() {
-    assert!(local_llm(&["start", "smollm"]).success(), "local servers start");
-    let _servers = Servers;
-    let before = predicted_total();
+    let preset = moa_core::recipe::preset("local").expect("preset");
+    let needs = moa_host::local::needs(&preset);
+    let models: Vec<&str> = needs.iter().map(|n| n.model.name).collect::<BTreeSet<_>>().into_iter().collect();
+    assert!(!models.is_empty(), "the local preset runs on local models");
+    let mut start = vec!["start"];
+    start.extend(&models);
+    assert!(local(&start).success(), "local servers start");
+    struct Stop(Vec<String>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let mut args = vec!["stop"];
+            args.extend(self.0.iter().map(String::as_str));
+            local(&args);
+        }
+    }
+    let _servers = Stop(models.iter().map(|m| m.to_string()).collect());
+    let count = || -> u64 { models.iter().map(|m| predicted_total(port_of(m))).sum() };
+    let before = count();
 
+    // The preset's providers moved to this test's ports; quickstart's --start-local finds
+    // them running and leaves them be.
+    let mut args: Vec<String> = vec!["--json".into(), "--max-tokens".into(), "48".into()];
+    for n in &needs {
+        args.push("--set".into());
+        args.push(format!("providers.{}.base_url=http://127.0.0.1:{}/v1", n.provider, port_of(n.model.name)));
+    }
+    args.push("What are 3 fun things to do in SF?".into());
     let out = Command::new(repo().join("scripts/quickstart"))
-        .args(["--json", "--max-tokens", "48", "What are 3 fun things to do in SF?"])
+        .args(&args)
         .env("MOA_BIN", env!("CARGO_BIN_EXE_moa"))
-        .env("MOA_SMOLLM_PORT", SMOLLM_PORT)
         .output()
         .expect("quickstart runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -65,11 +82,21 @@ fn the_local_recipe_runs_on_real_llama_servers() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("an event per line"))
         .collect();
-    let after = predicted_total();
+    let after = count();
+    for m in &models {
+        assert_eq!(
+            moa_host::local::healthy(port_of(m)),
+            moa_host::local::Health::Ok,
+            "{m} still runs: not quickstart's to stop"
+        );
+    }
 
     // The event sequence is complete and consistent.
+    let proposers: usize = preset.layers.iter().flat_map(|l| &l.agents).map(|a| a.samples as usize).sum();
     assert!(
-        matches!(events.first(), Some(Event::RunStarted { recipe, layers: 1, planned_calls: 4 }) if recipe == "local")
+        matches!(events.first(), Some(Event::RunStarted { recipe, layers, planned_calls }) if recipe == "local" && *layers == preset.layers.len() && *planned_calls == proposers + 1),
+        "{:?}",
+        events.first()
     );
     let mut open = BTreeSet::new();
     let mut providers = BTreeSet::new();
@@ -100,22 +127,24 @@ fn the_local_recipe_runs_on_real_llama_servers() {
         }
     }
     assert!(open.is_empty());
-    assert_eq!(providers, BTreeSet::from(["smollm".to_owned()]), "SmolLM2 only (Gemma's weights are a base model)");
-    assert_eq!(finished.iter().filter(|(_, layer, _)| *layer == 0).count(), 3, "three proposers");
-    let aggregated = finished.iter().filter(|(_, layer, _)| *layer == 1).count();
+    let want: BTreeSet<String> = needs.iter().map(|n| n.provider.clone()).collect();
+    assert!(providers.is_subset(&want), "{providers:?} within {want:?}");
+    let last = preset.layers.len();
+    assert_eq!(finished.iter().filter(|(_, layer, _)| *layer < last).count(), proposers, "every proposer");
+    let aggregated = finished.iter().filter(|(_, layer, _)| *layer == last).count();
     assert!(aggregated <= 1, "then at most an aggregator");
 
     // The streamed answer is non-empty and is exactly what the aggregator streamed; when
     // the proposers agree, `vote` answers with one of theirs and makes no aggregator call.
     let Some(Event::Final { text, usage, .. }) = events.last() else { panic!("ends with final") };
     assert!(!text.trim().is_empty());
-    match finished.iter().find(|(_, l, _)| *l == 1) {
+    match finished.iter().find(|(_, l, _)| *l == last) {
         Some((agg, _, _)) => assert_eq!(&deltas[&agg.0], text),
         None => assert!(deltas.values().any(|d| d.trim() == text.trim()), "a proposer's answer"),
     }
 
     // The tokens counted equal what the servers generated, by their own counters.
-    let generated: u64 = after.values().sum::<u64>() - before.values().sum::<u64>();
+    let generated: u64 = after - before;
     assert_eq!(usage.output_tokens, generated);
     assert_eq!(usage.output_tokens, finished.iter().map(|(_, _, u)| u.output_tokens).sum::<u64>());
     assert!(usage.input_tokens > 0);
@@ -128,7 +157,7 @@ fn the_local_recipe_runs_on_real_llama_servers() {
 fn moa_eval_scores_the_real_local_model_on_a_shipped_set() {
     let ports = [("MOA_SMOLLM_PORT", "18191")];
     let llm = |args: &[&str]| {
-        Command::new(repo().join("scripts/local-llm")).args(args).envs(ports).status().expect("scripts/local-llm runs")
+        Command::new(env!("CARGO_BIN_EXE_moa")).arg("local").args(args).envs(ports).status().expect("moa local runs")
     };
     assert!(llm(&["start", "smollm"]).success(), "SmolLM2 starts");
     struct Stop<F: Fn()>(F);

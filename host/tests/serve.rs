@@ -108,7 +108,7 @@ fn post(base: &str, token: Option<&str>, body: &str) -> (u16, String, Option<Str
 fn the_openai_python_client_works_against_the_real_local_model() {
     let ports = [("MOA_SMOLLM_PORT", "18481")];
     let llm = |arg: &str| {
-        Command::new(repo().join("scripts/local-llm")).args([arg, "smollm"]).envs(ports).status().expect("local-llm")
+        Command::new(env!("CARGO_BIN_EXE_moa")).args(["local", arg, "smollm"]).envs(ports).status().expect("moa local")
     };
     assert!(llm("start").success());
     struct Stop<F: FnMut()>(F);

@@ -82,6 +82,17 @@ pub enum Input<'a> {
         /// When.
         now: Time,
     },
+    /// The connection was refused: nothing listens at the provider's address. Retried by
+    /// policy, except on this machine's own addresses (a local server that is not running
+    /// will not start by itself). A transport that cannot tell sends [`Input::Failed`].
+    Refused {
+        /// Which call.
+        call: CallId,
+        /// The transport's description.
+        error: String,
+        /// When.
+        now: Time,
+    },
     /// The transport could not make the request at all (its URL or a header value is
     /// not acceptable to the HTTP library). Trying again cannot help: never retried.
     Invalid {
@@ -107,6 +118,7 @@ impl Input<'_> {
             | Input::Body { now, .. }
             | Input::End { now, .. }
             | Input::Failed { now, .. }
+            | Input::Refused { now, .. }
             | Input::Invalid { now, .. }
             | Input::Tick { now } => *now,
         }

@@ -221,6 +221,13 @@ impl Run {
             Input::End { call, .. } => self.on_end(call),
             Input::Failed { call, error, .. } => self.on_transport_error(call, CallError::Transport(error)),
             Input::Invalid { call, error, .. } => self.on_transport_error(call, CallError::Invalid(error)),
+            Input::Refused { call, error, .. } => {
+                let loopback = self.slot_of(call).is_some_and(|i| {
+                    let provider = &self.slots[i].agent.provider;
+                    self.recipe.providers.get(provider).is_some_and(|p| crate::http::is_loopback(&p.base_url))
+                });
+                self.on_transport_error(call, CallError::Refused { message: error, loopback })
+            }
             Input::Tick { .. } => {}
         }
         self.check_timers();

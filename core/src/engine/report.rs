@@ -24,6 +24,14 @@ pub enum CallError {
     /// The transport failed: connection refused or reset, DNS, TLS, CORS.
     #[error("transport: {0}")]
     Transport(String),
+    /// The connection was refused: nothing listens there.
+    #[error("connection refused: {message}")]
+    Refused {
+        /// The transport's description.
+        message: String,
+        /// Whether the address is this machine's own (then it is not retried).
+        loopback: bool,
+    },
     /// The attempt ran past `policy.timeout_secs`.
     #[error("no complete answer within {0} s (policy.timeout_secs)")]
     Timeout(f64),
@@ -66,6 +74,7 @@ impl CallError {
                     "transport error".into()
                 }
             }
+            CallError::Refused { .. } => "connection refused".into(),
             CallError::Timeout(_) => "timeout".into(),
             CallError::Stalled(_) => "stalled".into(),
             CallError::Invalid(_) => "invalid request".into(),
@@ -80,6 +89,7 @@ impl CallError {
             CallError::Status { status, .. } => crate::http::status_is_retryable(*status),
             CallError::Provider(e) => e.retryable(),
             CallError::Transport(_) | CallError::Timeout(_) | CallError::Stalled(_) => true,
+            CallError::Refused { loopback, .. } => !loopback,
             CallError::Invalid(_) | CallError::Cancelled | CallError::Cut(_) => false,
         }
     }

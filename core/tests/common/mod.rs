@@ -17,6 +17,8 @@ pub enum Step {
     Body(Vec<u8>),
     End,
     Fail(String),
+    /// The transport saw the connection refused (`Input::Refused`).
+    Refused(String),
 }
 
 /// A script for one call: steps with their offsets from the request. No steps: it hangs.
@@ -200,6 +202,10 @@ pub fn simulate_with(
                             Step::Fail(error) => {
                                 open.remove(&s.call);
                                 run.handle(Input::Failed { call: s.call, error, now })
+                            }
+                            Step::Refused(error) => {
+                                open.remove(&s.call);
+                                run.handle(Input::Refused { call: s.call, error, now })
                             }
                         }
                     }

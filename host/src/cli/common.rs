@@ -43,6 +43,28 @@ pub(crate) struct RecipeArgs {
     /// end in _API_KEY or _KEY (repeatable).
     #[arg(long = "allow-key-env", value_name = "NAME")]
     pub(crate) allow_key_env: Vec<String>,
+    /// Start the local models the recipe calls if they are not running, and stop them
+    /// after (`moa local`).
+    #[arg(long, env = "MOA_START_LOCAL")]
+    pub(crate) start_local: bool,
+}
+
+/// The local models `recipes` call: started when `start` (the guard stops them when
+/// dropped), else checked, so that a server that is not running is one clear line
+/// instead of a failed run.
+pub(crate) fn local_models(recipes: &[&Recipe], start: bool) -> Result<Option<moa_host::local::Started>, String> {
+    let needs: Vec<moa_host::local::Need> = recipes.iter().flat_map(|r| moa_host::local::needs(r)).collect();
+    if needs.is_empty() {
+        return Ok(None);
+    }
+    if start {
+        let say = |l: &str| eprintln!("moa local: {l}");
+        return moa_host::local::start_needed(&needs, &say).map(Some).map_err(|e| e.to_string());
+    }
+    match moa_host::local::missing_hint(&needs) {
+        Some(hint) => Err(hint),
+        None => Ok(None),
+    }
 }
 
 impl RecipeArgs {

@@ -86,6 +86,10 @@ pub(crate) struct EvalArgs {
     /// No progress bars.
     #[arg(long, short)]
     quiet: bool,
+    /// Start the local models the recipes and the judge call if they are not running, and
+    /// stop them after (`moa local`).
+    #[arg(long, env = "MOA_START_LOCAL")]
+    start_local: bool,
 }
 
 fn load(spec: &str, allowed: &[String], max_tokens: Option<u32>) -> Result<moa_core::Recipe, String> {
@@ -187,6 +191,13 @@ pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
         }
         keys_by_provider.extend(found);
     }
+    let _local = match super::common::local_models(&all, args.start_local) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("moa: {e}");
+            return ExitCode::from(FAILED);
+        }
+    };
     let transport = match transport() {
         Ok(t) => t.with_provider_limits(all.iter().copied()),
         Err(code) => return code,

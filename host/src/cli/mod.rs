@@ -3,7 +3,9 @@
 pub(crate) mod batch;
 pub(crate) mod common;
 pub(crate) mod eval;
+pub(crate) mod local;
 pub(crate) mod plugin;
 pub(crate) mod recipes;
 pub(crate) mod run;
 pub(crate) mod serve;
+pub(crate) mod tune;

@@ -54,6 +54,10 @@ pub(crate) struct ServeArgs {
     /// end in _API_KEY or _KEY (repeatable).
     #[arg(long = "allow-key-env", value_name = "NAME")]
     allow_key_env: Vec<String>,
+    /// Start the local models the served recipes call if they are not running, and stop
+    /// them on shutdown (`moa local`).
+    #[arg(long, env = "MOA_START_LOCAL")]
+    start_local: bool,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
@@ -106,6 +110,17 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     }
+    // Local models: started when asked; else a missing one is a warning (it may be started
+    // later), not a reason to refuse to serve the other recipes.
+    let served: Vec<&Recipe> = recipes.values().collect();
+    let _local = match super::common::local_models(&served, args.start_local) {
+        Ok(l) => l,
+        Err(e) if args.start_local => return bad(&e),
+        Err(e) => {
+            eprintln!("moa serve: warning: {e}");
+            None
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => return bad(&format!("cannot listen on {}: {e}", args.listen)),

@@ -15,6 +15,10 @@
 //!   it in a mid-stream error event; `fault=redirect;to=URL` answers 307 to URL;
 //!   `finish=REASON` ends with that finish reason (default
 //!   `stop`).
+//! - `acc=P`: a model of known accuracy for a question whose last user message holds
+//!   `gold=N`: it answers "Answer: N" with probability P, else a wrong number near N. The
+//!   draw is a hash of the model, the question and how many times this model was asked it,
+//!   so samples differ and a rerun of the same requests answers the same.
 #![allow(dead_code)]
 
 pub mod batch_api;
@@ -70,6 +74,8 @@ pub struct Seen {
     /// Microseconds from receiving a request to ending its stream, summed over the
     /// streams sent to the end (kept in quiet mode too: a mean needs no records).
     pub served_us: std::sync::atomic::AtomicU64,
+    /// `acc=` models: how often each model was asked each question.
+    pub asked: Mutex<HashMap<(String, String), u32>>,
 }
 
 /// A running fake server; stops when dropped.
@@ -254,7 +260,34 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
         "slowhead" => tokio::time::sleep(Duration::from_millis(num(&p, "delay", 1000.0) as u64)).await,
         _ => {}
     }
+    let accuracy_answer = p.get("acc").map(|_| {
+        let question = body["messages"]
+            .as_array()
+            .and_then(|m| m.iter().rev().find(|x| x["role"] == "user"))
+            .and_then(|x| x["content"].as_str())
+            .unwrap_or("")
+            .to_owned();
+        let gold: i64 = question
+            .split("gold=")
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        let k = {
+            let mut asked = seen.asked.lock().expect("lock");
+            let c = asked.entry((model.clone(), question.clone())).or_default();
+            *c += 1;
+            *c
+        };
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&(&model, &question, k), &mut h);
+        let draw = std::hash::Hasher::finish(&h);
+        let right = ((draw % 10_000) as f64) < num(&p, "acc", 0.0) * 10_000.0;
+        let n = if right { gold } else { gold + 1 + ((draw >> 20) % 3) as i64 };
+        format!("Answer: {n}")
+    });
     let pieces: Vec<String> = match p.get("tokens") {
+        _ if accuracy_answer.is_some() => vec![accuracy_answer.clone().unwrap_or_default()],
         Some(_) => (0..num(&p, "tokens", 1.0) as usize).map(|i| format!("t{i} ")).collect(),
         None => {
             let text = p.get("text").cloned().unwrap_or_else(|| "hello from fake".into());
