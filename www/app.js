@@ -255,7 +255,7 @@ async function checkProviders(recipe) {
       const say = (...parts) => li.append(...parts.map((t) => (t.code ? Object.assign(document.createElement("code"), { textContent: t.code }) : t)));
       if (r.state === "ok") say(`${r.name} (${r.origin}): reachable${r.status === 401 || r.status === 403 ? "; it wants a key" : ""}.`);
       else if (r.state === "cors") say(`${r.name} (${r.origin}): answers, but does not allow web pages to call it (CORS). This provider does not allow browsers: run the recipe with `, { code: "moa serve" }, " on your machine instead.");
-      else if (r.local) say(`${r.name} (${r.origin}): down — nothing answers there. If it is this project's local models, start them: `, { code: "scripts/local-llm start" }, ".");
+      else if (r.local) say(`${r.name} (${r.origin}): down — nothing answers there. If it is this project's local models, start them: `, { code: "moa local start" }, ".");
       else say(`${r.name} (${r.origin}): down — nothing answers there. Check the address and your connection.`);
       return li;
     }),

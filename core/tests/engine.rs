@@ -582,7 +582,7 @@ fn anthropic_overload_error_events_are_retried() {
 
 #[test]
 fn a_server_that_ignores_stream_and_sends_json_still_works() {
-    let recipe = recipe::preset("local").expect("preset");
+    let recipe = recipe::preset("local-smollm").expect("preset");
     let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, |_| {
         let body = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"whole"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
         vec![
@@ -601,7 +601,7 @@ fn a_server_that_ignores_stream_and_sends_json_still_works() {
 
 #[test]
 fn a_provider_that_is_down_fails_with_the_transport_error() {
-    let mut recipe = recipe::preset("local").expect("preset");
+    let mut recipe = recipe::preset("local-smollm").expect("preset");
     recipe.policy.retries = 1;
     recipe.layers = vec![Layer::new(vec![recipe::Agent::new("smollm:m")])];
     let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, |_| {
@@ -619,7 +619,7 @@ fn a_provider_that_is_down_fails_with_the_transport_error() {
 fn a_refused_connection_to_this_machine_is_not_retried_but_to_another_is() {
     // Nothing listening on 127.0.0.1 will not start listening by itself: retrying only
     // prints retry lines for seconds before failing the same way.
-    let mut recipe = recipe::preset("local").expect("preset");
+    let mut recipe = recipe::preset("local-smollm").expect("preset");
     recipe.policy.retries = 3;
     recipe.layers = vec![Layer::new(vec![recipe::Agent::new("smollm:m")])];
     let refused = |_: &Req| vec![(ms(1), Step::Refused("tcp connect error: Connection refused".into()))];
@@ -654,7 +654,7 @@ fn errors_name_what_failed() {
 
 #[test]
 fn time_queued_in_the_transport_counts_toward_neither_deadlines_nor_latency() {
-    let mut recipe = recipe::preset("local").expect("preset");
+    let mut recipe = recipe::preset("local-smollm").expect("preset");
     recipe.policy.stall_timeout_secs = 10.0;
     let mut run = Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts");
     let mut calls = vec![];

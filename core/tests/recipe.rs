@@ -106,6 +106,8 @@ fn presets_are_valid_and_have_the_papers_shape() {
             ("moa-lite", 7),
             ("self-moa", 7),
             ("local", 4),
+            ("local-quality", 6),
+            ("local-smollm", 4),
             ("moa-fast", 13),
             ("local-fast", 4),
             // 18 proposers, 3 judges, the aggregator.
@@ -123,12 +125,18 @@ fn presets_are_valid_and_have_the_papers_shape() {
     }
     assert_eq!(recipe::preset("moa-lite").expect("p").aggregator.model, "together:Qwen/Qwen1.5-72B-Chat");
     assert!(recipe::preset("nope").is_none());
-    let local = recipe::preset("local").expect("p");
-    assert!(local.providers.values().all(|p| p.base_url.starts_with("http://127.0.0.1:") && p.api_key_env.is_none()));
+    for name in ["local", "local-quality", "local-smollm", "local-fast", "local-smoa", "local-seq"] {
+        let local = recipe::preset(name).expect("p");
+        assert!(
+            local.providers.values().all(|p| p.base_url.starts_with("http://127.0.0.1:") && p.api_key_env.is_none()),
+            "{name}: local servers, no keys"
+        );
+    }
     // SmolLM2 at three temperatures, a majority answering (see the preset's comment).
-    let temperatures: Vec<f64> = local.layer_agents(0).iter().map(|a| a.temperature).collect();
+    let smollm = recipe::preset("local-smollm").expect("p");
+    let temperatures: Vec<f64> = smollm.layer_agents(0).iter().map(|a| a.temperature).collect();
     assert_eq!(temperatures, [0.2, 0.7, 1.0]);
-    assert_eq!(local.aggregator.strategy.as_ref().and_then(|s| s.name.as_deref()), Some("vote"));
+    assert_eq!(smollm.aggregator.strategy.as_ref().and_then(|s| s.name.as_deref()), Some("vote"));
 }
 
 #[test]

@@ -121,7 +121,7 @@ fn the_openai_python_client_works_against_the_real_local_model() {
         llm("stop");
     });
     let dir = tempfile::tempdir().expect("tmp");
-    let mut recipe = moa_core::recipe::preset("local").expect("preset");
+    let mut recipe = moa_core::recipe::preset("local-smollm").expect("preset");
     recipe.providers.get_mut("smollm").expect("smollm").base_url = "http://127.0.0.1:18481/v1".into();
     // The aggregator writes every answer here: the client's checks read its finish_reason.
     recipe.aggregator.strategy = None;

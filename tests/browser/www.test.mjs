@@ -95,9 +95,10 @@ async function open(viewport = { width: 1280, height: 900 }) {
   return { page, dialogs, errors };
 }
 
-async function useRecipe(page, edit) {
+async function useRecipe(page, edit, preset) {
   // The recipe lives in a panel that starts folded on a phone.
   await page.evaluate(() => (document.getElementById("setup").open = true));
+  if (preset) await page.selectOption("#preset", preset);
   const recipe = JSON.parse(await page.inputValue("#recipe"));
   edit(recipe);
   await page.fill("#recipe", JSON.stringify(recipe, null, 2));
@@ -109,9 +110,9 @@ const local = (maxTokens) => (r) => {
   r.max_tokens = maxTokens;
 };
 
-test("the local recipe streams every agent's card and the answer, over two turns", async () => {
+test("a local recipe streams every agent's card and the answer, over two turns", async () => {
   const { page, errors } = await open();
-  await useRecipe(page, local(40));
+  await useRecipe(page, local(40), "local-smollm");
   const bodies = [];
   page.on("request", (r) => r.method() === "POST" && bodies.push(r.postData() ?? ""));
   await page.fill("#prompt", "Name a fruit.");
@@ -146,7 +147,7 @@ test("the local recipe streams every agent's card and the answer, over two turns
 
 test("Stop aborts every call: the servers stop processing", async () => {
   const { page } = await open();
-  await useRecipe(page, local(512));
+  await useRecipe(page, local(512), "local-smollm");
   await page.fill("#prompt", "Write a long story about a lighthouse keeper.");
   await page.click("#send");
   await page.waitForSelector(".card[data-state=streaming]", { timeout: 120_000 });
@@ -319,7 +320,7 @@ test("before sending, the page probes every provider and says which answer, and 
   assert.equal(await state("nocors"), "cors");
   assert.equal(await state("local"), "down");
   assert.match(await page.textContent("#probes li[data-provider=nocors]"), /does not allow browsers: run the recipe with moa serve/);
-  assert.match(await page.textContent("#probes li[data-provider=local]"), /down — nothing answers there.*scripts\/local-llm start/);
+  assert.match(await page.textContent("#probes li[data-provider=local]"), /down — nothing answers there.*moa local start/);
   assert.equal(posts.length, before, "nothing was sent");
   assert.equal(await page.inputValue("#prompt"), "Hello?", "the message is kept");
   assert.equal(await page.locator("#history > li").count(), 0);

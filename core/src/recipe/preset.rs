@@ -6,13 +6,21 @@ use crate::provider::ProviderKind;
 use std::collections::BTreeMap;
 
 /// Names and one-line descriptions of the presets.
-pub const PRESETS: [(&str, &str); 10] = [
+pub const PRESETS: [(&str, &str); 12] = [
     ("moa", "The paper's MoA: six open models in two layers, Qwen1.5-110B-Chat aggregates (13 calls, Together)"),
     ("moa-lite", "The paper's MoA-Lite: one layer of the six, Qwen1.5-72B-Chat aggregates (7 calls, Together)"),
     ("self-moa", "Self-MoA: one strong model sampled 6 times, then aggregated by itself (7 calls, Together)"),
     (
         "local",
-        "Local llama.cpp server on 127.0.0.1: SmolLM2-135M at three temperatures proposes; a majority answers, else SmolLM2 synthesizes",
+        "The local models (moa local): Qwen2.5-Coder-1.5B sampled 3 times; a majority of final answers decides, else it synthesizes (LOCAL_NOTE)",
+    ),
+    (
+        "local-quality",
+        "The local models when time does not matter: Qwen2.5-Coder-1.5B sampled 5 times; a majority decides, else it synthesizes (QUALITY_NOTE)",
+    ),
+    (
+        "local-smollm",
+        "The smallest local model, SmolLM2-135M, at three temperatures; a majority answers, else it synthesizes (seconds on any machine, weak answers)",
     ),
     (
         "moa-fast",
@@ -47,8 +55,12 @@ pub const PAPER_PROPOSERS: [&str; 6] = [
     "databricks/dbrx-instruct",
 ];
 
-/// Port of the local SmolLM2 server the `local` preset expects.
+/// Port of the local SmolLM2 server (`moa local start smollm`).
 pub const LOCAL_SMOLLM_PORT: u16 = 8081;
+/// Port of the local Qwen2.5-Coder-0.5B server (`moa local start qwen-0.5b`).
+pub const LOCAL_QWEN05_PORT: u16 = 8082;
+/// Port of the local Qwen2.5-Coder-1.5B server (`moa local start qwen-1.5b`).
+pub const LOCAL_QWEN15_PORT: u16 = 8083;
 
 /// The preset called `name`, if there is one.
 pub fn preset(name: &str) -> Option<Recipe> {
@@ -64,6 +76,14 @@ pub fn preset(name: &str) -> Option<Recipe> {
             together(name, vec![layer], "microsoft/WizardLM-2-8x22B")
         }
         "local" => local(),
+        "local-quality" => {
+            let mut r = local();
+            r.name = name.into();
+            r.description = description(name);
+            r.layers[0].agents[0].samples = 5;
+            r
+        }
+        "local-smollm" => local_smollm(),
         "moa-fast" => {
             let layer = paper_layer();
             let mut r = together(name, vec![layer.clone(), layer], "Qwen/Qwen1.5-110B-Chat");
@@ -96,7 +116,7 @@ pub fn preset(name: &str) -> Option<Recipe> {
             r
         }
         "local-smoa" => {
-            let mut r = local();
+            let mut r = local_smollm();
             r.name = name.into();
             r.description = description(name);
             r.layers.push(r.layers[0].clone());
@@ -105,7 +125,7 @@ pub fn preset(name: &str) -> Option<Recipe> {
             r
         }
         "local-seq" => {
-            let mut r = local();
+            let mut r = local_smollm();
             r.name = name.into();
             r.description = description(name);
             let sample = Agent { samples: 8, temperature: Some(0.7), ..Agent::new("smollm:SmolLM2-135M-Instruct") };
@@ -154,12 +174,10 @@ fn together(name: &str, layers: Vec<Layer>, aggregator: &str) -> Recipe {
     }
 }
 
-/// The local preset, chosen by `moa eval` on the shipped sets (README, "Evaluations"):
-/// SmolLM2 at three temperatures with `vote` scored best of the local mixtures for the
-/// fewest tokens and the shortest time to first token. Gemma 3 270M is not in it: its
-/// packaged weights are the pretrained base model, which through chat echoes the prompt
-/// (0 of 20 on every shipped set), so mixing it in only adds noise.
-fn local() -> Recipe {
+/// The smallest local preset: SmolLM2 at three temperatures with `vote`, the best of the
+/// SmolLM2 mixtures `moa eval` measured (evals/RESULTS.md, 2026-11): seconds a run, for
+/// tests and slow machines, but a 135M model's answers.
+fn local_smollm() -> Recipe {
     let providers = BTreeMap::from([(
         "smollm".to_owned(),
         Provider {
@@ -179,8 +197,8 @@ fn local() -> Recipe {
     };
     let layer = Layer::new(vec![at(0.2), at(0.7), at(1.0)]);
     Recipe {
-        name: "local".into(),
-        description: description("local"),
+        name: "local-smollm".into(),
+        description: description("local-smollm"),
         providers,
         temperature: None,
         // Small models on a CPU: keep answers short so a run takes seconds.
@@ -191,6 +209,44 @@ fn local() -> Recipe {
             ..Aggregator::new("smollm:SmolLM2-135M-Instruct")
         },
         policy: Policy { timeout_secs: 300.0, ..Policy::default() },
+        prices: BTreeMap::new(),
+    }
+}
+
+/// A local llama.cpp server's provider (`moa local`): four slots (`max_concurrency`, more
+/// would only queue inside the server) sharing the server's context.
+fn local_provider(port: u16, context_tokens: u32) -> Provider {
+    Provider {
+        kind: ProviderKind::OpenAi,
+        base_url: format!("http://127.0.0.1:{port}/v1"),
+        api_key_env: None,
+        max_concurrency: Some(4),
+        context_tokens: Some(context_tokens),
+    }
+}
+
+/// The `local` preset, chosen by `moa eval` on the local models (evals/RESULTS.md): see
+/// its description and the README for what it beat and its latency on 2 cores.
+fn local() -> Recipe {
+    let providers = BTreeMap::from([
+        ("qwen05".to_owned(), local_provider(LOCAL_QWEN05_PORT, 4096)),
+        ("qwen15".to_owned(), local_provider(LOCAL_QWEN15_PORT, 4096)),
+    ]);
+    let sampled = Agent { samples: 3, temperature: Some(0.7), ..Agent::new("qwen15:Qwen2.5-Coder-1.5B-Instruct") };
+    Recipe {
+        name: "local".into(),
+        description: description("local"),
+        providers,
+        temperature: None,
+        // A small model on one CPU thread: enough room to reason, a bounded wait.
+        max_tokens: Some(320),
+        layers: vec![Layer::new(vec![sampled])],
+        aggregator: Aggregator {
+            temperature: Some(0.0),
+            strategy: Some(StrategySpec::builtin("vote")),
+            ..Aggregator::new("qwen15:Qwen2.5-Coder-1.5B-Instruct")
+        },
+        policy: Policy { timeout_secs: 600.0, ..Policy::default() },
         prices: BTreeMap::new(),
     }
 }
