@@ -231,7 +231,7 @@ pub fn is_loopback(base_url: &str) -> bool {
         authority.rsplit_once(':').map_or(authority, |(h, _)| h)
     };
     let host = host.to_ascii_lowercase();
-    host == "localhost" || host == "::1" || host.strip_prefix("127.").is_some_and(|r| r.split('.').count() == 3)
+    host == "localhost" || host.parse::<core::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether an HTTP status is worth retrying: rate limits, timeouts and server errors.

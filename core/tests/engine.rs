@@ -640,7 +640,12 @@ fn loopback_addresses_are_recognized() {
     for url in ["http://127.0.0.1:8081/v1", "http://localhost/v1", "http://[::1]:9/v1", "http://127.1.2.3:80"] {
         assert!(moa_core::http::is_loopback(url), "{url}");
     }
-    for url in ["https://api.example.org/v1", "http://127.0.0.1.example.org/v1", "http://10.0.0.1:8081/v1"] {
+    for url in [
+        "https://api.example.org/v1",
+        "http://127.0.0.1.example.org/v1",
+        "http://10.0.0.1:8081/v1",
+        "http://127.0.0.example/v1",
+    ] {
         assert!(!moa_core::http::is_loopback(url), "{url}");
     }
 }

@@ -703,3 +703,53 @@ fn moa_local_refuses_unknown_models_and_bad_ports() {
         moa().args(["local", "running", "qwen-0.5b"]).env("MOA_QWEN05_PORT", port.to_string()).output().expect("moa");
     assert_eq!(o.status.code(), Some(1), "nothing runs there");
 }
+
+#[test]
+fn moa_local_stop_never_signals_a_process_its_stale_pid_file_names() {
+    // A pid file left by a crash or a reboot may name a process that is now something
+    // else: stopping must leave it alone (and drop the stale file).
+    let cache = tempfile::tempdir().expect("tmp");
+    let run = cache.path().join("llm/run");
+    std::fs::create_dir_all(&run).expect("run dir");
+    let mut bystander = Command::new("sleep").arg("60").spawn().expect("sleep");
+    let port = dead_port();
+    std::fs::write(run.join(format!("smollm-{port}.pid")), bystander.id().to_string()).expect("pid file");
+    let o = moa()
+        .args(["local", "stop", "smollm"])
+        .env("MOA_CACHE", cache.path())
+        .env("MOA_SMOLLM_PORT", port.to_string())
+        .output()
+        .expect("moa");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    assert!(bystander.try_wait().expect("wait").is_none(), "the bystander still runs");
+    assert!(!run.join(format!("smollm-{port}.pid")).exists(), "the stale pid file is gone");
+    bystander.kill().expect("kill");
+    let _ = bystander.wait();
+}
+
+#[test]
+fn moa_local_start_refuses_a_port_something_else_serves() {
+    // Something that is not a llama.cpp server holds the port: say so, start nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let answer = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let cache = tempfile::tempdir().expect("tmp");
+    let o = moa()
+        .args(["local", "start", "smollm"])
+        .env("MOA_CACHE", cache.path())
+        .env("MOA_SMOLLM_PORT", port.to_string())
+        .output()
+        .expect("moa");
+    let err = text(&o).1;
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("something else already serves 127.0.0.1:{port}; set MOA_SMOLLM_PORT")), "{err}");
+    assert!(!cache.path().join("llm").exists(), "nothing was provisioned for a port it cannot use");
+    answer.join().expect("thread");
+}

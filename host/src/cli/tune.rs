@@ -3,6 +3,7 @@
 use super::common::{FAILED, INTERRUPTED, bad, interrupt_token, local_models, transport};
 use clap::{Args, ValueEnum};
 use moa_core::eval::Scorer;
+use moa_host::eval::EvalError;
 use moa_host::keys;
 use moa_host::tune::plan::{Budgets, Space};
 use moa_host::tune::{self, Tune, TuneError};
@@ -79,6 +80,7 @@ pub(crate) async fn run_tune(args: TuneArgs) -> ExitCode {
     let space = Space { pool: args.pool.clone(), samples: args.samples.clone(), two_layers: !args.one_layer };
     // The local servers the candidates need: every pool model, as the base reaches it.
     let mut needs_recipe = base.clone();
+    needs_recipe.aggregator = moa_core::recipe::Aggregator::new(&args.pool[0]);
     needs_recipe.layers =
         vec![moa_core::recipe::Layer::new(args.pool.iter().map(|m| moa_core::recipe::Agent::new(m)).collect())];
     let _local = match local_models(&[&needs_recipe], args.start_local) {
@@ -133,11 +135,14 @@ pub(crate) async fn run_tune(args: TuneArgs) -> ExitCode {
             eprintln!("moa: interrupted; run the same command again to go on where it stopped");
             ExitCode::from(INTERRUPTED)
         }
-        Err(e @ TuneError::OverBudget(_)) => {
+        // Bad input (exit 2) is what the user can fix in the command or the files.
+        Err(e @ (TuneError::Usage(_) | TuneError::Eval(EvalError::Usage(_) | EvalError::Dataset { .. }))) => {
+            bad(&e.to_string())
+        }
+        Err(e) => {
             eprintln!("moa: {e}");
             ExitCode::from(FAILED)
         }
-        Err(e) => bad(&e.to_string()),
         Ok(found) => {
             for e in &found.entries {
                 let score =

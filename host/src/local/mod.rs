@@ -67,6 +67,16 @@ pub enum LocalError {
         /// The variable that moves it.
         var: String,
     },
+    /// Two different models were asked to listen on one port.
+    #[error("{first} and {second} cannot both serve 127.0.0.1:{port}: give each provider its own port")]
+    SharedPort {
+        /// The port.
+        port: u16,
+        /// One model.
+        first: String,
+        /// The other.
+        second: String,
+    },
     /// The server did not come up.
     #[error("{model} did not start on 127.0.0.1:{port}: {reason} (log: {log})")]
     NotStarted {

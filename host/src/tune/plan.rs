@@ -60,9 +60,13 @@ pub struct Space {
     pub two_layers: bool,
 }
 
-/// The model part of `provider:model`, for names.
-fn short(model: &str) -> &str {
-    model.split_once(':').map_or(model, |(_, m)| m)
+/// A pool model's name in candidate names: the model part of `provider:model`, or the
+/// whole when another pool model has the same model part.
+fn short<'a>(model: &'a str, pool: &[String]) -> &'a str {
+    fn part(m: &str) -> &str {
+        m.split_once(':').map_or(m, |(_, m)| m)
+    }
+    if pool.iter().filter(|p| part(p) == part(model)).count() > 1 { model } else { part(model) }
 }
 
 /// Every candidate of `space`: each model alone; each model's Self-MoA (each sample count,
@@ -70,11 +74,15 @@ fn short(model: &str) -> &str {
 /// under each model as aggregator, synthesizing and voting.
 pub fn candidates(space: &Space) -> Vec<Candidate> {
     let mut out = Vec::new();
+    let short = |m| short(m, &space.pool);
+    let mut samples = space.samples.clone();
+    samples.sort_unstable();
+    samples.dedup();
     for m in &space.pool {
         out.push(Candidate { name: format!("{} alone", short(m)), shape: Shape::Alone(m.clone()) });
     }
     for m in &space.pool {
-        for &n in &space.samples {
+        for &n in &samples {
             for strategy in ["vote", "synthesize"] {
                 out.push(Candidate {
                     name: format!("{} x{n} {strategy}", short(m)),
@@ -254,6 +262,13 @@ mod tests {
         );
         // One model: no mixtures.
         assert_eq!(candidates(&space(&["p:a"])).len(), 1 + 4);
+        // One model on two providers keeps both apart; repeated sample counts count once.
+        let mut s = space(&["p:a", "q:a"]);
+        s.samples = vec![3, 3];
+        let c = candidates(&s);
+        let names: std::collections::BTreeSet<&str> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.len(), c.len(), "{names:?}");
+        assert!(names.contains("p:a alone") && names.contains("q:a x3 vote"));
     }
 
     #[test]
