@@ -12,11 +12,11 @@ pub const PRESETS: [(&str, &str); 12] = [
     ("self-moa", "Self-MoA: one strong model sampled 6 times, then aggregated by itself (7 calls, Together)"),
     (
         "local",
-        "The local models (moa local): Qwen2.5-Coder-1.5B sampled 3 times; a majority of final answers decides, else it synthesizes (LOCAL_NOTE)",
+        "The local models (moa local): Qwen2.5-Coder-1.5B sampled 3 times; a majority of final answers decides, else it synthesizes (Self-MoA vote, chosen by moa eval: evals/RESULTS.md)",
     ),
     (
         "local-quality",
-        "The local models when time does not matter: Qwen2.5-Coder-1.5B sampled 5 times; a majority decides, else it synthesizes (QUALITY_NOTE)",
+        "The local models when time does not matter: Qwen2.5-Coder-1.5B sampled 5 times; a majority decides, else it synthesizes (slower)",
     ),
     (
         "local-smollm",
@@ -228,10 +228,7 @@ fn local_provider(port: u16, context_tokens: u32) -> Provider {
 /// The `local` preset, chosen by `moa eval` on the local models (evals/RESULTS.md): see
 /// its description and the README for what it beat and its latency on 2 cores.
 fn local() -> Recipe {
-    let providers = BTreeMap::from([
-        ("qwen05".to_owned(), local_provider(LOCAL_QWEN05_PORT, 4096)),
-        ("qwen15".to_owned(), local_provider(LOCAL_QWEN15_PORT, 4096)),
-    ]);
+    let providers = BTreeMap::from([("qwen15".to_owned(), local_provider(LOCAL_QWEN15_PORT, 4096))]);
     let sampled = Agent { samples: 3, temperature: Some(0.7), ..Agent::new("qwen15:Qwen2.5-Coder-1.5B-Instruct") };
     Recipe {
         name: "local".into(),
