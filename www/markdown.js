@@ -80,6 +80,9 @@ export function renderMarkdown(target, source) {
       const kind = item[1] ? "OL" : "UL";
       if (!list || list.tagName !== kind) {
         list = document.createElement(kind.toLowerCase());
+        // A list that goes on after a blank line ("1. a", "", "2. b") counts from its own
+        // first number, as CommonMark does, instead of from 1 again.
+        if (kind === "OL" && Number(item[1]) > 1) list.start = Number(item[1]);
         target.append(list);
       }
       const li = document.createElement("li");

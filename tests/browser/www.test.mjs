@@ -686,3 +686,17 @@ test("a judging strategy's call shows as one more card in the layer it judged, i
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test("a numbered list split by blank lines keeps counting", async () => {
+  // Models often put a blank line between numbered items; each piece is its own <ol>,
+  // which must start at its own number, not at 1 again ("1. 1. 1.").
+  const { page } = await open();
+  const numbers = await page.evaluate(async () => {
+    const { renderMarkdown } = await import("./markdown.js");
+    const div = document.createElement("div");
+    renderMarkdown(div, "Three:\n\n1. one\n\n2. two\n\n3. three");
+    return [...div.querySelectorAll("ol")].map((ol) => ol.start);
+  });
+  assert.deepEqual(numbers, [1, 2, 3]);
+  await page.close();
+});

@@ -57,8 +57,6 @@ pub const PAPER_PROPOSERS: [&str; 6] = [
 
 /// Port of the local SmolLM2 server (`moa local start smollm`).
 pub const LOCAL_SMOLLM_PORT: u16 = 8081;
-/// Port of the local Qwen2.5-Coder-0.5B server (`moa local start qwen-0.5b`).
-pub const LOCAL_QWEN05_PORT: u16 = 8082;
 /// Port of the local Qwen2.5-Coder-1.5B server (`moa local start qwen-1.5b`).
 pub const LOCAL_QWEN15_PORT: u16 = 8083;
 
