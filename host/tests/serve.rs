@@ -613,3 +613,28 @@ fn served_plugins_load_at_startup_and_a_bad_one_stops_it_there() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("recipe bad") && err.contains("not WebAssembly at all"), "{err}");
 }
+
+#[test]
+fn a_served_local_recipe_whose_server_is_down_is_a_warning_after_the_serving_line() {
+    // The first line stays "serving on ..." (callers read the address from it); a local
+    // model that is not running is said after it, with how to start it, and the other
+    // recipes are served meanwhile.
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    std::fs::write(
+        dir.path().join("mine.toml"),
+        format!("layers = []\n[providers.q]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\n[aggregator]\nmodel = \"q:SmolLM2-135M-Instruct\"\n"),
+    )
+    .expect("recipe");
+    let server = serve(dir.path(), &[]);
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = server.log();
+        if log.contains("warning") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(log.contains(&format!("warning: nothing answers at http://127.0.0.1:{port}/v1 (smollm)")), "{log}");
+    assert!(log.contains("moa local start"), "{log}");
+}

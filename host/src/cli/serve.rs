@@ -1,6 +1,6 @@
 //! `moa serve`: every recipe as a model behind an OpenAI-compatible API.
 
-use super::common::{bad, interrupt_token, plugin_specs, transport, uses_plugins};
+use super::common::{FAILED, bad, interrupt_token, plugin_specs, transport, uses_plugins};
 use clap::Args;
 use moa_core::Recipe;
 use moa_core::recipe::PRESETS;
@@ -113,13 +113,14 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
     // Local models: started when asked; else a missing one is a warning (it may be started
     // later), not a reason to refuse to serve the other recipes.
     let served: Vec<&Recipe> = recipes.values().collect();
-    let _local = match super::common::local_models(&served, args.start_local) {
-        Ok(l) => l,
-        Err(e) if args.start_local => return bad(&e),
-        Err(e) => {
-            eprintln!("moa serve: warning: {e}");
-            None
+    let (_local, warning) = match super::common::local_models(&served, args.start_local) {
+        Ok(l) => (l, None),
+        Err(e) if args.start_local => {
+            eprintln!("moa: {e}");
+            return ExitCode::from(FAILED);
         }
+        // Said after the "serving on" line, which stays the first thing a caller reads.
+        Err(e) => (None, Some(e)),
     };
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
@@ -154,6 +155,9 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
     config.keep_alive = keep_alive;
     let limits = moa_host::serve::Limits { header_timeout, max_connections: args.max_connections, drain };
     eprintln!("moa: serving on http://{listen}/v1 (models: GET /v1/models)");
+    if let Some(w) = warning {
+        eprintln!("moa serve: warning: {w}");
+    }
     init_log();
     let stop = interrupt_token();
     let app = moa_host::serve::router(config, transport);
