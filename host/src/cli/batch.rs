@@ -232,12 +232,9 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return bad(&e),
     };
-    let _local = match super::common::local_models(&[&recipe], args.recipe.start_local) {
+    let _local = match super::common::local_models_or_exit(&[&recipe], args.recipe.start_local) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("moa: {e}");
-            return ExitCode::from(FAILED);
-        }
+        Err(code) => return code,
     };
     let shard = match args.shard.as_deref().map(|s| Shard::parse(s, |k| std::env::var(k).ok())) {
         Some(Err(e)) => return bad(&e),

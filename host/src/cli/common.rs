@@ -49,6 +49,18 @@ pub(crate) struct RecipeArgs {
     pub(crate) start_local: bool,
 }
 
+/// [`local_models`] for commands that cannot go on without them: the reason printed, and
+/// the exit code to return.
+pub(crate) fn local_models_or_exit(
+    recipes: &[&Recipe],
+    start: bool,
+) -> Result<Option<moa_host::local::Started>, ExitCode> {
+    local_models(recipes, start).map_err(|e| {
+        eprintln!("moa: {e}");
+        ExitCode::from(FAILED)
+    })
+}
+
 /// The local models `recipes` call: started when `start` (the guard stops them when
 /// dropped), else checked, so that a server that is not running is one clear line
 /// instead of a failed run.

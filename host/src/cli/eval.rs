@@ -14,13 +14,27 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// `--scorer`, for `moa eval` and `moa tune`.
 #[derive(Clone, Copy, ValueEnum)]
-enum ScorerArg {
+pub(crate) enum ScorerArg {
     Exact,
     Choice,
     Contains,
     Regex,
     Judge,
+}
+
+impl ScorerArg {
+    /// The rule it names; `None` for `judge`.
+    pub(crate) fn rule(self) -> Option<Scorer> {
+        match self {
+            ScorerArg::Exact => Some(Scorer::Exact),
+            ScorerArg::Choice => Some(Scorer::Choice),
+            ScorerArg::Contains => Some(Scorer::Contains),
+            ScorerArg::Regex => Some(Scorer::Regex),
+            ScorerArg::Judge => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -151,7 +165,6 @@ pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
         entrants.extend(solo);
     }
     let scoring = match (args.scorer, &args.judge) {
-        (ScorerArg::Judge, None) => return bad("--scorer judge needs --judge RECIPE"),
         (ScorerArg::Judge, Some(spec)) => {
             let recipe = match load(spec, &args.allow_key_env, None) {
                 Ok(r) => r,
@@ -170,10 +183,10 @@ pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
             }
         }
         (_, Some(_)) => return bad("--judge is for --scorer judge"),
-        (ScorerArg::Exact, None) => Scoring::Rule(Scorer::Exact),
-        (ScorerArg::Choice, None) => Scoring::Rule(Scorer::Choice),
-        (ScorerArg::Contains, None) => Scoring::Rule(Scorer::Contains),
-        (ScorerArg::Regex, None) => Scoring::Rule(Scorer::Regex),
+        (s, None) => match s.rule() {
+            Some(rule) => Scoring::Rule(rule),
+            None => return bad("--scorer judge needs --judge RECIPE"),
+        },
     };
     let mut all: Vec<&moa_core::Recipe> = entrants.iter().map(|e| &e.recipe).collect();
     if let Scoring::Judge { recipe, .. } = &scoring {
@@ -191,12 +204,9 @@ pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
         }
         keys_by_provider.extend(found);
     }
-    let _local = match super::common::local_models(&all, args.start_local) {
+    let _local = match super::common::local_models_or_exit(&all, args.start_local) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("moa: {e}");
-            return ExitCode::from(FAILED);
-        }
+        Err(code) => return code,
     };
     let transport = match transport() {
         Ok(t) => t.with_provider_limits(all.iter().copied()),

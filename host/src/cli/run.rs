@@ -40,12 +40,9 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
     if prompt.trim().is_empty() {
         return bad("the prompt is empty");
     }
-    let _local = match super::common::local_models(&[&recipe], args.recipe.start_local) {
+    let _local = match super::common::local_models_or_exit(&[&recipe], args.recipe.start_local) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("moa: {e}");
-            return ExitCode::from(FAILED);
-        }
+        Err(code) => return code,
     };
     let resolver = match args.recipe.resolver(&recipe) {
         Ok(r) => r,

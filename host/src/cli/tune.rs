@@ -1,22 +1,14 @@
 //! `moa tune`: search mixtures of a pool of models for the best recipe on a dataset.
 
-use super::common::{FAILED, INTERRUPTED, bad, interrupt_token, local_models, transport};
-use clap::{Args, ValueEnum};
-use moa_core::eval::Scorer;
+use super::common::{FAILED, INTERRUPTED, bad, interrupt_token, local_models_or_exit, transport};
+use super::eval::ScorerArg;
+use clap::Args;
 use moa_host::eval::EvalError;
 use moa_host::keys;
 use moa_host::tune::plan::{Budgets, Space};
 use moa_host::tune::{self, Tune, TuneError};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ScorerArg {
-    Exact,
-    Choice,
-    Contains,
-    Regex,
-}
 
 #[derive(Args)]
 pub(crate) struct TuneArgs {
@@ -31,7 +23,7 @@ pub(crate) struct TuneArgs {
     /// Output folder: eval/ (resumable), pareto.json, best.toml.
     #[arg(long, short)]
     output: PathBuf,
-    /// How answers are scored.
+    /// How answers are scored (a rule: tune does not take a judge).
     #[arg(long, value_enum, default_value = "exact")]
     scorer: ScorerArg,
     /// Self-MoA sample counts to try.
@@ -83,12 +75,9 @@ pub(crate) async fn run_tune(args: TuneArgs) -> ExitCode {
     needs_recipe.aggregator = moa_core::recipe::Aggregator::new(&args.pool[0]);
     needs_recipe.layers =
         vec![moa_core::recipe::Layer::new(args.pool.iter().map(|m| moa_core::recipe::Agent::new(m)).collect())];
-    let _local = match local_models(&[&needs_recipe], args.start_local) {
+    let _local = match local_models_or_exit(&[&needs_recipe], args.start_local) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("moa: {e}");
-            return ExitCode::from(FAILED);
-        }
+        Err(code) => return code,
     };
     let keys = keys::from_env(&base);
     for (name, p) in &base.providers {
@@ -103,11 +92,8 @@ pub(crate) async fn run_tune(args: TuneArgs) -> ExitCode {
         Ok(t) => t.with_provider_limits([&base]),
         Err(code) => return code,
     };
-    let scorer = match args.scorer {
-        ScorerArg::Exact => Scorer::Exact,
-        ScorerArg::Choice => Scorer::Choice,
-        ScorerArg::Contains => Scorer::Contains,
-        ScorerArg::Regex => Scorer::Regex,
+    let Some(scorer) = args.scorer.rule() else {
+        return bad("moa tune scores with a rule (exact, choice, contains, regex), not a judge");
     };
     let job = Tune {
         dataset: args.dataset.clone(),

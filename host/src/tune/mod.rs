@@ -138,7 +138,7 @@ pub fn check_pool(base: &Recipe, pool: &[String]) -> Result<(), TuneError> {
         return Err(TuneError::Usage("give at least one --pool PROVIDER:MODEL".into()));
     }
     for (i, m) in pool.iter().enumerate() {
-        let Some((provider, model)) = m.split_once(':').filter(|(p, m)| !p.is_empty() && !m.is_empty()) else {
+        let Some((provider, _)) = m.split_once(':').filter(|(p, m)| !p.is_empty() && !m.is_empty()) else {
             return Err(TuneError::Usage(format!("--pool {m}: expected PROVIDER:MODEL")));
         };
         if !base.providers.contains_key(provider) {
@@ -152,7 +152,6 @@ pub fn check_pool(base: &Recipe, pool: &[String]) -> Result<(), TuneError> {
         if pool[..i].contains(m) {
             return Err(TuneError::Usage(format!("--pool {m} is given twice")));
         }
-        let _ = model;
     }
     Ok(())
 }
