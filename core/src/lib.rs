@@ -46,6 +46,7 @@ pub mod http;
 pub mod message;
 pub mod provider;
 pub mod recipe;
+mod rng;
 pub mod sse;
 pub mod strategy;
 pub mod time;

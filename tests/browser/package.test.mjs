@@ -72,3 +72,17 @@ console.log(outcome.answer);
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("in Node, init() without arguments says to use initSync with the module's bytes", async () => {
+  // Node's fetch cannot read a file: URL; a bare "fetch failed" told users nothing.
+  const mod = await import(join(pkg, "moa_wasm.js"));
+  await assert.rejects(mod.default(), (e) => {
+    assert.match(e.message, /initSync/);
+    assert.match(e.message, /moa_wasm_bg\.wasm/);
+    return true;
+  });
+  // The advice works: the same module then initializes from its bytes.
+  const { readFileSync } = await import("node:fs");
+  mod.initSync({ module: readFileSync(join(pkg, "moa_wasm_bg.wasm")) });
+  assert.equal(typeof mod.Moa, "function");
+});

@@ -1,30 +1,7 @@
 //! Retry backoff with jitter from a seeded generator, so runs replay exactly.
 
+use crate::rng::Rng;
 use std::time::Duration;
-
-/// SplitMix64: tiny, fast, and good enough to spread retries; seeded by the caller
-/// because the core has no entropy source of its own.
-#[derive(Clone, Debug)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub(crate) fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// "Equal jitter": half of the exponential step is fixed, half random, so retries spread
 /// out but never come back immediately. `attempt` is the attempt that just failed (1-based).
@@ -45,12 +22,5 @@ mod tests {
             let d = backoff(&mut rng, attempt, 1.0, 30.0).as_secs_f64();
             assert!(d >= step / 2.0 && d <= step, "attempt {attempt}: {d}");
         }
-    }
-
-    #[test]
-    fn same_seed_same_sequence() {
-        let (mut a, mut b) = (Rng::new(42), Rng::new(42));
-        assert!((0..100).all(|_| a.next_u64() == b.next_u64()));
-        assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
     }
 }

@@ -9,7 +9,7 @@
 mod api;
 mod ask;
 mod attempt;
-pub(crate) mod backoff;
+mod backoff;
 mod fit;
 mod layer;
 mod redact;
@@ -26,11 +26,12 @@ use crate::http;
 use crate::message::{Message, prepend_system, validate_conversation};
 use crate::provider::{self, ChatRequest, ResponseParser, StreamItem};
 use crate::recipe::{OnError, Recipe, ResolvedAgent, StrategySpec};
+use crate::rng::Rng;
 use crate::strategy::Strategy;
 use crate::time::{Time, millis};
 use crate::usage::Usage;
 use attempt::{Flight, Response, Slot, SlotState};
-use backoff::{Rng, backoff};
+use backoff::backoff;
 use redact::{Redactor, StreamRedactor};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -65,7 +66,6 @@ pub struct Run {
     redactor: Redactor,
     /// `deciders[i]` feeds layer `i + 1`; the last one feeds the aggregator.
     deciders: Vec<Decider>,
-    rng: Rng,
     reports_sent: bool,
     irrevocable_answer: bool,
     batch_prices: bool,
@@ -152,7 +152,6 @@ impl Run {
             redactor: Redactor::new(options.keys.values()),
             keys: options.keys,
             deciders,
-            rng: Rng::new(options.seed),
             reports_sent: options.reports_sent,
             irrevocable_answer: options.irrevocable_answer,
             batch_prices: options.batch_prices,
@@ -657,7 +656,11 @@ impl Run {
                 Some(d) => delay = Some(d),
                 None => {
                     let (base, max) = (policy.backoff_secs, policy.max_backoff_secs);
-                    delay = Some(backoff(&mut self.rng, self.slots[i].attempts, base, max));
+                    // The call's own stream: the jitter replays whatever failed first.
+                    let (layer, place) = self.place_of(i);
+                    let attempt = self.slots[i].attempts;
+                    let mut rng = Rng::derive(self.seed, &[layer as u64, place as u64, u64::from(attempt)]);
+                    delay = Some(backoff(&mut rng, attempt, base, max));
                 }
             }
         }

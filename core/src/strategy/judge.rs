@@ -3,8 +3,8 @@
 //! choice made when no verdict can be read.
 
 use super::{Proposal, StrategyError};
-use crate::engine::backoff::Rng;
 use crate::message::{Message, Role};
+use crate::rng::Rng;
 
 /// The judge's parameters: `judge` (`provider:model`; the recipe's aggregator when unset)
 /// and `max_tokens` (its reply's cap; default 512, room for a model that reasons first).

@@ -74,23 +74,34 @@ pub fn missing_hint(needs: &[Need]) -> Option<String> {
         return None;
     }
     let places: Vec<String> = down.iter().map(|n| format!("{} ({})", n.base_url, n.model.name)).collect();
-    let mut names: Vec<&str> = Vec::new();
-    for n in &down {
-        if !names.contains(&n.model.name) {
-            names.push(n.model.name);
+    Some(format!(
+        "nothing answers at {}: start the local models with {}, or pass --start-local",
+        places.join(", "),
+        start_commands(&down).join(" and ")
+    ))
+}
+
+/// One `moa local start` for the models on their default ports, and one per model on
+/// another port: a port variable moves every server of that model, so the same model on
+/// two ports needs two commands.
+fn start_commands(down: &[&Need]) -> Vec<String> {
+    let mut defaults: Vec<&str> = Vec::new();
+    let mut moved: Vec<String> = Vec::new();
+    for n in down {
+        if n.model.port().ok() == Some(n.port) {
+            if !defaults.contains(&n.model.name) {
+                defaults.push(n.model.name);
+            }
+        } else {
+            moved.push(format!("`{}={} moa local start {}`", n.model.port_var, n.port, n.model.name));
         }
     }
-    let ports: Vec<String> = down
-        .iter()
-        .filter(|n| n.model.port().ok() != Some(n.port))
-        .map(|n| format!("{}={}", n.model.port_var, n.port))
-        .collect();
-    let env = if ports.is_empty() { String::new() } else { format!("{} ", ports.join(" ")) };
-    Some(format!(
-        "nothing answers at {}: start the local models with `{env}moa local start {}`, or pass --start-local",
-        places.join(", "),
-        names.join(" ")
-    ))
+    let mut commands = Vec::new();
+    if !defaults.is_empty() {
+        commands.push(format!("`moa local start {}`", defaults.join(" ")));
+    }
+    commands.extend(moved);
+    commands
 }
 
 /// Local servers a command started for its recipe; stopped when dropped.
@@ -155,5 +166,19 @@ strategy = { name = "rank", params = { judge = "q:Qwen2.5-Coder-1.5B-Instruct" }
         assert_eq!(port_of("http://localhost/v1"), Some(80));
         assert_eq!(port_of("http://[::1]:9000/v1"), Some(9000));
         assert_eq!(port_of("http://[::1]/v1"), Some(80));
+    }
+
+    #[test]
+    fn the_same_model_on_two_ports_gets_a_command_for_each() {
+        let need = |name: &str, port: Option<u16>| {
+            let model = MODELS.iter().find(|m| m.name == name).expect("model");
+            let port = port.unwrap_or_else(|| model.port().expect("default port"));
+            Need { model, provider: "q".into(), base_url: format!("http://127.0.0.1:{port}/v1"), port }
+        };
+        let (qwen, moved, smollm) = (need("qwen-1.5b", None), need("smollm", Some(41037)), need("smollm", None));
+        assert_eq!(
+            start_commands(&[&qwen, &moved, &smollm]),
+            ["`moa local start qwen-1.5b smollm`", "`MOA_SMOLLM_PORT=41037 moa local start smollm`"]
+        );
     }
 }
