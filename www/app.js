@@ -1,6 +1,6 @@
-import init, { Moa, presets, validateRecipe } from "./pkg/moa_wasm.js";
+import init, { Moa, presets, strategies, validateRecipe } from "./pkg/moa_wasm.js";
 import { renderMarkdown } from "./markdown.js";
-import { SHOWN, drawBuilder, markErrors, syncValues, wireBuilder } from "./builder.js";
+import { SHOWN, drawBuilder, markErrors, setStrategies, syncValues, wireBuilder } from "./builder.js";
 
 await init();
 
@@ -21,6 +21,7 @@ $("details").open = !phone;
 const KEY_STORE = "moa.keys.v2";
 localStorage.removeItem("moa.keys"); // keys saved before they were bound to an origin
 const all = presets();
+setStrategies(strategies());
 const keys = new Map(JSON.parse(localStorage.getItem(KEY_STORE) ?? "[]")); // only there if opted in
 $("remember").checked = localStorage.getItem(KEY_STORE) !== null;
 
@@ -447,7 +448,8 @@ function view(recipeLayers, answerEl) {
         const est = e.usage.estimated ? " (some estimated)" : "";
         const wasted = e.wasted.input_tokens + e.wasted.output_tokens;
         const waste = wasted ? ` · ${wasted} of them on failed or cancelled attempts` : "";
-        $("totals").textContent = `${e.usage.input_tokens} tokens in, ${e.usage.output_tokens} out${est}${cost}${waste} · ${(e.wall_ms / 1000).toFixed(1)} s wall`;
+        const first = e.ttft_ms == null || e.ttft_ms >= e.wall_ms ? "" : ` (first token ${(e.ttft_ms / 1000).toFixed(1)} s)`;
+        $("totals").textContent = `${e.usage.input_tokens} tokens in, ${e.usage.output_tokens} out${est}${cost}${waste} · ${(e.wall_ms / 1000).toFixed(1)} s wall${first}`;
       }
     },
   };

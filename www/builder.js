@@ -37,15 +37,12 @@ export function formValues(recipe) {
   return out;
 }
 
-/** The built-in strategies, for the menus: [name, what it does]. */
-export const STRATEGIES = [
-  ["synthesize", "synthesize (the paper's prompt)"],
-  ["vote", "vote (majority, no LLM call when agents agree)"],
-  ["diverse", "diverse (only the 3 most different proposals)"],
-  ["rank", "rank (a judge picks the best one)"],
-  ["select", "select (SMoA: a judge keeps the 2 best, may stop early)"],
-  ["sequential", "sequential (Self-MoA-Seq: windows of 4)"],
-];
+/** The built-in strategies, for the menus: [name, what it does], as the module lists
+ * them (the page has no list of its own to drift). */
+let STRATEGIES = [];
+export function setStrategies(list) {
+  STRATEGIES = list.map((s) => [s.name, s.summary]);
+}
 
 function strategyName(s) {
   const name = typeof s === "string" ? s : s?.name ?? (s?.plugin ? "plugin" : "synthesize");

@@ -41,7 +41,9 @@ pub enum Event {
         /// Calls the run makes if nothing fails or stops early.
         planned_calls: usize,
     },
-    /// A call was sent (`attempt` > 1 for a retry).
+    /// A call was asked of the transport (`attempt` > 1 for a retry): the
+    /// [`Action::Request`](crate::Action::Request) that follows. It may wait in the
+    /// transport's queue before it is sent ([`Input::Sent`](crate::Input::Sent)).
     CallStarted {
         /// Which call.
         #[serde(flatten)]
@@ -198,6 +200,8 @@ pub enum Event {
         wasted: Usage,
         /// The run's wall time.
         wall_ms: f64,
+        /// Time to first token of the answer ([`Outcome::ttft_ms`](crate::Outcome::ttft_ms)).
+        ttft_ms: Option<f64>,
     },
     /// The run ended without an answer.
     RunFailed {

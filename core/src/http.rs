@@ -9,7 +9,7 @@ use std::time::Duration;
 /// as a stream and fed back with [`crate::Input::Body`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpRequest {
-    /// Always `POST` today; kept so transports need not assume it.
+    /// The HTTP method (every provider call is a `POST` today); transports send this one.
     pub method: &'static str,
     /// The full URL.
     pub url: String,

@@ -43,14 +43,15 @@ pub mod engine;
 pub mod eval;
 pub mod event;
 pub mod http;
-pub mod message;
 pub mod provider;
 pub mod recipe;
 mod rng;
 pub mod sse;
 pub mod strategy;
 pub mod time;
-pub mod usage;
+pub mod vocab;
+
+pub use vocab::{message, usage};
 
 pub use engine::{Action, CallError, Input, Outcome, Run, RunError, RunOptions};
 pub use event::{CallId, Event};

@@ -418,7 +418,7 @@ fn multi_turn_conversations_and_system_prompts_reach_every_agent() {
 #[test]
 fn vote_decides_without_an_aggregator_call_when_the_proposers_agree() {
     let mut recipe = recipe::preset("moa-lite").expect("preset");
-    recipe.aggregator.strategy = Some(StrategySpec::builtin("vote"));
+    recipe.aggregator.strategy = Some(StrategySpec::builtin(moa_core::strategy::StrategyKind::Vote));
     let trace = simulate(start(&recipe, 0), T0, |req| {
         answer(if req.model.contains("dbrx") { "13" } else { "The answer is 7." }, ms(5))
     });
@@ -1281,7 +1281,7 @@ fn staircase_starts_the_aggregator_on_the_first_chunks_and_only_appends() {
     // Every call is in the aggregator's books: the steps and the last call.
     let agg_layer = stair.outcome.layers.last().expect("aggregator layer");
     assert!(agg_layer.aggregator && agg_layer.calls.len() == aggs.len());
-    // Each says when it started: the first step at 100 ms, its first token 20 ms later.
+    // Each says when it started: the first step at 100 ms, its first token 50 ms later.
     assert_eq!(agg_layer.calls[0].started_ms, Some(100.0));
     assert_eq!(agg_layer.calls[0].ttft_ms, Some(50.0));
     assert_eq!(stair.outcome.layers[0].calls.len(), 3, "the proposer layer has its three");

@@ -80,7 +80,10 @@ fn toml_and_json_load_the_same_recipe() {
     assert_eq!((agents[3].label.as_str(), agents[3].temperature, agents[3].max_tokens), ("local:smol#3", 1.0, 64));
     assert_eq!(
         a.layers[1].strategy,
-        Some(StrategySpec { params: serde_json::json!({"threshold": 0.6}), ..StrategySpec::builtin("vote") })
+        Some(StrategySpec {
+            params: serde_json::json!({"threshold": 0.6}),
+            ..StrategySpec::builtin(moa_core::strategy::StrategyKind::Vote)
+        })
     );
     // Writing and reading back gives the same recipe, in both formats.
     assert_eq!(Recipe::from_toml(&a.to_toml()).expect("round trip"), a);

@@ -71,7 +71,7 @@ fn samples() -> Vec<Event> {
         Event::StrategyNote { layer: 1, strategy: s(), note: s() },
         Event::ReferencesTrimmed { at: at(), window: 1, before: 2, after: 1, references: 1, kept: 0.5 },
         Event::LayerFinished { layer: 0, succeeded: 1, failed: 0, usage: u, cost: None, wasted: u, t_ms: 0.0 },
-        Event::Final { text: s(), decided_by: s(), usage: u, cost: None, wasted: u, wall_ms: 0.0 },
+        Event::Final { text: s(), decided_by: s(), usage: u, cost: None, wasted: u, wall_ms: 0.0, ttft_ms: None },
         Event::RunFailed { error: s(), t_ms: 0.0 },
     ]
 }

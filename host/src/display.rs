@@ -226,7 +226,7 @@ impl Display {
                     }
                 }
             }
-            Event::Final { text, decided_by, usage, cost, wasted, wall_ms } => {
+            Event::Final { text, decided_by, usage, cost, wasted, wall_ms, ttft_ms } => {
                 self.settle();
                 let mut out = std::io::stdout().lock();
                 if !self.streamed {
@@ -244,9 +244,11 @@ impl Display {
                 } else {
                     format!("; {} of them on failed or cancelled attempts", wasted.total())
                 };
+                let first = ttft_ms.filter(|t| t < wall_ms).map(|t| format!(" (first token at {:.1}s)", t / 1000.0));
                 self.note(&format!(
-                    "done in {:.1}s by {decided_by}: {} tokens in, {} out{estimated}{cost}{wasted}",
+                    "done in {:.1}s{} by {decided_by}: {} tokens in, {} out{estimated}{cost}{wasted}",
                     wall_ms / 1000.0,
+                    first.unwrap_or_default(),
                     usage.input_tokens,
                     usage.output_tokens
                 ));

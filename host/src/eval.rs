@@ -267,29 +267,19 @@ async fn run_jobs(
     Ok(failed)
 }
 
-/// Accounts of one run's result line: tokens, cost, wall, time to first token, calls.
-fn accounts(line: &Value) -> (u64, Option<f64>, f64, Option<f64>, usize) {
-    let usage = &line["usage"];
-    let tokens = usage["input_tokens"].as_u64().unwrap_or(0) + usage["output_tokens"].as_u64().unwrap_or(0);
-    let wall = line["timings"]["wall_ms"].as_f64().unwrap_or(0.0);
-    let layers = line["layers"].as_array().cloned().unwrap_or_default();
-    let calls = layers.iter().map(|l| l["calls"].as_array().map_or(0, Vec::len)).sum();
-    // Without `started_ms` (older lines), the run ends when its aggregator's answer ends: its
-    // first token came at the wall time less the aggregator's streaming time. A strategy
-    // that decided without an aggregator call (vote) answers all at once, at the end.
+/// Time to first token of a result line written before lines carried the run's own
+/// (`timings.ttft_ms`, [`moa_core::Outcome::ttft_ms`]): estimated from its aggregator's calls.
+fn legacy_ttft(line: &Value, layers: &[Value], wall: f64) -> Option<f64> {
     let agg_calls: Vec<Value> = layers
         .iter()
         .find(|l| l["aggregator"] == true)
         .and_then(|l| l["calls"].as_array().cloned())
         .unwrap_or_default();
-    // When the calls say when they started: the earliest first token among the aggregator's
-    // calls (a staircase has several).
     let first_token = agg_calls
         .iter()
         .filter_map(|c| Some(c["started_ms"].as_f64()? + c["ttft_ms"].as_f64()?))
         .min_by(f64::total_cmp);
-    let aggregator = agg_calls.first().cloned();
-    let ttft = match aggregator {
+    match agg_calls.first() {
         Some(_) if first_token.is_some() => first_token,
         Some(c) => match (c["latency_ms"].as_f64(), c["ttft_ms"].as_f64()) {
             (Some(lat), Some(ttft)) => Some((wall - lat + ttft).max(0.0)),
@@ -297,7 +287,17 @@ fn accounts(line: &Value) -> (u64, Option<f64>, f64, Option<f64>, usize) {
         },
         None if line.get("answer").is_some_and(Value::is_string) => Some(wall),
         None => None,
-    };
+    }
+}
+
+/// Accounts of one run's result line: tokens, cost, wall, time to first token, calls.
+fn accounts(line: &Value) -> (u64, Option<f64>, f64, Option<f64>, usize) {
+    let usage = &line["usage"];
+    let tokens = usage["input_tokens"].as_u64().unwrap_or(0) + usage["output_tokens"].as_u64().unwrap_or(0);
+    let wall = line["timings"]["wall_ms"].as_f64().unwrap_or(0.0);
+    let layers = line["layers"].as_array().cloned().unwrap_or_default();
+    let calls = layers.iter().map(|l| l["calls"].as_array().map_or(0, Vec::len)).sum();
+    let ttft = line["timings"]["ttft_ms"].as_f64().or_else(|| legacy_ttft(line, &layers, wall));
     (tokens, line["cost"].as_f64(), wall, ttft, calls)
 }
 

@@ -182,7 +182,14 @@ async fn send(
 ) {
     // A request the HTTP library cannot even build (a URL or header value it rejects)
     // is reported as such: retrying cannot help.
-    let mut req = client.request(reqwest::Method::POST, &http.url).body(http.body);
+    let method = match reqwest::Method::from_bytes(http.method.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => {
+            let _ = tx.send(Msg::Invalid { call, error: format!("not an HTTP method: {:?}", http.method) });
+            return;
+        }
+    };
+    let mut req = client.request(method, &http.url).body(http.body);
     for (k, v) in &http.headers {
         req = req.header(k, v);
     }

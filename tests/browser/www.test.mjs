@@ -276,6 +276,11 @@ test("the form builds a recipe, keeps the JSON in step, and shows errors next to
   assert.equal(await page.textContent("#b-layer-0-error"), "");
   await page.fill("#b-max-tokens", "64");
   await page.click("#b-add-layer");
+  // The menus list the module's built-ins, in its order: the page keeps no copy.
+  const offered = await page.$$eval("#b-aggregator-strategy option", (os) => os.map((o) => o.value));
+  const builtins = await page.evaluate(async () => (await import("./pkg/moa_wasm.js")).strategies().map((s) => s.name));
+  assert.deepEqual(offered, builtins);
+  assert.deepEqual(builtins, ["synthesize", "vote", "diverse", "rank", "select", "sequential"]);
   await page.selectOption("#b-aggregator-strategy", "vote");
   const recipe = JSON.parse(await page.inputValue("#recipe"));
   assert.deepEqual(recipe.layers[0].agents, ["together:Qwen/Qwen1.5-72B-Chat", { model: "together:databricks/dbrx-instruct", samples: 3 }]);

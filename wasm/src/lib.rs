@@ -145,6 +145,23 @@ pub fn presets() -> Result<JsValue, JsError> {
 }
 
 #[derive(Serialize)]
+struct Builtin {
+    name: &'static str,
+    summary: &'static str,
+    params: &'static [&'static str],
+}
+
+/// The built-in strategies, for menus: `[{ name, summary, params }]`.
+#[wasm_bindgen(unchecked_return_type = "Builtin[]")]
+pub fn strategies() -> Result<JsValue, JsError> {
+    let list: Vec<Builtin> = moa_core::strategy::StrategyKind::ALL
+        .into_iter()
+        .map(|k| Builtin { name: k.name(), summary: k.summary(), params: k.params() })
+        .collect();
+    to_js(&list)
+}
+
+#[derive(Serialize)]
 struct FieldProblem {
     path: String,
     message: String,

@@ -66,7 +66,7 @@ export type MoaEvent =
   /** The call's references were shortened to fit its agent's context window; `kept` is the share of each kept. */
   | (Place & { type: "references_trimmed"; window: number; before: number; after: number; references: number; kept: number })
   | { type: "layer_finished"; layer: number; succeeded: number; failed: number; usage: Usage; cost: number | null; wasted: Usage; t_ms: number }
-  | { type: "final"; text: string; decided_by: string; usage: Usage; cost: number | null; wasted: Usage; wall_ms: number }
+  | { type: "final"; text: string; decided_by: string; usage: Usage; cost: number | null; wasted: Usage; wall_ms: number; ttft_ms: number | null }
   | { type: "run_failed"; error: string; t_ms: number };
 
 export interface CallReport {
@@ -90,6 +90,8 @@ export interface Outcome {
   /** Why the aggregator's model stopped (`stop`, `length`, ...), when it said. */
   finish_reason: string | null;
   wall_ms: number;
+  /** From the start to the answer's first text (null without an answer). */
+  ttft_ms: number | null;
 }
 
 export interface RunOptions {
@@ -104,5 +106,7 @@ export interface RunOptions {
 }
 
 export interface Preset { name: string; description: string; recipe: Recipe; }
+/** A built-in strategy: its name in recipes, a line on what it does, the params it takes. */
+export interface Builtin { name: string; summary: string; params: string[]; }
 
 export interface Validation { ok: boolean; errors: { path: string; message: string }[]; }

@@ -27,7 +27,7 @@ use crate::message::{Message, prepend_system, validate_conversation};
 use crate::provider::{self, ChatRequest, ResponseParser, StreamItem};
 use crate::recipe::{OnError, Recipe, ResolvedAgent, StrategySpec};
 use crate::rng::Rng;
-use crate::strategy::Strategy;
+use crate::strategy::{Strategy, StrategyKind};
 use crate::time::{Time, millis};
 use crate::usage::Usage;
 use attempt::{Flight, Response, Slot, SlotState};
@@ -89,6 +89,8 @@ pub struct Run {
     broken: Option<(usize, String, String)>,
     /// Why the aggregator's model stopped, once it has.
     finish_reason: Option<String>,
+    /// When the first text of the answer arrived (see [`Outcome::ttft_ms`]).
+    answer_first_token: Option<Time>,
     /// When the current layer's quorum grace ends (it has its quorum).
     quorum_at: Option<Time>,
     /// The current layer's agents agreed: the answer, and why it ends the run.
@@ -136,7 +138,7 @@ impl Run {
                 return Err(RunError::MissingKey { provider: name.clone(), env: env.clone() });
             }
         }
-        let synthesize = StrategySpec::builtin("synthesize");
+        let synthesize = StrategySpec::builtin(StrategyKind::Synthesize);
         let specs =
             recipe.layers.iter().skip(1).map(|l| l.strategy.as_ref()).chain([recipe.aggregator.strategy.as_ref()]);
         let deciders = specs
@@ -165,6 +167,7 @@ impl Run {
             draining: Vec::new(),
             broken: None,
             finish_reason: None,
+            answer_first_token: None,
             quorum_at: None,
             agreed: None,
             stair: None,
@@ -490,6 +493,9 @@ impl Run {
                     }
                     if !text.is_empty() {
                         slot.text.push_str(&text);
+                        if layer == self.recipe.layers.len() {
+                            self.answer_first_token.get_or_insert(now);
+                        }
                         let at = Place { call, layer, slot: place_slot };
                         self.queue.push_back(Action::Event(Event::TextDelta { at, text }));
                     }
@@ -511,6 +517,9 @@ impl Run {
         if !text.is_empty() {
             self.slots[i].text.push_str(&text);
             let (layer, slot) = self.place_of(i);
+            if layer == self.recipe.layers.len() {
+                self.answer_first_token.get_or_insert(self.now);
+            }
             let at = Place { call, layer, slot };
             self.emit(Event::TextDelta { at, text });
         }
@@ -669,6 +678,11 @@ impl Run {
         }
         self.slots[i].last_kind = error.kind();
         let (discarded_chars, usage, cost) = self.void_attempt(i, &flight);
+        // Voided text is no longer the answer's start, unless a staircase delivered it.
+        let stair_delivered = self.stair.as_ref().is_some_and(|s| !s.answer.is_empty());
+        if self.is_final_layer() && discarded_chars > 0 && !irrevocable && !stair_delivered {
+            self.answer_first_token = None;
+        }
         let slot = &mut self.slots[i];
         slot.errors.push(message.clone());
         if let Some(d) = delay {
@@ -756,6 +770,8 @@ impl Run {
             self.queue.push_back(Action::Cancel { call });
         }
         let wall_ms = self.t_ms();
+        let first_token = self.answer_first_token.map_or(wall_ms, |t| millis(t.since(self.started)));
+        let ttft_ms = result.is_ok().then_some(first_token);
         let (answer, error) = match result {
             Ok(text) => {
                 self.emit(Event::Final {
@@ -765,6 +781,7 @@ impl Run {
                     cost: self.cost,
                     wasted: self.wasted,
                     wall_ms,
+                    ttft_ms,
                 });
                 (Some(text), None)
             }
@@ -783,6 +800,7 @@ impl Run {
             wasted: self.wasted,
             finish_reason: self.finish_reason.clone(),
             wall_ms,
+            ttft_ms,
         });
     }
 }

@@ -252,6 +252,12 @@ pub struct Outcome {
     pub finish_reason: Option<String>,
     /// Wall time of the run.
     pub wall_ms: f64,
+    /// Time to first token: from the run's start to the first text of its answer that
+    /// stayed in it (the aggregator's, or a staircase's first step's; text a failed
+    /// attempt streamed and the retry voided does not count), or to the moment a
+    /// strategy decided the answer without an aggregator call. `None` without an answer.
+    /// The one definition that eval, serve's log, the CLI and the page report.
+    pub ttft_ms: Option<f64>,
 }
 
 impl Outcome {

@@ -8,23 +8,11 @@ use crate::http::HttpRequest;
 use crate::message::Message;
 use crate::sse::{self, SseError, SseEvent};
 use crate::usage::Usage;
-use serde::{Deserialize, Serialize};
+pub use crate::vocab::ProviderKind;
 use thiserror::Error;
 
 /// Largest non-streamed response body accepted, in bytes.
 const MAX_JSON_BODY: usize = 8 << 20;
-
-/// Which wire protocol a provider speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ProviderKind {
-    /// OpenAI-compatible chat completions (OpenAI, Together, Groq, OpenRouter, Fireworks,
-    /// DeepInfra, vLLM, llama.cpp's `llama-server`, Ollama, LM Studio, ...).
-    #[serde(rename = "openai")]
-    OpenAi,
-    /// Anthropic Messages.
-    #[serde(rename = "anthropic")]
-    Anthropic,
-}
 
 /// One chat completion to ask for.
 #[derive(Clone, Copy, Debug)]
@@ -38,7 +26,7 @@ pub struct ChatRequest<'a> {
     /// Cap on generated tokens.
     pub max_tokens: u32,
     /// Further sampling options.
-    pub sampling: &'a crate::recipe::Sampling,
+    pub sampling: &'a crate::vocab::Sampling,
 }
 
 /// What a response yields as it is read.

@@ -8,7 +8,7 @@ mod preset;
 pub use model::*;
 pub use preset::{LOCAL_SMOLLM_PORT, PAPER_PROPOSERS, PRESETS, preset};
 
-use crate::provider::ProviderKind;
+use crate::vocab::StrategyKind;
 use std::fmt;
 use thiserror::Error;
 
@@ -20,9 +20,6 @@ pub const MAX_SECS: f64 = 7.0 * 24.0 * 3600.0;
 /// The longest a plugin's decision may run (`timeout_ms`), in milliseconds of wall time:
 /// a decision holds a thread of the host, so it must end soon.
 pub const MAX_PLUGIN_TIMEOUT_MS: u64 = 10_000;
-
-/// Built-in strategies a recipe may name.
-pub const BUILTIN_STRATEGIES: [&str; 6] = ["synthesize", "vote", "diverse", "rank", "select", "sequential"];
 
 /// One problem in a recipe: where, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -326,7 +323,11 @@ impl Validator<'_> {
             if r.layers.is_empty() {
                 self.err("aggregator.staircase", "a staircase needs a layer of proposers to step on");
             }
-            if agg.strategy.as_ref().is_some_and(|s| s.plugin.is_some() || s.name.as_deref() != Some("synthesize")) {
+            if agg
+                .strategy
+                .as_ref()
+                .is_some_and(|s| s.plugin.is_some() || s.name.as_deref() != Some(StrategyKind::Synthesize.name()))
+            {
                 self.err(
                     "aggregator.staircase",
                     "works with the synthesize strategy only (the aggregator writes from partial proposals)",
@@ -422,12 +423,14 @@ impl Validator<'_> {
             }
             (None, None) => self.err(path, "give `name` (a built-in) or `plugin` (a .wasm file)"),
             (Some(name), None) => {
-                if !BUILTIN_STRATEGIES.contains(&name.as_str()) {
+                let kind = StrategyKind::from_name(name);
+                if kind.is_none() {
+                    let builtins: Vec<&str> = StrategyKind::ALL.iter().map(|k| k.name()).collect();
                     self.err(
                         path,
                         format!(
                             "unknown strategy {name:?} (built-in: {}; or use {{ plugin = \"file.wasm\" }})",
-                            BUILTIN_STRATEGIES.join(", ")
+                            builtins.join(", ")
                         ),
                     );
                 }
@@ -435,7 +438,7 @@ impl Validator<'_> {
                     self.err(path, "timeout_ms, memory_mib and max_output_kib apply to plugins only");
                 }
                 // A built-in's parameters are checked now, not when a run reaches it.
-                if BUILTIN_STRATEGIES.contains(&name.as_str())
+                if kind.is_some()
                     && s.params.is_object()
                     && let Err(e) = crate::strategy::Resolver::resolve(&crate::strategy::Builtins, s)
                 {

@@ -1,7 +1,7 @@
 //! The recipe's data types, as serde reads and writes them.
 
-use crate::provider::ProviderKind;
 use crate::usage::Price;
+pub use crate::vocab::{OnError, ProviderKind, Sampling, StrategySpec};
 use serde::de::{self, Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -205,78 +205,6 @@ pub struct Staircase {
     pub step_tokens: u32,
 }
 
-/// Sampling options beyond temperature and length that reach a provider.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Sampling {
-    /// Nucleus sampling.
-    pub top_p: Option<f64>,
-    /// Seed.
-    pub seed: Option<u64>,
-    /// Stop sequences, enforced by the engine too.
-    pub stop: Vec<String>,
-    /// Presence penalty.
-    pub presence_penalty: Option<f64>,
-    /// Frequency penalty.
-    pub frequency_penalty: Option<f64>,
-}
-
-/// A strategy: a built-in by `name` (`"synthesize"`, `"vote"`, or the table form with
-/// `params`), or a WebAssembly component `plugin` run by the native host.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StrategySpec {
-    /// A built-in strategy's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Path of a plugin component (`.wasm`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plugin: Option<String>,
-    /// Parameters handed to the strategy.
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub params: serde_json::Value,
-    /// What to do when the strategy fails to decide.
-    #[serde(default, skip_serializing_if = "OnError::is_fail")]
-    pub on_error: OnError,
-    /// Plugin CPU deadline per decision, in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    /// Plugin linear-memory cap, in MiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_mib: Option<u32>,
-    /// Cap on what a plugin may return, in KiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_output_kib: Option<u32>,
-}
-
-impl StrategySpec {
-    /// The built-in strategy `name` with no parameters.
-    pub fn builtin(name: &str) -> StrategySpec {
-        StrategySpec { name: Some(name.to_owned()), ..StrategySpec::default() }
-    }
-
-    /// How the strategy is named in events and errors.
-    pub fn label(&self) -> &str {
-        self.name.as_deref().or(self.plugin.as_deref()).unwrap_or("synthesize")
-    }
-}
-
-/// What a run does when a strategy fails.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Fail the run.
-    #[default]
-    Fail,
-    /// Use the built-in `synthesize` for that decision instead.
-    Synthesize,
-}
-
-impl OnError {
-    fn is_fail(&self) -> bool {
-        *self == OnError::Fail
-    }
-}
-
 /// How a run treats time and failure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -397,7 +325,7 @@ impl Shorthand for Aggregator {
 impl Shorthand for StrategySpec {
     const EXPECTING: &'static str = "a strategy name or a table with `name` or `plugin`";
     fn from_shorthand(s: &str) -> Self {
-        StrategySpec::builtin(s)
+        StrategySpec { name: Some(s.to_owned()), ..StrategySpec::default() }
     }
 }
 

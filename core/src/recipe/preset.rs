@@ -2,7 +2,7 @@
 //! local llama.cpp setups.
 
 use super::{Agent, Aggregator, Layer, Policy, Provider, Quorum, Recipe, Staircase, StrategySpec};
-use crate::provider::ProviderKind;
+use crate::vocab::{ProviderKind, StrategyKind};
 use std::collections::BTreeMap;
 
 /// Names and one-line descriptions of the presets.
@@ -101,9 +101,9 @@ pub fn preset(name: &str) -> Option<Recipe> {
             let layer = paper_layer();
             let mut r = together(name, vec![layer.clone(), layer.clone(), layer], "Qwen/Qwen1.5-110B-Chat");
             for l in &mut r.layers[1..] {
-                l.strategy = Some(StrategySpec::builtin("select"));
+                l.strategy = Some(StrategySpec::builtin(StrategyKind::Select));
             }
-            r.aggregator.strategy = Some(StrategySpec::builtin("select"));
+            r.aggregator.strategy = Some(StrategySpec::builtin(StrategyKind::Select));
             r
         }
         "self-moa-seq" => {
@@ -118,8 +118,8 @@ pub fn preset(name: &str) -> Option<Recipe> {
             r.name = name.into();
             r.description = description(name);
             r.layers.push(r.layers[0].clone());
-            r.layers[1].strategy = Some(StrategySpec::builtin("select"));
-            r.aggregator.strategy = Some(StrategySpec::builtin("select"));
+            r.layers[1].strategy = Some(StrategySpec::builtin(StrategyKind::Select));
+            r.aggregator.strategy = Some(StrategySpec::builtin(StrategyKind::Select));
             r
         }
         "local-seq" => {
@@ -137,7 +137,7 @@ pub fn preset(name: &str) -> Option<Recipe> {
 }
 
 fn sequential(window: u32) -> StrategySpec {
-    StrategySpec { params: serde_json::json!({ "window": window }), ..StrategySpec::builtin("sequential") }
+    StrategySpec { params: serde_json::json!({ "window": window }), ..StrategySpec::builtin(StrategyKind::Sequential) }
 }
 
 fn paper_layer() -> Layer {
@@ -203,7 +203,7 @@ fn local_smollm() -> Recipe {
         max_tokens: Some(256),
         layers: vec![layer],
         aggregator: Aggregator {
-            strategy: Some(StrategySpec::builtin("vote")),
+            strategy: Some(StrategySpec::builtin(StrategyKind::Vote)),
             ..Aggregator::new("smollm:SmolLM2-135M-Instruct")
         },
         policy: Policy { timeout_secs: 300.0, ..Policy::default() },
@@ -238,7 +238,7 @@ fn local() -> Recipe {
         layers: vec![Layer::new(vec![sampled])],
         aggregator: Aggregator {
             temperature: Some(0.0),
-            strategy: Some(StrategySpec::builtin("vote")),
+            strategy: Some(StrategySpec::builtin(StrategyKind::Vote)),
             ..Aggregator::new("qwen15:Qwen2.5-Coder-1.5B-Instruct")
         },
         policy: Policy { timeout_secs: 600.0, ..Policy::default() },

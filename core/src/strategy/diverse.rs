@@ -8,7 +8,7 @@
 //! makes references redundant in practice — samples of one model repeating each other's
 //! sentences. Their limit, stated: two paraphrases in different words look different.
 
-use super::{Decision, Strategy, StrategyError, StrategyInput, check_params, inject_references};
+use super::{Decision, Strategy, StrategyError, StrategyInput, StrategyKind, check_params, inject_references};
 
 /// Keeps the `k` most mutually different proposals.
 #[derive(Clone, Debug)]
@@ -28,8 +28,8 @@ impl Diverse {
     /// at least this similar to one already kept is a near-duplicate and never kept;
     /// 0 < d ≤ 1, default 0.8).
     pub fn from_params(params: &serde_json::Value) -> Result<Diverse, StrategyError> {
-        check_params("diverse", params, &["k", "duplicate"])?;
-        let bad = |message: &str| StrategyError { strategy: "diverse".into(), message: message.into() };
+        check_params(StrategyKind::Diverse, params)?;
+        let bad = |message: &str| StrategyKind::Diverse.error(message);
         let mut d = Diverse::default();
         if let Some(k) = params.get("k") {
             d.k = k.as_u64().filter(|k| *k > 0).ok_or_else(|| bad("k must be a positive integer"))? as usize;
@@ -114,7 +114,7 @@ pub fn pick(texts: &[&str], k: usize, duplicate: f64) -> Vec<usize> {
 
 impl Strategy for Diverse {
     fn name(&self) -> &str {
-        "diverse"
+        StrategyKind::Diverse.name()
     }
 
     fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError> {

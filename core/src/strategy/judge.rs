@@ -2,7 +2,7 @@
 //! reads, reading a JSON verdict out of whatever a model wraps it in, and the seeded
 //! choice made when no verdict can be read.
 
-use super::{Proposal, StrategyError};
+use super::{Proposal, StrategyError, StrategyKind};
 use crate::message::{Message, Role};
 use crate::rng::Rng;
 
@@ -15,8 +15,8 @@ pub(super) struct Judge {
 }
 
 impl Judge {
-    pub(super) fn from_params(strategy: &str, params: &serde_json::Value) -> Result<Judge, StrategyError> {
-        let bad = |message: &str| StrategyError { strategy: strategy.into(), message: message.into() };
+    pub(super) fn from_params(strategy: StrategyKind, params: &serde_json::Value) -> Result<Judge, StrategyError> {
+        let bad = |message: &str| strategy.error(message);
         let model = match params.get("judge") {
             None => None,
             Some(v) => Some(

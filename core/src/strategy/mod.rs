@@ -4,6 +4,7 @@
 
 mod diverse;
 mod judge;
+mod kind;
 mod rank;
 mod select;
 mod sequential;
@@ -12,6 +13,8 @@ mod vote;
 
 pub use diverse::{Diverse, text_similarity};
 pub use judge::judge_messages;
+pub use kind::StrategyKind;
+pub(crate) use kind::check_params;
 pub use rank::{Rank, WORST_PROMPT, parse_pick, parse_rank};
 pub use select::{Select, parse_selection};
 pub use sequential::Sequential;
@@ -19,8 +22,8 @@ pub use synthesize::{REFERENCE_PROMPT, Synthesize, inject_references};
 pub use vote::{Vote, normalize_answer};
 
 use crate::message::Message;
-use crate::recipe::StrategySpec;
 use crate::usage::Usage;
+use crate::vocab::StrategySpec;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -144,32 +147,15 @@ pub struct Builtins;
 impl Resolver for Builtins {
     fn resolve(&self, spec: &StrategySpec) -> Result<Box<dyn Strategy>, StrategyError> {
         match (&spec.name, &spec.plugin) {
-            (Some(name), None) if name == "synthesize" => Ok(Box::new(Synthesize::from_params(&spec.params)?)),
-            (Some(name), None) if name == "vote" => Ok(Box::new(Vote::from_params(&spec.params)?)),
-            (Some(name), None) if name == "diverse" => Ok(Box::new(Diverse::from_params(&spec.params)?)),
-            (Some(name), None) if name == "rank" => Ok(Box::new(Rank::from_params(&spec.params)?)),
-            (Some(name), None) if name == "select" => Ok(Box::new(Select::from_params(&spec.params)?)),
-            (Some(name), None) if name == "sequential" => Ok(Box::new(Sequential::from_params(&spec.params)?)),
             (_, Some(plugin)) => Err(StrategyError {
                 strategy: plugin.clone(),
                 message: "plugin strategies run only in the native host (moa-host)".into(),
             }),
-            _ => Err(StrategyError { strategy: spec.label().to_owned(), message: "unknown built-in strategy".into() }),
+            (Some(name), None) => match StrategyKind::from_name(name) {
+                Some(kind) => kind.build(&spec.params),
+                None => Err(StrategyError { strategy: name.clone(), message: "unknown built-in strategy".into() }),
+            },
+            (None, None) => StrategyKind::Synthesize.build(&spec.params),
         }
-    }
-}
-
-/// Rejects parameters a built-in does not take, so a typo is not silently ignored.
-pub(crate) fn check_params(strategy: &str, params: &serde_json::Value, known: &[&str]) -> Result<(), StrategyError> {
-    let Some(map) = params.as_object() else { return Ok(()) };
-    match map.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(StrategyError {
-            strategy: strategy.into(),
-            message: format!(
-                "unknown parameter {k:?} (it takes {})",
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-            ),
-        }),
-        None => Ok(()),
     }
 }

@@ -4,7 +4,7 @@
 //! their own tasks.
 
 use super::judge::{Judge, index, json_object, seeded};
-use super::{Ask, Decision, Strategy, StrategyError, StrategyInput, check_params, inject_references};
+use super::{Ask, Decision, Strategy, StrategyError, StrategyInput, StrategyKind, check_params, inject_references};
 
 /// The judge's instructions (ours): a JSON verdict, so the pick is read, never guessed.
 pub const RANK_PROMPT: &str = "You are an impartial judge. You are given a question and several numbered responses to it. Pick the single best response: the one that is most correct, helpful and complete. Answer with a JSON object and nothing else, in the form {\"best\": N}, where N is the number of the best response.";
@@ -20,8 +20,8 @@ impl Rank {
     /// Parameters: `judge` (`provider:model`; the aggregator when unset) and `max_tokens`
     /// (the verdict's cap, default 512).
     pub fn from_params(params: &serde_json::Value) -> Result<Rank, StrategyError> {
-        check_params("rank", params, &["judge", "max_tokens"])?;
-        Ok(Rank { judge: Judge::from_params("rank", params)?, note: None })
+        check_params(StrategyKind::Rank, params)?;
+        Ok(Rank { judge: Judge::from_params(StrategyKind::Rank, params)?, note: None })
     }
 }
 
@@ -55,7 +55,7 @@ pub fn parse_pick(text: &str, n: usize, key: &str) -> Option<usize> {
 
 impl Strategy for Rank {
     fn name(&self) -> &str {
-        "rank"
+        StrategyKind::Rank.name()
     }
 
     fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError> {

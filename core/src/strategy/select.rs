@@ -3,7 +3,7 @@
 //! end the debate: then the kept proposals go straight to the final aggregator.
 
 use super::judge::{Judge, index, json_object, numbers, seeded};
-use super::{Ask, Decision, Strategy, StrategyError, StrategyInput, check_params, inject_references};
+use super::{Ask, Decision, Strategy, StrategyError, StrategyInput, StrategyKind, check_params, inject_references};
 
 /// The judge's instructions (ours, after SMoA's judge): a JSON verdict.
 pub fn select_prompt(k: usize, may_stop: bool) -> String {
@@ -75,8 +75,8 @@ impl Select {
     /// debate, default true), `judge` (`provider:model`; the aggregator when unset) and
     /// `max_tokens` (the verdict's cap, default 512).
     pub fn from_params(params: &serde_json::Value) -> Result<Select, StrategyError> {
-        check_params("select", params, &["k", "stop", "judge", "max_tokens"])?;
-        let bad = |message: &str| StrategyError { strategy: "select".into(), message: message.into() };
+        check_params(StrategyKind::Select, params)?;
+        let bad = |message: &str| StrategyKind::Select.error(message);
         let k = match params.get("k") {
             None => 2,
             Some(v) => {
@@ -88,13 +88,13 @@ impl Select {
             None => true,
             Some(v) => v.as_bool().ok_or_else(|| bad("stop must be true or false"))?,
         };
-        Ok(Select { k, may_stop, judge: Judge::from_params("select", params)?, note: None })
+        Ok(Select { k, may_stop, judge: Judge::from_params(StrategyKind::Select, params)?, note: None })
     }
 }
 
 impl Strategy for Select {
     fn name(&self) -> &str {
-        "select"
+        StrategyKind::Select.name()
     }
 
     fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError> {

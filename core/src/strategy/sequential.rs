@@ -8,7 +8,7 @@
 //! intermediate step is an aggregator call in the paper's prompt, booked in the layer it
 //! aggregates, named `window i/m`.
 
-use super::{Ask, Decision, Strategy, StrategyError, StrategyInput, check_params, inject_references};
+use super::{Ask, Decision, Strategy, StrategyError, StrategyInput, StrategyKind, check_params, inject_references};
 
 /// Aggregates in windows of `window` references.
 #[derive(Clone, Debug)]
@@ -23,13 +23,14 @@ impl Sequential {
     /// Parameter: `window` (references per aggregation step, the synthesis so far
     /// counting as one; 2..=64, default 4).
     pub fn from_params(params: &serde_json::Value) -> Result<Sequential, StrategyError> {
-        check_params("sequential", params, &["window"])?;
+        check_params(StrategyKind::Sequential, params)?;
         let window = match params.get("window") {
             None => 4,
-            Some(v) => v.as_u64().filter(|w| (2..=64).contains(w)).ok_or_else(|| StrategyError {
-                strategy: "sequential".into(),
-                message: "window must be an integer in 2..=64".into(),
-            })? as usize,
+            Some(v) => v
+                .as_u64()
+                .filter(|w| (2..=64).contains(w))
+                .ok_or_else(|| StrategyKind::Sequential.error("window must be an integer in 2..=64"))?
+                as usize,
         };
         Ok(Sequential { window, done: 0, synthesis: None })
     }
@@ -42,7 +43,7 @@ impl Sequential {
 
 impl Strategy for Sequential {
     fn name(&self) -> &str {
-        "sequential"
+        StrategyKind::Sequential.name()
     }
 
     fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError> {
@@ -54,10 +55,10 @@ impl Strategy for Sequential {
             }
             Some(Ok(text)) => self.synthesis = Some(text.trim().to_owned()),
             Some(Err(error)) => {
-                return Err(StrategyError {
-                    strategy: "sequential".into(),
-                    message: format!("aggregation step {} of {} failed: {error}", self.step(), self.steps(texts.len())),
-                });
+                let (step, steps) = (self.step(), self.steps(texts.len()));
+                return Err(
+                    StrategyKind::Sequential.error(format!("aggregation step {step} of {steps} failed: {error}"))
+                );
             }
         }
         // This step's references: the synthesis so far (if any), then fresh proposals.

@@ -1,6 +1,6 @@
 //! The paper's aggregate-and-synthesize prompt.
 
-use super::{Decision, Strategy, StrategyError, StrategyInput, check_params};
+use super::{Decision, Strategy, StrategyError, StrategyInput, StrategyKind, check_params};
 use crate::message::{Message, Role};
 
 /// The aggregate-and-synthesize system prompt of Wang et al. 2024, byte for byte as the
@@ -34,14 +34,14 @@ pub struct Synthesize;
 impl Synthesize {
     /// Synthesize takes no parameters.
     pub fn from_params(params: &serde_json::Value) -> Result<Synthesize, StrategyError> {
-        check_params("synthesize", params, &[])?;
+        check_params(StrategyKind::Synthesize, params)?;
         Ok(Synthesize)
     }
 }
 
 impl Strategy for Synthesize {
     fn name(&self) -> &str {
-        "synthesize"
+        StrategyKind::Synthesize.name()
     }
 
     fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError> {

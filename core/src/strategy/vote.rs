@@ -1,6 +1,6 @@
 //! Majority vote over short answers, with no LLM call.
 
-use super::{Decision, Strategy, StrategyError, StrategyInput, Synthesize, check_params};
+use super::{Decision, Strategy, StrategyError, StrategyInput, StrategyKind, Synthesize, check_params};
 
 /// Decides the final answer when more than `threshold` of the proposals agree on the same
 /// normalized short answer; otherwise falls back to [`Synthesize`].
@@ -20,8 +20,8 @@ impl Vote {
     /// Parameters: `threshold` (share of proposals that must agree, strictly more than;
     /// default 0.5) and `max_answer_chars` (longer answers never count as votes; default 100).
     pub fn from_params(params: &serde_json::Value) -> Result<Vote, StrategyError> {
-        check_params("vote", params, &["threshold", "max_answer_chars"])?;
-        let bad = |message: &str| StrategyError { strategy: "vote".into(), message: message.into() };
+        check_params(StrategyKind::Vote, params)?;
+        let bad = |message: &str| StrategyKind::Vote.error(message);
         let mut vote = Vote::default();
         if let Some(t) = params.get("threshold") {
             vote.threshold = t
@@ -40,7 +40,7 @@ impl Vote {
 
 impl Strategy for Vote {
     fn name(&self) -> &str {
-        "vote"
+        StrategyKind::Vote.name()
     }
 
     fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError> {

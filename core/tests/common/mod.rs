@@ -135,6 +135,7 @@ pub fn simulate_with(
             wasted: Default::default(),
             finish_reason: None,
             wall_ms: 0.0,
+            ttft_ms: None,
         },
         events: vec![],
         requests: vec![],

@@ -259,6 +259,7 @@ pub(crate) fn not_started(e: moa_core::RunError) -> Outcome {
         wasted: Usage::default(),
         finish_reason: None,
         wall_ms: 0.0,
+        ttft_ms: None,
     }
 }
 
@@ -322,7 +323,7 @@ pub fn result_line(id: &RawValue, outcome: &Outcome, proposals: bool, provenance
         "usage": outcome.usage,
         "wasted": outcome.wasted,
         "cost": outcome.cost,
-        "timings": { "wall_ms": outcome.wall_ms, "layer_ms": layer_ms },
+        "timings": { "wall_ms": outcome.wall_ms, "ttft_ms": outcome.ttft_ms, "layer_ms": layer_ms },
     });
     match outcome.result() {
         Ok(answer) => {

@@ -25,7 +25,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// How often the epoch advances: the granularity of CPU deadlines.
+/// How often the epoch advances: the granularity of plugin deadlines (wall time).
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// The largest memory cap a recipe may give a plugin (`memory_mib`).
@@ -159,7 +159,7 @@ const GRANTED_IMPORTS: [&str; 3] = ["moa:strategy/types@", "wasi:io/", "wasi:cli
 /// Limits for one plugin; the recipe may set each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// CPU time per decision.
+    /// Wall time per decision (a loaded machine gives a plugin less work in it).
     pub timeout: Duration,
     /// Linear memory, in bytes.
     pub memory: usize,
@@ -213,8 +213,8 @@ pub enum PluginError {
         /// Why.
         reason: String,
     },
-    /// The plugin ran past its CPU deadline.
-    #[error("plugin {plugin}: ran past its CPU deadline of {ms} ms (timeout_ms) and was stopped")]
+    /// The plugin ran past its deadline (wall time).
+    #[error("plugin {plugin}: ran past its deadline of {ms} ms (timeout_ms, wall time) and was stopped")]
     Timeout {
         /// The plugin's path.
         plugin: String,

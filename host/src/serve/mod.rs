@@ -288,8 +288,7 @@ fn client_message(e: &RunError) -> String {
 /// The run's accounts for the access log.
 fn calls_and_ttft(o: &Outcome) -> (usize, Option<f64>) {
     let calls = o.layers.iter().flat_map(|l| &l.calls).map(|c| c.attempts as usize).sum();
-    let ttft = o.layers.last().filter(|l| l.aggregator).and_then(|l| l.calls.first()).and_then(|c| c.ttft_ms);
-    (calls, ttft)
+    (calls, o.ttft_ms)
 }
 
 fn log_run(id: &str, model: &str, status: u16, outcome: &Outcome, stream: bool) {

@@ -4,6 +4,7 @@
 
 use moa_core::Recipe;
 use moa_core::recipe::{Agent, Aggregator, Layer, StrategySpec};
+use moa_core::strategy::StrategyKind;
 
 /// How a candidate combines its models.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,7 +18,7 @@ pub enum Shape {
         /// Samples drawn.
         samples: u32,
         /// `synthesize` or `vote`.
-        strategy: &'static str,
+        strategy: StrategyKind,
     },
     /// Every model of the pool once per layer, for `layers` layers, then `aggregator`
     /// with `strategy` (the paper's MoA; one layer is MoA-Lite).
@@ -29,7 +30,7 @@ pub enum Shape {
         /// `provider:model`.
         aggregator: String,
         /// `synthesize` or `vote`.
-        strategy: &'static str,
+        strategy: StrategyKind,
     },
 }
 
@@ -83,9 +84,9 @@ pub fn candidates(space: &Space) -> Vec<Candidate> {
     }
     for m in &space.pool {
         for &n in &samples {
-            for strategy in ["vote", "synthesize"] {
+            for strategy in [StrategyKind::Vote, StrategyKind::Synthesize] {
                 out.push(Candidate {
-                    name: format!("{} x{n} {strategy}", short(m)),
+                    name: format!("{} x{n} {}", short(m), strategy.name()),
                     shape: Shape::SelfMoa { model: m.clone(), samples: n, strategy },
                 });
             }
@@ -95,13 +96,18 @@ pub fn candidates(space: &Space) -> Vec<Candidate> {
         let layer_counts: &[usize] = if space.two_layers { &[1, 2] } else { &[1] };
         for &layers in layer_counts {
             for agg in &space.pool {
-                for strategy in ["vote", "synthesize"] {
+                for strategy in [StrategyKind::Vote, StrategyKind::Synthesize] {
                     // Two layers of votes is one vote with more steps: not tried.
-                    if layers == 2 && strategy == "vote" {
+                    if layers == 2 && strategy == StrategyKind::Vote {
                         continue;
                     }
                     out.push(Candidate {
-                        name: format!("mix{} {strategy} by {}", if layers == 2 { " 2 layers" } else { "" }, short(agg)),
+                        name: format!(
+                            "mix{} {} by {}",
+                            if layers == 2 { " 2 layers" } else { "" },
+                            strategy.name(),
+                            short(agg)
+                        ),
                         shape: Shape::Mixture { models: space.pool.clone(), layers, aggregator: agg.clone(), strategy },
                     });
                 }
@@ -119,19 +125,19 @@ pub const SAMPLE_TEMPERATURE: f64 = 0.7;
 pub fn recipe(c: &Candidate, base: &Recipe) -> Recipe {
     let sampled =
         |model: &str, samples: u32| Agent { temperature: Some(SAMPLE_TEMPERATURE), samples, ..Agent::new(model) };
-    let aggregator = |model: &str, strategy: Option<&str>| Aggregator {
+    let aggregator = |model: &str, strategy: Option<StrategyKind>| Aggregator {
         temperature: Some(0.0),
-        strategy: strategy.filter(|s| *s != "synthesize").map(StrategySpec::builtin),
+        strategy: strategy.filter(|s| *s != StrategyKind::Synthesize).map(StrategySpec::builtin),
         ..Aggregator::new(model)
     };
     let (layers, agg) = match &c.shape {
         Shape::Alone(m) => (vec![], aggregator(m, None)),
         Shape::SelfMoa { model, samples, strategy } => {
-            (vec![Layer::new(vec![sampled(model, *samples)])], aggregator(model, Some(strategy)))
+            (vec![Layer::new(vec![sampled(model, *samples)])], aggregator(model, Some(*strategy)))
         }
         Shape::Mixture { models, layers, aggregator: a, strategy } => {
             let layer = Layer::new(models.iter().map(|m| sampled(m, 1)).collect());
-            (vec![layer; *layers], aggregator(a, Some(strategy)))
+            (vec![layer; *layers], aggregator(a, Some(*strategy)))
         }
     };
     let mut r = base.clone();
@@ -286,7 +292,7 @@ mod tests {
         let vote = candidates(&space(&["p:a"])).into_iter().find(|c| c.name == "a x3 vote").expect("vote");
         let r = recipe(&vote, &base);
         assert_eq!(r.layers[0].agents[0].samples, 3);
-        assert_eq!(r.aggregator.strategy, Some(StrategySpec::builtin("vote")));
+        assert_eq!(r.aggregator.strategy, Some(StrategySpec::builtin(StrategyKind::Vote)));
         let synth = candidates(&space(&["p:a"])).into_iter().find(|c| c.name == "a x3 synthesize").expect("synth");
         assert_eq!(recipe(&synth, &base).aggregator.strategy, None, "synthesize is the default");
     }
