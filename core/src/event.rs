@@ -38,7 +38,8 @@ pub enum Event {
         recipe: String,
         /// Proposer layers.
         layers: usize,
-        /// Calls the run makes if nothing fails or stops early.
+        /// Calls the run makes if nothing fails or stops early
+        /// ([`Recipe::call_count`](crate::Recipe::call_count)).
         planned_calls: usize,
     },
     /// A call was asked of the transport (`attempt` > 1 for a retry): the
@@ -76,7 +77,8 @@ pub enum Event {
         at: Place,
         /// The agent's display name.
         agent: String,
-        /// Tokens, as the provider reported them.
+        /// Tokens as the provider reported them, or an estimate (marked `estimated`) when
+        /// the engine cut the answer at a stop sequence before the provider sent any.
         usage: Option<Usage>,
         /// Dollars, when the recipe prices the model.
         cost: Option<f64>,
@@ -117,9 +119,11 @@ pub enum Event {
         /// When.
         t_ms: f64,
     },
-    /// An agent that was waiting (to retry, or for a free slot) was stopped before its
-    /// next attempt began: the run was cancelled or ended. Ends the "retrying" state a
-    /// UI shows after a [`Event::CallFailed`] with `will_retry`.
+    /// An agent that had made an attempt and was waiting (to retry, or for a free slot)
+    /// was stopped before its next one began: the run was cancelled or ended
+    /// (`cancelled`), or its layer went on without it (`cut`: its quorum was met, or its
+    /// agents agreed). Ends the "retrying" state a UI shows after a [`Event::CallFailed`]
+    /// with `will_retry`.
     AgentStopped {
         /// The layer.
         layer: usize,
@@ -127,7 +131,7 @@ pub enum Event {
         slot: usize,
         /// The agent's display name.
         agent: String,
-        /// Why (`cancelled`).
+        /// Why: `cancelled` or `cut`.
         reason: String,
         /// When.
         t_ms: f64,
@@ -190,7 +194,7 @@ pub enum Event {
     Final {
         /// The whole answer.
         text: String,
-        /// What decided it: the aggregator's name, or a strategy that decided alone.
+        /// What decided it ([`Outcome::decided_by`](crate::Outcome::decided_by)).
         decided_by: String,
         /// Tokens over every attempt of every call of the run, failed ones included.
         usage: Usage,

@@ -146,7 +146,8 @@ pub fn http_date(text: &str) -> Option<u64> {
 /// IDNA tables): it accepts exactly `http(s)://host[:port][/path]` where host is a DNS
 /// name, an IPv4 address or a bracketed IPv6 address, the port is 1..=65535, and nothing
 /// (no user info, query, fragment, space or control character) that would make the
-/// request URL mean something other than base + `/chat/completions`.
+/// request URL mean something other than base + the API's route (`/chat/completions`,
+/// `/messages`).
 pub fn normalize_base_url(url: &str) -> Result<String, String> {
     // One message format for every problem keeps the browser module small.
     parse_base_url(url).map_err(|why| format!("{url:?} {why}"))

@@ -211,7 +211,10 @@ impl Run {
             return;
         }
         match input {
-            Input::Sent { call, now } => {
+            Input::Sent { call, .. } => {
+                // The run's clock, never the input's own: a late `Sent` must not move a
+                // call's start back before what the engine has already seen.
+                let now = self.now;
                 if let Some((_, f)) = self.flight(call) {
                     f.started = now;
                     f.last_byte = now;
@@ -709,8 +712,11 @@ impl Run {
         let reason = why.kind();
         for i in 0..self.slots.len() {
             // A cut is for proposers: the aggregator's staircase step goes on (its text
-            // is already the user's); only cancelling the run ends it.
-            if self.is_stair(i) && !matches!(why, CallError::Cancelled) {
+            // is already the user's); cancelling the run ends it, booked as a step.
+            if self.is_stair(i) {
+                if matches!(why, CallError::Cancelled) {
+                    self.stair_step_failed(i, why.clone(), true);
+                }
                 continue;
             }
             if let Some(f) = self.end_flight(i, SlotState::Failed) {
@@ -766,6 +772,7 @@ impl Run {
                 None => drop(self.report_layer()),
             }
         }
+        self.stair_close_books();
         for (call, _, _) in std::mem::take(&mut self.draining) {
             self.queue.push_back(Action::Cancel { call });
         }

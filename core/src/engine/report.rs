@@ -187,7 +187,8 @@ pub struct CallReport {
     pub ok: bool,
     /// The answer (trimmed, as strategies see it), empty on failure.
     pub text: String,
-    /// The error of every failed attempt, in order.
+    /// The error of every failed attempt, in order, and a last `cancelled` or `cut` when
+    /// the agent was stopped while it waited (to retry, or for a free slot).
     pub errors: Vec<String>,
     /// Attempts made.
     pub attempts: u32,
@@ -201,8 +202,9 @@ pub struct CallReport {
     pub latency_ms: Option<f64>,
     /// Its time to first token.
     pub ttft_ms: Option<f64>,
-    /// When its (last) attempt started, in ms from the run's start: with `ttft_ms`, when
-    /// its first token came.
+    /// When its (last) attempt was asked of the transport, in ms from the run's start.
+    /// `latency_ms` and `ttft_ms` count from when it was sent, which is later when it
+    /// waited in the transport's queue.
     pub started_ms: Option<f64>,
     /// The server's own processing time, where it reports one (llama.cpp).
     pub server_ms: Option<f64>,
@@ -236,7 +238,8 @@ pub struct Outcome {
     pub answer: Option<String>,
     /// Why it did not, otherwise.
     pub error: Option<RunError>,
-    /// The aggregator's name, or the strategy that decided alone.
+    /// The aggregator's name, the strategy that decided alone, or, when a layer's agents
+    /// agreed (`early_exit`), the agreement (`agreement: 3 agents answered "7"`).
     pub decided_by: Option<String>,
     /// Every layer that ran, the aggregator's last.
     pub layers: Vec<LayerReport>,

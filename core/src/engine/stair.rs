@@ -176,18 +176,22 @@ impl Run {
     ) {
         let s = &self.slots[i];
         let cost = self.price(&s.agent, usage);
+        let ok = result.is_ok();
+        // A step that broke counts as waste, as any failed call does; what it delivered
+        // stays in the answer all the same.
+        let wasted = if ok { Usage::default() } else { usage.unwrap_or_default() };
         let report = CallReport {
             slot: 0,
             agent: s.agent.label.clone(),
             provider: s.agent.provider.clone(),
             model: s.agent.model.clone(),
-            ok: result.is_ok(),
+            ok,
             text: s.text.clone(),
             errors: result.err().into_iter().collect(),
             attempts: 1,
-            usage,
+            usage: if ok { usage } else { None },
             cost,
-            wasted: Usage::default(),
+            wasted,
             latency_ms: Some(millis(self.now.since(flight.started))),
             ttft_ms,
             started_ms: Some(millis(flight.started.since(self.started))),
@@ -198,8 +202,30 @@ impl Run {
         if let Some(stair) = self.stair.as_mut() {
             stair.answer.push_str(&text);
             stair.usage += usage.unwrap_or_default();
+            stair.wasted += wasted;
             add_cost(&mut stair.cost, cost);
             stair.reports.push(report);
         }
+    }
+
+    /// A run that ends before its aggregator's layer (cancelled, or too few proposals)
+    /// still books the steps the staircase made, as the aggregator's layer.
+    pub(super) fn stair_close_books(&mut self) {
+        let Some(stair) = self.stair.take() else { return };
+        if stair.reports.is_empty() {
+            return;
+        }
+        let report = super::LayerReport {
+            layer: self.recipe.layers.len(),
+            aggregator: true,
+            calls: stair.reports,
+            usage: stair.usage,
+            cost: stair.cost,
+            wasted: stair.wasted,
+        };
+        self.usage += report.usage;
+        self.wasted += report.wasted;
+        add_cost(&mut self.cost, report.cost);
+        self.reports.push(report);
     }
 }

@@ -111,7 +111,8 @@ pub struct ItemResult {
     /// The score (0..=1 for the scorers and win rates, 1..=10 for grades, 1..=5 for the
     /// mean of a rubric); `None` when it could not be scored (an unreadable verdict).
     pub score: Option<f64>,
-    /// A rubric's per-skill scores, in the rubric's order.
+    /// A rubric's per-skill scores, in the rubric's order; for a graded multi-turn item,
+    /// each turn's grade.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skills: Vec<Option<f64>>,
     /// Judge verdicts that could not be read for this item.
@@ -141,7 +142,8 @@ pub struct RecipeSummary {
     pub baseline: bool,
     /// Items run.
     pub items: usize,
-    /// Items whose run failed (scored 0).
+    /// Items whose run failed (given the scale's lowest score: 0, or 1 for grades and
+    /// rubrics).
     pub failed: usize,
     /// Judge verdicts that could not be read (those items are left out of the score).
     pub unparseable: usize,

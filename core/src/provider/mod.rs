@@ -62,7 +62,7 @@ pub enum ProviderError {
     /// The event stream broke the decoder's limits.
     #[error(transparent)]
     Sse(#[from] SseError),
-    /// The body ended before the protocol's end-of-stream marker.
+    /// The body ended before a finish reason or the protocol's end-of-stream marker.
     #[error("the response ended before the stream was complete")]
     Truncated,
 }
@@ -160,7 +160,7 @@ impl ResponseParser {
     }
 
     /// The body ended: yields what a whole JSON body holds, or checks that the stream
-    /// reached its end marker.
+    /// reached a finish reason or its end marker.
     pub fn finish(&mut self, out: &mut Vec<StreamItem>) -> Result<(), ProviderError> {
         match &self.body {
             Body::Json(buf) => {

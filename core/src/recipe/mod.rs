@@ -117,7 +117,8 @@ impl Recipe {
 
     /// The number of calls a run makes when nothing fails and no strategy stops early:
     /// every agent's, the aggregator's, and the calls built-in strategies make between
-    /// layers (a judge's verdict, a window's synthesis).
+    /// layers (a judge's verdict, a window's synthesis). Not counted: a staircase's steps
+    /// (how many depends on how the proposals stream) and calls a plugin asks for.
     pub fn call_count(&self) -> usize {
         let size = |l: &Layer| l.agents.iter().map(|a| a.samples as usize).sum::<usize>();
         let specs = self.layers.iter().skip(1).map(|l| l.strategy.as_ref()).chain([self.aggregator.strategy.as_ref()]);

@@ -26,7 +26,8 @@ pub struct Selection {
     pub kept: Vec<usize>,
     /// The judge ended the debate.
     pub stop: bool,
-    /// Indexes the judge gave that were out of range, repeated or not numbers.
+    /// Indexes the judge gave that were out of range or not numbers, or repeated before
+    /// `k` were kept (numbers after the first `k` kept are dropped uncounted).
     pub ignored: usize,
 }
 
