@@ -425,7 +425,7 @@ function view(recipeLayers, answerEl) {
           }
         }
         // Cut: a quorum or an agreement went on without it. Not a failure.
-        const cut = !e.will_retry && e.error.startsWith("cut:");
+        const cut = !e.will_retry && e.kind === "cut";
         set(c, e.will_retry ? "retrying" : cut ? "cut" : "failed", ` · ${readable(e.error)}`);
         if (!e.will_retry && !cut) {
           const where = e.layer === recipeLayers ? "aggregator" : `layer ${e.layer + 1}`;

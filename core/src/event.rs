@@ -2,6 +2,7 @@
 //! lines), the web page and JavaScript callbacks.
 
 use crate::usage::Usage;
+use crate::vocab::failure::ErrorKind;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -103,6 +104,8 @@ pub enum Event {
         agent: String,
         /// What went wrong.
         error: String,
+        /// Its kind: what a front end switches on (a `cut` proposal is not a broken one).
+        kind: ErrorKind,
         /// Whether the agent will be tried again.
         will_retry: bool,
         /// After how long, when it will.
@@ -132,7 +135,7 @@ pub enum Event {
         /// The agent's display name.
         agent: String,
         /// Why: `cancelled` or `cut`.
-        reason: String,
+        reason: ErrorKind,
         /// When.
         t_ms: f64,
     },

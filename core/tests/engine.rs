@@ -767,7 +767,7 @@ fn with_irrevocable_output_an_aggregator_that_broke_after_text_ends_the_run_inst
     match &trace.outcome.error {
         Some(RunError::AnswerBroken { delivered_chars, error, kind }) => {
             assert_eq!(*delivered_chars, 12);
-            assert_eq!(kind, "connection lost");
+            assert_eq!(*kind, moa_core::engine::ErrorKind::Reset);
             assert!(error.contains("connection reset"), "{error}");
         }
         other => panic!("expected AnswerBroken, got {other:?}"),
@@ -932,11 +932,11 @@ fn cancelling_an_agent_that_waits_to_retry_ends_its_retrying_state() {
         .events
         .iter()
         .filter_map(|e| match e {
-            Event::AgentStopped { layer, slot, reason, .. } => Some((*layer, *slot, reason.as_str())),
+            Event::AgentStopped { layer, slot, reason, .. } => Some((*layer, *slot, *reason)),
             _ => None,
         })
         .collect();
-    assert_eq!(stopped, [(0, 0, "cancelled")], "{:#?}", trace.events);
+    assert_eq!(stopped, [(0, 0, moa_core::engine::ErrorKind::Cancelled)], "{:#?}", trace.events);
 }
 
 #[test]
@@ -1159,7 +1159,7 @@ fn a_quorum_does_not_wait_for_an_agent_stuck_behind_a_retry_after() {
     assert!(trace.end.since(T0) < Duration::from_secs(1), "not 300 s: {:?}", trace.end.since(T0));
     assert!(
         trace.events.iter().any(
-            |e| matches!(e, Event::AgentStopped { reason, agent, .. } if reason == "cut" && agent == "p:straggler")
+            |e| matches!(e, Event::AgentStopped { reason, agent, .. } if *reason == moa_core::engine::ErrorKind::Cut && agent == "p:straggler")
         )
     );
     assert_eq!(trace.requests.iter().filter(|r| r.model == "straggler").count(), 1, "never retried");

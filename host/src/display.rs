@@ -4,6 +4,7 @@
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use moa_core::Event;
+use moa_core::engine::ErrorKind;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -182,11 +183,11 @@ impl Display {
                 let then = if *will_retry { "retrying from the start" } else { "giving up" };
                 self.note(&format!("the aggregator's answer broke off ({error}); {then}"));
             }
-            Event::CallFailed { at, error, will_retry, retry_in_ms, .. } => {
+            Event::CallFailed { at, error, kind, will_retry, retry_in_ms, .. } => {
                 let msg = match (will_retry, retry_in_ms) {
                     (true, Some(ms)) => format!("failed, retrying in {:.1}s: {error}", ms / 1000.0),
                     // A quorum or an agreement went on without it: not a failure.
-                    _ if error.starts_with("cut: ") => error.clone(),
+                    _ if *kind == ErrorKind::Cut => error.clone(),
                     _ => format!("failed: {error}"),
                 };
                 let agent = self.agents.get(&(at.layer, at.slot));

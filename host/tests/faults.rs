@@ -75,6 +75,7 @@ async fn a_connection_reset_mid_stream_is_retried() {
     let f = failures(&events);
     assert_eq!(f.len(), 1);
     assert!(f[0].0.starts_with("transport: ") && f[0].1, "{f:?}");
+    assert_eq!(kinds(&events), [moa_core::engine::ErrorKind::Reset]);
     assert_eq!(
         outcome.layers[0].calls[0].text, "t0 t1 t2 t3 t4 t5 t6 t7 t8 t9",
         "the retry's whole text, not the cut one"
@@ -194,4 +195,50 @@ async fn a_request_the_http_library_cannot_build_is_not_retried() {
     assert!(!f[0].0.contains("newline"), "the key's text is not echoed: {f:?}");
     assert!(!f[0].1, "not retried");
     assert_eq!(fake.seen.bodies.lock().expect("lock").len(), 0);
+}
+
+/// The kinds of the failures a run's calls had, as the events carry them.
+fn kinds(events: &[Event]) -> Vec<moa_core::engine::ErrorKind> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallFailed { kind, .. } => Some(*kind),
+            _ => None,
+        })
+        .collect()
+}
+
+fn one_call(base_url: &str) -> Recipe {
+    Recipe::from_json(&format!(
+        r#"{{"providers": {{"p": {{"kind": "openai", "base_url": "{base_url}"}}}}, "layers": [],
+            "aggregator": "p:m", "policy": {{"retries": 0, "timeout_secs": 20}}}}"#
+    ))
+    .expect("valid")
+}
+
+#[tokio::test]
+async fn each_transport_failure_carries_its_kind_from_the_http_librarys_error() {
+    use moa_core::engine::ErrorKind;
+    // Refused: a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let (_, events) = drive(&one_call(&format!("http://127.0.0.1:{port}/v1")), CancellationToken::new()).await;
+    assert_eq!(kinds(&events), [ErrorKind::Refused]);
+    // A name that cannot resolve (.invalid never does, RFC 6761).
+    let (_, events) = drive(&one_call("http://moa-test.invalid/v1"), CancellationToken::new()).await;
+    assert_eq!(kinds(&events), [ErrorKind::Dns]);
+    // TLS to a server that speaks plain HTTP.
+    let fake = Fake::start();
+    let tls_url = fake.base_url.replacen("http://", "https://", 1);
+    let (_, events) = drive(&one_call(&tls_url), CancellationToken::new()).await;
+    assert_eq!(kinds(&events), [ErrorKind::Tls]);
+    // A server that accepts and closes without a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            drop(stream);
+        }
+    });
+    let (_, events) = drive(&one_call(&format!("http://{addr}/v1")), CancellationToken::new()).await;
+    assert_eq!(kinds(&events), [ErrorKind::Reset]);
 }

@@ -4,6 +4,7 @@
 use futures_channel::mpsc;
 use futures_util::future::{Either, select};
 use futures_util::{FutureExt, StreamExt};
+use moa_core::engine::NetError;
 use moa_core::{Action, CallId, Event, HttpRequest, Input, Outcome, Run, Time};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -32,7 +33,7 @@ enum Msg {
     Head { call: CallId, status: u16, headers: Vec<(String, String)> },
     Body { call: CallId, bytes: Vec<u8> },
     End { call: CallId },
-    Failed { call: CallId, error: String },
+    Failed { call: CallId, kind: NetError, error: String },
     Abort,
 }
 
@@ -119,9 +120,9 @@ fn feed(run: &mut Run, msg: Msg, controllers: &mut Vec<(CallId, web_sys::AbortCo
             controllers.retain(|(c, _)| *c != call);
             run.handle(Input::End { call, now })
         }
-        Msg::Failed { call, error } => {
+        Msg::Failed { call, kind, error } => {
             controllers.retain(|(c, _)| *c != call);
-            run.handle(Input::Failed { call, error, now })
+            run.handle(Input::Failed { call, kind, error, now })
         }
         Msg::Invalid { call, error } => {
             controllers.retain(|(c, _)| *c != call);
@@ -143,7 +144,7 @@ async fn send(call: CallId, http: HttpRequest, signal: web_sys::AbortSignal, tx:
     };
     let msg = match request_stream(call, request, &tx).await {
         Ok(()) => Msg::End { call },
-        Err(e) => Msg::Failed { call, error: js_error(&e) },
+        Err((kind, e)) => Msg::Failed { call, kind, error: js_error(&e) },
     };
     let _ = tx.unbounded_send(msg);
 }
@@ -167,8 +168,12 @@ async fn request_stream(
     call: CallId,
     request: web_sys::Request,
     tx: &mpsc::UnboundedSender<Msg>,
-) -> Result<(), JsValue> {
-    let response: web_sys::Response = JsFuture::from(fetch_request(&request)).await?.dyn_into()?;
+) -> Result<(), (NetError, JsValue)> {
+    // Before a response the browser's TypeError cannot tell a refused connection, a name
+    // that did not resolve and CORS apart; after one, a failed read is a broken connection.
+    let before = |e: JsValue| (NetError::Other, e);
+    let response = JsFuture::from(fetch_request(&request)).await.map_err(before)?;
+    let response: web_sys::Response = response.dyn_into().map_err(before)?;
     // The engine reads only these; a browser hides most others from cross-origin pages.
     let got = response.headers();
     let headers = ["content-type", "retry-after", "date"]
@@ -179,7 +184,7 @@ async fn request_stream(
     let Some(body) = response.body() else { return Ok(()) };
     let mut stream = wasm_streams::ReadableStream::from_raw(body.unchecked_into()).into_stream();
     while let Some(chunk) = stream.next().await {
-        let bytes = js_sys::Uint8Array::new(&chunk?).to_vec();
+        let bytes = js_sys::Uint8Array::new(&chunk.map_err(|e| (NetError::Reset, e))?).to_vec();
         let _ = tx.unbounded_send(Msg::Body { call, bytes });
     }
     Ok(())

@@ -58,8 +58,8 @@ export type MoaEvent =
   | (Place & { type: "text_delta"; text: string })
   | (Place & { type: "call_finished"; agent: string; usage: Usage | null; cost: number | null; latency_ms: number; ttft_ms: number | null; server_ms: number | null; finish_reason: string | null; t_ms: number })
   /** `discarded_chars` > 0: this attempt's streamed text is void; take it back (a retry starts over). */
-  | (Place & { type: "call_failed"; agent: string; error: string; will_retry: boolean; retry_in_ms: number | null; discarded_chars: number; usage: Usage; cost: number | null; t_ms: number })
-  | { type: "agent_stopped"; layer: number; slot: number; agent: string; reason: string; t_ms: number }
+  | (Place & { type: "call_failed"; agent: string; error: string; kind: ErrorKind; will_retry: boolean; retry_in_ms: number | null; discarded_chars: number; usage: Usage; cost: number | null; t_ms: number })
+  | { type: "agent_stopped"; layer: number; slot: number; agent: string; reason: ErrorKind; t_ms: number }
   | { type: "strategy_failed"; layer: number; strategy: string; error: string; fallback: boolean }
   /** What a strategy chose and why (a judge's pick, a seeded choice after an unreadable verdict). */
   | { type: "strategy_note"; layer: number; strategy: string; note: string }
@@ -105,6 +105,8 @@ export interface RunOptions {
   seed?: number;
 }
 
+/** The kind of a failed call. */
+export type ErrorKind = "status" | "provider" | "truncated" | "malformed" | "refused" | "dns" | "tls" | "connect" | "reset" | "transport" | "timeout" | "stalled" | "invalid" | "cancelled" | "cut";
 export interface Preset { name: string; description: string; recipe: Recipe; }
 /** A built-in strategy: its name in recipes, a line on what it does, the params it takes. */
 export interface Builtin { name: string; summary: string; params: string[]; }

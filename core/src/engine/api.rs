@@ -73,21 +73,14 @@ pub enum Input<'a> {
         /// When.
         now: Time,
     },
-    /// The call failed in transport (refused, reset, TLS, CORS...). Retried by policy.
+    /// The call failed in transport (refused, reset, DNS, TLS, CORS...). Retried by
+    /// policy, except a refused connection to this machine's own address (a local server
+    /// that is not running will not start by itself).
     Failed {
         /// Which call.
         call: CallId,
-        /// The transport's description.
-        error: String,
-        /// When.
-        now: Time,
-    },
-    /// The connection was refused: nothing listens at the provider's address. Retried by
-    /// policy, except on this machine's own addresses (a local server that is not running
-    /// will not start by itself). A transport that cannot tell sends [`Input::Failed`].
-    Refused {
-        /// Which call.
-        call: CallId,
+        /// What failed, told from the HTTP library's own error (not its message).
+        kind: super::NetError,
         /// The transport's description.
         error: String,
         /// When.
@@ -118,7 +111,6 @@ impl Input<'_> {
             | Input::Body { now, .. }
             | Input::End { now, .. }
             | Input::Failed { now, .. }
-            | Input::Refused { now, .. }
             | Input::Invalid { now, .. }
             | Input::Tick { now } => *now,
         }

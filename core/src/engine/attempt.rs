@@ -1,5 +1,6 @@
 //! One agent's attempts: its slot in a layer, and the attempt on the wire.
 
+use super::ErrorKind;
 use super::redact::StreamRedactor;
 use super::stop::StopFilter;
 use crate::event::CallId;
@@ -34,8 +35,8 @@ pub(super) struct Slot {
     pub(super) redact: StreamRedactor,
     /// Tokens of attempts that failed or were cancelled.
     pub(super) wasted: Usage,
-    /// The kind of its last error ([`CallError::kind`]).
-    pub(super) last_kind: String,
+    /// The kind of its last error, with the HTTP status if it had one.
+    pub(super) last_error: Option<(ErrorKind, Option<u16>)>,
 }
 
 pub(super) enum SlotState {
@@ -86,7 +87,7 @@ impl Slot {
             stop: StopFilter::default(),
             redact: StreamRedactor::default(),
             wasted: Usage::default(),
-            last_kind: String::new(),
+            last_error: None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! A layer's end: its books closed, its strategy deciding what the next layer sees.
 
 use super::attempt::SlotState;
-use super::{CallError, CallReport, Failure, LayerReport, Run, RunError, secs};
+use super::{CallError, CallReport, ErrorKind, Failure, LayerReport, Run, RunError, secs};
 use crate::event::Event;
 use crate::strategy::Proposal;
 use crate::strategy::normalize_answer;
@@ -143,7 +143,8 @@ impl Run {
             .map(|s| Failure {
                 agent: s.agent.label.clone(),
                 error: s.errors.last().cloned().unwrap_or_default(),
-                kind: s.last_kind.clone(),
+                kind: s.last_error.map_or(ErrorKind::Cancelled, |(kind, _)| kind),
+                status: s.last_error.and_then(|(_, status)| status),
             })
             .collect();
         if self.is_final_layer() {

@@ -10,6 +10,7 @@ mod api;
 mod ask;
 mod attempt;
 mod backoff;
+mod error;
 mod fit;
 mod layer;
 mod redact;
@@ -19,7 +20,8 @@ mod stop;
 mod timers;
 
 pub use api::{Action, Input, RunOptions};
-pub use report::{CallError, CallReport, Failure, LayerReport, Outcome, RunError};
+pub use error::{CallError, ErrorKind, NetError};
+pub use report::{CallReport, Failure, LayerReport, Outcome, RunError};
 
 use crate::event::{CallId, Event, Place};
 use crate::http;
@@ -57,6 +59,11 @@ fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
 }
 
+/// A failure the engine itself finds in what the transport delivered.
+fn transport(kind: NetError, message: &str) -> CallError {
+    CallError::Transport { kind, message: message.into(), loopback: false }
+}
+
 /// One run of a recipe on one conversation.
 pub struct Run {
     recipe: Recipe,
@@ -86,7 +93,7 @@ pub struct Run {
     draining: Vec<(CallId, Time, String)>,
     /// The aggregator broke off after delivering text that cannot be taken back: the
     /// characters delivered, the error and its kind.
-    broken: Option<(usize, String, String)>,
+    broken: Option<(usize, String, ErrorKind)>,
     /// Why the aggregator's model stopped, once it has.
     finish_reason: Option<String>,
     /// When the first text of the answer arrived (see [`Outcome::ttft_ms`]).
@@ -224,15 +231,14 @@ impl Run {
             Input::Head { call, status, headers, .. } => self.on_head(call, status, &headers),
             Input::Body { call, bytes, .. } => self.on_body(call, bytes),
             Input::End { call, .. } => self.on_end(call),
-            Input::Failed { call, error, .. } => self.on_transport_error(call, CallError::Transport(error)),
-            Input::Invalid { call, error, .. } => self.on_transport_error(call, CallError::Invalid(error)),
-            Input::Refused { call, error, .. } => {
+            Input::Failed { call, kind, error, .. } => {
                 let loopback = self.slot_of(call).is_some_and(|i| {
                     let provider = &self.slots[i].agent.provider;
                     self.recipe.providers.get(provider).is_some_and(|p| crate::http::is_loopback(&p.base_url))
                 });
-                self.on_transport_error(call, CallError::Refused { message: error, loopback })
+                self.on_transport_error(call, CallError::Transport { kind, message: error, loopback })
             }
+            Input::Invalid { call, error, .. } => self.on_transport_error(call, CallError::Invalid(error)),
             Input::Tick { .. } => {}
         }
         self.check_timers();
@@ -433,7 +439,7 @@ impl Run {
             Some((i, f)) => {
                 f.last_byte = now;
                 let r = match &mut f.response {
-                    Response::Waiting => Err(CallError::Transport("body bytes before the response head".into())),
+                    Response::Waiting => Err(transport(NetError::Other, "body bytes before the response head")),
                     Response::Error { body, .. } => {
                         let room = MAX_ERROR_BODY.saturating_sub(body.len());
                         body.extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -548,7 +554,7 @@ impl Run {
             Some((i, f)) => {
                 let r = match &mut f.response {
                     Response::Waiting => {
-                        Err((CallError::Transport("the connection closed before a response".into()), None))
+                        Err((transport(NetError::Reset, "the connection closed before a response"), None))
                     }
                     Response::Error { status, body, retry_after } => Err((
                         CallError::Status { status: *status, message: provider::error_message(body) },
@@ -679,7 +685,7 @@ impl Run {
         if irrevocable {
             self.broken = Some((delivered, message.clone(), error.kind()));
         }
-        self.slots[i].last_kind = error.kind();
+        self.slots[i].last_error = Some((error.kind(), error.status()));
         let (discarded_chars, usage, cost) = self.void_attempt(i, &flight);
         // Voided text is no longer the answer's start, unless a staircase delivered it.
         let stair_delivered = self.stair.as_ref().is_some_and(|s| !s.answer.is_empty());
@@ -696,6 +702,7 @@ impl Run {
             at: Place { call: flight.call, layer, slot: place },
             agent: self.slots[i].agent.label.clone(),
             error: message,
+            kind: error.kind(),
             will_retry: delay.is_some(),
             retry_in_ms: delay.map(millis),
             discarded_chars,
@@ -724,7 +731,7 @@ impl Run {
                 let error = why.to_string();
                 let (discarded_chars, usage, cost) = self.void_attempt(i, &f);
                 self.slots[i].errors.push(error.clone());
-                self.slots[i].last_kind = reason.clone();
+                self.slots[i].last_error = Some((reason, None));
                 let (layer, slot) = self.place_of(i);
                 let at = Place { call: f.call, layer, slot };
                 let agent = self.slots[i].agent.label.clone();
@@ -733,6 +740,7 @@ impl Run {
                     at,
                     agent,
                     error,
+                    kind: reason,
                     will_retry: false,
                     retry_in_ms: None,
                     discarded_chars,
@@ -743,14 +751,14 @@ impl Run {
             } else if matches!(self.slots[i].state, SlotState::Queued { .. }) {
                 self.slots[i].state = SlotState::Failed;
                 self.slots[i].errors.push(why.to_string());
-                self.slots[i].last_kind = reason.clone();
+                self.slots[i].last_error = Some((reason, None));
                 if self.slots[i].attempts > 0 {
                     let (layer, slot) = self.place_of(i);
                     let event = Event::AgentStopped {
                         layer,
                         slot,
                         agent: self.slots[i].agent.label.clone(),
-                        reason: reason.clone(),
+                        reason,
                         t_ms: self.t_ms(),
                     };
                     self.emit(event);

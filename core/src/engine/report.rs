@@ -1,99 +1,11 @@
 //! What a run ends with: the answer or the error, and the accounts of every call.
 
-use crate::provider::ProviderError;
 use crate::recipe::RecipeError;
 use crate::strategy::StrategyError;
 use crate::usage::Usage;
+use crate::vocab::failure::{ErrorKind, summary};
 use serde::{Serialize, Serializer};
 use thiserror::Error;
-
-/// Why one attempt of a call failed.
-#[derive(Clone, Debug, PartialEq, Error)]
-pub enum CallError {
-    /// The provider answered with an error status.
-    #[error("HTTP {status}: {message}")]
-    Status {
-        /// The status code.
-        status: u16,
-        /// The provider's message.
-        message: String,
-    },
-    /// The response could not be used.
-    #[error(transparent)]
-    Provider(#[from] ProviderError),
-    /// The transport failed: connection refused or reset, DNS, TLS, CORS.
-    #[error("transport: {0}")]
-    Transport(String),
-    /// The connection was refused: nothing listens there.
-    #[error("connection refused: {message}")]
-    Refused {
-        /// The transport's description.
-        message: String,
-        /// Whether the address is this machine's own (then it is not retried).
-        loopback: bool,
-    },
-    /// The attempt ran past `policy.timeout_secs`.
-    #[error("no complete answer within {0} s (policy.timeout_secs)")]
-    Timeout(f64),
-    /// No byte arrived for `policy.stall_timeout_secs`.
-    #[error("no data for {0} s (policy.stall_timeout_secs)")]
-    Stalled(f64),
-    /// The transport could not make the request at all (a URL or header value it
-    /// rejects).
-    #[error("the request could not be made: {0}")]
-    Invalid(String),
-    /// The run was cancelled.
-    #[error("cancelled")]
-    Cancelled,
-    /// The layer went on without it: it had its quorum, or its agents agreed.
-    #[error("cut: {0}")]
-    Cut(&'static str),
-}
-
-impl CallError {
-    /// The kind of failure in a few words, with nothing a provider wrote and no URL,
-    /// host or port: what a server may tell its clients (`HTTP 503`, `timeout`,
-    /// `connection refused`...). The full error is for the operator's log.
-    pub fn kind(&self) -> String {
-        match self {
-            CallError::Status { status, .. } => format!("HTTP {status}"),
-            CallError::Provider(ProviderError::Api { .. }) => "provider error".into(),
-            CallError::Provider(ProviderError::Truncated) => "truncated stream".into(),
-            CallError::Provider(_) => "malformed response".into(),
-            CallError::Transport(e) => {
-                let e = e.to_ascii_lowercase();
-                if e.contains("refused") {
-                    "connection refused".into()
-                } else if e.contains("reset") || e.contains("eof") || e.contains("closed") {
-                    "connection lost".into()
-                } else if e.contains("dns") || e.contains("resolve") || e.contains("lookup") {
-                    "name resolution failed".into()
-                } else if e.contains("tls") || e.contains("certificate") {
-                    "TLS error".into()
-                } else {
-                    "transport error".into()
-                }
-            }
-            CallError::Refused { .. } => "connection refused".into(),
-            CallError::Timeout(_) => "timeout".into(),
-            CallError::Stalled(_) => "stalled".into(),
-            CallError::Invalid(_) => "invalid request".into(),
-            CallError::Cancelled => "cancelled".into(),
-            CallError::Cut(_) => "cut".into(),
-        }
-    }
-
-    /// Whether trying again may work.
-    pub fn retryable(&self) -> bool {
-        match self {
-            CallError::Status { status, .. } => crate::http::status_is_retryable(*status),
-            CallError::Provider(e) => e.retryable(),
-            CallError::Transport(_) | CallError::Timeout(_) | CallError::Stalled(_) => true,
-            CallError::Refused { loopback, .. } => !loopback,
-            CallError::Invalid(_) | CallError::Cancelled | CallError::Cut(_) => false,
-        }
-    }
-}
 
 /// One agent that failed, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -102,8 +14,18 @@ pub struct Failure {
     pub agent: String,
     /// Its last error.
     pub error: String,
-    /// The kind of that error ([`CallError::kind`]).
-    pub kind: String,
+    /// The kind of that error.
+    pub kind: ErrorKind,
+    /// The HTTP status, when the provider answered with one.
+    pub status: Option<u16>,
+}
+
+impl Failure {
+    /// The kind in a few words (`HTTP 503`, `timeout`): nothing a provider wrote, no
+    /// address. What a server may tell its clients.
+    pub fn summary(&self) -> String {
+        summary(self.kind, self.status)
+    }
 }
 
 /// Why a run ended without an answer.
@@ -150,8 +72,8 @@ pub enum RunError {
         delivered_chars: usize,
         /// Why the attempt failed.
         error: String,
-        /// The kind of that error ([`CallError::kind`]).
-        kind: String,
+        /// The kind of that error.
+        kind: ErrorKind,
     },
     /// The run was cancelled.
     #[error("the run was cancelled")]

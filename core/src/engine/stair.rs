@@ -151,6 +151,7 @@ impl Run {
             at: Place { call: flight.call, layer: self.recipe.layers.len(), slot: 0 },
             agent: s.agent.label.clone(),
             error: message.clone(),
+            kind: error.kind(),
             will_retry: false,
             retry_in_ms: None,
             // Delivered text is the user's: nothing is taken back.

@@ -3,6 +3,7 @@
 //! A leaf: it depends on no other module of the crate, so recipe, provider, strategy and
 //! engine can all use it without depending on one another.
 
+pub mod failure;
 pub mod message;
 pub mod usage;
 

@@ -3,7 +3,7 @@
 //! transports are tested against real servers in the host and browser crates.
 #![allow(dead_code)]
 
-use moa_core::engine::{Action, Input};
+use moa_core::engine::{Action, Input, NetError};
 use moa_core::{CallId, Event, HttpRequest, Message, Outcome, Run, Time};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -16,8 +16,9 @@ pub enum Step {
     Head(u16, Vec<(String, String)>),
     Body(Vec<u8>),
     End,
+    /// The connection broke (`Input::Failed` of kind `Reset`).
     Fail(String),
-    /// The transport saw the connection refused (`Input::Refused`).
+    /// The transport saw the connection refused (`Input::Failed` of kind `Refused`).
     Refused(String),
 }
 
@@ -202,11 +203,11 @@ pub fn simulate_with(
                             }
                             Step::Fail(error) => {
                                 open.remove(&s.call);
-                                run.handle(Input::Failed { call: s.call, error, now })
+                                run.handle(Input::Failed { call: s.call, kind: NetError::Reset, error, now })
                             }
                             Step::Refused(error) => {
                                 open.remove(&s.call);
-                                run.handle(Input::Refused { call: s.call, error, now })
+                                run.handle(Input::Failed { call: s.call, kind: NetError::Refused, error, now })
                             }
                         }
                     }

@@ -378,7 +378,9 @@ impl Api<'_> {
 /// Feeds a reply to its run as the provider's whole response.
 fn feed(run: &mut Run, call: CallId, reply: &Reply, now: moa_core::Time) {
     if reply.status == 0 {
-        return run.handle(Input::Failed { call, error: reply.body.clone(), now });
+        // The batch API's own error for the request, with no HTTP status of its own.
+        let kind = moa_core::engine::NetError::Other;
+        return run.handle(Input::Failed { call, kind, error: reply.body.clone(), now });
     }
     let headers = vec![("content-type".to_owned(), "application/json".to_owned())];
     run.handle(Input::Head { call, status: reply.status, headers, now });

@@ -268,7 +268,7 @@ fn bad_request(e: request::BadRequest) -> Response {
 fn client_message(e: &RunError) -> String {
     match e {
         RunError::TooFewSuccesses { what, succeeded, needed, failures } => {
-            let list: Vec<String> = failures.iter().map(|f| format!("{} ({})", f.agent, f.kind)).collect();
+            let list: Vec<String> = failures.iter().map(|f| format!("{} ({})", f.agent, f.summary())).collect();
             format!("{what}: {succeeded} agent(s) succeeded, {needed} needed; failed: {}", list.join(", "))
         }
         RunError::AnswerBroken { delivered_chars, kind, .. } => format!(

@@ -1,10 +1,13 @@
 //! The native transport: carries out a [`Run`]'s requests with reqwest and feeds the
 //! responses back as they stream in. No protocol logic lives here; it is all in moa-core.
 
+mod net;
+
 use crate::clock::Clock;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use moa_core::Recipe;
+use moa_core::engine::NetError;
 use moa_core::{Action, CallId, Event, HttpRequest, Input, Outcome, Run};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +22,7 @@ enum Msg {
     Head { call: CallId, status: u16, headers: Vec<(String, String)> },
     Body { call: CallId, bytes: Bytes },
     End { call: CallId },
-    Failed { call: CallId, error: String },
-    Refused { call: CallId, error: String },
+    Failed { call: CallId, kind: NetError, error: String },
     Invalid { call: CallId, error: String },
 }
 
@@ -44,6 +46,9 @@ impl Transport {
             .no_proxy()
             .proxy(env_proxy())
             .tcp_nodelay(true)
+            // The system resolver, with a typed error: a name that does not resolve is told
+            // from other failures by its type.
+            .dns_resolver(Arc::new(net::Resolver))
             .connect_timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("moa/", env!("CARGO_PKG_VERSION")))
@@ -158,13 +163,9 @@ fn feed(run: &mut Run, msg: Msg, clock: &Clock, tasks: &mut HashMap<CallId, Join
             tasks.remove(&call);
             run.handle(Input::End { call, now })
         }
-        Msg::Failed { call, error } => {
+        Msg::Failed { call, kind, error } => {
             tasks.remove(&call);
-            run.handle(Input::Failed { call, error, now })
-        }
-        Msg::Refused { call, error } => {
-            tasks.remove(&call);
-            run.handle(Input::Refused { call, error, now })
+            run.handle(Input::Failed { call, kind, error, now })
         }
         Msg::Invalid { call, error } => {
             tasks.remove(&call);
@@ -209,8 +210,7 @@ async fn send(
     let resp = match client.execute(req).await {
         Ok(r) => r,
         Err(e) => {
-            let error = describe(&e);
-            let _ = tx.send(if refused(&e) { Msg::Refused { call, error } } else { Msg::Failed { call, error } });
+            let _ = tx.send(Msg::Failed { call, kind: net::classify(&e), error: describe(&e) });
             return;
         }
     };
@@ -227,7 +227,7 @@ async fn send(
                 let _ = tx.send(Msg::Body { call, bytes });
             }
             Err(e) => {
-                let _ = tx.send(Msg::Failed { call, error: describe(&e) });
+                let _ = tx.send(Msg::Failed { call, kind: net::classify(&e), error: describe(&e) });
                 return;
             }
         }
@@ -262,17 +262,6 @@ fn env_proxy() -> reqwest::Proxy {
 
 /// Whether the connection was refused, by the OS's own error kind in the cause chain
 /// (reqwest says only that connecting failed).
-fn refused(e: &reqwest::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(cause) = source {
-        if cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
-}
-
 /// The error with its causes ("error sending request ...: connection refused"), which is
 /// what a user needs; reqwest's top-level message alone hides the cause.
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
