@@ -59,7 +59,7 @@ fn play(recipe: &recipe::Recipe, body: &[u8]) -> usize {
         match run.poll() {
             Action::Request { call, .. } => pending.push_back(call),
             Action::Done(o) => {
-                assert!(o.answer.is_some());
+                assert!(o.answer.is_ok());
                 return actions;
             }
             Action::Wait(_) => {

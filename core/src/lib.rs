@@ -34,7 +34,7 @@
 //!         }
 //!     }
 //! };
-//! assert_eq!(outcome.answer.as_deref(), Some("Hi!"));
+//! assert_eq!(outcome.answer.as_deref().ok(), Some("Hi!"));
 //! assert_eq!(outcome.layers[0].calls.len(), 3); // the local preset's three proposers
 //! # Ok::<(), moa_core::RunError>(())
 //! ```

@@ -101,6 +101,9 @@ fn moa_preset_runs_thirteen_calls_with_the_papers_prompt() {
         serde_json::to_string(&trace.outcome).expect("json")
     );
     assert!(!printed.contains(KEY));
+    // The outcome's JSON has the answer and a null error (a failed run: the reverse).
+    let json = serde_json::to_value(&trace.outcome).expect("json");
+    assert_eq!((json["answer"].as_str(), json["error"].is_null()), (Some(answer.as_str()), true));
 }
 
 #[test]
@@ -145,7 +148,7 @@ fn retry_after_seconds_is_honoured_in_simulated_time() {
         _ => None,
     });
     assert_eq!(failed, Some(("HTTP 429: slow down".into(), true, Some(7000.0))));
-    assert!(trace.outcome.answer.is_some());
+    assert!(trace.outcome.answer.is_ok());
 }
 
 #[test]
@@ -217,11 +220,12 @@ fn too_few_successes_fails_the_run_listing_every_failure() {
     });
     assert_consistent(&trace.events);
     assert_eq!(trace.requests.len(), 6, "no aggregator call");
-    let Some(RunError::TooFewSuccesses { what, succeeded, needed, failures }) = &trace.outcome.error else {
-        panic!("expected TooFewSuccesses, got {:?}", trace.outcome.error)
+    let Some(RunError::TooFewSuccesses { what, succeeded, needed, failures }) = &trace.outcome.answer.as_ref().err()
+    else {
+        panic!("expected TooFewSuccesses, got {:?}", trace.outcome.answer.as_ref().err())
     };
     assert_eq!((what.as_str(), *succeeded, *needed, failures.len()), ("layer 0", 2, 3, 4));
-    let msg = trace.outcome.error.as_ref().expect("error").to_string();
+    let msg = trace.outcome.answer.as_ref().err().as_ref().expect("error").to_string();
     assert!(msg.contains("together:Qwen/Qwen1.5-110B-Chat: HTTP 403: no access to Qwen/Qwen1.5-110B-Chat"), "{msg}");
     assert!(msg.contains("meta-llama/Llama-3-70b-chat-hf"), "{msg}");
 }
@@ -264,7 +268,7 @@ fn a_stream_that_goes_silent_is_cut_at_the_stall_timeout() {
         }
     });
     assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { error, will_retry: false, t_ms, .. } if error.contains("stall") && *t_ms == 2010.0)));
-    assert!(trace.outcome.answer.is_some(), "five proposals are enough");
+    assert!(trace.outcome.answer.is_ok(), "five proposals are enough");
 }
 
 #[test]
@@ -327,7 +331,7 @@ fn a_stream_cut_before_its_end_is_truncated_and_retried() {
             .iter()
             .any(|e| matches!(e, Event::CallFailed { error, will_retry: true, .. } if error.contains("ended before")))
     );
-    assert!(trace.outcome.answer.is_some());
+    assert!(trace.outcome.answer.is_ok());
 }
 
 #[test]
@@ -357,14 +361,14 @@ fn cancelling_a_run_cancels_every_call_in_flight() {
         }
         false
     });
-    assert_eq!(trace.outcome.error, Some(RunError::Cancelled));
+    assert_eq!(trace.outcome.answer.as_ref().err(), Some(&RunError::Cancelled));
     assert_consistent(&trace.events);
     assert_eq!(trace.aborted.len(), 5, "the five calls still running are cancelled");
     assert_eq!(trace.requests.len(), 6);
     assert!(matches!(trace.events.last(), Some(Event::RunFailed { error, .. }) if error == "the run was cancelled"));
     // Input arriving after the end is ignored.
     run.handle(Input::End { call: trace.requests[0].call, now: T0 + ms(600) });
-    assert!(matches!(run.poll(), Action::Done(o) if o.error == Some(RunError::Cancelled)));
+    assert!(matches!(run.poll(), Action::Done(o) if o.answer.as_ref().err() == Some(&RunError::Cancelled)));
 }
 
 #[test]
@@ -423,7 +427,7 @@ fn vote_decides_without_an_aggregator_call_when_the_proposers_agree() {
         answer(if req.model.contains("dbrx") { "13" } else { "The answer is 7." }, ms(5))
     });
     assert_eq!(trace.requests.len(), 6);
-    assert_eq!(trace.outcome.answer.as_deref(), Some("The answer is 7."));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("The answer is 7."));
     assert_eq!(trace.outcome.decided_by.as_deref(), Some("vote"));
     assert!(matches!(trace.events.last(), Some(Event::Final { decided_by, .. }) if decided_by == "vote"));
 }
@@ -456,7 +460,7 @@ fn a_failing_strategy_falls_back_or_fails_as_the_recipe_says() {
         assert_eq!(trace.requests.len(), calls, "{on_error:?}");
         let fallback = on_error == OnError::Synthesize;
         assert!(trace.events.iter().any(|e| matches!(e, Event::StrategyFailed { fallback: f, error, .. } if *f == fallback && error.contains("trapped"))));
-        assert_eq!(trace.outcome.answer.is_some(), fallback);
+        assert_eq!(trace.outcome.answer.is_ok(), fallback);
     }
     // Core alone cannot run plugins, and says so before any call.
     let mut recipe = recipe::preset("moa-lite").expect("preset");
@@ -487,7 +491,7 @@ fn a_recipe_without_layers_is_one_call_the_aggregator_answering_alone() {
     assert_eq!(trace.requests.len(), 1);
     assert_eq!(trace.requests[0].model, "solo");
     assert_eq!(trace.requests[0].system(), None, "no references prompt: nothing was proposed");
-    assert_eq!(trace.outcome.answer.as_deref(), Some("7"));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("7"));
     assert_consistent(&trace.events);
 }
 
@@ -557,7 +561,7 @@ fn anthropic_messages_stream_end_to_end() {
     assert_eq!(first.messages, vec![Message::user("Hi")]);
     let agg = trace.requests.last().expect("aggregator");
     assert_eq!(agg.body["system"], format!("Be kind.\n\n{REFERENCE_PROMPT}\n1. Hello there\n2. Hello there"));
-    assert_eq!(trace.outcome.answer.as_deref(), Some("Hello there"));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("Hello there"));
     assert_eq!(trace.outcome.usage, moa_core::Usage::new(36, 27));
 }
 
@@ -577,7 +581,7 @@ fn anthropic_overload_error_events_are_retried() {
     assert!(trace.events.iter().any(
         |e| matches!(e, Event::CallFailed { error, will_retry: true, .. } if error == "overloaded_error: Overloaded")
     ));
-    assert_eq!(trace.outcome.answer.as_deref(), Some("ok"));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("ok"));
 }
 
 #[test]
@@ -592,7 +596,7 @@ fn a_server_that_ignores_stream_and_sends_json_still_works() {
         ]
     });
     // Three proposers agree, so `vote` answers without an aggregator call.
-    assert_eq!(trace.outcome.answer.as_deref(), Some("whole"));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("whole"));
     assert_eq!(trace.outcome.usage.input_tokens, 9);
     assert_eq!(trace.requests.len(), 3);
     assert!(trace.requests.iter().all(|r| r.http.url == "http://127.0.0.1:8081/v1/chat/completions"));
@@ -607,7 +611,7 @@ fn a_provider_that_is_down_fails_with_the_transport_error() {
     let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, |_| {
         vec![(ms(1), Step::Fail("connection refused (127.0.0.1:8081)".into()))]
     });
-    let err = trace.outcome.error.expect("fails").to_string();
+    let err = trace.outcome.answer.as_ref().expect_err("fails").to_string();
     assert_eq!(
         err,
         "layer 0: 0 agent(s) succeeded, 1 needed\n  smollm:m: transport: connection refused (127.0.0.1:8081)"
@@ -626,7 +630,7 @@ fn a_refused_connection_to_this_machine_is_not_retried_but_to_another_is() {
     let trace = simulate(Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts"), T0, refused);
     assert_eq!(trace.requests.len(), 1, "tried once");
     assert!(trace.events.iter().any(|e| matches!(e, Event::CallFailed { will_retry: false, .. })));
-    let err = trace.outcome.error.expect("fails").to_string();
+    let err = trace.outcome.answer.as_ref().expect_err("fails").to_string();
     assert!(err.ends_with("smollm:m: connection refused: tcp connect error: Connection refused"), "{err}");
 
     // The same refusal from a remote host (a restarting server behind a balancer) is retried.
@@ -735,7 +739,7 @@ fn a_retried_aggregator_voids_its_partial_text_and_the_answer_is_the_retry_alone
     let run = Run::new(&recipe, vec![Message::user("Hi")], T0).expect("starts");
     let trace = simulate(run, T0, aggregator_breaks_once());
     assert_consistent(&trace.events);
-    assert_eq!(trace.outcome.answer.as_deref(), Some("Whole answer."));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("Whole answer."));
     // The broken attempt says its streamed text is void, so a consumer can take it back.
     let void = trace.events.iter().find_map(|e| match e {
         Event::CallFailed { at, will_retry: true, discarded_chars, .. } if at.layer == 1 => Some(*discarded_chars),
@@ -764,7 +768,7 @@ fn with_irrevocable_output_an_aggregator_that_broke_after_text_ends_the_run_inst
     let trace = simulate(run, T0, aggregator_breaks_once());
     assert_consistent(&trace.events);
     assert_eq!(trace.requests.iter().filter(|r| r.model == "agg").count(), 1, "not retried");
-    match &trace.outcome.error {
+    match &trace.outcome.answer.as_ref().err() {
         Some(RunError::AnswerBroken { delivered_chars, error, kind }) => {
             assert_eq!(*delivered_chars, 12);
             assert_eq!(*kind, moa_core::engine::ErrorKind::Reset);
@@ -790,7 +794,7 @@ fn with_irrevocable_output_an_aggregator_that_broke_after_text_ends_the_run_inst
             answer("fine", ms(5))
         }
     });
-    assert_eq!(trace.outcome.answer.as_deref(), Some("fine"));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("fine"));
 }
 
 #[test]
@@ -809,7 +813,7 @@ fn with_reports_sent_a_call_waiting_in_the_transport_queue_never_stalls() {
         r
     });
     assert_consistent(&trace.events);
-    assert_eq!(trace.outcome.answer.as_deref(), Some("ok"));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("ok"));
     assert_eq!(trace.requests.len(), 2, "every call succeeds at its first attempt");
     // Once sent, the deadlines hold: a call sent and then silent is cut at the stall.
     let options = RunOptions { reports_sent: true, ..RunOptions::default() };
@@ -834,7 +838,7 @@ fn an_end_marker_finishes_the_call_even_if_the_connection_stays_open() {
         r
     });
     assert_consistent(&trace.events);
-    assert_eq!(trace.outcome.answer.as_deref(), Some("from agg"));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("from agg"));
     assert_eq!(trace.requests.len(), 2, "nothing stalled or was retried");
     assert!(trace.outcome.wall_ms < 100.0, "no wait for the stall timeout: {}", trace.outcome.wall_ms);
     // The proposer's connection was closed after its grace; the aggregator's at the end.
@@ -845,7 +849,7 @@ fn an_end_marker_finishes_the_call_even_if_the_connection_stays_open() {
         let body = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"ok\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         vec![(ms(1), Step::Head(200, vec![])), (ms(2), Step::Body(body.as_bytes().to_vec()))]
     });
-    assert_eq!(trace.outcome.answer.as_deref(), Some("ok"));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("ok"));
     assert_eq!(trace.requests.len(), 2);
 }
 
@@ -976,7 +980,7 @@ fn the_aggregators_sampling_options_reach_it_and_its_stop_sequences_hold_anyway(
         _ => answer("proposal", ms(5)),
     });
     assert_consistent(&trace.events);
-    assert_eq!(trace.outcome.answer.as_deref(), Some("Hello "));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("Hello "));
     assert_eq!(trace.outcome.finish_reason.as_deref(), Some("stop"));
     let agg = trace.requests.iter().find(|r| r.model == "agg").expect("aggregator call");
     assert_eq!(agg.body["top_p"], 0.9);
@@ -1130,7 +1134,7 @@ fn a_quorum_cuts_the_straggler_after_its_grace_and_counts_its_tokens() {
     let agg_at = |t: &Trace| t.requests.iter().find(|r| r.model == "agg").expect("aggregator").at;
     assert!(agg_at(&sync) >= T0 + Duration::from_secs(10), "{:?}", agg_at(&sync).since(T0));
     assert_eq!(agg_at(&quorum), T0 + ms(600));
-    assert_eq!(quorum.outcome.answer.as_deref(), Some("aggregated"));
+    assert_eq!(quorum.outcome.answer.as_deref().ok(), Some("aggregated"));
     // The straggler: cut, cancelled on the wire, its streamed tokens counted as wasted.
     let straggler = &quorum.outcome.layers[0].calls[3];
     assert!(!straggler.ok && straggler.errors == ["cut: the layer had its quorum"], "{straggler:?}");
@@ -1155,7 +1159,7 @@ fn a_quorum_does_not_wait_for_an_agent_stuck_behind_a_retry_after() {
         m => answer(&format!("answer from {m}"), ms(100)),
     });
     assert_consistent(&trace.events);
-    assert_eq!(trace.outcome.answer.as_deref(), Some("aggregated"));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("aggregated"));
     assert!(trace.end.since(T0) < Duration::from_secs(1), "not 300 s: {:?}", trace.end.since(T0));
     assert!(
         trace.events.iter().any(
@@ -1174,7 +1178,7 @@ fn agreeing_proposers_end_the_run_without_an_aggregator_call() {
         _ => answer("The answer is **42**.", ms(100)),
     });
     assert_consistent(&trace.events);
-    assert_eq!(trace.outcome.answer.as_deref(), Some("The answer is **42**."));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("The answer is **42**."));
     assert_eq!(trace.outcome.decided_by.as_deref(), Some("agreement: 3 agents answered \"42\""));
     assert!(trace.requests.iter().all(|r| r.model != "agg"), "no aggregator call");
     assert_eq!(trace.end, T0 + ms(100));
@@ -1184,7 +1188,7 @@ fn agreeing_proposers_end_the_run_without_an_aggregator_call() {
         "agg" => answer("aggregated", ms(50)),
         _ => answer("42", ms(100)),
     });
-    assert_eq!(trace.outcome.answer.as_deref(), Some("aggregated"));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("aggregated"));
 }
 
 #[test]

@@ -85,7 +85,7 @@ fn a_run_cancelled_during_the_staircase_keeps_its_steps_in_the_books() {
         false
     });
     assert_consistent(&trace.events);
-    assert_eq!(trace.outcome.error, Some(RunError::Cancelled));
+    assert_eq!(trace.outcome.answer.as_ref().err(), Some(&RunError::Cancelled));
     let steps = trace.requests.iter().filter(|r| r.model == "agg").count();
     assert_eq!(steps, 3, "two steps answered, the third was under way");
     books_balance(&trace);
@@ -97,7 +97,11 @@ fn a_run_that_fails_in_its_last_proposer_layer_keeps_its_steps_in_the_books() {
     r.policy.min_successes = 2;
     let trace = simulate(Run::new(&r, vec![Message::user("Hi")], T0).expect("starts"), T0, script(true));
     assert_consistent(&trace.events);
-    assert!(matches!(trace.outcome.error, Some(RunError::TooFewSuccesses { .. })), "{:?}", trace.outcome.error);
+    assert!(
+        matches!(trace.outcome.answer.as_ref().err(), Some(&RunError::TooFewSuccesses { .. })),
+        "{:?}",
+        trace.outcome.answer.as_ref().err()
+    );
     books_balance(&trace);
 }
 
@@ -111,6 +115,6 @@ fn a_whole_staircase_run_balances_too() {
             _ => openai_stream(&["aaaaaaaaaa"; 4], (10, 8), ms(100), ms(100)),
         }
     });
-    assert!(trace.outcome.answer.is_some());
+    assert!(trace.outcome.answer.is_ok());
     books_balance(&trace);
 }

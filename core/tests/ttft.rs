@@ -85,7 +85,7 @@ fn a_retried_aggregators_voided_text_does_not_count() {
             answer("a proposal", ms(5))
         }
     });
-    assert_eq!(trace.outcome.answer.as_deref(), Some("Whole answer."));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some("Whole answer."));
     let retry = trace.outcome.layers[1].calls[0].clone();
     assert_eq!(retry.attempts, 2);
     let retry_started = trace.requests.iter().filter(|q| q.model == "agg").nth(1).expect("a retry").at;
@@ -113,6 +113,8 @@ fn a_run_without_an_answer_has_none() {
             "layers": [], "aggregator": "p:agg", "policy": {"retries": 0}}"#,
     );
     let trace = run(&r, |_| status(400, &[], "no", ms(5)));
-    assert!(trace.outcome.answer.is_none());
+    assert!(trace.outcome.answer.is_err());
     assert_eq!(trace.outcome.ttft_ms, None);
+    let json = serde_json::to_value(&trace.outcome).expect("json");
+    assert!(json["answer"].is_null() && json["error"].as_str().is_some_and(|e| e.contains("HTTP 400")), "{json}");
 }

@@ -48,7 +48,7 @@ async fn once(transport: &Transport, recipe: &Recipe) -> (f64, f64) {
             _ => {}
         })
         .await;
-    assert!(outcome.answer.is_some(), "{:?}", outcome.error);
+    assert!(outcome.answer.is_ok(), "{:?}", outcome.answer.as_ref().err());
     let wall = start.elapsed().as_secs_f64();
     (first.map_or(wall, |d| d.as_secs_f64()), wall)
 }

@@ -59,7 +59,7 @@ async fn overhead(transport: &Transport) {
             })
             .await;
         let wall = start.elapsed().as_secs_f64();
-        assert!(outcome.answer.is_some());
+        assert!(outcome.answer.is_ok());
         let spans = fake.seen.spans.lock().expect("lock").clone();
         assert_eq!(spans.len(), 13);
         let slowest = |r: std::ops::Range<usize>| {
@@ -159,7 +159,7 @@ model = "smollm:SmolLM2-135M-Instruct"
         let start = Instant::now();
         let outcome = transport.drive(&mut run, &clock, &CancellationToken::new(), |_| {}).await;
         let wall = start.elapsed().as_secs_f64() * 1000.0;
-        assert!(outcome.answer.is_some(), "{:?}", outcome.error);
+        assert!(outcome.answer.is_ok(), "{:?}", outcome.answer.as_ref().err());
         let critical: f64 =
             outcome.layers.iter().map(|l| l.calls.iter().filter_map(|c| c.server_ms).fold(0.0, f64::max)).sum();
         ratios.push(wall / critical);

@@ -39,7 +39,7 @@ async fn streams_a_whole_run_and_counts_the_servers_tokens() {
     let fake = Fake::start();
     let r = recipe(&fake.base_url, &["a;tokens=5", "b;tokens=7", "c;text=x y z"], "agg;text=the final answer", "");
     let (outcome, events) = drive(&r, CancellationToken::new()).await;
-    assert_eq!(outcome.answer.as_deref(), Some("the final answer"));
+    assert_eq!(outcome.answer.as_deref().ok(), Some("the final answer"));
     assert_eq!(outcome.usage.output_tokens, 5 + 7 + 3 + 3);
     let deltas = events.iter().filter(|e| matches!(e, Event::TextDelta { .. })).count();
     assert_eq!(deltas, 5 + 7 + 3 + 3, "every piece became an event as it arrived");
@@ -52,7 +52,7 @@ async fn a_429_with_retry_after_is_waited_out_then_retried() {
     let r = recipe(&fake.base_url, &["a;fault=429;retry_after=1"], "agg", "");
     let t = Instant::now();
     let (outcome, events) = drive(&r, CancellationToken::new()).await;
-    assert!(outcome.answer.is_some(), "{:?}", outcome.error);
+    assert!(outcome.answer.is_ok(), "{:?}", outcome.answer.as_ref().err());
     assert!(t.elapsed() >= Duration::from_secs(1), "waited for Retry-After");
     assert_eq!(failures(&events), [("HTTP 429: rate limited".to_owned(), true)]);
     assert_eq!(fake.count("a;fault=429;retry_after=1"), 2);
@@ -63,7 +63,7 @@ async fn a_500_then_success_is_retried_with_backoff() {
     let fake = Fake::start();
     let r = recipe(&fake.base_url, &["a;fault=500"], "agg", "[policy]\nbackoff_secs = 0.05");
     let (outcome, events) = drive(&r, CancellationToken::new()).await;
-    assert!(outcome.answer.is_some());
+    assert!(outcome.answer.is_ok());
     assert_eq!(failures(&events), [("HTTP 500: internal error".to_owned(), true)]);
 }
 
@@ -87,7 +87,7 @@ async fn malformed_sse_fails_the_agent_clearly_and_the_run_goes_on() {
     let fake = Fake::start();
     let r = recipe(&fake.base_url, &["a;fault=malformed", "b"], "agg", "");
     let (outcome, events) = drive(&r, CancellationToken::new()).await;
-    assert!(outcome.answer.is_some());
+    assert!(outcome.answer.is_ok());
     let f = failures(&events);
     assert!(f[0].0.starts_with("malformed response: stream chunk: ") && !f[0].1, "{f:?}");
 }
@@ -101,7 +101,7 @@ async fn a_first_byte_later_than_the_deadline_times_out() {
     let (outcome, events) = drive(&r, CancellationToken::new()).await;
     assert!(t.elapsed() < Duration::from_secs(3), "gave up at the deadline, not after the server's delay");
     assert_eq!(failures(&events), [("no complete answer within 0.3 s (policy.timeout_secs)".to_owned(), false)]);
-    let err = outcome.error.expect("fails").to_string();
+    let err = outcome.answer.as_ref().expect_err("fails").to_string();
     assert!(err.contains("layer 0: 0 agent(s) succeeded, 1 needed") && err.contains("fake:a;fault=slowhead"), "{err}");
 }
 
@@ -110,7 +110,7 @@ async fn a_stream_that_never_ends_is_cut_and_its_connection_closed() {
     let fake = Fake::start();
     let r = recipe(&fake.base_url, &["a;fault=hang", "b"], "agg", "[policy]\nstall_timeout_secs = 0.3\nretries = 0");
     let (outcome, events) = drive(&r, CancellationToken::new()).await;
-    assert!(outcome.answer.is_some(), "b alone is enough");
+    assert!(outcome.answer.is_ok(), "b alone is enough");
     assert_eq!(failures(&events), [("no data for 0.3 s (policy.stall_timeout_secs)".to_owned(), false)]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(fake.seen.open.load(Ordering::SeqCst), 0, "the hung stream was closed");
@@ -128,7 +128,7 @@ async fn a_provider_that_is_down_fails_with_the_connection_error() {
     // On this machine's own address nothing will start listening by itself: one attempt,
     // not retried (the transport tells a refused connection by the OS's error kind).
     assert_eq!(failures(&events), [(failures(&events)[0].0.clone(), false)]);
-    let err = outcome.error.expect("fails").to_string();
+    let err = outcome.answer.as_ref().expect_err("fails").to_string();
     assert!(err.contains("connection refused: ") && err.contains("Connection refused"), "{err}");
 }
 
@@ -144,7 +144,7 @@ async fn cancelling_the_run_closes_every_connection() {
         c.cancel();
     });
     let (outcome, _) = drive(&r, cancel).await;
-    assert_eq!(outcome.error, Some(moa_core::RunError::Cancelled));
+    assert_eq!(outcome.answer.as_ref().err(), Some(&moa_core::RunError::Cancelled));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fake.seen.open.load(Ordering::SeqCst), 0);
     assert_eq!(fake.seen.dropped.load(Ordering::SeqCst), 3);
@@ -157,7 +157,7 @@ async fn a_finished_stream_on_a_connection_left_open_completes_the_call_and_is_c
         recipe(&fake.base_url, &["a;text=done;fault=keepopen"], "agg;text=final", "[policy]\nstall_timeout_secs = 5");
     let t = Instant::now();
     let (outcome, events) = drive(&r, CancellationToken::new()).await;
-    assert_eq!(outcome.answer.as_deref(), Some("final"));
+    assert_eq!(outcome.answer.as_deref().ok(), Some("final"));
     assert!(failures(&events).is_empty(), "{:?}", failures(&events));
     assert!(t.elapsed() < Duration::from_secs(2), "no wait for the stall timeout: {:?}", t.elapsed());
     // The run is done and its connections are closed, the one left open included.
@@ -188,7 +188,7 @@ async fn a_request_the_http_library_cannot_build_is_not_retried() {
         .expect("client")
         .drive(&mut run, &clock, &CancellationToken::new(), |e| events.push(e.clone()))
         .await;
-    assert!(outcome.answer.is_none());
+    assert!(outcome.answer.is_err());
     let f = failures(&events);
     assert_eq!(f.len(), 1, "{f:?}");
     assert!(f[0].0.starts_with("the request could not be made"), "{f:?}");

@@ -69,7 +69,7 @@ async fn dedup_top_k_keeps_k_distinct_proposals_for_the_aggregator() {
     );
     r.aggregator.strategy = Some(spec("dedup-top-k", json!({"k": 2})));
     let (outcome, _) = run_with(&r, &runtime()).await;
-    assert!(outcome.answer.is_some(), "{:?}", outcome.error);
+    assert!(outcome.answer.is_ok(), "{:?}", outcome.answer.as_ref().err());
     let bodies = fake.seen.bodies.lock().expect("lock").clone();
     let system = bodies.last().expect("aggregator")["messages"][0]["content"].as_str().expect("system").to_owned();
     let refs: Vec<&str> = system.split("Responses from models:\n").nth(1).expect("references").lines().collect();
@@ -82,7 +82,7 @@ async fn majority_vote_answers_without_the_aggregator_when_proposers_agree() {
     let mut r = recipe(&fake.base_url, &["a;text=The answer is 4.", "b;text=4", "c;text=5"], "agg", "");
     r.aggregator.strategy = Some(spec("majority-vote", json!({})));
     let (outcome, events) = run_with(&r, &runtime()).await;
-    assert_eq!(outcome.answer.as_deref(), Some("The answer is 4."));
+    assert_eq!(outcome.answer.as_deref().ok(), Some("The answer is 4."));
     assert_eq!(fake.count("agg"), 0, "no aggregator call");
     assert!(
         matches!(events.last(), Some(Event::Final { decided_by, .. }) if decided_by.ends_with("majority_vote.wasm"))
@@ -95,7 +95,7 @@ async fn critique_sends_its_own_prompt() {
     let mut r = recipe(&fake.base_url, &["a;text=four", "b;text=five"], "agg;text=Answer: 4", "");
     r.aggregator.strategy = Some(spec("critique", json!({"style": "Be brief."})));
     let (outcome, _) = run_with(&r, &runtime()).await;
-    assert_eq!(outcome.answer.as_deref(), Some("Answer: 4"));
+    assert_eq!(outcome.answer.as_deref().ok(), Some("Answer: 4"));
     let bodies = fake.seen.bodies.lock().expect("lock").clone();
     let system = bodies.last().expect("aggregator")["messages"][0]["content"].as_str().expect("system").to_owned();
     assert!(system.contains("critique each one briefly") && system.contains("Be brief."), "{system}");
@@ -110,7 +110,7 @@ async fn a_failing_plugin_falls_back_to_synthesize_or_fails_the_run_as_the_recip
         let mut r = recipe(&fake.base_url, &["a", "b"], "agg", "");
         r.aggregator.strategy = Some(StrategySpec { on_error, ..spec("misbehave", json!({"mode": "panic"})) });
         let (outcome, events) = run_with(&r, &rt).await;
-        assert_eq!(outcome.answer.is_some(), ok, "{on_error:?}: {:?}", outcome.error);
+        assert_eq!(outcome.answer.is_ok(), ok, "{on_error:?}: {:?}", outcome.answer.as_ref().err());
         let failed = events.iter().find_map(|e| match e {
             Event::StrategyFailed { error, fallback, .. } => Some((error.clone(), *fallback)),
             _ => None,

@@ -120,10 +120,10 @@ async fn run(recipe: Recipe, input: JsValue, options: JsValue) -> Result<JsValue
         }
     })
     .await;
-    match &outcome.error {
-        None => to_js(&outcome),
-        Some(RunError::Cancelled) => Err(JsError::new("the run was cancelled")),
-        Some(e) => Err(JsError::new(&e.to_string())),
+    match &outcome.answer {
+        Ok(_) => to_js(&outcome),
+        Err(RunError::Cancelled) => Err(JsError::new("the run was cancelled")),
+        Err(e) => Err(JsError::new(&e.to_string())),
     }
 }
 

@@ -787,27 +787,20 @@ impl Run {
         let wall_ms = self.t_ms();
         let first_token = self.answer_first_token.map_or(wall_ms, |t| millis(t.since(self.started)));
         let ttft_ms = result.is_ok().then_some(first_token);
-        let (answer, error) = match result {
-            Ok(text) => {
-                self.emit(Event::Final {
-                    text: text.clone(),
-                    decided_by: decided_by.clone().unwrap_or_default(),
-                    usage: self.usage,
-                    cost: self.cost,
-                    wasted: self.wasted,
-                    wall_ms,
-                    ttft_ms,
-                });
-                (Some(text), None)
-            }
-            Err(e) => {
-                self.emit(Event::RunFailed { error: e.to_string(), t_ms: wall_ms });
-                (None, Some(e))
-            }
-        };
+        match &result {
+            Ok(text) => self.emit(Event::Final {
+                text: text.clone(),
+                decided_by: decided_by.clone().unwrap_or_default(),
+                usage: self.usage,
+                cost: self.cost,
+                wasted: self.wasted,
+                wall_ms,
+                ttft_ms,
+            }),
+            Err(e) => self.emit(Event::RunFailed { error: e.to_string(), t_ms: wall_ms }),
+        }
         self.outcome = Some(Outcome {
-            answer,
-            error,
+            answer: result,
             decided_by,
             layers: std::mem::take(&mut self.reports),
             usage: self.usage,

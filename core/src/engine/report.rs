@@ -156,10 +156,10 @@ pub struct LayerReport {
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Outcome {
-    /// The final answer, if the run produced one.
-    pub answer: Option<String>,
-    /// Why it did not, otherwise.
-    pub error: Option<RunError>,
+    /// The final answer, or why there is none. Serialized as two fields, `answer` and
+    /// `error`, one of them null.
+    #[serde(flatten, serialize_with = "answer_or_error")]
+    pub answer: Result<String, RunError>,
     /// The aggregator's name, the strategy that decided alone, or, when a layer's agents
     /// agreed (`early_exit`), the agreement (`agreement: 3 agents answered "7"`).
     pub decided_by: Option<String>,
@@ -186,12 +186,26 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The answer, or the error.
+    /// The answer, or the error, borrowed.
     pub fn result(&self) -> Result<&str, &RunError> {
-        match (&self.answer, &self.error) {
-            (Some(a), _) => Ok(a),
-            (None, Some(e)) => Err(e),
-            (None, None) => Err(&RunError::Cancelled),
+        self.answer.as_deref()
+    }
+}
+
+/// `{"answer": "...", "error": null}` or `{"answer": null, "error": "..."}`: the shape
+/// JSON readers (the page, `--json`) read.
+fn answer_or_error<S: Serializer>(answer: &Result<String, RunError>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(2))?;
+    match answer {
+        Ok(text) => {
+            map.serialize_entry("answer", text)?;
+            map.serialize_entry("error", &())?;
+        }
+        Err(e) => {
+            map.serialize_entry("answer", &())?;
+            map.serialize_entry("error", e)?;
         }
     }
+    map.end()
 }

@@ -127,8 +127,7 @@ pub fn simulate_with(
     let mut scheduled: BTreeMap<(Time, u64), Scheduled> = BTreeMap::new();
     let mut trace = Trace {
         outcome: Outcome {
-            answer: None,
-            error: None,
+            answer: Err(moa_core::RunError::Cancelled),
             decided_by: None,
             layers: vec![],
             usage: Default::default(),

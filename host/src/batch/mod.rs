@@ -250,8 +250,7 @@ pub struct Summary {
 /// The outcome of an item whose run could not start.
 pub(crate) fn not_started(e: moa_core::RunError) -> Outcome {
     Outcome {
-        answer: None,
-        error: Some(e),
+        answer: Err(e),
         decided_by: None,
         layers: vec![],
         usage: Usage::default(),
@@ -266,7 +265,7 @@ pub(crate) fn not_started(e: moa_core::RunError) -> Outcome {
 impl Summary {
     /// Counts a finished item.
     pub fn count(&mut self, outcome: &Outcome) {
-        if outcome.answer.is_some() {
+        if outcome.answer.is_ok() {
             self.answered += 1
         } else {
             self.failed += 1
@@ -416,7 +415,7 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
                 Ok(mut run) => transport.drive(&mut run, &clock, &cancel, |_: &Event| {}).await,
                 Err(e) => not_started(e),
             };
-            if matches!(outcome.error, Some(moa_core::RunError::Cancelled)) {
+            if matches!(outcome.answer, Err(moa_core::RunError::Cancelled)) {
                 return Ok(());
             }
             let mut line = result_line(&item.id, &outcome, batch.proposals, &provenance, seed).into_bytes();

@@ -71,10 +71,10 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
     };
     let cancel = interrupt_token();
     let outcome = transport.drive(&mut run, &clock, &cancel, |e| display.on_event(e)).await;
-    match &outcome.error {
-        None => ExitCode::SUCCESS,
-        Some(RunError::Cancelled) => ExitCode::from(INTERRUPTED),
-        Some(e) => {
+    match &outcome.answer {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(RunError::Cancelled) => ExitCode::from(INTERRUPTED),
+        Err(e) => {
             if !args.json {
                 eprintln!("moa: the run failed: {e}");
             }

@@ -311,7 +311,7 @@ fn log_run(id: &str, model: &str, status: u16, outcome: &Outcome, stream: bool) 
             tracing::warn!(target: "moa::upstream", id = %id, layer = l.layer, agent = %c.agent, ok = c.ok, errors = ?c.errors, "upstream call failed");
         }
     }
-    if let Some(e) = &outcome.error {
+    if let Err(e) = &outcome.answer {
         tracing::warn!(target: "moa::upstream", id = %id, error = %e, "run failed");
     }
 }
