@@ -9,6 +9,8 @@
 //! tokens and cost count in that layer's and the run's totals.
 
 use super::attempt::{Slot, SlotState};
+use super::phase::{LayerPhase, Phase};
+use super::stair::Stair;
 use super::{CallError, CallReport, Run, RunError, stair};
 use crate::event::Event;
 use crate::recipe::OnError;
@@ -27,6 +29,8 @@ pub(super) struct Asking {
     pub(super) slot: usize,
     /// Calls asked for in this decision.
     pub(super) asks: usize,
+    /// The proposals it decides on.
+    pub(super) proposals: Vec<Proposal>,
 }
 
 impl Run {
@@ -82,14 +86,18 @@ impl Run {
                 self.input = messages;
                 if next == self.recipe.layers.len() {
                     // The staircase's last step: the whole proposals, and the answer so far.
-                    let answer = self.stair.as_mut().map(|s| {
-                        s.slot = None;
-                        s.answer.clone()
-                    });
-                    if let Some(answer) = answer.filter(|a| !a.is_empty()) {
+                    let stair = self.layer_phase_mut().and_then(|l| l.stair.take());
+                    if let Some(answer) = stair.as_ref().map(|s| s.answer.as_str()).filter(|a| !a.is_empty()) {
                         let kind = self.recipe.providers[&self.recipe.aggregator_agent().provider].kind;
-                        stair::continue_from(&mut self.input, &answer, kind);
+                        stair::continue_from(&mut self.input, answer, kind);
                     }
+                    self.begin_layer(next);
+                    // The aggregator's layer keeps the steps' answer and books; no stair
+                    // slot any more.
+                    if let Some(l) = self.layer_phase_mut() {
+                        l.stair = stair.map(|s| Stair { slot: None, ..s });
+                    }
+                    return;
                 }
                 self.begin_layer(next);
             }
@@ -109,25 +117,22 @@ impl Run {
             let message = format!("asked for a call to an unknown provider {:?}", agent.provider);
             return self.finish(Err(RunError::Strategy(StrategyError { strategy: strategy.into(), message })), None);
         };
-        // Ask calls never overlap a staircase (it requires `synthesize`), but the stair's
-        // slot index must not outlive the slots it indexed.
-        if let Some(s) = &mut self.stair {
-            s.slot = None;
-        }
+        // The judged layer's phase ends here (a staircase never precedes an ask: it
+        // requires `synthesize`).
         let slot = self.reports.last().map_or(0, |r| r.calls.len());
-        self.quorum_at = None;
         self.input = ask.messages;
         self.slots = vec![Slot::new(agent, kind, self.now)];
-        self.asking = Some(Asking { next, slot, asks });
-        self.asked = proposals;
+        self.phase = Phase::Asking(Asking { next, slot, asks, proposals });
     }
 
     /// The ask call is over: books it in the judged layer and lets the strategy go on.
     pub(super) fn finish_ask(&mut self) {
-        let Some(asking) = self.asking.take() else { return };
+        // Between the ask and what the strategy decides, a layer phase with nothing in it.
+        let Phase::Asking(asking) = std::mem::replace(&mut self.phase, Phase::Layer(LayerPhase::default())) else {
+            return;
+        };
         let reply = self.book_ask(asking.slot);
-        let proposals = std::mem::take(&mut self.asked);
-        self.decide(asking.next, proposals, Some(reply), asking.asks);
+        self.decide(asking.next, asking.proposals, Some(reply), asking.asks);
     }
 
     /// Books the ask slot's call in the last layer report; returns its reply.

@@ -3,6 +3,7 @@
 
 use super::attempt::{Flight, Response, Slot, SlotState};
 use super::backoff::backoff;
+use super::phase::Broken;
 use super::redact::StreamRedactor;
 use super::stop::StopFilter;
 use super::{Action, CallError, Run, fit};
@@ -208,12 +209,15 @@ impl Run {
             }
         }
         if irrevocable {
-            self.broken = Some((delivered, message.clone(), error.kind()));
+            let broken = Broken { delivered_chars: delivered, error: message.clone(), kind: error.kind() };
+            if let Some(l) = self.layer_phase_mut() {
+                l.broken = Some(broken);
+            }
         }
         self.slots[i].last_error = Some((error.kind(), error.status()));
         let (discarded_chars, usage, cost) = self.void_attempt(i, &flight);
         // Voided text is no longer the answer's start, unless a staircase delivered it.
-        let stair_delivered = self.stair.as_ref().is_some_and(|s| !s.answer.is_empty());
+        let stair_delivered = self.stair().is_some_and(|s| !s.answer.is_empty());
         if self.is_final_layer() && discarded_chars > 0 && !irrevocable && !stair_delivered {
             self.answer_first_token = None;
         }

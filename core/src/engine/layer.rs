@@ -1,6 +1,7 @@
 //! A layer's end: its books closed, its strategy deciding what the next layer sees.
 
 use super::attempt::SlotState;
+use super::phase::{Agreement, Broken};
 use super::{CallError, CallReport, ErrorKind, Failure, LayerReport, Run, RunError, secs};
 use crate::event::Event;
 use crate::strategy::Proposal;
@@ -21,9 +22,8 @@ impl Run {
         };
         let mut proposals = Vec::new();
         // The aggregator's staircase steps belong to the aggregator's books.
-        if self.is_final_layer()
-            && let Some(stair) = &mut self.stair
-        {
+        let final_layer = self.is_final_layer();
+        if final_layer && let Some(stair) = self.stair_mut() {
             report.calls.append(&mut stair.reports);
             report.usage += std::mem::take(&mut stair.usage);
             report.wasted += std::mem::take(&mut stair.wasted);
@@ -94,7 +94,7 @@ impl Run {
     /// After each success in a proposer layer: starts the quorum's grace once the quorum
     /// is met, and ends the layer at once when its agents agree (`early_exit`).
     pub(super) fn on_success(&mut self) {
-        if self.is_final_layer() || self.asking.is_some() {
+        if self.is_final_layer() || self.asking().is_some() {
             return;
         }
         let layer = &self.recipe.layers[self.layer];
@@ -104,36 +104,47 @@ impl Run {
             .filter(|s| matches!(s.state, SlotState::Succeeded))
             .map(|s| s.text.trim())
             .collect();
+        let (quorum_met, agreed) =
+            self.layer_phase().map_or((true, true), |l| (l.quorum_at.is_some(), l.agreed.is_some()));
+        let mut quorum_at = None;
         if let Some(q) = quorum
             && done.len() == q.min as usize
-            && self.quorum_at.is_none()
+            && !quorum_met
         {
-            self.quorum_at = Some(self.now + secs(q.grace_ms as f64 / 1000.0));
+            quorum_at = Some(self.now + secs(q.grace_ms as f64 / 1000.0));
         }
         // Agreement among the proposals that count: the quorum's, or every agent's. A
         // stricter rule than `vote`'s majority: every one of them (at least two) gives
         // the same short answer, so no minority view is dropped without a word.
         let needed = quorum.map_or(self.proposers(), |q| q.min as usize).max(2);
-        if layer.early_exit && self.agreed.is_none() && done.len() >= needed {
+        let mut agreement = None;
+        if layer.early_exit && !agreed && done.len() >= needed {
             let short: Vec<Option<String>> = done.iter().map(|t| normalize_answer(t, 100)).collect();
             if let Some(Some(first)) = short.first()
                 && short.iter().all(|s| s.as_deref() == Some(first.as_str()))
             {
                 let why = format!("agreement: {} agents answered \"{first}\"", done.len());
-                self.agreed = Some((done[0].to_owned(), why));
-                self.quorum_at = None;
-                self.stop_open(CallError::Cut("the layer's agents agreed"));
+                agreement = Some(Agreement { answer: done[0].to_owned(), why });
             }
+        }
+        let Some(l) = self.layer_phase_mut() else { return };
+        if agreement.is_some() {
+            // Agreement ends the layer: no grace to wait out.
+            l.agreed = agreement;
+            l.quorum_at = None;
+            self.stop_open(CallError::Cut("the layer's agents agreed"));
+        } else if quorum_at.is_some() {
+            l.quorum_at = quorum_at;
         }
     }
 
     pub(super) fn finish_layer(&mut self) {
-        if self.asking.is_some() {
+        if self.asking().is_some() {
             return self.finish_ask();
         }
-        if let Some((text, why)) = self.agreed.take() {
+        if let Some(Agreement { answer, why }) = self.layer_phase_mut().and_then(|l| l.agreed.take()) {
             self.report_layer();
-            return self.finish(Ok(text), Some(why));
+            return self.finish(Ok(answer), Some(why));
         }
         let proposals = self.report_layer();
         let proposers = self.proposers();
@@ -149,7 +160,8 @@ impl Run {
             .collect();
         if self.is_final_layer() {
             let label = self.slots[0].agent.label.clone();
-            if let (true, Some((delivered_chars, error, kind))) = (proposals.is_empty(), self.broken.take()) {
+            let broken = self.layer_phase_mut().and_then(|l| l.broken.take());
+            if let (true, Some(Broken { delivered_chars, error, kind })) = (proposals.is_empty(), broken) {
                 return self.finish(Err(RunError::AnswerBroken { delivered_chars, error, kind }), None);
             }
             return match proposals.is_empty() {
@@ -160,7 +172,8 @@ impl Run {
                 // The answer is what was streamed, untrimmed, so it equals the deltas.
                 false => {
                     // After a staircase, the answer is every step's text, then this call's.
-                    let before = self.stair.take().map(|s| s.answer).unwrap_or_default();
+                    let stair = self.layer_phase_mut().and_then(|l| l.stair.take());
+                    let before = stair.map(|s| s.answer).unwrap_or_default();
                     let text = before + &self.slots[0].text;
                     self.finish_reason = self.slots[0].finish.clone();
                     self.finish(Ok(text), Some(label))

@@ -15,6 +15,7 @@ mod caps;
 mod error;
 mod fit;
 mod layer;
+mod phase;
 mod redact;
 mod report;
 mod response;
@@ -34,6 +35,7 @@ use crate::strategy::{Strategy, StrategyKind};
 use crate::time::{Time, millis};
 use crate::usage::Usage;
 use attempt::{Slot, SlotState};
+use phase::{LayerPhase, Phase};
 use redact::Redactor;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -91,23 +93,10 @@ pub struct Run {
     /// hold until then (the connection is still open).
     /// (A list: there are only ever a few, and a map type would cost the browser module.)
     draining: Vec<(CallId, Time, String)>,
-    /// The aggregator broke off after delivering text that cannot be taken back: the
-    /// characters delivered, the error and its kind.
-    broken: Option<(usize, String, ErrorKind)>,
     /// Why the aggregator's model stopped, once it has.
     finish_reason: Option<String>,
     /// When the first text of the answer arrived (see [`Outcome::ttft_ms`]).
     answer_first_token: Option<Time>,
-    /// When the current layer's quorum grace ends (it has its quorum).
-    quorum_at: Option<Time>,
-    /// The current layer's agents agreed: the answer, and why it ends the run.
-    agreed: Option<(String, String)>,
-    /// The aggregator's staircase, when the recipe asks for one.
-    stair: Option<stair::Stair>,
-    /// A strategy's call is under way (between layers).
-    asking: Option<ask::Asking>,
-    /// The proposals the asking strategy decides on.
-    asked: Vec<crate::strategy::Proposal>,
     /// The run's seed, for strategies' seeded choices.
     seed: u64,
     /// The texts of the proposals the current calls' messages were made from: what
@@ -118,7 +107,8 @@ pub struct Run {
     usage: Usage,
     cost: Option<f64>,
     wasted: Usage,
-    outcome: Option<Outcome>,
+    /// Where the run is.
+    phase: Phase,
     scratch: Vec<StreamItem>,
 }
 
@@ -172,14 +162,8 @@ impl Run {
             caps: caps::Caps::default(),
             calls: Vec::new(),
             draining: Vec::new(),
-            broken: None,
             finish_reason: None,
             answer_first_token: None,
-            quorum_at: None,
-            agreed: None,
-            stair: None,
-            asking: None,
-            asked: Vec::new(),
             seed: options.seed,
             references: Vec::new(),
             next_call: 0,
@@ -187,7 +171,7 @@ impl Run {
             usage: Usage::default(),
             cost: None,
             wasted: Usage::default(),
-            outcome: None,
+            phase: Phase::Layer(LayerPhase::default()),
             scratch: Vec::new(),
         };
         run.emit(Event::RunStarted {
@@ -205,16 +189,16 @@ impl Run {
         if let Some(action) = self.queue.pop_front() {
             return action;
         }
-        match &self.outcome {
-            Some(o) => Action::Done(o.clone()),
-            None => Action::Wait(self.next_deadline()),
+        match &self.phase {
+            Phase::Done(o) => Action::Done(o.clone()),
+            _ => Action::Wait(self.next_deadline()),
         }
     }
 
     /// Feeds back what happened. Input for an unknown or cancelled call is ignored.
     pub fn handle(&mut self, input: Input<'_>) {
         self.now = self.now.max(input.now());
-        if self.outcome.is_some() {
+        if self.is_done() {
             return;
         }
         match input {
@@ -249,14 +233,14 @@ impl Run {
     /// [`RunError::Cancelled`].
     pub fn cancel(&mut self, now: Time) {
         self.now = self.now.max(now);
-        if self.outcome.is_none() {
+        if !self.is_done() {
             self.finish(Err(RunError::Cancelled), None);
         }
     }
 
     /// Whether the run is over.
     pub fn is_done(&self) -> bool {
-        self.outcome.is_some()
+        matches!(self.phase, Phase::Done(_))
     }
 
     fn emit(&mut self, event: Event) {
@@ -273,7 +257,7 @@ impl Run {
 
     fn begin_layer(&mut self, layer: usize) {
         self.layer = layer;
-        self.quorum_at = None;
+        self.phase = Phase::Layer(LayerPhase::default());
         let agents =
             if self.is_final_layer() { vec![self.recipe.aggregator_agent()] } else { self.recipe.layer_agents(layer) };
         let now = self.now;
@@ -289,7 +273,7 @@ impl Run {
 
     /// Starts what may start, and moves to the next layer whenever one completes.
     fn step(&mut self) {
-        while self.outcome.is_none() {
+        while !self.is_done() {
             for i in 0..self.slots.len() {
                 if matches!(self.slots[i].state, SlotState::Queued { not_before } if not_before <= self.now)
                     && self.has_capacity(&self.slots[i].agent.provider)
@@ -297,8 +281,11 @@ impl Run {
                     self.start(i);
                 }
             }
-            if self.quorum_at.is_some_and(|at| at <= self.now) {
-                self.quorum_at = None;
+            let now = self.now;
+            if let Some(l) = self.layer_phase_mut()
+                && l.quorum_at.is_some_and(|at| at <= now)
+            {
+                l.quorum_at = None;
                 self.stop_open(CallError::Cut("the layer had its quorum"));
             }
             self.stair_check();
@@ -324,9 +311,9 @@ impl Run {
         let open = self.slots.iter().any(|s| matches!(s.state, SlotState::InFlight(_) | SlotState::Queued { .. }));
         if open {
             self.stop_open(CallError::Cancelled);
-            match self.asking.take() {
+            match self.asking().map(|a| a.slot) {
                 // A strategy's call belongs to the layer it judges, already reported.
-                Some(asking) => drop(self.book_ask(asking.slot)),
+                Some(place) => drop(self.book_ask(place)),
                 None => drop(self.report_layer()),
             }
         }
@@ -349,7 +336,7 @@ impl Run {
             }),
             Err(e) => self.emit(Event::RunFailed { error: e.to_string(), t_ms: wall_ms }),
         }
-        self.outcome = Some(Outcome {
+        self.phase = Phase::Done(Outcome {
             answer: result,
             decided_by,
             layers: std::mem::take(&mut self.reports),

@@ -55,19 +55,19 @@ pub(super) fn continue_from(messages: &mut Vec<Message>, answer: &str, kind: Pro
 impl Run {
     /// Whether slot `i` is the staircase's.
     pub(super) fn is_stair(&self, i: usize) -> bool {
-        self.stair.as_ref().is_some_and(|s| s.slot == Some(i))
+        self.stair().is_some_and(|s| s.slot == Some(i))
     }
 
     /// How many of the current slots are the layer's own agents (the stair slot, when
     /// there is one, comes after them).
     pub(super) fn proposers(&self) -> usize {
-        self.stair.as_ref().and_then(|s| s.slot).unwrap_or(self.slots.len())
+        self.stair().and_then(|s| s.slot).unwrap_or(self.slots.len())
     }
 
     /// Where events of slot `i` say they happen: the stair slot's are the aggregator's, a
     /// strategy's call is the judged layer's next one.
     pub(super) fn place_of(&self, i: usize) -> (usize, usize) {
-        match &self.asking {
+        match self.asking() {
             Some(a) => (self.layer, a.slot),
             None if self.is_stair(i) => (self.recipe.layers.len(), 0),
             None => (self.layer, i),
@@ -88,8 +88,10 @@ impl Run {
         // Idle until its first step.
         slot.state = SlotState::Succeeded;
         self.slots.push(slot);
-        self.stair = Some(Stair {
-            slot: Some(self.slots.len() - 1),
+        let slot = Some(self.slots.len() - 1);
+        let Some(phase) = self.layer_phase_mut() else { return };
+        phase.stair = Some(Stair {
+            slot,
             steps: 0,
             answer: String::new(),
             reports: Vec::new(),
@@ -102,7 +104,7 @@ impl Run {
     /// Starts the next step when every live proposer has streamed another chunk, and some
     /// are still going (when all have finished, the aggregator's own call writes the rest).
     pub(super) fn stair_check(&mut self) {
-        let (Some(st), Some(stair)) = (self.recipe.aggregator.staircase, &self.stair) else { return };
+        let (Some(st), Some(stair)) = (self.recipe.aggregator.staircase, self.stair()) else { return };
         let Some(i) = stair.slot else { return };
         if !matches!(self.slots[i].state, SlotState::Succeeded) {
             return; // a step is under way
@@ -122,7 +124,7 @@ impl Run {
         if !stair.answer.is_empty() {
             continue_from(&mut messages, &stair.answer, self.slots[i].kind);
         }
-        if let Some(s) = self.stair.as_mut() {
+        if let Some(s) = self.stair_mut() {
             s.steps += 1;
         }
         // Each step is a first attempt: a step is not a retry.
@@ -200,7 +202,7 @@ impl Run {
             asked: false,
         };
         let text = s.text.clone();
-        if let Some(stair) = self.stair.as_mut() {
+        if let Some(stair) = self.stair_mut() {
             stair.answer.push_str(&text);
             stair.usage += usage.unwrap_or_default();
             stair.wasted += wasted;
@@ -212,7 +214,7 @@ impl Run {
     /// A run that ends before its aggregator's layer (cancelled, or too few proposals)
     /// still books the steps the staircase made, as the aggregator's layer.
     pub(super) fn stair_close_books(&mut self) {
-        let Some(stair) = self.stair.take() else { return };
+        let Some(stair) = self.layer_phase_mut().and_then(|l| l.stair.take()) else { return };
         if stair.reports.is_empty() {
             return;
         }

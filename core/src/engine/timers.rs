@@ -46,6 +46,9 @@ impl Run {
             SlotState::Queued { not_before } if *not_before > self.now => Some(*not_before),
             _ => None,
         });
-        calls.chain(self.draining.iter().map(|(_, t, _)| *t)).chain(self.quorum_at.filter(|t| *t > self.now)).min()
+        calls
+            .chain(self.draining.iter().map(|(_, t, _)| *t))
+            .chain(self.layer_phase().and_then(|l| l.quorum_at).filter(|t| *t > self.now))
+            .min()
     }
 }
