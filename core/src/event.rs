@@ -9,6 +9,7 @@ use std::fmt;
 /// Identifies one HTTP call (one attempt of one agent) within a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CallId(pub u64);
 
 impl fmt::Display for CallId {
@@ -20,6 +21,7 @@ impl fmt::Display for CallId {
 /// Where a call sits in the run: its layer (the aggregator's is the number of proposer
 /// layers) and its agent's index within that layer, samples counted one by one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Place {
     /// The call's id; a retry gets a new one.
     pub call: CallId,
@@ -32,6 +34,8 @@ pub struct Place {
 /// One thing that happened in a run. Times (`t_ms`) are milliseconds since the run began.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(test, ts(rename = "MoaEvent"))]
 pub enum Event {
     /// The run began.
     RunStarted {

@@ -49,6 +49,8 @@ mod rng;
 pub mod sse;
 pub mod strategy;
 pub mod time;
+#[cfg(test)]
+mod ts;
 pub mod vocab;
 
 pub use vocab::{message, usage};

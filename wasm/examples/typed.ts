@@ -1,6 +1,6 @@
 // Proves the TypeScript declarations: `tsc --noEmit` must accept this file.
-import init, { Moa, presets, validateRecipe } from "../pkg/moa_wasm.js";
-import type { MoaEvent, Outcome, Recipe, Validation } from "../pkg/moa_wasm.js";
+import init, { Moa, presets, strategies, validateRecipe } from "../pkg/moa_wasm.js";
+import type { Answered, ErrorKind, MoaEvent, Recipe, Validation } from "../pkg/moa_wasm.js";
 
 await init();
 
@@ -15,25 +15,52 @@ const check: Validation = validateRecipe(recipe);
 if (!check.ok) for (const e of check.errors) console.error(`${e.path}: ${e.message}`);
 
 const names: string[] = presets().map((p) => p.name);
-console.log(names);
+console.log(names, strategies().map((s) => `${s.name}: ${s.params.join(", ")}`));
 
-function show(event: MoaEvent): void {
+const cut: ErrorKind = "cut";
+
+/** Every event, each handled: a new kind of event fails to compile here (no default). */
+function show(event: MoaEvent): string {
   switch (event.type) {
+    case "run_started":
+      return `${event.recipe}: ${event.planned_calls} calls planned`;
+    case "call_started":
+      return `${event.agent} attempt ${event.attempt} at ${event.t_ms}`;
     case "text_delta":
-      console.log(event.layer, event.slot, event.text);
-      break;
+      return `${event.layer}/${event.slot}: ${event.text}`;
     case "call_finished":
-      console.log(event.agent, event.usage?.output_tokens, event.ttft_ms);
-      break;
+      return `${event.agent}: ${event.usage?.output_tokens} tokens, first at ${event.ttft_ms}, ${event.finish_reason ?? "?"}`;
+    case "call_failed":
+      return `${event.agent}: ${event.kind === cut ? "cut" : event.error} (${event.discarded_chars} void)`;
+    case "agent_stopped":
+      return `${event.agent} stopped: ${event.reason}`;
+    case "strategy_failed":
+      return `${event.strategy} failed: ${event.error}`;
+    case "strategy_note":
+      return `${event.strategy}: ${event.note}`;
+    case "references_trimmed":
+      return `trimmed to ${event.kept}`;
+    case "layer_finished":
+      return `layer ${event.layer}: ${event.wasted.output_tokens} tokens wasted`;
     case "final":
-      console.log(event.text, event.wall_ms);
-      break;
+      return `${event.text} in ${event.wall_ms} ms, first token ${event.ttft_ms}`;
+    case "run_failed":
+      return event.error;
+    default: {
+      const unknown: never = event;
+      return unknown;
+    }
   }
 }
 
 const moa = new Moa(recipe);
-const outcome: Outcome = await moa.run("Hi!", { onEvent: show, keys: { groq: "gsk-..." }, signal: new AbortController().signal });
+const outcome: Answered = await moa.run("Hi!", {
+  onEvent: (e) => console.log(show(e)),
+  keys: { groq: "gsk-..." },
+  signal: new AbortController().signal,
+});
 const tokens: number = outcome.usage.input_tokens + outcome.usage.output_tokens;
-console.log(outcome.answer.length, tokens, outcome.layers[0].calls[0].latency_ms);
-const quick: Outcome = await moa.run([{ role: "user", content: "Options are optional." }]);
+const first = outcome.layers[0].calls[0];
+console.log(outcome.answer.length, tokens, first.latency_ms, first.started_ms, outcome.wasted, outcome.finish_reason, outcome.ttft_ms);
+const quick: Answered = await moa.run([{ role: "user", content: "Options are optional." }]);
 console.log(quick.answer);

@@ -79,7 +79,7 @@ impl Moa {
     /// Runs the recipe on a prompt (a string) or a conversation (an array of messages).
     /// Resolves to the outcome; rejects with an `Error` saying what went wrong. Aborting
     /// `options.signal` cancels every request in flight.
-    #[wasm_bindgen(unchecked_return_type = "Promise<Outcome>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<Answered>")]
     pub fn run(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string | Message[]")] input: JsValue,

@@ -96,6 +96,7 @@ impl Serialize for RunError {
 
 /// The account of one agent's call (its last attempt).
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CallReport {
     /// The agent's index in its layer.
     pub slot: usize,
@@ -138,6 +139,7 @@ pub struct CallReport {
 
 /// The account of one layer; the aggregator's layer comes last.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct LayerReport {
     /// The layer's index.
     pub layer: usize,
@@ -155,10 +157,13 @@ pub struct LayerReport {
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Outcome {
     /// The final answer, or why there is none. Serialized as two fields, `answer` and
     /// `error`, one of them null.
     #[serde(flatten, serialize_with = "answer_or_error")]
+    // Declared in TypeScript as `AnswerOrError & ...` (ts-rs cannot flatten a custom form).
+    #[cfg_attr(test, ts(skip))]
     pub answer: Result<String, RunError>,
     /// The aggregator's name, the strategy that decided alone, or, when a layer's agents
     /// agreed (`early_exit`), the agreement (`agreement: 3 agents answered "7"`).

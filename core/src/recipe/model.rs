@@ -18,9 +18,11 @@ pub const DEFAULT_MAX_TOKENS: u32 = 2048;
 /// struct.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Recipe {
     /// A short name, shown in events and listings.
     #[serde(default)]
+    #[cfg_attr(test, ts(as = "Option<String>", optional))]
     pub name: String,
     /// One line on what the recipe is for.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -39,9 +41,11 @@ pub struct Recipe {
     pub layers: Vec<Layer>,
     /// The agent that writes the final answer from the last layer's proposals.
     #[serde(deserialize_with = "string_or_table")]
+    #[cfg_attr(test, ts(type = "string | Aggregator"))]
     pub aggregator: Aggregator,
     /// Timeouts, retries and failure tolerance.
     #[serde(default)]
+    #[cfg_attr(test, ts(as = "Option<Policy>", optional))]
     pub policy: Policy,
     /// Optional prices, keyed by `provider:model`, to report costs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "unique_map")]
@@ -51,6 +55,7 @@ pub struct Recipe {
 /// Where a provider lives and how to reach it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Provider {
     /// The wire protocol: `"openai"` (chat completions) or `"anthropic"` (Messages).
     pub kind: ProviderKind,
@@ -76,13 +81,16 @@ pub struct Provider {
 /// One layer of proposers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Layer {
     /// The agents, all started together.
     #[serde(deserialize_with = "seq_string_or_table")]
+    #[cfg_attr(test, ts(type = "Array<string | Agent>"))]
     pub agents: Vec<Agent>,
     /// How the previous layer's proposals become this layer's input. Not allowed on the
     /// first layer, which has no previous layer; `synthesize` when unset.
     #[serde(default, deserialize_with = "opt_string_or_table", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(type = "string | StrategySpec"))]
     pub strategy: Option<StrategySpec>,
     /// Fewest agents (samples counted one by one) that must succeed for the run to go
     /// on; `policy.min_successes` when unset.
@@ -111,17 +119,20 @@ impl Layer {
 /// stopped, so one agent stuck behind a 429 does not hold the layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Quorum {
     /// Successes that make the quorum.
     pub min: u32,
     /// How long the stragglers may still finish after the quorum is met, in ms.
     #[serde(default)]
+    #[cfg_attr(test, ts(as = "Option<u64>", optional))]
     pub grace_ms: u64,
 }
 
 /// A proposer: `"provider:model"`, or a table with that `model` and options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Agent {
     /// `provider:model`; the provider is everything before the first colon.
     pub model: String,
@@ -148,6 +159,7 @@ pub struct Agent {
 /// The final aggregator: `"provider:model"`, or a table with that `model` and options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Aggregator {
     /// `provider:model`.
     pub model: String,
@@ -165,6 +177,7 @@ pub struct Aggregator {
     pub system: Option<String>,
     /// How the last layer's proposals reach the aggregator; `synthesize` when unset.
     #[serde(default, deserialize_with = "opt_string_or_table", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(type = "string | StrategySpec"))]
     pub strategy: Option<StrategySpec>,
     /// Nucleus sampling (0..=1), sent to the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,6 +211,7 @@ pub struct Aggregator {
 /// have all finished, it finishes the answer. What reaches the user is only ever appended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Staircase {
     /// Characters of each proposal that make a chunk.
     pub chunk_chars: u32,
@@ -208,26 +222,36 @@ pub struct Staircase {
 /// How a run treats time and failure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Policy {
     /// Longest one attempt of a call may take, start to last byte, in seconds.
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub timeout_secs: f64,
     /// Longest wait for the next byte of a response, in seconds.
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub stall_timeout_secs: f64,
     /// Further attempts after a retryable failure (429, 5xx, transport error, timeout).
+    #[cfg_attr(test, ts(as = "Option<u32>", optional))]
     pub retries: u32,
     /// First backoff, in seconds; it doubles per attempt, with jitter.
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub backoff_secs: f64,
     /// Cap on one backoff, in seconds.
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub max_backoff_secs: f64,
     /// A `Retry-After` longer than this, in seconds, fails the call instead of waiting.
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub max_retry_after_secs: f64,
     /// Fewest successful agents per layer for the run to go on.
+    #[cfg_attr(test, ts(as = "Option<u32>", optional))]
     pub min_successes: u32,
     /// Most calls in flight at once for this run, over all providers. Unlimited when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub max_concurrency: Option<u32>,
     /// Every layer's quorum, unless the layer sets its own.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub quorum: Option<Quorum>,
 }
 

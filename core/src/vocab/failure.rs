@@ -28,6 +28,7 @@ pub enum NetError {
 /// differently from a broken one) and what a server may tell its clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ErrorKind {
     /// The provider answered with an error status.
     Status,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Who wrote a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Role {
     /// Instructions for the model.
     System,
@@ -17,6 +18,7 @@ pub enum Role {
 /// One chat message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Message {
     /// Who wrote it.
     pub role: Role,

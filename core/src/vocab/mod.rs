@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which wire protocol a provider speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ProviderKind {
     /// OpenAI-compatible chat completions (OpenAI, Together, Groq, OpenRouter, Fireworks,
     /// DeepInfra, vLLM, llama.cpp's `llama-server`, Ollama, LM Studio, ...).
@@ -40,6 +41,7 @@ pub struct Sampling {
 /// form with `params`), or a WebAssembly component `plugin` run by the native host.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct StrategySpec {
     /// A built-in strategy's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +51,7 @@ pub struct StrategySpec {
     pub plugin: Option<String>,
     /// Parameters handed to the strategy.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    #[cfg_attr(test, ts(type = "Record<string, unknown>"))]
     pub params: serde_json::Value,
     /// What to do when the strategy fails to decide.
     #[serde(default, skip_serializing_if = "OnError::is_fail")]
@@ -79,6 +82,7 @@ impl StrategySpec {
 /// What a run does when a strategy fails.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum OnError {
     /// Fail the run.
     #[default]

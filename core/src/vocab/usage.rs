@@ -6,6 +6,7 @@ use std::ops::AddAssign;
 /// Tokens a call consumed: as the provider reported them, or, for an attempt that ended
 /// before the provider reported any, estimated (and marked so).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Usage {
     /// Prompt tokens (for Anthropic including cache reads and writes).
     pub input_tokens: u64,
@@ -65,6 +66,7 @@ impl AddAssign for Usage {
 /// A model's price in US dollars per million tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Price {
     /// Dollars per million input tokens.
     pub input: f64,
