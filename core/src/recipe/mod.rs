@@ -215,6 +215,21 @@ impl Validator<'_> {
 
     fn check(&mut self) {
         let r = self.recipe;
+        self.providers();
+        self.temperature("temperature", r.temperature, None);
+        self.max_tokens("max_tokens", r.max_tokens);
+        // No layers is a recipe of one call: the aggregator answers the conversation alone
+        // (a single-model baseline for `moa eval`).
+        for (i, layer) in r.layers.iter().enumerate() {
+            self.layer(i, layer);
+        }
+        self.aggregator();
+        self.policy();
+        self.prices();
+    }
+
+    fn providers(&mut self) {
+        let r = self.recipe;
         if r.providers.is_empty() {
             self.err("providers", "a recipe needs at least one provider");
         }
@@ -238,75 +253,95 @@ impl Validator<'_> {
                 self.err(format!("{path}.max_concurrency"), "must be at least 1 (leave it out for no limit)");
             }
         }
-        self.temperature("temperature", r.temperature, None);
-        self.max_tokens("max_tokens", r.max_tokens);
-        // No layers is a recipe of one call: the aggregator answers the conversation alone
-        // (a single-model baseline for `moa eval`).
-        for (i, layer) in r.layers.iter().enumerate() {
-            let path = format!("layers[{i}]");
-            if layer.agents.is_empty() {
-                self.err(format!("{path}.agents"), "a layer needs at least one agent");
-            }
-            let mut bad_samples = false;
-            for (j, a) in layer.agents.iter().enumerate() {
-                let apath = format!("{path}.agents[{j}]");
-                let kind = self.model(&apath, &a.model);
-                self.temperature(&format!("{apath}.temperature"), a.temperature, kind);
-                self.max_tokens(&format!("{apath}.max_tokens"), a.max_tokens);
-                if a.context_tokens == Some(0) {
-                    self.err(format!("{apath}.context_tokens"), "must be at least 1 (leave it out for the provider's)");
-                }
-                if !(1..=64).contains(&a.samples) {
-                    self.err(format!("{apath}.samples"), format!("{} is out of range 1..=64", a.samples));
-                    bad_samples = true;
-                }
-            }
-            if let Some(s) = &layer.strategy {
-                if i == 0 {
-                    self.err(format!("{path}.strategy"), "the first layer has no earlier proposals to aggregate; set strategies on later layers or the aggregator");
-                } else {
-                    self.strategy(&format!("{path}.strategy"), s);
-                }
-            }
-            let slots: u32 = layer.agents.iter().map(|a| a.samples).sum();
-            let min = layer.min_successes.unwrap_or(r.policy.min_successes);
-            let min_path = if layer.min_successes.is_some() {
-                format!("{path}.min_successes")
+    }
+
+    /// Layer `i`: its agents, its strategy, and the successes and quorum it needs.
+    fn layer(&mut self, i: usize, layer: &Layer) {
+        let path = format!("layers[{i}]");
+        if layer.agents.is_empty() {
+            self.err(format!("{path}.agents"), "a layer needs at least one agent");
+        }
+        let mut bad_samples = false;
+        for (j, a) in layer.agents.iter().enumerate() {
+            bad_samples |= !self.agent(&format!("{path}.agents[{j}]"), a);
+        }
+        if let Some(s) = &layer.strategy {
+            if i == 0 {
+                self.err(format!("{path}.strategy"), "the first layer has no earlier proposals to aggregate; set strategies on later layers or the aggregator");
             } else {
-                "policy.min_successes".into()
-            };
-            if min == 0 {
-                self.err(min_path, "must be at least 1");
-            } else if min > slots && !layer.agents.is_empty() && !bad_samples {
-                // With a bad sample count the agent count means nothing: one message, not two.
-                self.err(min_path, format!("{min} successes needed but layer {i} has only {slots} agents"));
-            }
-            let (quorum, quorum_path) = match (layer.quorum, r.policy.quorum) {
-                (Some(q), _) => (Some(q), format!("{path}.quorum")),
-                (None, q) => (q, "policy.quorum".into()),
-            };
-            if let Some(q) = quorum {
-                if q.min == 0 {
-                    self.err(format!("{quorum_path}.min"), "must be at least 1");
-                } else if q.min > slots && !layer.agents.is_empty() && !bad_samples {
-                    self.err(
-                        format!("{quorum_path}.min"),
-                        format!("a quorum of {} but layer {i} has only {slots} agents", q.min),
-                    );
-                } else if q.min < min {
-                    self.err(
-                        format!("{quorum_path}.min"),
-                        format!("a quorum of {} is below the {min} successes the layer needs", q.min),
-                    );
-                }
-                if q.grace_ms as f64 > MAX_SECS * 1000.0 {
-                    self.err(format!("{quorum_path}.grace_ms"), "must be at most a week");
-                }
-            }
-            if layer.early_exit && slots < 2 && !bad_samples {
-                self.err(format!("{path}.early_exit"), "needs at least two agents to agree");
+                self.strategy(&format!("{path}.strategy"), s);
             }
         }
+        // With a bad sample count (or none) the agent count means nothing: no message
+        // compares with it.
+        let slots: u32 = layer.agents.iter().map(|a| a.samples).sum();
+        let counted = (!layer.agents.is_empty() && !bad_samples).then_some(slots);
+        let min = self.successes(i, layer, counted);
+        self.quorum(i, layer, counted, min);
+        if layer.early_exit && slots < 2 && !bad_samples {
+            self.err(format!("{path}.early_exit"), "needs at least two agents to agree");
+        }
+    }
+
+    /// One agent; false when its sample count is out of range.
+    fn agent(&mut self, path: &str, a: &Agent) -> bool {
+        let kind = self.model(path, &a.model);
+        self.temperature(&format!("{path}.temperature"), a.temperature, kind);
+        self.max_tokens(&format!("{path}.max_tokens"), a.max_tokens);
+        if a.context_tokens == Some(0) {
+            self.err(format!("{path}.context_tokens"), "must be at least 1 (leave it out for the provider's)");
+        }
+        let ok = (1..=64).contains(&a.samples);
+        if !ok {
+            self.err(format!("{path}.samples"), format!("{} is out of range 1..=64", a.samples));
+        }
+        ok
+    }
+
+    /// The successes layer `i` needs, against its agents when they can be counted;
+    /// returns them.
+    fn successes(&mut self, i: usize, layer: &Layer, slots: Option<u32>) -> u32 {
+        let min = layer.min_successes.unwrap_or(self.recipe.policy.min_successes);
+        let path = if layer.min_successes.is_some() {
+            format!("layers[{i}].min_successes")
+        } else {
+            "policy.min_successes".into()
+        };
+        if min == 0 {
+            self.err(path, "must be at least 1");
+        } else if let Some(slots) = slots.filter(|s| min > *s) {
+            self.err(path, format!("{min} successes needed but layer {i} has only {slots} agents"));
+        }
+        min
+    }
+
+    /// Layer `i`'s quorum (its own or the policy's), against its agents and successes.
+    fn quorum(&mut self, i: usize, layer: &Layer, slots: Option<u32>, min: u32) {
+        let (quorum, path) = match (layer.quorum, self.recipe.policy.quorum) {
+            (Some(q), _) => (q, format!("layers[{i}].quorum")),
+            (None, Some(q)) => (q, "policy.quorum".into()),
+            (None, None) => return,
+        };
+        if quorum.min == 0 {
+            self.err(format!("{path}.min"), "must be at least 1");
+        } else if let Some(slots) = slots.filter(|s| quorum.min > *s) {
+            self.err(
+                format!("{path}.min"),
+                format!("a quorum of {} but layer {i} has only {slots} agents", quorum.min),
+            );
+        } else if quorum.min < min {
+            self.err(
+                format!("{path}.min"),
+                format!("a quorum of {} is below the {min} successes the layer needs", quorum.min),
+            );
+        }
+        if quorum.grace_ms as f64 > MAX_SECS * 1000.0 {
+            self.err(format!("{path}.grace_ms"), "must be at most a week");
+        }
+    }
+
+    fn aggregator(&mut self) {
+        let r = self.recipe;
         let agg = &r.aggregator;
         let kind = self.model("aggregator", &agg.model);
         self.temperature("aggregator.temperature", agg.temperature, kind);
@@ -318,29 +353,37 @@ impl Validator<'_> {
             self.strategy("aggregator.strategy", s);
         }
         if let Some(st) = agg.staircase {
-            if st.chunk_chars == 0 || st.step_tokens == 0 {
-                self.err("aggregator.staircase", "chunk_chars and step_tokens must be at least 1");
-            }
-            if r.layers.is_empty() {
-                self.err("aggregator.staircase", "a staircase needs a layer of proposers to step on");
-            }
-            if agg
-                .strategy
-                .as_ref()
-                .is_some_and(|s| s.plugin.is_some() || s.name.as_deref() != Some(StrategyKind::Synthesize.name()))
-            {
-                self.err(
-                    "aggregator.staircase",
-                    "works with the synthesize strategy only (the aggregator writes from partial proposals)",
-                );
-            }
-            if r.layers.last().is_some_and(|l| l.early_exit) {
-                self.err("aggregator.staircase", "the last layer's early_exit would end a run whose answer has begun");
-            }
+            self.staircase(st);
         }
         self.sampling(agg, kind);
-        self.policy();
-        for (key, price) in &r.prices {
+    }
+
+    fn staircase(&mut self, st: Staircase) {
+        let r = self.recipe;
+        if st.chunk_chars == 0 || st.step_tokens == 0 {
+            self.err("aggregator.staircase", "chunk_chars and step_tokens must be at least 1");
+        }
+        if r.layers.is_empty() {
+            self.err("aggregator.staircase", "a staircase needs a layer of proposers to step on");
+        }
+        let synthesizes = r
+            .aggregator
+            .strategy
+            .as_ref()
+            .is_none_or(|s| s.plugin.is_none() && s.name.as_deref() == Some(StrategyKind::Synthesize.name()));
+        if !synthesizes {
+            self.err(
+                "aggregator.staircase",
+                "works with the synthesize strategy only (the aggregator writes from partial proposals)",
+            );
+        }
+        if r.layers.last().is_some_and(|l| l.early_exit) {
+            self.err("aggregator.staircase", "the last layer's early_exit would end a run whose answer has begun");
+        }
+    }
+
+    fn prices(&mut self) {
+        for (key, price) in &self.recipe.prices {
             let path = format!("prices.{key:?}");
             self.model(&path, key);
             if !(price.input.is_finite() && price.input >= 0.0 && price.output.is_finite() && price.output >= 0.0) {
