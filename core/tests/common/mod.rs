@@ -3,6 +3,11 @@
 //! transports are tested against real servers in the host and browser crates.
 #![allow(dead_code)]
 
+mod run;
+// Not every test crate uses the shared runs.
+#[allow(unused_imports)]
+pub use run::*;
+
 use moa_core::engine::{Action, Input, NetError};
 use moa_core::{CallId, Event, HttpRequest, Message, Outcome, Run, Time};
 use std::collections::{BTreeMap, BTreeSet};
