@@ -121,7 +121,8 @@ impl Run {
         // requires `synthesize`).
         let slot = self.reports.last().map_or(0, |r| r.calls.len());
         self.input = ask.messages;
-        self.slots = vec![Slot::new(agent, kind, self.now)];
+        self.slots = vec![Slot::new(agent, kind)];
+        self.timers.new_layer();
         self.phase = Phase::Asking(Asking { next, slot, asks, proposals });
     }
 

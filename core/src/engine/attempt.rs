@@ -40,7 +40,10 @@ pub(super) struct Slot {
 }
 
 pub(super) enum SlotState {
-    Queued { not_before: Time },
+    /// Ready: it starts when its provider has room.
+    Queued,
+    /// Waiting out a retry's delay ([`super::timers::Timer::Retry`]).
+    Waiting,
     InFlight(Box<Flight>),
     Succeeded,
     Failed,
@@ -51,7 +54,6 @@ pub(super) struct Flight {
     pub(super) call: CallId,
     /// When its clocks started: when it was asked for, or when it was sent.
     pub(super) started: Time,
-    pub(super) last_byte: Time,
     /// Its deadlines run (false while it waits in a transport's queue).
     pub(super) clocks_running: bool,
     /// The provider accepted it (a 2xx head): its prompt is being processed.
@@ -69,12 +71,12 @@ pub(super) enum Response {
 }
 
 impl Slot {
-    /// A slot for `agent`, queued from `now`.
-    pub(super) fn new(agent: ResolvedAgent, kind: ProviderKind, now: Time) -> Slot {
+    /// A slot for `agent`, queued.
+    pub(super) fn new(agent: ResolvedAgent, kind: ProviderKind) -> Slot {
         Slot {
             kind,
             agent,
-            state: SlotState::Queued { not_before: now },
+            state: SlotState::Queued,
             attempts: 0,
             text: String::new(),
             usage: None,

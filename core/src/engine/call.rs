@@ -6,6 +6,7 @@ use super::backoff::backoff;
 use super::phase::Broken;
 use super::redact::StreamRedactor;
 use super::stop::StopFilter;
+use super::timers::Timer;
 use super::{Action, CallError, Run, fit};
 use crate::event::{CallId, Event, Place};
 use crate::message::{Message, prepend_system};
@@ -73,7 +74,6 @@ impl Run {
         slot.state = SlotState::InFlight(Box::new(Flight {
             call,
             started: self.now,
-            last_byte: self.now,
             clocks_running: !self.reports_sent,
             accepted: false,
             prompt_chars: messages.iter().map(|m| m.content.chars().count()).sum(),
@@ -81,6 +81,9 @@ impl Run {
             response: Response::Waiting,
         }));
         self.calls.push((call, i));
+        if !self.reports_sent {
+            self.arm_call(call);
+        }
         self.emit(event);
         if let Some((window, t)) = trim.filter(|_| self.slots[i].attempts == 1) {
             let at = Place { call, layer: place_layer, slot: place_slot };
@@ -112,6 +115,8 @@ impl Run {
         }
         let SlotState::InFlight(flight) = std::mem::replace(&mut slot.state, next) else { return None };
         self.calls.retain(|(c, _)| *c != flight.call);
+        self.timers.stop(Timer::Attempt(flight.call));
+        self.timers.stop(Timer::Stall(flight.call));
         self.caps.release(&slot.agent.provider);
         Some(flight)
     }
@@ -224,7 +229,13 @@ impl Run {
         let slot = &mut self.slots[i];
         slot.errors.push(message.clone());
         if let Some(d) = delay {
-            slot.state = SlotState::Queued { not_before: self.now + d };
+            // No delay: ready now, with no timer to wait for.
+            if d.is_zero() {
+                slot.state = SlotState::Queued;
+            } else {
+                slot.state = SlotState::Waiting;
+                self.timers.set(Timer::Retry(i), self.now + d);
+            }
         }
         let (layer, place) = self.place_of(i);
         let event = Event::CallFailed {
@@ -277,7 +288,8 @@ impl Run {
                     cost,
                     t_ms,
                 });
-            } else if matches!(self.slots[i].state, SlotState::Queued { .. }) {
+            } else if matches!(self.slots[i].state, SlotState::Queued | SlotState::Waiting) {
+                self.timers.stop(Timer::Retry(i));
                 self.slots[i].state = SlotState::Failed;
                 self.slots[i].errors.push(why.to_string());
                 self.slots[i].last_error = Some((reason, None));

@@ -2,6 +2,7 @@
 
 use super::attempt::SlotState;
 use super::phase::{Agreement, Broken};
+use super::timers::Timer;
 use super::{CallError, CallReport, ErrorKind, Failure, LayerReport, Run, RunError, secs};
 use crate::event::Event;
 use crate::strategy::Proposal;
@@ -104,8 +105,8 @@ impl Run {
             .filter(|s| matches!(s.state, SlotState::Succeeded))
             .map(|s| s.text.trim())
             .collect();
-        let (quorum_met, agreed) =
-            self.layer_phase().map_or((true, true), |l| (l.quorum_at.is_some(), l.agreed.is_some()));
+        let quorum_met = self.timers.get(Timer::QuorumGrace).is_some();
+        let agreed = self.layer_phase().is_none_or(|l| l.agreed.is_some());
         let mut quorum_at = None;
         if let Some(q) = quorum
             && done.len() == q.min as usize
@@ -127,14 +128,14 @@ impl Run {
                 agreement = Some(Agreement { answer: done[0].to_owned(), why });
             }
         }
-        let Some(l) = self.layer_phase_mut() else { return };
         if agreement.is_some() {
-            // Agreement ends the layer: no grace to wait out.
+            let Some(l) = self.layer_phase_mut() else { return };
             l.agreed = agreement;
-            l.quorum_at = None;
+            // Agreement ends the layer: no grace to wait out.
+            self.timers.stop(Timer::QuorumGrace);
             self.stop_open(CallError::Cut("the layer's agents agreed"));
-        } else if quorum_at.is_some() {
-            l.quorum_at = quorum_at;
+        } else if let Some(at) = quorum_at {
+            self.timers.set(Timer::QuorumGrace, at);
         }
     }
 

@@ -39,6 +39,7 @@ use phase::{LayerPhase, Phase};
 use redact::Redactor;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
+use timers::{Timer, TimerTable};
 
 /// Largest error body kept to explain a failed call.
 const MAX_ERROR_BODY: usize = 64 << 10;
@@ -88,11 +89,13 @@ pub struct Run {
     /// Which slot each call in flight belongs to. (A list: a layer has few calls in
     /// flight, and a hash map type costs the browser module 4 KB.)
     calls: Vec<(CallId, usize)>,
-    /// Calls whose answer is complete but whose body has not ended: the time by which
-    /// it must, or they are cancelled, and their provider, whose concurrency slot they
-    /// hold until then (the connection is still open).
+    /// Calls whose answer is complete but whose body has not ended (by their
+    /// [`Timer::Drain`], or they are cancelled), and their provider, whose concurrency
+    /// slot they hold until then (the connection is still open).
     /// (A list: there are only ever a few, and a map type would cost the browser module.)
-    draining: Vec<(CallId, Time, String)>,
+    draining: Vec<(CallId, String)>,
+    /// Every deadline the run keeps.
+    timers: TimerTable,
     /// Why the aggregator's model stopped, once it has.
     finish_reason: Option<String>,
     /// When the first text of the answer arrived (see [`Outcome::ttft_ms`]).
@@ -162,6 +165,7 @@ impl Run {
             caps: caps::Caps::default(),
             calls: Vec::new(),
             draining: Vec::new(),
+            timers: TimerTable::default(),
             finish_reason: None,
             answer_first_token: None,
             seed: options.seed,
@@ -208,8 +212,8 @@ impl Run {
                 let now = self.now;
                 if let Some((_, f)) = self.flight(call) {
                     f.started = now;
-                    f.last_byte = now;
                     f.clocks_running = true;
+                    self.arm_call(call);
                 }
             }
             Input::Head { call, status, headers, .. } => self.on_head(call, status, &headers),
@@ -258,14 +262,14 @@ impl Run {
     fn begin_layer(&mut self, layer: usize) {
         self.layer = layer;
         self.phase = Phase::Layer(LayerPhase::default());
+        self.timers.new_layer();
         let agents =
             if self.is_final_layer() { vec![self.recipe.aggregator_agent()] } else { self.recipe.layer_agents(layer) };
-        let now = self.now;
         self.slots = agents
             .into_iter()
             .map(|agent| {
                 let kind = self.recipe.providers[&agent.provider].kind;
-                Slot::new(agent, kind, now)
+                Slot::new(agent, kind)
             })
             .collect();
         self.stair_begin();
@@ -275,17 +279,14 @@ impl Run {
     fn step(&mut self) {
         while !self.is_done() {
             for i in 0..self.slots.len() {
-                if matches!(self.slots[i].state, SlotState::Queued { not_before } if not_before <= self.now)
-                    && self.has_capacity(&self.slots[i].agent.provider)
+                if matches!(self.slots[i].state, SlotState::Queued) && self.has_capacity(&self.slots[i].agent.provider)
                 {
                     self.start(i);
                 }
             }
-            let now = self.now;
-            if let Some(l) = self.layer_phase_mut()
-                && l.quorum_at.is_some_and(|at| at <= now)
-            {
-                l.quorum_at = None;
+            // A grace of 0 ends at once, before any input comes to check the timers.
+            if self.timers.get(Timer::QuorumGrace).is_some_and(|at| at <= self.now) {
+                self.timers.stop(Timer::QuorumGrace);
                 self.stop_open(CallError::Cut("the layer had its quorum"));
             }
             self.stair_check();
@@ -308,7 +309,10 @@ impl Run {
         // A run that ends mid-layer (cancelled) still accounts for that layer, and ends
         // every state a UI may show: calls in flight fail as cancelled, agents waiting
         // to retry are stopped.
-        let open = self.slots.iter().any(|s| matches!(s.state, SlotState::InFlight(_) | SlotState::Queued { .. }));
+        let open = self
+            .slots
+            .iter()
+            .any(|s| matches!(s.state, SlotState::InFlight(_) | SlotState::Queued | SlotState::Waiting));
         if open {
             self.stop_open(CallError::Cancelled);
             match self.asking().map(|a| a.slot) {
@@ -318,7 +322,7 @@ impl Run {
             }
         }
         self.stair_close_books();
-        for (call, _, _) in std::mem::take(&mut self.draining) {
+        for (call, _) in std::mem::take(&mut self.draining) {
             self.queue.push_back(Action::Cancel { call });
         }
         let wall_ms = self.t_ms();

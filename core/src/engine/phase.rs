@@ -6,7 +6,6 @@ use super::Run;
 use super::ask::Asking;
 use super::report::Outcome;
 use super::stair::Stair;
-use crate::time::Time;
 
 /// The run's phase.
 pub(super) enum Phase {
@@ -21,8 +20,6 @@ pub(super) enum Phase {
 /// What a layer keeps while it runs.
 #[derive(Default)]
 pub(super) struct LayerPhase {
-    /// When its quorum's grace ends, once it has its quorum.
-    pub(super) quorum_at: Option<Time>,
     /// Its agents agreed (`early_exit`): the run ends with this answer.
     pub(super) agreed: Option<Agreement>,
     /// The aggregator's staircase: from the last proposer layer on, when the recipe has one.

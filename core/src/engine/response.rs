@@ -2,6 +2,7 @@
 //! into the slot's text and accounts.
 
 use super::attempt::{Response, SlotState};
+use super::timers::Timer;
 use super::{Action, CallError, DRAIN_GRACE, MAX_ERROR_BODY, NetError, Run, transport};
 use crate::event::{CallId, Event, Place};
 use crate::http;
@@ -24,17 +25,21 @@ impl Run {
         let Some(kind) = self.slot_of(call).map(|i| self.slots[i].kind) else { return };
         let Some((_, f)) = self.flight(call) else { return };
         // A response means the request was sent, whether or not the transport said so.
-        if !f.clocks_running {
+        let arm = !f.clocks_running;
+        if arm {
             f.started = now;
             f.clocks_running = true;
         }
-        f.last_byte = now;
         f.accepted = (200..300).contains(&status);
         f.response = if f.accepted {
             Response::Streaming(ResponseParser::new(kind, http::header(headers, "content-type")))
         } else {
             Response::Error { status, body: Vec::new(), retry_after: http::retry_after(headers, now) }
         };
+        if arm {
+            self.arm_call(call);
+        }
+        self.touch_call(call);
     }
 
     pub(super) fn on_body(&mut self, call: CallId, bytes: &[u8]) {
@@ -43,7 +48,6 @@ impl Run {
         let (i, result, complete) = match self.flight(call) {
             None => return self.scratch = items,
             Some((i, f)) => {
-                f.last_byte = now;
                 let r = match &mut f.response {
                     Response::Waiting => Err(transport(NetError::Other, "body bytes before the response head")),
                     Response::Error { body, .. } => {
@@ -57,6 +61,7 @@ impl Run {
                 (i, r, complete)
             }
         };
+        self.touch_call(call);
         let stopped = self.apply_items(i, call, &mut items);
         self.scratch = items;
         match result {
@@ -79,7 +84,8 @@ impl Run {
                 self.succeed(i);
                 // Still on the wire: it keeps its provider slot until the body ends.
                 self.caps.take(&provider);
-                self.draining.push((call, now + DRAIN_GRACE, provider));
+                self.draining.push((call, provider));
+                self.timers.set(Timer::Drain(call), now + DRAIN_GRACE);
             }
             Ok(()) => {}
         }
@@ -142,8 +148,9 @@ impl Run {
 
     /// Ends the drain of `call`, if it was draining, freeing its provider slot.
     pub(super) fn end_drain(&mut self, call: CallId) -> bool {
-        let Some(at) = self.draining.iter().position(|(c, _, _)| *c == call) else { return false };
-        let (_, _, provider) = self.draining.swap_remove(at);
+        let Some(at) = self.draining.iter().position(|(c, _)| *c == call) else { return false };
+        let (_, provider) = self.draining.swap_remove(at);
+        self.timers.stop(Timer::Drain(call));
         self.caps.release(&provider);
         true
     }

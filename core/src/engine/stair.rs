@@ -84,7 +84,7 @@ impl Run {
         let mut agent = self.recipe.aggregator_agent();
         agent.max_tokens = agent.max_tokens.min(st.step_tokens);
         let kind = self.recipe.providers[&agent.provider].kind;
-        let mut slot = Slot::new(agent, kind, self.now);
+        let mut slot = Slot::new(agent, kind);
         // Idle until its first step.
         slot.state = SlotState::Succeeded;
         self.slots.push(slot);
