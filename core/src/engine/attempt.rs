@@ -93,3 +93,66 @@ impl Slot {
         }
     }
 }
+
+impl Slot {
+    /// What its attempt in `flight`, which did not succeed, consumed: the provider's
+    /// count where it sent one (raised to what was visibly streamed, since a count sent
+    /// early, like Anthropic's `message_start`, lags the text), else an estimate; nothing
+    /// when the provider refused the request.
+    pub(super) fn failed_usage(&self, flight: &Flight) -> Usage {
+        let estimate = Usage::estimate(flight.accepted.then_some(flight.prompt_chars), &self.text);
+        match self.usage {
+            Some(u) if u.output_tokens >= estimate.output_tokens => u,
+            Some(u) => Usage { output_tokens: estimate.output_tokens, estimated: true, ..u },
+            None if estimate.is_zero() => Usage::default(),
+            None => estimate,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::Sampling;
+
+    fn slot(text: &str, usage: Option<Usage>) -> Slot {
+        let agent = ResolvedAgent {
+            label: "p:m".into(),
+            provider: "p".into(),
+            model: "m".into(),
+            temperature: 0.7,
+            max_tokens: 100,
+            system: None,
+            sampling: Sampling::default(),
+            context_tokens: None,
+        };
+        Slot { text: text.into(), usage, ..Slot::new(agent, ProviderKind::OpenAi) }
+    }
+
+    fn flight(accepted: bool) -> Flight {
+        Flight {
+            call: CallId(1),
+            started: Time::from_millis(0),
+            clocks_running: true,
+            accepted,
+            prompt_chars: 400,
+            first_token: None,
+            response: Response::Waiting,
+        }
+    }
+
+    #[test]
+    fn a_failed_attempt_costs_what_the_provider_counted_or_an_estimate_never_less_than_shown() {
+        let reported = Usage { input_tokens: 90, output_tokens: 9, estimated: false };
+        // The provider's count, when it covers what was streamed.
+        assert_eq!(slot("12345678", Some(reported)).failed_usage(&flight(true)), reported);
+        // A count sent early lags the text: raised to the streamed text, and marked.
+        let lagging = slot(&"x".repeat(80), Some(reported)).failed_usage(&flight(true));
+        assert_eq!((lagging.input_tokens, lagging.output_tokens, lagging.estimated), (90, 20, true));
+        // No count: the prompt (it was accepted) and the text, estimated.
+        let estimated = slot("12345678", None).failed_usage(&flight(true));
+        assert_eq!((estimated.input_tokens, estimated.output_tokens, estimated.estimated), (100, 2, true));
+        // Refused (no 2xx) and nothing streamed: it consumed nothing.
+        assert_eq!(slot("", None).failed_usage(&flight(false)), Usage::default());
+    }
+}

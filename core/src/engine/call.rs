@@ -1,7 +1,7 @@
 //! One call's life in its slot: started (and its request made), then succeeded, failed
 //! (retried or given up) or stopped, with its accounts closed each time.
 
-use super::attempt::{Flight, Response, Slot, SlotState};
+use super::attempt::{Flight, Response, SlotState};
 use super::backoff::backoff;
 use super::phase::Broken;
 use super::redact::StreamRedactor;
@@ -151,25 +151,11 @@ impl Run {
         self.on_success();
     }
 
-    /// What an attempt that did not succeed consumed: the provider's count where it sent
-    /// one (raised to what was visibly streamed, since a count sent early, like
-    /// Anthropic's `message_start`, lags the text), else an estimate; nothing when the
-    /// provider refused the request.
-    pub(super) fn attempt_usage(slot: &Slot, flight: &Flight) -> Usage {
-        let estimate = Usage::estimate(flight.accepted.then_some(flight.prompt_chars), &slot.text);
-        match slot.usage {
-            Some(u) if u.output_tokens >= estimate.output_tokens => u,
-            Some(u) => Usage { output_tokens: estimate.output_tokens, estimated: true, ..u },
-            None if estimate.is_zero() => Usage::default(),
-            None => estimate,
-        }
-    }
-
     /// Closes the books of a failed attempt on slot `i`: its tokens go to the slot's
     /// waste, its text is void. Returns the event's accounting fields.
     pub(super) fn void_attempt(&mut self, i: usize, flight: &Flight) -> (usize, Usage, Option<f64>) {
         let slot = &mut self.slots[i];
-        let usage = Run::attempt_usage(slot, flight);
+        let usage = slot.failed_usage(flight);
         slot.wasted += usage;
         let discarded = slot.text.chars().count();
         slot.text.clear();

@@ -148,7 +148,7 @@ impl Run {
         }
         let message = self.redactor.redact(&error.to_string());
         let s = &self.slots[i];
-        let usage = Run::attempt_usage(s, &flight);
+        let usage = s.failed_usage(&flight);
         let event = Event::CallFailed {
             at: Place { call: flight.call, layer: self.recipe.layers.len(), slot: 0 },
             agent: s.agent.label.clone(),
