@@ -8,9 +8,8 @@
 //! call, after the agents (its events' `slot` is its place in that layer's report), and its
 //! tokens and cost count in that layer's and the run's totals.
 
-use super::attempt::{Slot, SlotState};
+use super::attempt::{Slot, SlotState, Slots};
 use super::phase::{LayerPhase, Phase};
-use super::stair::Stair;
 use super::{CallError, CallReport, Run, RunError, stair};
 use crate::event::Event;
 use crate::recipe::OnError;
@@ -92,10 +91,9 @@ impl Run {
                         stair::continue_from(&mut self.input, answer, kind);
                     }
                     self.begin_layer(next);
-                    // The aggregator's layer keeps the steps' answer and books; no stair
-                    // slot any more.
+                    // The aggregator's layer keeps the steps' answer and books.
                     if let Some(l) = self.layer_phase_mut() {
-                        l.stair = stair.map(|s| Stair { slot: None, ..s });
+                        l.stair = stair;
                     }
                     return;
                 }
@@ -121,7 +119,7 @@ impl Run {
         // requires `synthesize`).
         let slot = self.reports.last().map_or(0, |r| r.calls.len());
         self.input = ask.messages;
-        self.slots = vec![Slot::new(agent, kind)];
+        self.slots = Slots::agents(vec![Slot::new(agent, kind)]);
         self.timers.new_layer();
         self.phase = Phase::Asking(Asking { next, slot, asks, proposals });
     }
@@ -138,12 +136,12 @@ impl Run {
 
     /// Books the ask slot's call in the last layer report; returns its reply.
     pub(super) fn book_ask(&mut self, place: usize) -> Result<String, String> {
-        let s = &self.slots[0];
+        let s = &self.slots.agents[0];
         let ok = matches!(s.state, SlotState::Succeeded);
         let cost = if ok { self.price(&s.agent, s.usage) } else { None };
         let wasted_cost = if s.wasted.is_zero() { None } else { self.price(&s.agent, Some(s.wasted)) };
         let report = CallReport { asked: true, ..self.call_report(0, place, cost) };
-        let s = &self.slots[0];
+        let s = &self.slots.agents[0];
         let mut usage = if ok { s.usage.unwrap_or_default() } else { Default::default() };
         usage += s.wasted;
         let wasted = s.wasted;

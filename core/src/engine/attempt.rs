@@ -70,6 +70,62 @@ pub(super) enum Response {
     Error { status: u16, body: Vec<u8>, retry_after: Option<Duration> },
 }
 
+/// Which slot a call belongs to: one of the phase's agents, by index, or the
+/// aggregator's staircase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum SlotId {
+    /// The layer's agent (or the aggregator, or a strategy's call) at this index.
+    Agent(usize),
+    /// The aggregator's staircase, beside the last proposer layer's agents.
+    Stair,
+}
+
+/// The current phase's slots: its agents, and while a staircase recipe's last proposer
+/// layer runs, the aggregator's stair slot beside them (never among them).
+#[derive(Default)]
+pub(super) struct Slots {
+    /// The layer's agents (the aggregator, in its layer; a strategy's call, asking).
+    pub(super) agents: Vec<Slot>,
+    /// The staircase's slot.
+    pub(super) stair: Option<Slot>,
+}
+
+impl Slots {
+    /// The agents' slots, and no stair.
+    pub(super) fn agents(agents: Vec<Slot>) -> Slots {
+        Slots { agents, stair: None }
+    }
+
+    /// Every slot's id: the agents in order, then the stair.
+    pub(super) fn ids(&self) -> impl Iterator<Item = SlotId> + use<> {
+        (0..self.agents.len()).map(SlotId::Agent).chain(self.stair.is_some().then_some(SlotId::Stair))
+    }
+
+    /// Every slot.
+    pub(super) fn all(&self) -> impl Iterator<Item = &Slot> {
+        self.agents.iter().chain(self.stair.as_ref())
+    }
+}
+
+impl std::ops::Index<SlotId> for Slots {
+    type Output = Slot;
+    fn index(&self, id: SlotId) -> &Slot {
+        match id {
+            SlotId::Agent(i) => &self.agents[i],
+            SlotId::Stair => self.stair.as_ref().expect("a stair call outlives its slot"),
+        }
+    }
+}
+
+impl std::ops::IndexMut<SlotId> for Slots {
+    fn index_mut(&mut self, id: SlotId) -> &mut Slot {
+        match id {
+            SlotId::Agent(i) => &mut self.agents[i],
+            SlotId::Stair => self.stair.as_mut().expect("a stair call outlives its slot"),
+        }
+    }
+}
+
 impl Slot {
     /// A slot for `agent`, queued.
     pub(super) fn new(agent: ResolvedAgent, kind: ProviderKind) -> Slot {
@@ -154,5 +210,18 @@ mod tests {
         assert_eq!((estimated.input_tokens, estimated.output_tokens, estimated.estimated), (100, 2, true));
         // Refused (no 2xx) and nothing streamed: it consumed nothing.
         assert_eq!(slot("", None).failed_usage(&flight(false)), Usage::default());
+    }
+
+    #[test]
+    fn the_stair_slot_stands_beside_the_agents_never_among_them() {
+        let mut slots = Slots::agents(vec![slot("a", None), slot("b", None)]);
+        assert_eq!(slots.ids().collect::<Vec<_>>(), [SlotId::Agent(0), SlotId::Agent(1)]);
+        slots.stair = Some(slot("step", None));
+        assert_eq!(slots.ids().collect::<Vec<_>>(), [SlotId::Agent(0), SlotId::Agent(1), SlotId::Stair]);
+        assert_eq!(slots.agents.len(), 2, "the layer's agents are still two");
+        assert_eq!(slots[SlotId::Stair].text, "step");
+        slots[SlotId::Agent(1)].text.push('!');
+        let texts: Vec<&str> = slots.all().map(|s| s.text.as_str()).collect();
+        assert_eq!(texts, ["a", "b!", "step"]);
     }
 }

@@ -1,7 +1,7 @@
 //! One call's life in its slot: started (and its request made), then succeeded, failed
 //! (retried or given up) or stopped, with its accounts closed each time.
 
-use super::attempt::{Flight, Response, SlotState};
+use super::attempt::{Flight, Response, SlotId, SlotState};
 use super::backoff::backoff;
 use super::phase::Broken;
 use super::redact::StreamRedactor;
@@ -18,15 +18,15 @@ use crate::usage::Usage;
 use std::time::Duration;
 
 impl Run {
-    pub(super) fn start(&mut self, i: usize) {
+    pub(super) fn start(&mut self, i: SlotId) {
         let messages = self.input.clone();
         self.start_with(i, messages);
     }
 
     /// Starts an attempt of slot `i` on `messages`.
-    pub(super) fn start_with(&mut self, i: usize, mut messages: Vec<Message>) {
+    pub(super) fn start_with(&mut self, i: SlotId, mut messages: Vec<Message>) {
         let (place_layer, place_slot) = self.place_of(i);
-        let stair = self.is_stair(i);
+        let stair = i == SlotId::Stair;
         let call = CallId(self.next_call);
         self.next_call += 1;
         let slot = &mut self.slots[i];
@@ -94,12 +94,12 @@ impl Run {
     }
 
     /// The slot of a call in flight.
-    pub(super) fn slot_of(&self, call: CallId) -> Option<usize> {
+    pub(super) fn slot_of(&self, call: CallId) -> Option<SlotId> {
         self.calls.iter().find(|(c, _)| *c == call).map(|(_, i)| *i)
     }
 
     /// The slot and flight of a call still in flight; `None` for stale input.
-    pub(super) fn flight(&mut self, call: CallId) -> Option<(usize, &mut Flight)> {
+    pub(super) fn flight(&mut self, call: CallId) -> Option<(SlotId, &mut Flight)> {
         let i = self.slot_of(call)?;
         match &mut self.slots[i].state {
             SlotState::InFlight(f) => Some((i, f)),
@@ -108,7 +108,7 @@ impl Run {
     }
 
     /// Ends the attempt in flight on slot `i`, returning its flight.
-    pub(super) fn end_flight(&mut self, i: usize, next: SlotState) -> Option<Box<Flight>> {
+    pub(super) fn end_flight(&mut self, i: SlotId, next: SlotState) -> Option<Box<Flight>> {
         let slot = &mut self.slots[i];
         if !matches!(slot.state, SlotState::InFlight(_)) {
             return None;
@@ -126,7 +126,7 @@ impl Run {
         Some(if self.batch_prices { price.batch_cost(&usage?) } else { price.cost(&usage?) })
     }
 
-    pub(super) fn succeed(&mut self, i: usize) {
+    pub(super) fn succeed(&mut self, i: SlotId) {
         let (place_layer, place_slot) = self.place_of(i);
         let Some(flight) = self.end_flight(i, SlotState::Succeeded) else { return };
         let now = self.now;
@@ -145,15 +145,15 @@ impl Run {
             t_ms: self.t_ms(),
         };
         self.emit(event);
-        if self.is_stair(i) {
-            return self.stair_step_done(i, &flight);
+        if i == SlotId::Stair {
+            return self.stair_step_done(&flight);
         }
         self.on_success();
     }
 
     /// Closes the books of a failed attempt on slot `i`: its tokens go to the slot's
     /// waste, its text is void. Returns the event's accounting fields.
-    pub(super) fn void_attempt(&mut self, i: usize, flight: &Flight) -> (usize, Usage, Option<f64>) {
+    pub(super) fn void_attempt(&mut self, i: SlotId, flight: &Flight) -> (usize, Usage, Option<f64>) {
         let slot = &mut self.slots[i];
         let usage = slot.failed_usage(flight);
         slot.wasted += usage;
@@ -166,9 +166,9 @@ impl Run {
     }
 
     /// Records a failed attempt and either schedules a retry or gives the agent up.
-    pub(super) fn fail_attempt(&mut self, i: usize, error: CallError, retry_after: Option<Duration>, cancel: bool) {
-        if self.is_stair(i) {
-            return self.stair_step_failed(i, error, cancel);
+    pub(super) fn fail_attempt(&mut self, i: SlotId, error: CallError, retry_after: Option<Duration>, cancel: bool) {
+        if i == SlotId::Stair {
+            return self.stair_step_failed(error, cancel);
         }
         let Some(flight) = self.end_flight(i, SlotState::Failed) else { return };
         if cancel {
@@ -243,15 +243,7 @@ impl Run {
     /// flight fail, their tokens counted as wasted; agents waiting to retry are stopped.
     pub(super) fn stop_open(&mut self, why: CallError) {
         let reason = why.kind();
-        for i in 0..self.slots.len() {
-            // A cut is for proposers: the aggregator's staircase step goes on (its text
-            // is already the user's); cancelling the run ends it, booked as a step.
-            if self.is_stair(i) {
-                if matches!(why, CallError::Cancelled) {
-                    self.stair_step_failed(i, why.clone(), true);
-                }
-                continue;
-            }
+        for i in (0..self.slots.agents.len()).map(SlotId::Agent) {
             if let Some(f) = self.end_flight(i, SlotState::Failed) {
                 self.queue.push_back(Action::Cancel { call: f.call });
                 let error = why.to_string();
@@ -291,6 +283,11 @@ impl Run {
                     self.emit(event);
                 }
             }
+        }
+        // A cut is for proposers: the aggregator's staircase step goes on (its text is
+        // already the user's); cancelling the run ends it, booked as a step.
+        if self.slots.stair.is_some() && matches!(why, CallError::Cancelled) {
+            self.stair_step_failed(why, true);
         }
     }
 }

@@ -30,8 +30,8 @@ impl Run {
             report.wasted += std::mem::take(&mut stair.wasted);
             add_cost(&mut report.cost, stair.cost.take());
         }
-        let proposers = self.proposers();
-        for (i, s) in self.slots.iter().enumerate().take(proposers) {
+        let proposers = self.slots.agents.len();
+        for (i, s) in self.slots.agents.iter().enumerate() {
             let ok = matches!(s.state, SlotState::Succeeded);
             let cost = if ok { self.price(&s.agent, s.usage) } else { None };
             if ok {
@@ -70,7 +70,7 @@ impl Run {
 
     /// The account of slot `i`'s call, at `place` in its layer's report.
     pub(super) fn call_report(&self, i: usize, place: usize, cost: Option<f64>) -> CallReport {
-        let s = &self.slots[i];
+        let s = &self.slots.agents[i];
         let ok = matches!(s.state, SlotState::Succeeded);
         CallReport {
             slot: place,
@@ -100,7 +100,9 @@ impl Run {
         }
         let layer = &self.recipe.layers[self.layer];
         let quorum = layer.quorum.or(self.recipe.policy.quorum);
-        let done: Vec<&str> = self.slots[..self.proposers()]
+        let done: Vec<&str> = self
+            .slots
+            .agents
             .iter()
             .filter(|s| matches!(s.state, SlotState::Succeeded))
             .map(|s| s.text.trim())
@@ -117,7 +119,7 @@ impl Run {
         // Agreement among the proposals that count: the quorum's, or every agent's. A
         // stricter rule than `vote`'s majority: every one of them (at least two) gives
         // the same short answer, so no minority view is dropped without a word.
-        let needed = quorum.map_or(self.proposers(), |q| q.min as usize).max(2);
+        let needed = quorum.map_or(self.slots.agents.len(), |q| q.min as usize).max(2);
         let mut agreement = None;
         if layer.early_exit && !agreed && done.len() >= needed {
             let short: Vec<Option<String>> = done.iter().map(|t| normalize_answer(t, 100)).collect();
@@ -148,8 +150,9 @@ impl Run {
             return self.finish(Ok(answer), Some(why));
         }
         let proposals = self.report_layer();
-        let proposers = self.proposers();
-        let failures: Vec<Failure> = self.slots[..proposers]
+        let failures: Vec<Failure> = self
+            .slots
+            .agents
             .iter()
             .filter(|s| matches!(s.state, SlotState::Failed))
             .map(|s| Failure {
@@ -160,7 +163,7 @@ impl Run {
             })
             .collect();
         if self.is_final_layer() {
-            let label = self.slots[0].agent.label.clone();
+            let label = self.slots.agents[0].agent.label.clone();
             let broken = self.layer_phase_mut().and_then(|l| l.broken.take());
             if let (true, Some(Broken { delivered_chars, error, kind })) = (proposals.is_empty(), broken) {
                 return self.finish(Err(RunError::AnswerBroken { delivered_chars, error, kind }), None);
@@ -175,8 +178,8 @@ impl Run {
                     // After a staircase, the answer is every step's text, then this call's.
                     let stair = self.layer_phase_mut().and_then(|l| l.stair.take());
                     let before = stair.map(|s| s.answer).unwrap_or_default();
-                    let text = before + &self.slots[0].text;
-                    self.finish_reason = self.slots[0].finish.clone();
+                    let text = before + &self.slots.agents[0].text;
+                    self.finish_reason = self.slots.agents[0].finish.clone();
                     self.finish(Ok(text), Some(label))
                 }
             };

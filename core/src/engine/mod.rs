@@ -34,7 +34,7 @@ use crate::recipe::{OnError, Recipe, StrategySpec};
 use crate::strategy::{Strategy, StrategyKind};
 use crate::time::{Time, millis};
 use crate::usage::Usage;
-use attempt::{Slot, SlotState};
+use attempt::{Slot, SlotId, SlotState, Slots};
 use phase::{LayerPhase, Phase};
 use redact::Redactor;
 use std::collections::{BTreeMap, VecDeque};
@@ -82,13 +82,13 @@ pub struct Run {
     now: Time,
     layer: usize,
     input: Vec<Message>,
-    slots: Vec<Slot>,
+    slots: Slots,
     reports: Vec<LayerReport>,
     /// Calls holding each provider's slots.
     caps: caps::Caps,
     /// Which slot each call in flight belongs to. (A list: a layer has few calls in
     /// flight, and a hash map type costs the browser module 4 KB.)
-    calls: Vec<(CallId, usize)>,
+    calls: Vec<(CallId, SlotId)>,
     /// Calls whose answer is complete but whose body has not ended (by their
     /// [`Timer::Drain`], or they are cancelled), and their provider, whose concurrency
     /// slot they hold until then (the connection is still open).
@@ -160,7 +160,7 @@ impl Run {
             started: now,
             now,
             layer: 0,
-            slots: Vec::new(),
+            slots: Slots::default(),
             reports: Vec::new(),
             caps: caps::Caps::default(),
             calls: Vec::new(),
@@ -265,20 +265,21 @@ impl Run {
         self.timers.new_layer();
         let agents =
             if self.is_final_layer() { vec![self.recipe.aggregator_agent()] } else { self.recipe.layer_agents(layer) };
-        self.slots = agents
+        let slots = agents
             .into_iter()
             .map(|agent| {
                 let kind = self.recipe.providers[&agent.provider].kind;
                 Slot::new(agent, kind)
             })
             .collect();
+        self.slots = Slots::agents(slots);
         self.stair_begin();
     }
 
     /// Starts what may start, and moves to the next layer whenever one completes.
     fn step(&mut self) {
         while !self.is_done() {
-            for i in 0..self.slots.len() {
+            for i in self.slots.ids() {
                 if matches!(self.slots[i].state, SlotState::Queued) && self.has_capacity(&self.slots[i].agent.provider)
                 {
                     self.start(i);
@@ -290,7 +291,7 @@ impl Run {
                 self.stop_open(CallError::Cut("the layer had its quorum"));
             }
             self.stair_check();
-            if !self.slots.iter().all(|s| matches!(s.state, SlotState::Succeeded | SlotState::Failed)) {
+            if !self.slots.all().all(|s| matches!(s.state, SlotState::Succeeded | SlotState::Failed)) {
                 return;
             }
             self.finish_layer();
@@ -311,7 +312,7 @@ impl Run {
         // to retry are stopped.
         let open = self
             .slots
-            .iter()
+            .all()
             .any(|s| matches!(s.state, SlotState::InFlight(_) | SlotState::Queued | SlotState::Waiting));
         if open {
             self.stop_open(CallError::Cancelled);

@@ -1,7 +1,7 @@
 //! What the transport delivers for a call: its head, body and end (or failure), read
 //! into the slot's text and accounts.
 
-use super::attempt::{Response, SlotState};
+use super::attempt::{Response, SlotId, SlotState};
 use super::timers::Timer;
 use super::{Action, CallError, DRAIN_GRACE, MAX_ERROR_BODY, NetError, Run, transport};
 use crate::event::{CallId, Event, Place};
@@ -93,7 +93,7 @@ impl Run {
 
     /// Applies what a response yielded; returns true when a stop sequence ended the
     /// answer (what follows it is dropped).
-    pub(super) fn apply_items(&mut self, i: usize, call: CallId, items: &mut Vec<StreamItem>) -> bool {
+    pub(super) fn apply_items(&mut self, i: SlotId, call: CallId, items: &mut Vec<StreamItem>) -> bool {
         let now = self.now;
         let (layer, place_slot) = self.place_of(i);
         for item in items.drain(..) {
@@ -131,7 +131,7 @@ impl Run {
     }
 
     /// The stream ended whole: text held back as a possible stop sequence is text.
-    pub(super) fn flush_held(&mut self, i: usize, call: CallId) {
+    pub(super) fn flush_held(&mut self, i: SlotId, call: CallId) {
         let slot = &mut self.slots[i];
         let held = slot.stop.flush();
         let text = slot.redact.push(&held, &self.redactor) + &slot.redact.flush(&self.redactor);

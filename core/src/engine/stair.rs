@@ -1,8 +1,8 @@
 //! Staircase streaming (arXiv 2510.05059): the aggregator starts on the last proposer
 //! layer's first chunks instead of waiting for the whole layer.
 //!
-//! While the last proposer layer runs, its slots carry one more: the aggregator's stair
-//! slot. Each time every live proposer has streamed another `chunk_chars` (or finished),
+//! While the last proposer layer runs, its agents have the aggregator's stair slot beside
+//! them. Each time every live proposer has streamed another `chunk_chars` (or finished),
 //! the stair slot makes a step: a call with the paper's prompt over the proposals so far,
 //! the answer so far carried forward, at most `step_tokens` long. Its text goes to the user
 //! as it streams, as the aggregator's (layer = the aggregator's, slot 0), and is only ever
@@ -10,7 +10,7 @@
 //! step, or the final call, continues from it). When the layer ends, the aggregator's
 //! usual call writes the rest from the whole proposals, continuing the same answer.
 
-use super::attempt::{Flight, Slot, SlotState};
+use super::attempt::{Flight, Slot, SlotId, SlotState};
 use super::{CallError, CallReport, Event, Place, Run};
 use crate::message::{Message, Role};
 use crate::provider::ProviderKind;
@@ -20,8 +20,6 @@ use crate::usage::{Usage, add_cost};
 
 /// The staircase's state over the last proposer layer and the aggregator.
 pub(super) struct Stair {
-    /// The stair slot's index among the current slots; `None` once the layer is over.
-    pub(super) slot: Option<usize>,
     /// Steps started.
     pub(super) steps: u32,
     /// Everything the steps delivered, in order.
@@ -53,24 +51,13 @@ pub(super) fn continue_from(messages: &mut Vec<Message>, answer: &str, kind: Pro
 }
 
 impl Run {
-    /// Whether slot `i` is the staircase's.
-    pub(super) fn is_stair(&self, i: usize) -> bool {
-        self.stair().is_some_and(|s| s.slot == Some(i))
-    }
-
-    /// How many of the current slots are the layer's own agents (the stair slot, when
-    /// there is one, comes after them).
-    pub(super) fn proposers(&self) -> usize {
-        self.stair().and_then(|s| s.slot).unwrap_or(self.slots.len())
-    }
-
     /// Where events of slot `i` say they happen: the stair slot's are the aggregator's, a
     /// strategy's call is the judged layer's next one.
-    pub(super) fn place_of(&self, i: usize) -> (usize, usize) {
-        match self.asking() {
-            Some(a) => (self.layer, a.slot),
-            None if self.is_stair(i) => (self.recipe.layers.len(), 0),
-            None => (self.layer, i),
+    pub(super) fn place_of(&self, i: SlotId) -> (usize, usize) {
+        match (self.asking(), i) {
+            (Some(a), _) => (self.layer, a.slot),
+            (None, SlotId::Stair) => (self.recipe.layers.len(), 0),
+            (None, SlotId::Agent(i)) => (self.layer, i),
         }
     }
 
@@ -87,11 +74,9 @@ impl Run {
         let mut slot = Slot::new(agent, kind);
         // Idle until its first step.
         slot.state = SlotState::Succeeded;
-        self.slots.push(slot);
-        let slot = Some(self.slots.len() - 1);
+        self.slots.stair = Some(slot);
         let Some(phase) = self.layer_phase_mut() else { return };
         phase.stair = Some(Stair {
-            slot,
             steps: 0,
             answer: String::new(),
             reports: Vec::new(),
@@ -105,49 +90,49 @@ impl Run {
     /// are still going (when all have finished, the aggregator's own call writes the rest).
     pub(super) fn stair_check(&mut self) {
         let (Some(st), Some(stair)) = (self.recipe.aggregator.staircase, self.stair()) else { return };
-        let Some(i) = stair.slot else { return };
-        if !matches!(self.slots[i].state, SlotState::Succeeded) {
+        let Some(slot) = &self.slots.stair else { return };
+        if !matches!(slot.state, SlotState::Succeeded) {
             return; // a step is under way
         }
-        let live: Vec<usize> = (0..i).filter(|&j| !matches!(self.slots[j].state, SlotState::Failed)).collect();
-        let done = |j: &usize| matches!(self.slots[*j].state, SlotState::Succeeded);
+        let agents = &self.slots.agents;
+        let live: Vec<&Slot> = agents.iter().filter(|s| !matches!(s.state, SlotState::Failed)).collect();
+        let done = |s: &&Slot| matches!(s.state, SlotState::Succeeded);
         if live.is_empty() || live.iter().all(done) {
             return;
         }
         let need = (stair.steps as usize + 1) * st.chunk_chars as usize;
-        if !live.iter().all(|j| done(j) || self.slots[*j].text.chars().count() >= need) {
+        if !live.iter().all(|s| done(s) || s.text.chars().count() >= need) {
             return;
         }
-        let refs: Vec<String> = live.iter().map(|&j| self.slots[j].text.trim().to_owned()).collect();
-        let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+        let refs: Vec<&str> = live.iter().map(|s| s.text.trim()).collect();
         let mut messages = inject_references(&self.conversation, &refs);
         if !stair.answer.is_empty() {
-            continue_from(&mut messages, &stair.answer, self.slots[i].kind);
+            continue_from(&mut messages, &stair.answer, slot.kind);
         }
         if let Some(s) = self.stair_mut() {
             s.steps += 1;
         }
         // Each step is a first attempt: a step is not a retry.
-        self.slots[i].attempts = 0;
-        self.start_with(i, messages);
+        self.slots[SlotId::Stair].attempts = 0;
+        self.start_with(SlotId::Stair, messages);
     }
 
     /// A step ended well: its text joins the answer, its account the aggregator's books.
-    pub(super) fn stair_step_done(&mut self, i: usize, flight: &Flight) {
-        let s = &self.slots[i];
+    pub(super) fn stair_step_done(&mut self, flight: &Flight) {
+        let s = &self.slots[SlotId::Stair];
         let (usage, ttft, server_ms) = (s.usage, s.ttft.map(millis), s.server_ms);
-        self.stair_book(i, flight, Ok(()), usage, ttft, server_ms);
+        self.stair_book(flight, Ok(()), usage, ttft, server_ms);
     }
 
     /// A step failed: what it delivered stays delivered (and in the answer); it is not
     /// retried: the next step, or the final call, continues from it.
-    pub(super) fn stair_step_failed(&mut self, i: usize, error: CallError, cancel: bool) {
-        let Some(flight) = self.end_flight(i, SlotState::Succeeded) else { return };
+    pub(super) fn stair_step_failed(&mut self, error: CallError, cancel: bool) {
+        let Some(flight) = self.end_flight(SlotId::Stair, SlotState::Succeeded) else { return };
         if cancel {
             self.queue.push_back(super::Action::Cancel { call: flight.call });
         }
         let message = self.redactor.redact(&error.to_string());
-        let s = &self.slots[i];
+        let s = &self.slots[SlotId::Stair];
         let usage = s.failed_usage(&flight);
         let event = Event::CallFailed {
             at: Place { call: flight.call, layer: self.recipe.layers.len(), slot: 0 },
@@ -162,7 +147,7 @@ impl Run {
             cost: self.price(&s.agent, Some(usage)),
             t_ms: self.t_ms(),
         };
-        self.stair_book(i, &flight, Err(message), Some(usage), None, None);
+        self.stair_book(&flight, Err(message), Some(usage), None, None);
         self.emit(event);
     }
 
@@ -170,14 +155,13 @@ impl Run {
     /// answer, its account the aggregator's books.
     fn stair_book(
         &mut self,
-        i: usize,
         flight: &Flight,
         result: Result<(), String>,
         usage: Option<Usage>,
         ttft_ms: Option<f64>,
         server_ms: Option<f64>,
     ) {
-        let s = &self.slots[i];
+        let s = &self.slots[SlotId::Stair];
         let cost = self.price(&s.agent, usage);
         let ok = result.is_ok();
         // A step that broke counts as waste, as any failed call does; what it delivered

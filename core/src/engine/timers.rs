@@ -3,7 +3,7 @@
 //! layers reach their quorum, and asks the table for the next deadline and for what has
 //! expired.
 
-use super::attempt::SlotState;
+use super::attempt::{SlotId, SlotState};
 use super::{Action, CallError, Run, secs};
 use crate::event::CallId;
 use crate::time::Time;
@@ -16,7 +16,7 @@ pub(super) enum Timer {
     /// A call's next byte is due (`policy.stall_timeout_secs` after its last).
     Stall(CallId),
     /// A slot's retry may start (its backoff, or the provider's `Retry-After`).
-    Retry(usize),
+    Retry(SlotId),
     /// An answered call's connection must have ended by now, or it is cancelled.
     Drain(CallId),
     /// The layer's stragglers have had their grace since its quorum was met.
@@ -104,7 +104,11 @@ impl Run {
                     self.fail_attempt(i, error, None, true);
                 }
                 Timer::Retry(i) => {
-                    if let Some(slot) = self.slots.get_mut(i)
+                    let slot = match i {
+                        SlotId::Agent(i) => self.slots.agents.get_mut(i),
+                        SlotId::Stair => self.slots.stair.as_mut(),
+                    };
+                    if let Some(slot) = slot
                         && matches!(slot.state, SlotState::Waiting)
                     {
                         slot.state = SlotState::Queued;
@@ -155,7 +159,7 @@ mod tests {
                 (Timer::Drain(CallId(4)), at(100)),
                 (Timer::Stall(CallId(2)), at(200)),
                 (Timer::Attempt(CallId(2)), at(200)),
-                (Timer::Retry(0), at(300)),
+                (Timer::Retry(SlotId::Agent(0)), at(300)),
             ];
             let mut t = TimerTable::default();
             for i in order {
@@ -173,7 +177,7 @@ mod tests {
     #[test]
     fn a_new_layer_keeps_only_the_drains() {
         let mut t = TimerTable::default();
-        t.set(Timer::Retry(3), at(1));
+        t.set(Timer::Retry(SlotId::Agent(3)), at(1));
         t.set(Timer::QuorumGrace, at(2));
         t.set(Timer::Drain(CallId(9)), at(3));
         t.new_layer();
