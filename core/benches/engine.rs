@@ -1,5 +1,5 @@
 //! The engine's own cost: decoding a streamed answer, and the bookkeeping of a whole run.
-//! `cargo bench -p moa-core --bench engine`; results are recorded in the README.
+//! `cargo bench -p moa-core --bench engine`; results are recorded in BENCHMARKS.md.
 #![allow(missing_docs)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

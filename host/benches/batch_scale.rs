@@ -4,7 +4,7 @@
 //! batch process's peak resident memory (it must not grow with the input: the input is
 //! streamed), and the cost of resuming a 100,000-item output that is 99% done.
 //! `cargo bench -p moa-host --bench batch_scale` (about five minutes on 2 cores);
-//! `MOA_BENCH_ITEMS=2000,20000` for other sizes. Results are recorded in the README.
+//! `MOA_BENCH_ITEMS=2000,20000` for other sizes. Results are recorded in BENCHMARKS.md.
 #![allow(missing_docs)]
 
 #[path = "../tests/common/mod.rs"]

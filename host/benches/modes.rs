@@ -1,6 +1,6 @@
 //! Time to first token and wall time of the engine's modes on one workload, against the
 //! latency-injecting fake server: layer-synchronous, quorum, and early exit on agreement.
-//! `cargo bench -p moa-host --bench modes`; results are recorded in the README.
+//! `cargo bench -p moa-host --bench modes`; results are recorded in BENCHMARKS.md.
 //!
 //! The workload is the issue's, ten times faster so a run takes seconds: four proposers of
 //! 300 tokens at 300 tokens/s (1 s), one of them a straggler five times slower (5 s), and

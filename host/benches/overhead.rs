@@ -1,5 +1,5 @@
 //! How much the native host adds on top of the providers' own time.
-//! `cargo bench -p moa-host --bench overhead`; results are recorded in the README.
+//! `cargo bench -p moa-host --bench overhead`; results are recorded in BENCHMARKS.md.
 //!
 //! 1. overhead: the `moa` preset's shape (6 + 6 + 1 calls) against the latency-injecting
 //!    fake server: wall time ÷ critical path (sum over layers of the slowest call, as the

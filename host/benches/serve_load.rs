@@ -1,7 +1,7 @@
 //! A bounded load test of `moa serve` on loopback: many concurrent clients against a
 //! latency-injecting upstream. Reports throughput, p50/p99 latency, the status codes
 //! (only 200 and the intended 429s), and resident memory before, during and after.
-//! `cargo bench -p moa-host --bench serve_load`; results are recorded in the README.
+//! `cargo bench -p moa-host --bench serve_load`; results are recorded in BENCHMARKS.md.
 #![allow(missing_docs)]
 
 #[path = "../tests/common/mod.rs"]

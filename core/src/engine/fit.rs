@@ -16,7 +16,7 @@
 //! Gemma 3) on 119 texts (README prose and tables, model answers, code, JSONL, French,
 //! Chinese, Russian) it is 0.99× and 1.04× the true count on average, 0.83× at the 5th
 //! percentile, 0.64× at worst; the usual characters / 4 was 0.84× on average and 0.16× at
-//! worst (Chinese; digit-heavy tables 0.34×). README, "References that fit".
+//! worst (Chinese; digit-heavy tables 0.34×). docs/strategies.md, "References that fit".
 
 use crate::message::Message;
 

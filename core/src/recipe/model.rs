@@ -73,7 +73,7 @@ pub struct Provider {
     pub max_concurrency: Option<u32>,
     /// The models' context window, in tokens (prompt and answer together). When the
     /// references would not fit an agent's window, each is shortened by the same share
-    /// (see the README, "References that fit"). Unlimited when unset.
+    /// (see docs/strategies.md, "References that fit"). Unlimited when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_tokens: Option<u32>,
 }

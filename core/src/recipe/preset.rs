@@ -224,7 +224,7 @@ fn local_provider(port: u16, context_tokens: u32) -> Provider {
 }
 
 /// The `local` preset, chosen by `moa eval` on the local models (evals/RESULTS.md): see
-/// its description and the README for what it beat and its latency on 2 cores.
+/// its description and evals/RESULTS.md for what it beat and its latency on 2 cores.
 fn local() -> Recipe {
     let providers = BTreeMap::from([("qwen15".to_owned(), local_provider(LOCAL_QWEN15_PORT, 4096))]);
     let sampled = Agent { samples: 3, temperature: Some(0.7), ..Agent::new("qwen15:Qwen2.5-Coder-1.5B-Instruct") };
