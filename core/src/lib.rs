@@ -55,7 +55,7 @@ pub mod vocab;
 
 pub use vocab::{message, usage};
 
-pub use engine::{Action, CallError, Input, Outcome, Run, RunError, RunOptions};
+pub use engine::{Action, CallError, CallReport, Input, LayerReport, Outcome, Run, RunError, RunOptions};
 pub use event::{CallId, Event};
 pub use http::HttpRequest;
 pub use message::{Message, Role};

@@ -7,7 +7,6 @@ pub mod batch;
 pub mod clock;
 pub mod display;
 pub mod eval;
-pub mod eval_report;
 pub mod keys;
 pub mod local;
 pub mod plugin;

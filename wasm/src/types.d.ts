@@ -708,7 +708,7 @@ server_ms: number | null,
  * A call a strategy asked for (a judge's verdict, a window's synthesis), not one of
  * the layer's agents.
  */
-asked: boolean, };
+asked?: boolean, };
 
 export type LayerReport = { 
 /**

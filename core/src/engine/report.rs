@@ -4,7 +4,7 @@ use crate::recipe::RecipeError;
 use crate::strategy::StrategyError;
 use crate::usage::Usage;
 use crate::vocab::failure::{ErrorKind, summary};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use thiserror::Error;
 
 /// One agent that failed, and why.
@@ -95,7 +95,7 @@ impl Serialize for RunError {
 }
 
 /// The account of one agent's call (its last attempt).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CallReport {
     /// The agent's index in its layer.
@@ -120,6 +120,8 @@ pub struct CallReport {
     /// Its cost in dollars, when priced.
     pub cost: Option<f64>,
     /// Tokens of its failed, retried and cancelled attempts (reported or estimated).
+    // Read as zero from ledgers written before calls counted them.
+    #[serde(default)]
     pub wasted: Usage,
     /// Its latency.
     pub latency_ms: Option<f64>,
@@ -133,12 +135,12 @@ pub struct CallReport {
     pub server_ms: Option<f64>,
     /// A call a strategy asked for (a judge's verdict, a window's synthesis), not one of
     /// the layer's agents.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub asked: bool,
 }
 
 /// The account of one layer; the aggregator's layer comes last.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct LayerReport {
     /// The layer's index.
@@ -152,6 +154,8 @@ pub struct LayerReport {
     /// Dollars, when priced, for the same.
     pub cost: Option<f64>,
     /// The part of `usage` spent on attempts that failed or were cancelled.
+    // Read as zero from ledgers written before layers counted it.
+    #[serde(default)]
     pub wasted: Usage,
 }
 

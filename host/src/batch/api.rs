@@ -19,7 +19,8 @@
 //! origin (a results URL elsewhere would get the key).
 
 use super::input::hash;
-use super::{Batch, BatchError, Provenance, Summary, io, item_seed, result_line};
+use super::record::ResultLine;
+use super::{Batch, BatchError, Provenance, Summary, io, item_seed};
 use crate::Transport;
 use crate::clock::Clock;
 use moa_core::engine::{Action, Input};
@@ -435,7 +436,8 @@ pub async fn run(
             // As over HTTP: the item is written with its error, to be retried next time.
             Err(e) => {
                 let outcome = super::not_started(e);
-                let mut line = result_line(&item.id, &outcome, batch.proposals, &provenance, seed).into_bytes();
+                let mut line =
+                    ResultLine::new(&item.id, &outcome, batch.proposals, &provenance, seed).to_json().into_bytes();
                 line.push(b'\n');
                 out.write_all(&line).map_err(io(&batch.output))?;
                 summary.count(&outcome);
@@ -467,7 +469,8 @@ pub async fn run(
                         break;
                     }
                     Action::Done(outcome) => {
-                        let mut line = result_line(id, &outcome, batch.proposals, &provenance, *seed).into_bytes();
+                        let mut line =
+                            ResultLine::new(id, &outcome, batch.proposals, &provenance, *seed).to_json().into_bytes();
                         line.push(b'\n');
                         out.write_all(&line).and_then(|()| out.sync_data()).map_err(io(&batch.output))?;
                         summary.count(&outcome);

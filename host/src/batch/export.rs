@@ -8,11 +8,10 @@
 //! bytes per answered item (an index of OUT), each line read when written.
 
 use super::input::{Reader, hash};
-use super::{BatchError, Provenance, each_result, io, replace_file};
-use moa_core::Message;
+use super::{BatchError, ResultLine, each_result, io, replace_file};
 use moa_core::eval::score::{Scorer, score};
 use moa_core::strategy::text_similarity;
-use serde::Deserialize;
+use moa_core::{CallReport, Message};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::{BufRead, Seek, Write};
@@ -86,44 +85,11 @@ pub struct Report {
     pub unreadable_verdicts: usize,
 }
 
-/// A result line, as `moa batch` writes it.
-#[derive(Deserialize)]
-struct Result_ {
-    #[serde(default)]
-    answer: Option<String>,
-    #[serde(default)]
-    usage: Value,
-    #[serde(default)]
-    cost: Value,
-    #[serde(default)]
-    seed: Value,
-    #[serde(default)]
-    provenance: Option<Provenance>,
-    #[serde(default)]
-    layers: Option<Vec<Layer>>,
-}
-
-#[derive(Deserialize)]
-struct Layer {
-    aggregator: bool,
-    calls: Vec<Call>,
-}
-
-#[derive(Deserialize)]
-struct Call {
-    agent: String,
-    model: String,
-    ok: bool,
-    text: String,
-    #[serde(default)]
-    asked: bool,
-}
-
 /// Offsets of OUT's answered lines, by id hash.
 fn index(raw: &Path) -> Result<HashMap<u64, u64>, BatchError> {
     let mut out = HashMap::new();
     each_result(raw, |head, offset, _| {
-        if head.answer.as_ref().is_some_and(Value::is_string) {
+        if head.answered() {
             out.insert(hash(head.id.get().as_bytes()), offset);
         }
         Ok(())
@@ -133,7 +99,7 @@ fn index(raw: &Path) -> Result<HashMap<u64, u64>, BatchError> {
 
 /// The proposals a DPO pair's rejected answer is chosen from: the last proposer layer's
 /// successful calls (not a strategy's own calls) whose text differs from the answer.
-fn candidates<'a>(result: &'a Result_, answer: &str) -> Vec<&'a Call> {
+fn candidates<'a>(result: &'a ResultLine, answer: &str) -> Vec<&'a CallReport> {
     let layers = result.layers.as_deref().unwrap_or_default();
     let last = layers.iter().rev().find(|l| !l.aggregator);
     last.map(|l| {
@@ -152,13 +118,13 @@ fn candidates<'a>(result: &'a Result_, answer: &str) -> Vec<&'a Call> {
 /// when the answer scored below that proposal (no pair teaches the wrong preference),
 /// `Err(false)` when there is no proposal to pair with.
 fn rejected<'a>(
-    result: &'a Result_,
+    result: &'a ResultLine,
     answer: &str,
     reference: Option<&str>,
     scorer: Scorer,
     verdict: Option<&str>,
     report: &mut Report,
-) -> Result<(&'a Call, String), bool> {
+) -> Result<(&'a CallReport, String), bool> {
     let candidates = candidates(result, answer);
     if candidates.is_empty() {
         return Err(false);
@@ -172,7 +138,7 @@ fn rejected<'a>(
             None => report.unreadable_verdicts += 1,
         }
     }
-    let sim = |c: &Call| text_similarity(&c.text, answer);
+    let sim = |c: &CallReport| text_similarity(&c.text, answer);
     let graded = reference.map(|r| (r, score(scorer, answer, r, &[]).ok()));
     let pick = candidates
         .iter()
@@ -217,7 +183,7 @@ pub fn judge_input(input: &Path, raw: &Path, path: &Path) -> Result<usize, Batch
             raw_file.seek(std::io::SeekFrom::Start(at))?;
             line.clear();
             std::io::BufReader::new(&mut raw_file).read_line(&mut line)?;
-            let result: Result_ = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+            let result: ResultLine = serde_json::from_str(&line).map_err(std::io::Error::other)?;
             let answer = result.answer.clone().unwrap_or_default();
             let texts: Vec<&str> = candidates(&result, &answer).iter().map(|c| c.text.as_str()).collect();
             if texts.len() < 2 {
@@ -249,14 +215,7 @@ fn verdicts(path: &Path) -> Result<HashMap<u64, String>, BatchError> {
     let mut out = HashMap::new();
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        #[derive(Deserialize)]
-        struct V<'a> {
-            #[serde(borrow)]
-            id: &'a serde_json::value::RawValue,
-            #[serde(default)]
-            answer: Option<String>,
-        }
-        let v: V = serde_json::from_str(line).map_err(|e| io(path)(std::io::Error::other(e)))?;
+        let v: ResultLine = serde_json::from_str(line).map_err(|e| io(path)(std::io::Error::other(e)))?;
         if let Some(a) = v.answer {
             out.insert(hash(v.id.get().as_bytes()), a);
         }
@@ -292,7 +251,7 @@ pub fn export(e: &Export) -> Result<Report, BatchError> {
             raw.seek(std::io::SeekFrom::Start(at))?;
             line.clear();
             std::io::BufReader::new(&mut raw).read_line(&mut line)?;
-            let result: Result_ = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+            let result: ResultLine = serde_json::from_str(&line).map_err(std::io::Error::other)?;
             let verdict = verdicts.get(&hash(item.id.get().as_bytes())).map(String::as_str);
             if let Some(text) = record(e, &item, &result, verdict, &mut report) {
                 w.write_all(text.as_bytes())?;
@@ -313,7 +272,7 @@ pub fn export(e: &Export) -> Result<Report, BatchError> {
 fn record(
     e: &Export,
     item: &super::Item,
-    result: &Result_,
+    result: &ResultLine,
     verdict: Option<&str>,
     report: &mut Report,
 ) -> Option<String> {

@@ -3,7 +3,6 @@
 
 use super::input::{Reader, hash};
 use super::{BatchError, each_result, io, replace_file};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -29,7 +28,7 @@ pub fn merge(input: &Path, outputs: &[PathBuf], to: &Path) -> Result<Merged, Bat
     let mut twice: HashMap<u64, Vec<usize>> = HashMap::new();
     for (f, path) in outputs.iter().enumerate() {
         each_result(path, |head, offset, _| {
-            if head.answer.as_ref().is_some_and(Value::is_string) {
+            if head.answered() {
                 let key = hash(head.id.get().as_bytes());
                 if let Some((first, _)) = at.insert(key, (f, offset)) {
                     twice.entry(key).or_insert_with(|| vec![first]).push(f);

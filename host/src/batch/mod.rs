@@ -15,16 +15,17 @@ pub mod api;
 pub mod export;
 pub mod input;
 pub mod merge;
+pub mod record;
 
 pub use input::{Item, Reader, Scan, Select, Shard};
+use record::ResultHead;
+pub use record::{Provenance, ResultLine, Timings};
 
 use crate::clock::Clock;
 use crate::transport::Transport;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use moa_core::{Event, Outcome, Recipe, Run, RunOptions, Usage};
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, IsTerminal, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -88,14 +89,6 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BatchError + '_ 
     move |source| BatchError::Io { path: path.display().to_string(), source }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct ResultOnly<'a> {
-    #[serde(borrow)]
-    pub(crate) id: &'a RawValue,
-    #[serde(default)]
-    pub(crate) answer: Option<Value>,
-}
-
 /// The seed an item runs with: the batch's seed mixed with its id (FNV-1a of the id as
 /// written), so each item's seed depends on the id alone and a rerun reproduces it,
 /// whatever else the input holds.
@@ -117,7 +110,7 @@ pub fn lock_output(out: &Path) -> Result<fd_lock::RwLock<std::fs::File>, BatchEr
 /// a kill mid-write), which is skipped.
 pub(crate) fn each_result(
     path: &Path,
-    mut f: impl FnMut(&ResultOnly<'_>, u64, usize) -> Result<(), BatchError>,
+    mut f: impl FnMut(&ResultHead<'_>, u64, usize) -> Result<(), BatchError>,
 ) -> Result<bool, BatchError> {
     let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io(path))?);
     let (mut line, mut offset, mut n) = (Vec::new(), 0u64, 0usize);
@@ -133,7 +126,7 @@ pub(crate) fn each_result(
         }
         if !line.iter().all(u8::is_ascii_whitespace) {
             let bad = |reason: String| BatchError::Output { path: path.display().to_string(), line: n, reason };
-            let v: ResultOnly = serde_json::from_slice(&line).map_err(|e| bad(e.to_string()))?;
+            let v: ResultHead = serde_json::from_slice(&line).map_err(|e| bad(e.to_string()))?;
             f(&v, offset, read)?;
         }
         offset += read as u64;
@@ -174,7 +167,7 @@ pub fn prepare_output(path: &Path) -> Result<HashSet<u64>, BatchError> {
     let mut keep: Vec<(u64, usize)> = Vec::new();
     let mut dropped = false;
     let cut = each_result(path, |v, offset, len| {
-        if v.answer.as_ref().is_some_and(Value::is_string) && done.insert(input::hash(v.id.get().as_bytes())) {
+        if v.answered() && done.insert(input::hash(v.id.get().as_bytes())) {
             keep.push((offset, len));
         } else {
             dropped = true;
@@ -275,70 +268,6 @@ impl Summary {
     }
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    id: &'a RawValue,
-    #[serde(flatten)]
-    rest: &'a Value,
-}
-
-/// Where a result came from, written with it: enough to tell two training files apart
-/// and to reproduce one.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Provenance {
-    /// The recipe's name.
-    pub recipe: String,
-    /// SHA-256 of the recipe's canonical JSON: the same recipe, the same hash.
-    pub recipe_sha256: String,
-    /// Every `provider:model` the recipe calls, in order, each once.
-    pub models: Vec<String>,
-    /// The moa version that produced it.
-    pub moa: String,
-}
-
-impl Provenance {
-    /// The provenance of results of `recipe`.
-    pub fn of(recipe: &Recipe) -> Provenance {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(recipe.to_json().as_bytes());
-        let recipe_sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let mut models: Vec<String> = Vec::new();
-        let specs = recipe.layers.iter().flat_map(|l| l.agents.iter().map(|a| a.model.clone()));
-        for m in specs.chain([recipe.aggregator.model.clone()]) {
-            if !models.contains(&m) {
-                models.push(m);
-            }
-        }
-        Provenance { recipe: recipe.name.clone(), recipe_sha256, models, moa: env!("CARGO_PKG_VERSION").to_owned() }
-    }
-}
-
-/// The line written for one finished item (JSON, no newline), its id as the input wrote
-/// it, with its provenance and seed.
-pub fn result_line(id: &RawValue, outcome: &Outcome, proposals: bool, provenance: &Provenance, seed: u64) -> String {
-    let layer_ms: Vec<f64> =
-        outcome.layers.iter().map(|l| l.calls.iter().filter_map(|c| c.latency_ms).fold(0.0, f64::max)).collect();
-    let mut line = json!({
-        "usage": outcome.usage,
-        "wasted": outcome.wasted,
-        "cost": outcome.cost,
-        "timings": { "wall_ms": outcome.wall_ms, "ttft_ms": outcome.ttft_ms, "layer_ms": layer_ms },
-    });
-    match outcome.result() {
-        Ok(answer) => {
-            line["answer"] = json!(answer);
-            line["decided_by"] = json!(outcome.decided_by);
-        }
-        Err(e) => line["error"] = json!(e.to_string()),
-    }
-    if proposals {
-        line["layers"] = json!(outcome.layers);
-    }
-    line["provenance"] = json!(provenance);
-    line["seed"] = json!(seed);
-    serde_json::to_string(&Line { id, rest: &line }).unwrap_or_default()
-}
-
 /// How often appended lines are synced to disk, at most: the most a power cut can lose.
 const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -418,7 +347,8 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
             if matches!(outcome.answer, Err(moa_core::RunError::Cancelled)) {
                 return Ok(());
             }
-            let mut line = result_line(&item.id, &outcome, batch.proposals, &provenance, seed).into_bytes();
+            let mut line =
+                ResultLine::new(&item.id, &outcome, batch.proposals, &provenance, seed).to_json().into_bytes();
             line.push(b'\n');
             // One write of the whole line: a kill leaves it whole or absent, and a cut
             // tail is dropped by the next run's repair.
