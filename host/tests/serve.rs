@@ -457,6 +457,93 @@ fn slow_and_half_open_connections_cannot_hold_it() {
 }
 
 #[test]
+fn started_anywhere_it_serves_the_page_built_into_it_and_www_overrides() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Started in an empty folder, far from the project's www/.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_moa"));
+    command.current_dir(dir.path());
+    let server = serve_with(command, dir.path(), &[]);
+    let get = |base: &str, path: &str| {
+        let o = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code} %{content_type}"])
+            .arg(format!("{base}{path}"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let page = get(&server.base, "/");
+    assert!(page.ends_with("200 text/html; charset=utf-8"), "{page}");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_path_buf();
+    let module = repo.join("www/pkg/moa_wasm_bg.wasm");
+    if std::env::var_os("MOA_TEST_BROWSER").is_some() {
+        // scripts/test builds the browser module before moa: the page is the app.
+        assert!(module.is_file(), "scripts/test builds www/pkg before the tests");
+    }
+    if module.is_file() {
+        let index = std::fs::read_to_string(repo.join("www/index.html")).expect("www/index.html");
+        assert!(page.starts_with(&index), "/ is www/index.html: {page}");
+        let wasm = get(&server.base, "/pkg/moa_wasm_bg.wasm");
+        assert!(wasm.ends_with("200 application/wasm"), "{}", &wasm[wasm.len().saturating_sub(40)..]);
+    } else {
+        assert!(page.contains("built without the browser module"), "{page}");
+    }
+    let missing = get(&server.base, "/nothing.js");
+    assert!(missing.ends_with("404 application/json"), "{missing}");
+    // --www serves a folder instead; one without a page is refused by name.
+    std::fs::write(dir.path().join("index.html"), "<p>mine</p>").expect("write");
+    let own = serve(dir.path(), &["--www", &dir.path().display().to_string()]);
+    assert!(get(&own.base, "/").starts_with("<p>mine</p>"));
+    let o = Command::new(env!("CARGO_BIN_EXE_moa"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--www", "/nonexistent-www"])
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--www /nonexistent-www: no index.html there"), "{o:?}");
+}
+
+#[test]
+fn a_body_that_arrives_a_byte_at_a_time_gets_a_408_instead_of_holding_its_connection() {
+    use std::io::{Read, Write};
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    fake_recipe(dir.path(), &fake, "quick", &["a"], "agg");
+    let server = serve(dir.path(), &["--body-timeout-secs", "1"]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let body = r#"{"model": "quick", "messages": [{"role": "user", "content": "hi"}]}"#;
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("headers");
+    // A byte every 300 ms (the read timeout paces it) until the server answers: the whole
+    // body would take 20 s.
+    s.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+    let (started, mut got, mut buf) = (std::time::Instant::now(), Vec::new(), [0u8; 2048]);
+    for b in body.bytes() {
+        if s.write_all(&[b]).is_err() {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(_) if started.elapsed() < Duration::from_secs(15) => {}
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(10), "answered after {:?}", started.elapsed());
+    // The server still serves others.
+    let (code, out, _) = post(&server.base, None, body);
+    assert_eq!(code, 200, "{out}");
+}
+
+#[test]
 fn long_runs_send_keep_alives_and_the_access_log_tells_what_happened_without_prompts() {
     let fake = Fake::start();
     let dir = tempfile::tempdir().expect("tmp");

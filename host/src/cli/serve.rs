@@ -1,15 +1,13 @@
 //! `moa serve`: every recipe as a model behind an OpenAI-compatible API.
 
-use super::common::{FAILED, bad, interrupt_token, plugin_specs, transport, uses_plugins};
+use super::common::{FAILED, bad, interrupt_token, plugin_specs, transport};
 use clap::Args;
 use moa_core::Recipe;
 use moa_core::recipe::PRESETS;
 use moa_host::keys;
-use moa_host::plugin::{HostResolver, Runtime};
 use moa_host::recipes;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -28,9 +26,10 @@ pub(crate) struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
-    /// The web page's folder (built by scripts/build-wasm).
-    #[arg(long, default_value = "www")]
-    www: PathBuf,
+    /// Serve this folder at / instead of the page built into moa (a folder like the
+    /// project's www/, with the browser module in pkg/).
+    #[arg(long)]
+    www: Option<PathBuf>,
     /// A web origin (like https://app.example) allowed to call the API from a browser,
     /// with CORS headers; repeat for more. Other origins are refused.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
@@ -41,6 +40,10 @@ pub(crate) struct ServeArgs {
     /// Seconds a client has to send a request's headers.
     #[arg(long, default_value_t = 10.0)]
     header_timeout_secs: f64,
+    /// Seconds a client has to send a request's body, once its headers are in: a body
+    /// that arrives slower gets a 408 and its connection closed.
+    #[arg(long, default_value_t = 30.0)]
+    body_timeout_secs: f64,
     /// Connections at once (keep it below the file-descriptor limit).
     #[arg(long, default_value_t = 512)]
     max_connections: usize,
@@ -88,15 +91,17 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let www = args.www.join("index.html").exists().then_some(args.www.clone());
-    let resolver = if recipes.values().any(uses_plugins) {
-        match Runtime::default_isolated(super::common::moa_exe()) {
-            // Plugin paths in served recipes are relative to the recipes folder.
-            Ok(runtime) => Some(Arc::new(HostResolver { runtime, base: args.recipes.clone().unwrap_or_default() })),
-            Err(e) => return bad(&format!("cannot start the plugin runtime: {e}")),
-        }
-    } else {
-        None
+    if let Some(dir) = &args.www
+        && !dir.join("index.html").is_file()
+    {
+        return bad(&format!("--www {}: no index.html there", dir.display()));
+    }
+    let www = args.www.clone();
+    // Plugin paths in served recipes are relative to the recipes folder.
+    let served: Vec<&moa_core::Recipe> = recipes.values().collect();
+    let resolver = match super::common::resolver(&served, args.recipes.clone().unwrap_or_default()) {
+        Ok(r) => r,
+        Err(e) => return bad(&e),
     };
     // Plugins load (validate, compile, describe) now, not on a client's request: a bad
     // or costly plugin shows at startup, and no request waits for a compiler.
@@ -136,13 +141,15 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
             .filter(|d| !d.is_zero())
             .ok_or_else(|| format!("--{name} must be a positive number of seconds"))
     };
-    let (header_timeout, drain, keep_alive) = match (
-        secs("header-timeout-secs", args.header_timeout_secs),
-        secs("drain-secs", args.drain_secs),
-        secs("keep-alive-secs", args.keep_alive_secs),
-    ) {
-        (Ok(h), Ok(d), Ok(k)) => (h, d, k),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad(&e),
+    let timeouts = [
+        ("header-timeout-secs", args.header_timeout_secs),
+        ("body-timeout-secs", args.body_timeout_secs),
+        ("drain-secs", args.drain_secs),
+        ("keep-alive-secs", args.keep_alive_secs),
+    ];
+    let [header_timeout, body_timeout, drain, keep_alive] = match timeouts.map(|(n, v)| secs(n, v)) {
+        [Ok(h), Ok(b), Ok(d), Ok(k)] => [h, b, d, k],
+        [Err(e), ..] | [_, Err(e), ..] | [_, _, Err(e), _] | [.., Err(e)] => return bad(&e),
     };
     let mut config = moa_host::serve::Config::new(recipes, listen);
     config.token = args.token;
@@ -153,6 +160,7 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
     config.allow_origins = args.allow_origins;
     config.log_prompts = args.log_prompts;
     config.keep_alive = keep_alive;
+    config.body_timeout = body_timeout;
     let limits = moa_host::serve::Limits { header_timeout, max_connections: args.max_connections, drain };
     eprintln!("moa: serving on http://{listen}/v1 (models: GET /v1/models)");
     if let Some(w) = warning {

@@ -35,7 +35,7 @@ fn allowed(app: &App, method: &Method, headers: &HeaderMap) -> Result<(), Respon
             "invalid_request_error",
             None,
             None,
-            format!("the request's headers are {size} bytes; at most {MAX_HEADER_BYTES}"),
+            &format!("the request's headers are {size} bytes; at most {MAX_HEADER_BYTES}"),
         ));
     }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
@@ -97,5 +97,5 @@ fn allowed(app: &App, method: &Method, headers: &HeaderMap) -> Result<(), Respon
 }
 
 fn forbidden(message: String) -> Response {
-    error(StatusCode::FORBIDDEN, "invalid_request_error", None, Some("forbidden"), message)
+    error(StatusCode::FORBIDDEN, "invalid_request_error", None, Some("forbidden"), &message)
 }

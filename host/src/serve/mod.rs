@@ -5,6 +5,8 @@
 //! is in [`guard`]; the connection loop and its limits are in [`server`].
 
 mod guard;
+pub mod openai;
+pub mod page;
 pub mod request;
 pub mod server;
 
@@ -13,22 +15,21 @@ pub use server::{Limits, run};
 use crate::clock::Clock;
 use crate::keys;
 use crate::transport::Transport;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::{Json, Router};
 use moa_core::{Event, Outcome, Recipe, Run, RunError, RunOptions};
-use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// How to serve.
@@ -41,7 +42,7 @@ pub struct Config {
     pub max_body: usize,
     /// Runs at once; past this, 429 with Retry-After.
     pub max_runs: usize,
-    /// The web page's folder, served at `/`.
+    /// A folder to serve at `/` instead of the page built into the binary.
     pub www: Option<PathBuf>,
     /// Resolves plugin strategies; built-ins only when `None`.
     pub resolver: Option<Arc<crate::plugin::HostResolver>>,
@@ -54,6 +55,8 @@ pub struct Config {
     pub log_prompts: bool,
     /// How often a stream sends an SSE comment while nothing else is sent.
     pub keep_alive: Duration,
+    /// How long a request's body may take to arrive once its headers are in.
+    pub body_timeout: Duration,
 }
 
 impl Config {
@@ -70,6 +73,7 @@ impl Config {
             allow_origins: Vec::new(),
             log_prompts: false,
             keep_alive: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -85,6 +89,8 @@ struct App {
     allow_origins: Vec<String>,
     log_prompts: bool,
     keep_alive: Duration,
+    max_body: usize,
+    body_timeout: Duration,
 }
 
 impl App {
@@ -138,6 +144,8 @@ pub fn router(config: Config, transport: Transport) -> Router {
         allow_origins: config.allow_origins.clone(),
         log_prompts: config.log_prompts,
         keep_alive: config.keep_alive,
+        max_body: config.max_body,
+        body_timeout: config.body_timeout,
     });
     let mut api = Router::new()
         .route("/v1/models", get(models))
@@ -158,31 +166,32 @@ pub fn router(config: Config, transport: Transport) -> Router {
     }
     let router = match config.www {
         Some(dir) => api.fallback_service(tower_http::services::ServeDir::new(dir)),
-        None => api.fallback(not_found),
+        None => api.fallback(page::serve),
     };
     router.layer(middleware::from_fn(openai_errors)).layer(middleware::from_fn(access_log))
 }
 
+/// A JSON response.
+fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    let mut r = (status, openai::to_json(body)).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 /// An OpenAI-shaped error response.
-fn error(
-    status: StatusCode,
-    kind: &str,
-    param: Option<&str>,
-    code: Option<&str>,
-    message: impl Into<String>,
-) -> Response {
-    let body = json!({ "error": { "message": message.into(), "type": kind, "param": param, "code": code } });
-    (status, Json(body)).into_response()
+fn error(status: StatusCode, kind: &str, param: Option<&str>, code: Option<&str>, message: &str) -> Response {
+    json_response(status, &openai::ErrorBody { error: openai::ErrorDetail { message, kind, param, code } })
 }
 
 async fn not_found(request: Request) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "invalid_request_error",
-        None,
-        Some("unknown_url"),
-        format!("no route for {} {}", request.method(), request.uri().path()),
-    )
+    let message = format!("no route for {} {}", request.method(), request.uri().path());
+    error(StatusCode::NOT_FOUND, "invalid_request_error", None, Some("unknown_url"), &message)
+}
+
+/// 404 for a page file that is not there.
+fn not_found_path(path: &str) -> Response {
+    let message = format!("no route for GET /{path}");
+    error(StatusCode::NOT_FOUND, "invalid_request_error", None, Some("unknown_url"), &message)
 }
 
 /// Makes every error an OpenAI error: axum's and tower's own rejections (405, 413, a
@@ -218,7 +227,7 @@ async fn openai_errors(request: Request, next: Next) -> Response {
         }
         s => ("server_error", "server_error", s.canonical_reason().unwrap_or("server error").to_owned()),
     };
-    let mut r = error(status, kind, None, Some(code), message);
+    let mut r = error(status, kind, None, Some(code), &message);
     for name in [header::RETRY_AFTER, header::ALLOW] {
         if let Some(v) = response.headers().get(&name) {
             r.headers_mut().insert(name, v.clone());
@@ -249,17 +258,17 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-async fn models(State(app): State<Arc<App>>) -> Json<Value> {
-    let data: Vec<Value> = app
+async fn models(State(app): State<Arc<App>>) -> Response {
+    let data = app
         .recipes
         .iter()
-        .map(|(name, r)| json!({ "id": name, "object": "model", "created": 0, "owned_by": "moa", "description": r.description }))
+        .map(|(id, r)| openai::Model { id, object: "model", created: 0, owned_by: "moa", description: &r.description })
         .collect();
-    Json(json!({ "object": "list", "data": data }))
+    json_response(StatusCode::OK, &openai::ModelList { object: "list", data })
 }
 
 fn bad_request(e: request::BadRequest) -> Response {
-    error(StatusCode::BAD_REQUEST, "invalid_request_error", e.param.as_deref(), e.code, e.message)
+    error(StatusCode::BAD_REQUEST, "invalid_request_error", e.param.as_deref(), e.code, &e.message)
 }
 
 /// What a client may be told about a failed run: which agents failed and the kind of
@@ -316,47 +325,101 @@ fn log_run(id: &str, model: &str, status: u16, outcome: &Outcome, stream: bool) 
     }
 }
 
-async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
-    let id = app.ids.next();
-    let req = match request::parse(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::info!(target: "moa::access", id = %id, status = 400, param = ?e.param, error = %e.message, "chat completion refused");
-            return bad_request(e);
-        }
+async fn chat(State(app): State<Arc<App>>, request: Request) -> Response {
+    let body = match read_body(&app, request).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
     };
+    let id = app.ids.next();
+    match prepare(&app, id, &body) {
+        Err(refused) => refused,
+        Ok(p) if p.req.stream => stream(&app, p),
+        Ok(p) => whole(&app, p).await,
+    }
+}
+
+/// The request's body, whole: at most `max_body` bytes (413 past it), within
+/// `body_timeout` of its headers (408 past it, and the connection closed: a client that
+/// sends a byte a second does not hold it).
+async fn read_body(app: &App, request: Request) -> Result<axum::body::Bytes, Response> {
+    let read = axum::body::to_bytes(request.into_body(), app.max_body);
+    match tokio::time::timeout(app.body_timeout, read).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) => {
+            let over = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            Err(match over {
+                true => error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request_error",
+                    None,
+                    Some("request_too_large"),
+                    "the request body is over the server's limit (--max-body)",
+                ),
+                false => error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    None,
+                    Some("invalid_body"),
+                    "the request body could not be read",
+                ),
+            })
+        }
+        Err(_) => {
+            let secs = app.body_timeout.as_secs_f64();
+            let message = format!("the request body did not arrive within {secs} s (--body-timeout-secs)");
+            let mut r =
+                error(StatusCode::REQUEST_TIMEOUT, "invalid_request_error", None, Some("request_timeout"), &message);
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(r)
+        }
+    }
+}
+
+/// A request that will run: its id, what it asked, the run, and its place among the runs.
+struct Prepared {
+    id: String,
+    req: request::ChatRequest,
+    run: Run,
+    clock: Clock,
+    permit: OwnedSemaphorePermit,
+    /// The recipe's proposer layers: the aggregator's text is the next layer's.
+    layers: usize,
+}
+
+/// Reads and checks a request and starts its run; the error response when it cannot run.
+// The error is the response itself, returned once to the handler: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
+fn prepare(app: &App, id: String, body: &[u8]) -> Result<Prepared, Response> {
+    let req = request::parse(body).map_err(|e| {
+        tracing::info!(target: "moa::access", id = %id, status = 400, param = ?e.param, error = %e.message, "chat completion refused");
+        bad_request(e)
+    })?;
     let Some(recipe) = app.recipes.get(&req.model) else {
         let known: Vec<&str> = app.recipes.keys().map(String::as_str).collect();
         tracing::info!(target: "moa::access", id = %id, model = %req.model, status = 404, "chat completion: no such model");
-        return error(
+        let message = format!("model {:?} does not exist (models: {})", req.model, known.join(", "));
+        return Err(error(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
             Some("model"),
             Some("model_not_found"),
-            format!("model {:?} does not exist (models: {})", req.model, known.join(", ")),
-        );
+            &message,
+        ));
     };
-    let recipe = match req.apply(recipe) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::info!(target: "moa::access", id = %id, model = %req.model, status = 400, param = ?e.param, "chat completion refused");
-            return bad_request(e);
-        }
-    };
+    let recipe = req.apply(recipe).map_err(|e| {
+        tracing::info!(target: "moa::access", id = %id, model = %req.model, status = 400, param = ?e.param, "chat completion refused");
+        bad_request(e)
+    })?;
     if app.log_prompts {
         tracing::info!(target: "moa::prompts", id = %id, messages = ?req.messages, knobs = ?req.knob_names(), "prompt");
     }
     let Ok(permit) = app.runs.clone().try_acquire_owned() else {
         tracing::info!(target: "moa::access", id = %id, model = %req.model, status = 429, "chat completion: too many runs");
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit_error",
-            None,
-            Some("rate_limit_exceeded"),
-            "too many runs in progress; retry shortly",
-        );
+        let message = "too many runs in progress; retry shortly";
+        let mut r =
+            error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", None, Some("rate_limit_exceeded"), message);
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+        return Err(r);
     };
     let clock = Clock::new();
     // A streamed response cannot take back text it sent: an aggregator that breaks
@@ -370,101 +433,44 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
     if let Some(r) = &app.resolver {
         options.resolver = r.as_ref();
     }
-    let mut run = match Run::with_options(&recipe, req.messages.clone(), clock.now(), options) {
-        Ok(r) => r,
-        Err(e @ RunError::MissingKey { .. }) => {
+    let run = Run::with_options(&recipe, req.messages.clone(), clock.now(), options).map_err(|e| match e {
+        RunError::MissingKey { .. } => {
             tracing::error!(target: "moa::access", id = %id, model = %req.model, status = 500, error = %e, "chat completion: missing key");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, None, client_message(&e));
+            error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, None, &client_message(&e))
+        }
+        _ => {
+            tracing::info!(target: "moa::access", id = %id, model = %req.model, status = 400, error = %e, "chat completion refused");
+            error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("messages"), None, &client_message(&e))
+        }
+    })?;
+    Ok(Prepared { id, layers: recipe.layers.len(), req, run, clock, permit })
+}
+
+/// Runs a request and answers it whole.
+async fn whole(app: &App, mut p: Prepared) -> Response {
+    // Dropping this future (the client went away) drops the run and aborts its calls.
+    let outcome = app.transport.drive(&mut p.run, &p.clock, &CancellationToken::new(), |_| {}).await;
+    drop(p.permit);
+    let head = openai::Head { id: &p.id, created: now_secs(), model: &p.req.model };
+    match outcome.result() {
+        Ok(answer) => {
+            log_run(&p.id, &p.req.model, 200, &outcome, false);
+            let body = openai::ChatCompletion::new(&head, answer, &outcome, p.req.moa_proposals);
+            json_response(StatusCode::OK, &body)
         }
         Err(e) => {
-            tracing::info!(target: "moa::access", id = %id, model = %req.model, status = 400, error = %e, "chat completion refused");
-            return error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("messages"), None, client_message(&e));
+            log_run(&p.id, &p.req.model, 502, &outcome, false);
+            error(StatusCode::BAD_GATEWAY, "api_error", None, Some("upstream_failed"), &client_message(e))
         }
-    };
-    let model = req.model.clone();
-    let layers = recipe.layers.len();
-    if !req.stream {
-        // Dropping this future (the client went away) drops the run and aborts its calls.
-        let outcome = app.transport.drive(&mut run, &clock, &CancellationToken::new(), |_| {}).await;
-        drop(permit);
-        return match outcome.result() {
-            Ok(answer) => {
-                log_run(&id, &model, 200, &outcome, false);
-                let finish = outcome.finish_reason.clone().unwrap_or_else(|| "stop".into());
-                let mut body = json!({
-                    "id": id, "object": "chat.completion", "created": now_secs(), "model": model,
-                    "choices": [{ "index": 0, "message": { "role": "assistant", "content": answer }, "finish_reason": finish }],
-                    "usage": usage(&outcome),
-                });
-                if req.moa_proposals {
-                    body["moa"] = json!({ "layers": outcome.layers, "decided_by": outcome.decided_by });
-                }
-                Json(body).into_response()
-            }
-            Err(e) => {
-                log_run(&id, &model, 502, &outcome, false);
-                error(StatusCode::BAD_GATEWAY, "api_error", None, Some("upstream_failed"), client_message(e))
-            }
-        };
     }
+}
+
+/// Runs a request and streams its answer as server-sent events.
+fn stream(app: &App, p: Prepared) -> Response {
     let (tx, rx) = mpsc::unbounded_channel::<SseEvent>();
     let cancel = CancellationToken::new();
     let guard = cancel.clone().drop_guard();
-    let transport = app.transport.clone();
-    tokio::spawn(async move {
-        let _permit = permit;
-        let created = now_secs();
-        let chunk = |delta: Value, finish: Option<&str>| {
-            json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                    "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] })
-        };
-        let send = |v: Value| tx.send(SseEvent::default().data(v.to_string()));
-        let _ = send(chunk(json!({ "role": "assistant", "content": "" }), None));
-        let mut streamed = false;
-        let outcome = transport
-            .drive(&mut run, &clock, &cancel, |e| match e {
-                Event::TextDelta { at, text } if at.layer == layers => {
-                    streamed = true;
-                    let _ = send(chunk(json!({ "content": text }), None));
-                }
-                Event::Final { text, .. } if !streamed => {
-                    let _ = send(chunk(json!({ "content": text }), None));
-                }
-                _ => {}
-            })
-            .await;
-        match outcome.result() {
-            Ok(_) => {
-                log_run(&id, &model, 200, &outcome, true);
-                let finish = outcome.finish_reason.clone().unwrap_or_else(|| "stop".into());
-                let _ = send(chunk(json!({}), Some(&finish)));
-                if req.include_usage {
-                    let _ = send(
-                        json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage(&outcome) }),
-                    );
-                }
-                if req.moa_proposals {
-                    let _ = send(
-                        json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "moa": { "layers": outcome.layers } }),
-                    );
-                }
-            }
-            Err(RunError::Cancelled) => {
-                log_run(&id, &model, 499, &outcome, true);
-                return;
-            }
-            // An error event and no finish_reason and no [DONE]: a client must not take
-            // a broken answer for a whole one.
-            Err(e) => {
-                log_run(&id, &model, 502, &outcome, true);
-                let _ = send(
-                    json!({ "error": { "message": client_message(e), "type": "api_error", "param": null, "code": "upstream_failed" } }),
-                );
-                return;
-            }
-        }
-        let _ = tx.send(SseEvent::default().data("[DONE]"));
-    });
+    tokio::spawn(stream_run(app.transport.clone(), p, tx, cancel));
     // The body owns the drop guard: when the client disconnects, the body is dropped,
     // the token fires, and the run cancels every upstream call.
     let body = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
@@ -474,15 +480,57 @@ async fn chat(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response 
     Sse::new(body).keep_alive(KeepAlive::new().interval(app.keep_alive)).into_response()
 }
 
-/// Usage over every attempt of every call of the run, failed ones included (OpenAI's
-/// shape), with moa's own breakdown: how much went to failed or cancelled attempts, and
-/// whether some of it is estimated.
-fn usage(o: &Outcome) -> Value {
-    json!({
-        "prompt_tokens": o.usage.input_tokens,
-        "completion_tokens": o.usage.output_tokens,
-        "total_tokens": o.usage.total(),
-        "moa_wasted_tokens": o.wasted.total(),
-        "moa_estimated": o.usage.estimated,
-    })
+/// The stream's run: the role chunk, the aggregator's text as it comes, then the finish,
+/// usage and proposals chunks and `[DONE]`; or an error event and no `[DONE]`, so a client
+/// cannot take a broken answer for a whole one.
+async fn stream_run(
+    transport: Transport,
+    mut p: Prepared,
+    tx: mpsc::UnboundedSender<SseEvent>,
+    cancel: CancellationToken,
+) {
+    let _permit = p.permit;
+    let head = openai::Head { id: &p.id, created: now_secs(), model: &p.req.model };
+    let send = |json: String| tx.send(SseEvent::default().data(json));
+    let _ = send(openai::to_json(&openai::Chunk::role(&head)));
+    let mut streamed = false;
+    let layers = p.layers;
+    let outcome = transport
+        .drive(&mut p.run, &p.clock, &cancel, |e| match e {
+            Event::TextDelta { at, text } if at.layer == layers => {
+                streamed = true;
+                let _ = send(openai::to_json(&openai::Chunk::text(&head, text)));
+            }
+            Event::Final { text, .. } if !streamed => {
+                let _ = send(openai::to_json(&openai::Chunk::text(&head, text)));
+            }
+            _ => {}
+        })
+        .await;
+    match outcome.result() {
+        Ok(_) => {
+            log_run(&p.id, &p.req.model, 200, &outcome, true);
+            let finish = outcome.finish_reason.as_deref().unwrap_or("stop");
+            let _ = send(openai::to_json(&openai::Chunk::finish(&head, finish)));
+            if p.req.include_usage {
+                let _ = send(openai::to_json(&openai::Chunk::usage(&head, &outcome)));
+            }
+            if p.req.moa_proposals {
+                let _ = send(openai::to_json(&openai::Chunk::proposals(&head, &outcome.layers)));
+            }
+            let _ = tx.send(SseEvent::default().data("[DONE]"));
+        }
+        Err(RunError::Cancelled) => log_run(&p.id, &p.req.model, 499, &outcome, true),
+        Err(e) => {
+            log_run(&p.id, &p.req.model, 502, &outcome, true);
+            let message = client_message(e);
+            let detail = openai::ErrorDetail {
+                message: &message,
+                kind: "api_error",
+                param: None,
+                code: Some("upstream_failed"),
+            };
+            let _ = send(openai::to_json(&openai::ErrorBody { error: detail }));
+        }
+    }
 }
