@@ -1,6 +1,6 @@
 //! Per-decision overhead of a WebAssembly strategy plugin: a fresh `Store`, instantiation
 //! from the `InstancePre`, the call with 6 proposals of 2 KB each, and the result lifted
-//! back. `cargo bench -p moa-host --bench plugin`; results are recorded in the README.
+//! back (the contract's context built from the input included). `cargo bench -p moa-host --bench plugin`; results are recorded in BENCHMARKS.md.
 #![allow(missing_docs)]
 
 #[path = "../tests/common/plugins.rs"]
@@ -9,7 +9,7 @@ mod plugins;
 use criterion::{Criterion, criterion_group, criterion_main};
 use moa_core::Message;
 use moa_core::strategy::{Proposal, StrategyInput};
-use moa_host::plugin::{Limits, Runtime, v0_1_0};
+use moa_host::plugin::{Limits, Runtime};
 use std::hint::black_box;
 
 fn decisions(c: &mut Criterion) {
@@ -29,9 +29,8 @@ fn decisions(c: &mut Criterion) {
     let mut g = c.benchmark_group("plugin_decision");
     for (name, params) in [("misbehave", r#"{"mode":"ok"}"#), ("dedup-top-k", "{}"), ("majority-vote", "{}")] {
         let plugin = rt.load(&plugins::path(name)).expect("loads");
-        let ctx = v0_1_0::context(&input, params);
         g.bench_function(format!("{name}_6x2KB"), |b| {
-            b.iter(|| black_box(rt.decide(&plugin, Limits::default(), black_box(&ctx)).expect("decides")))
+            b.iter(|| black_box(rt.decide(&plugin, Limits::default(), black_box(&input), params).expect("decides")))
         });
     }
     g.finish();

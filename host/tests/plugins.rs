@@ -229,6 +229,22 @@ fn what_a_decision_causes_is_bounded_and_plugin_text_is_inert() {
     assert!(err.contains("\\u{1b}]0;pwned"), "{err}");
 }
 
+#[test]
+fn moa_plugin_check_prints_a_plugins_messages_with_control_bytes_escaped() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_moa"))
+        .args(["plugin", "check", "--params", "{\"mode\": \"controlmsg\"}"])
+        .arg(plugins::path("misbehave"))
+        .output()
+        .expect("runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let raw: Vec<char> = out.chars().filter(|c| c.is_control() && *c != '\n').collect();
+    assert!(raw.is_empty(), "control bytes reached the terminal: {raw:?} in {out:?}");
+    assert!(out.contains("\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\rforged"), "{out}");
+    // A newline in a message is shown as the message's next line, indented.
+    assert!(out.contains("\n      second line"), "{out}");
+}
+
 /// `moa plugin check` on `plugin` with `args`: its exit code, stderr, and the host's peak
 /// memory in MiB as it reports it.
 fn check(plugin: &str, args: &[&str]) -> (Option<i32>, String, f64) {

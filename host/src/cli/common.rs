@@ -82,15 +82,7 @@ pub(crate) fn local_models(recipes: &[&Recipe], start: bool) -> Result<Option<mo
 impl RecipeArgs {
     /// Resolves the recipe's strategies; plugins load relative to the recipe's folder.
     pub(crate) fn resolver(&self, recipe: &Recipe) -> Result<Option<Arc<HostResolver>>, String> {
-        if !uses_plugins(recipe) {
-            return Ok(None);
-        }
-        let runtime =
-            Runtime::default_isolated(moa_exe()).map_err(|e| format!("cannot start the plugin runtime: {e}"))?;
-        let path = std::path::Path::new(&self.recipe);
-        let base =
-            if path.exists() { path.parent().map(PathBuf::from).unwrap_or_default() } else { PathBuf::from(".") };
-        Ok(Some(Arc::new(HostResolver { runtime, base })))
+        resolver(&[recipe], recipe_folder(&self.recipe))
     }
 
     pub(crate) fn load(&self) -> Result<Recipe, String> {
@@ -127,6 +119,23 @@ pub(crate) fn transport() -> Result<Transport, ExitCode> {
 }
 
 /// Whether any strategy of `recipe` is a plugin (then the plugin runtime is started).
+/// The resolver for `recipes`' plugin strategies, relative paths taken from `base`; `None`
+/// when none uses a plugin. Every resolver of the process shares its one runtime.
+pub(crate) fn resolver(recipes: &[&Recipe], base: PathBuf) -> Result<Option<Arc<HostResolver>>, String> {
+    if !recipes.iter().any(|r| uses_plugins(r)) {
+        return Ok(None);
+    }
+    let runtime = Runtime::shared(moa_exe()).map_err(|e| format!("cannot start the plugin runtime: {e}"))?;
+    Ok(Some(Arc::new(HostResolver { runtime, base })))
+}
+
+/// The folder a recipe's relative plugin paths start from: a recipe file's own folder, or
+/// the current one for a preset.
+pub(crate) fn recipe_folder(spec: &str) -> PathBuf {
+    let path = std::path::Path::new(spec);
+    if path.exists() { path.parent().map(PathBuf::from).unwrap_or_default() } else { PathBuf::from(".") }
+}
+
 pub(crate) fn uses_plugins(recipe: &Recipe) -> bool {
     plugin_specs(recipe).next().is_some()
 }

@@ -1,18 +1,16 @@
 //! `moa eval`: does a mixture beat its best member? Every dataset item through every
 //! recipe (and, with `--baselines`, every proposer model alone), scored and reported.
 
-use super::common::{FAILED, INTERRUPTED, bad, interrupt_token, moa_exe, transport, uses_plugins};
+use super::common::{FAILED, INTERRUPTED, bad, interrupt_token, transport};
 use clap::{Args, ValueEnum};
 use moa_core::eval::Scorer;
 use moa_core::eval::judge::{DEFAULT_SKILLS, JudgeMode};
 use moa_host::eval::{self, Entrant, Eval, Scoring};
 use moa_host::keys;
-use moa_host::plugin::{HostResolver, Runtime};
 use moa_host::recipes::{self, Knobs};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// `--scorer`, for `moa eval` and `moa tune`.
 #[derive(Clone, Copy, ValueEnum)]
@@ -137,16 +135,9 @@ pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
             Ok(r) => r,
             Err(e) => return bad(&format!("--recipe {spec}: {e}")),
         };
-        let resolver = if uses_plugins(&recipe) {
-            let runtime = match Runtime::default_isolated(moa_exe()) {
-                Ok(r) => r,
-                Err(e) => return bad(&format!("cannot start the plugin runtime: {e}")),
-            };
-            let path = Path::new(spec);
-            let base = if path.exists() { path.parent().map(PathBuf::from).unwrap_or_default() } else { ".".into() };
-            Some(Arc::new(HostResolver { runtime, base }))
-        } else {
-            None
+        let resolver = match super::common::resolver(&[&recipe], super::common::recipe_folder(spec)) {
+            Ok(r) => r,
+            Err(e) => return bad(&e),
         };
         let name = name_for(spec, &recipe, &entrants);
         entrants.push(Entrant { name, recipe, baseline: false, resolver });
@@ -194,15 +185,10 @@ pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
     }
     let mut keys_by_provider = BTreeMap::new();
     for r in &all {
-        let found = keys::from_env(r);
-        for (name, p) in &r.providers {
-            if let Some(var) = &p.api_key_env
-                && !found.contains_key(name)
-            {
-                return bad(&format!("provider {name:?} of recipe {:?} needs an API key: set {var}", r.name));
-            }
+        match keys::require(r, |_| true) {
+            Ok(found) => keys_by_provider.extend(found),
+            Err(e) => return bad(&e.to_string()),
         }
-        keys_by_provider.extend(found);
     }
     let _local = match super::common::local_models_or_exit(&all, args.start_local) {
         Ok(l) => l,

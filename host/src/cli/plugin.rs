@@ -65,7 +65,7 @@ pub(crate) fn plugin_check(file: &std::path::Path, params: &str, limits: &LimitA
         Ok(v) => v,
         Err(e) => return bad(&format!("--params is not JSON: {e}")),
     };
-    let runtime = match Runtime::default_isolated(super::common::moa_exe()) {
+    let runtime = match Runtime::shared(super::common::moa_exe()) {
         Ok(r) => r,
         Err(e) => return bad(&format!("cannot start the plugin runtime: {e}")),
     };
@@ -90,7 +90,7 @@ pub(crate) fn plugin_check(file: &std::path::Path, params: &str, limits: &LimitA
     println!(
         "{}: contract moa:strategy@{}, loaded in {:.1} ms",
         file.display(),
-        plugin.contract,
+        plugin.contract(),
         loaded.as_secs_f64() * 1e3
     );
     println!("  {} {} — {}", plugin.info.name, plugin.info.version, plugin.info.description);
@@ -120,7 +120,9 @@ pub(crate) fn plugin_check(file: &std::path::Path, params: &str, limits: &LimitA
         Ok(moa_core::strategy::Decision::Messages(ms)) => {
             println!("  returned {} message(s) for the next agents in {:.1} µs:", ms.len(), took.as_secs_f64() * 1e6);
             for m in ms {
-                println!("    [{:?}] {}", m.role, m.content.replace('\n', "\n      "));
+                // A plugin's text, inert: control bytes shown escaped, line by line.
+                let lines: Vec<String> = m.content.split('\n').map(plugin::inert).collect();
+                println!("    [{:?}] {}", m.role, lines.join("\n      "));
             }
         }
         // The plugin contract has no way to make these (built-ins only).

@@ -1,6 +1,6 @@
 //! Plugins as `moa_core` strategies, and the resolver that finds them from recipes.
 
-use super::{Limits, Plugin, PluginError, Runtime, v0_1_0};
+use super::{Limits, Plugin, PluginError, Reply, Runtime};
 use moa_core::recipe::StrategySpec;
 use moa_core::strategy::{Builtins, Decision, Resolver, Strategy, StrategyError, StrategyInput, inject_references};
 use std::path::PathBuf;
@@ -42,20 +42,17 @@ impl Strategy for PluginStrategy {
     fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError> {
         // PluginError already names the plugin; StrategyError names it once more.
         let fail = |e: PluginError| strategy_error(&self.plugin.name, self.plugin.name.clone(), e);
-        let ctx = v0_1_0::context(input, &self.params);
-        let decision = self.runtime.decide(&self.plugin, self.limits, &ctx).map_err(fail)?;
-        Ok(match decision {
-            v0_1_0::Decision::Messages(ms) if ms.is_empty() => {
+        let reply = self.runtime.decide(&self.plugin, self.limits, input, &self.params).map_err(fail)?;
+        Ok(match reply {
+            Reply::Messages(ms) if ms.is_empty() => {
                 return Err(fail(PluginError::Decision {
                     plugin: self.plugin.name.clone(),
                     reason: "returned no messages".into(),
                 }));
             }
-            v0_1_0::Decision::Messages(ms) => {
-                Decision::Messages(ms.into_iter().map(v0_1_0::message_from_wit).collect())
-            }
-            v0_1_0::Decision::Answer(a) => Decision::Final(a),
-            v0_1_0::Decision::Keep(ix) => {
+            Reply::Messages(ms) => Decision::Messages(ms),
+            Reply::Answer(a) => Decision::Final(a),
+            Reply::Keep(ix) => {
                 let n = input.proposals.len();
                 if ix.is_empty() {
                     return Err(fail(PluginError::Decision {

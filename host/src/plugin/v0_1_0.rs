@@ -2,6 +2,7 @@
 //! contract version gets a module of its own beside this one, as Zed's extension host
 //! keeps one per WIT version, and the runtime accepts every version it still supports.
 
+use super::Reply;
 use moa_core::strategy::{Proposal, StrategyInput};
 use moa_core::{Message, Role};
 
@@ -18,8 +19,8 @@ pub use bindings::exports::moa::strategy::strategy::{Context, Decision, Info};
 use bindings::moa::strategy::types as wit;
 pub use bindings::{Plugin, PluginPre};
 
-/// The export this contract version is found under.
-pub const EXPORT: &str = "moa:strategy/strategy@0.1.0";
+/// This contract's version.
+pub const VERSION: &str = "0.1.0";
 
 fn role_to_wit(r: Role) -> wit::Role {
     match r {
@@ -65,11 +66,16 @@ pub fn context(input: &StrategyInput<'_>, params: &str) -> Context {
     }
 }
 
-/// Bytes of text in a decision, for the output cap.
-pub fn decision_size(d: &Decision) -> usize {
+/// A decision as the host's [`Reply`].
+pub fn reply(d: Decision) -> Reply {
     match d {
-        Decision::Messages(ms) => ms.iter().map(|m| m.content.len() + 16).sum(),
-        Decision::Keep(ix) => ix.len() * 4,
-        Decision::Answer(a) => a.len(),
+        Decision::Messages(ms) => Reply::Messages(ms.into_iter().map(message_from_wit).collect()),
+        Decision::Answer(a) => Reply::Answer(a),
+        Decision::Keep(ix) => Reply::Keep(ix),
     }
+}
+
+/// What `describe` said, as the host's [`super::Info`].
+pub fn info(i: Info) -> super::Info {
+    super::Info { name: i.name, version: i.version, description: i.description, params: i.params }
 }

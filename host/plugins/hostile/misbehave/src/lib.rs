@@ -51,6 +51,12 @@ impl Guest for Misbehave {
             "dupkeep" => Ok(Decision::Keep(vec![0; 262_144])),
             // Terminal control sequences and a forged log line in an error.
             "control" => Err("\u{1b}]0;pwned\u{7}\u{1b}[2J\nmoa: done in 0.1s (forged)".into()),
+            // Messages for the next agents that carry control sequences (set the title, ring,
+            // clear the screen, return to the line's start) for whoever prints them.
+            "controlmsg" => Ok(Decision::Messages(vec![Message {
+                role: Role::User,
+                content: "\u{1b}]0;pwned\u{7}\u{1b}[2J\rforged\nsecond line".into(),
+            }])),
             // `n` messages whose contents all alias one byte: small in the plugin's memory,
             // but a host that copies each into a string of its own pays many times that.
             "alias" => {
