@@ -111,53 +111,13 @@ impl Display {
 
     fn human(&mut self, e: &Event, show_proposals: bool) {
         match e {
-            Event::CallStarted { at, agent, attempt, aggregator, .. } => {
-                if *aggregator {
-                    self.settle();
-                    self.note(&format!("aggregating with {agent}"));
-                    return;
-                }
-                if self.tty && self.live.is_none() {
-                    self.live = Some(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-                }
-                let bar = self.live.as_ref().map(|m| {
-                    let bar = m.add(ProgressBar::new_spinner());
-                    // The elapsed column ticks while the call runs; on finish it is dropped.
-                    bar.set_style(
-                        ProgressStyle::with_template("{spinner} {prefix:48!} {msg:32} {elapsed:>4}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    bar.set_prefix(format!("L{} {agent}", at.layer));
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    bar
-                });
-                let a = self.agents.entry((at.layer, at.slot)).or_insert(Agent {
-                    name: agent.clone(),
-                    text: String::new(),
-                    deltas: 0,
-                    bar: None,
-                });
-                a.text.clear();
-                a.deltas = 0;
-                if let Some(old) = a.bar.replace(bar.clone().unwrap_or_else(ProgressBar::hidden)) {
-                    old.finish_and_clear();
-                }
-                let state = if *attempt > 1 { format!("retrying (attempt {attempt})") } else { "waiting".into() };
-                match &bar {
-                    Some(b) => b.set_message(state),
-                    None => self.note(&format!("L{} {agent}: {state}", at.layer)),
-                }
+            Event::CallStarted { aggregator: true, agent, .. } => {
+                self.settle();
+                self.note(&format!("aggregating with {agent}"));
             }
+            Event::CallStarted { at, agent, attempt, .. } => self.call_started(at.layer, at.slot, agent, *attempt),
+            Event::TextDelta { at, text } if at.layer == self.layers => self.answer_text(text),
             Event::TextDelta { at, text } => {
-                if at.layer == self.layers {
-                    let mut out = std::io::stdout().lock();
-                    let _ = out.write_all(text.as_bytes());
-                    let _ = out.flush();
-                    self.answer.push_str(text);
-                    self.streamed = true;
-                    self.ends_with_newline = text.ends_with('\n');
-                    return;
-                }
                 if let Some(a) = self.agents.get_mut(&(at.layer, at.slot)) {
                     a.text.push_str(text);
                     a.deltas += 1;
@@ -190,15 +150,7 @@ impl Display {
                     _ if *kind == ErrorKind::Cut => error.clone(),
                     _ => format!("failed: {error}"),
                 };
-                let agent = self.agents.get(&(at.layer, at.slot));
-                match agent.and_then(|a| a.bar.as_ref().filter(|b| !b.is_hidden())) {
-                    Some(b) if *will_retry => b.set_message(msg),
-                    Some(b) => b.abandon_with_message(msg),
-                    None => {
-                        let name = agent.map_or("the aggregator", |a| a.name.as_str());
-                        self.note(&format!("L{} {name}: {msg}", at.layer))
-                    }
-                }
+                self.agent_ended(at.layer, at.slot, msg, *will_retry);
             }
             Event::StrategyFailed { layer, strategy, error, fallback } => {
                 let then = if *fallback { "using synthesize instead" } else { "the run fails" };
@@ -207,37 +159,12 @@ impl Display {
             Event::StrategyNote { layer, strategy, note } => {
                 self.note(&format!("strategy {strategy} for layer {layer}: {note}"));
             }
-            Event::LayerFinished { layer, .. } if show_proposals && *layer < self.layers => {
-                self.settle();
-                let mut slots: Vec<_> = self.agents.iter().filter(|((l, _), _)| l == layer).collect();
-                slots.sort_by_key(|((_, s), _)| *s);
-                let mut out = std::io::stdout().lock();
-                for (_, a) in slots {
-                    let _ = writeln!(out, "── layer {layer} · {} ──\n{}\n", a.name, a.text.trim());
-                }
-                let _ = writeln!(out, "── final answer ──");
-                let _ = out.flush();
-            }
-            Event::AgentStopped { layer, slot, reason, .. } => {
-                if let Some(a) = self.agents.get(&(*layer, *slot)) {
-                    let msg = format!("stopped ({reason})");
-                    match a.bar.as_ref().filter(|b| !b.is_hidden()) {
-                        Some(b) => b.abandon_with_message(msg),
-                        None => self.note(&format!("L{layer} {}: {msg}", a.name)),
-                    }
-                }
+            Event::LayerFinished { layer, .. } if show_proposals && *layer < self.layers => self.proposals(*layer),
+            Event::AgentStopped { layer, slot, reason, .. } if self.agents.contains_key(&(*layer, *slot)) => {
+                self.agent_ended(*layer, *slot, format!("stopped ({reason})"), false);
             }
             Event::Final { text, decided_by, usage, cost, wasted, wall_ms, ttft_ms } => {
-                self.settle();
-                let mut out = std::io::stdout().lock();
-                if !self.streamed {
-                    let _ = out.write_all(text.as_bytes());
-                    self.ends_with_newline = text.ends_with('\n');
-                }
-                if !self.ends_with_newline {
-                    let _ = out.write_all(b"\n");
-                }
-                let _ = out.flush();
+                self.finish_answer(text);
                 let cost = cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
                 let estimated = if usage.estimated { " (some estimated)" } else { "" };
                 let wasted = if wasted.is_zero() {
@@ -257,6 +184,91 @@ impl Display {
             Event::RunFailed { .. } => self.settle(),
             _ => {}
         }
+    }
+
+    /// A proposer's call began (or began again): its live line, or a note.
+    fn call_started(&mut self, layer: usize, slot: usize, agent: &str, attempt: u32) {
+        if self.tty && self.live.is_none() {
+            self.live = Some(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        }
+        let bar = self.live.as_ref().map(|m| {
+            let bar = m.add(ProgressBar::new_spinner());
+            // The elapsed column ticks while the call runs; on finish it is dropped.
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:48!} {msg:32} {elapsed:>4}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(format!("L{layer} {agent}"));
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        let a = self.agents.entry((layer, slot)).or_insert(Agent {
+            name: agent.to_owned(),
+            text: String::new(),
+            deltas: 0,
+            bar: None,
+        });
+        a.text.clear();
+        a.deltas = 0;
+        if let Some(old) = a.bar.replace(bar.clone().unwrap_or_else(ProgressBar::hidden)) {
+            old.finish_and_clear();
+        }
+        let state = if attempt > 1 { format!("retrying (attempt {attempt})") } else { "waiting".into() };
+        match &bar {
+            Some(b) => b.set_message(state),
+            None => self.note(&format!("L{layer} {agent}: {state}")),
+        }
+    }
+
+    /// A piece of the answer, straight to stdout.
+    fn answer_text(&mut self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+        self.answer.push_str(text);
+        self.streamed = true;
+        self.ends_with_newline = text.ends_with('\n');
+    }
+
+    /// An agent's call failed or it was stopped: its line says so (and stays, unless it
+    /// will retry), or a note does.
+    fn agent_ended(&mut self, layer: usize, slot: usize, msg: String, will_retry: bool) {
+        let agent = self.agents.get(&(layer, slot));
+        match agent.and_then(|a| a.bar.as_ref().filter(|b| !b.is_hidden())) {
+            Some(b) if will_retry => b.set_message(msg),
+            Some(b) => b.abandon_with_message(msg),
+            None => {
+                let name = agent.map_or("the aggregator", |a| a.name.as_str());
+                self.note(&format!("L{layer} {name}: {msg}"))
+            }
+        }
+    }
+
+    /// Every proposal of `layer`, printed before the final answer (`--show-proposals`).
+    fn proposals(&mut self, layer: usize) {
+        self.settle();
+        let mut slots: Vec<_> = self.agents.iter().filter(|((l, _), _)| *l == layer).collect();
+        slots.sort_by_key(|((_, s), _)| *s);
+        let mut out = std::io::stdout().lock();
+        for (_, a) in slots {
+            let _ = writeln!(out, "── layer {layer} · {} ──\n{}\n", a.name, a.text.trim());
+        }
+        let _ = writeln!(out, "── final answer ──");
+        let _ = out.flush();
+    }
+
+    /// The answer is final: printed whole if it was not streamed, and ended with a newline.
+    fn finish_answer(&mut self, text: &str) {
+        self.settle();
+        let mut out = std::io::stdout().lock();
+        if !self.streamed {
+            let _ = out.write_all(text.as_bytes());
+            self.ends_with_newline = text.ends_with('\n');
+        }
+        if !self.ends_with_newline {
+            let _ = out.write_all(b"\n");
+        }
+        let _ = out.flush();
     }
 
     /// Replaces the live lines with plain ones, before anything goes to stdout: a live

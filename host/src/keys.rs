@@ -60,3 +60,53 @@ pub fn from_env(recipe: &Recipe) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// A provider that needs a key has none in the environment.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("provider {provider:?} of recipe {recipe:?} needs an API key: set {var}")]
+pub struct MissingKey {
+    /// The provider.
+    pub provider: String,
+    /// Its recipe's name.
+    pub recipe: String,
+    /// The variable to set.
+    pub var: String,
+}
+
+/// The keys of the recipe's providers that `used` accepts (by name), from the
+/// environment; the first of them that names a variable which is unset or empty is an
+/// error before anything runs.
+pub fn require(recipe: &Recipe, used: impl Fn(&str) -> bool) -> Result<BTreeMap<String, String>, MissingKey> {
+    let keys = from_env(recipe);
+    let missing =
+        recipe.providers.iter().find(|(name, p)| used(name) && p.api_key_env.is_some() && !keys.contains_key(*name));
+    match missing {
+        Some((name, p)) => Err(MissingKey {
+            provider: name.clone(),
+            recipe: recipe.name.clone(),
+            var: p.api_key_env.clone().unwrap_or_default(),
+        }),
+        None => Ok(keys),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_in_use_without_its_key_is_named_with_the_variable_to_set() {
+        let mut recipe = moa_core::recipe::preset("moa-lite").expect("a preset");
+        recipe.name = "r".into();
+        let var = "MOA_TEST_KEYS_REQUIRE_UNSET_API_KEY";
+        for p in recipe.providers.values_mut() {
+            p.api_key_env = Some(var.into());
+        }
+        let first = recipe.providers.keys().next().cloned().expect("a provider");
+        let err = require(&recipe, |_| true).expect_err("no key set");
+        assert_eq!(err, MissingKey { provider: first.clone(), recipe: "r".into(), var: var.into() });
+        assert_eq!(err.to_string(), format!("provider {first:?} of recipe \"r\" needs an API key: set {var}"));
+        // Providers not in use need no key.
+        assert_eq!(require(&recipe, |_| false), Ok(BTreeMap::new()));
+    }
+}

@@ -151,13 +151,7 @@ async fn judge(
 ) -> Result<PathBuf, String> {
     let recipe = moa_host::recipes::load(spec).map_err(|e| format!("--judge: {e}"))?;
     keys::check_env(&recipe, allowed)?;
-    let keys = keys::from_env(&recipe);
-    if let Some((name, p)) = recipe.providers.iter().find(|(n, p)| p.api_key_env.is_some() && !keys.contains_key(*n)) {
-        return Err(format!(
-            "--judge: provider {name:?} needs an API key: set {}",
-            p.api_key_env.as_deref().unwrap_or("")
-        ));
-    }
+    let keys = keys::require(&recipe, |_| true).map_err(|e| format!("--judge: {e}"))?;
     let prompts = raw.with_extension("dpo-judge.in.jsonl");
     let verdicts = raw.with_extension("dpo-judge.jsonl");
     let n = export::judge_input(input, raw, &prompts).map_err(|e| e.to_string())?;
@@ -257,14 +251,10 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
             Err(e) => return bad(&e),
         }
     }
-    let keys = keys::from_env(&recipe);
-    for (name, p) in &recipe.providers {
-        if let Some(var) = &p.api_key_env
-            && !keys.contains_key(name)
-        {
-            return bad(&format!("provider {name:?} needs an API key: set {var}"));
-        }
-    }
+    let keys = match keys::require(&recipe, |_| true) {
+        Ok(k) => k,
+        Err(e) => return bad(&e.to_string()),
+    };
     let transport = match transport() {
         Ok(t) => t.with_provider_limits([&recipe]),
         Err(code) => return code,

@@ -79,15 +79,11 @@ pub(crate) async fn run_tune(args: TuneArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let keys = keys::from_env(&base);
-    for (name, p) in &base.providers {
-        if let Some(var) = &p.api_key_env
-            && !keys.contains_key(name)
-            && args.pool.iter().any(|m| m.split_once(':').is_some_and(|(p, _)| p == name))
-        {
-            return bad(&format!("provider {name:?} needs an API key: set {var}"));
-        }
-    }
+    let in_pool = |name: &str| args.pool.iter().any(|m| m.split_once(':').is_some_and(|(p, _)| p == name));
+    let keys = match keys::require(&base, in_pool) {
+        Ok(k) => k,
+        Err(e) => return bad(&e.to_string()),
+    };
     let transport = match transport() {
         Ok(t) => t.with_provider_limits([&base]),
         Err(code) => return code,
