@@ -7,8 +7,7 @@
 //! `MOA_BENCH_ITEMS=2000,20000` for other sizes. Results are recorded in BENCHMARKS.md.
 #![allow(missing_docs)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use moa_testkit as common;
 
 use common::Fake;
 use std::io::Write;

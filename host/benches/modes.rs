@@ -10,8 +10,7 @@
 //! `step_tokens`, so each step writes its 100 tokens).
 #![allow(missing_docs)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use moa_testkit as common;
 
 use common::Fake;
 use moa_core::{Event, Message, Recipe, Run, RunOptions};

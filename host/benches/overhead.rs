@@ -11,8 +11,7 @@
 //!    as the critical path.
 #![allow(missing_docs)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use moa_testkit as common;
 
 use common::Fake;
 use moa_core::{Event, Message, Recipe, Run, RunOptions};

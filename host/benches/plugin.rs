@@ -3,8 +3,7 @@
 //! back (the contract's context built from the input included). `cargo bench -p moa-host --bench plugin`; results are recorded in BENCHMARKS.md.
 #![allow(missing_docs)]
 
-#[path = "../tests/common/plugins.rs"]
-mod plugins;
+use moa_testkit::plugins;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use moa_core::Message;

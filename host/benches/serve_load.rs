@@ -4,8 +4,7 @@
 //! `cargo bench -p moa-host --bench serve_load`; results are recorded in BENCHMARKS.md.
 #![allow(missing_docs)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use moa_testkit as common;
 
 use common::Fake;
 use moa_host::Transport;

@@ -7,7 +7,7 @@
 //! Needs the tool: `scripts/test` installs it in `~/.cache/moa/alpaca-venv` (or set
 //! `MOA_ALPACA_EVAL` to its `alpaca_eval` executable).
 
-mod common;
+use moa_testkit as common;
 
 use common::Fake;
 use std::io::{BufRead, BufReader};
@@ -51,6 +51,9 @@ fn serve(recipes: &Path) -> Serve {
 
 #[test]
 fn the_real_alpaca_eval_scores_moa_batch_output_with_a_judge_behind_moa_serve() {
+    if !common::needs::wanted(common::needs::Needs::Python) {
+        return;
+    }
     let tool = alpaca_eval();
     let fake = Fake::start();
     let dir = tempfile::tempdir().expect("tmp");

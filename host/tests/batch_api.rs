@@ -3,7 +3,7 @@
 //! expired requests retried as smaller jobs, costs at the batch price, resumed after
 //! `kill -9` without submitting a job twice, and a hostile results URL refused.
 
-mod common;
+use moa_testkit as common;
 
 use common::batch_api::{Behaviour, FakeBatch};
 use serde_json::Value;

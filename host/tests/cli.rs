@@ -1,7 +1,7 @@
 //! The `moa` binary, end to end against the fake server on 127.0.0.1: output streams,
 //! exit codes, keys that never leak, and batch jobs that survive `kill -9`.
 
-mod common;
+use moa_testkit as common;
 
 use common::Fake;
 use moa_core::Event;
@@ -174,7 +174,13 @@ fn ctrl_c_cancels_the_run_and_closes_every_connection() {
     assert!(status.success());
     let o = child.wait_with_output().expect("exits");
     assert_eq!(o.status.code(), Some(130), "{}", text(&o).1);
-    std::thread::sleep(Duration::from_millis(200));
+    // The fake sees the closed connections as they arrive: wait for them, not a fixed time.
+    for _ in 0..500 {
+        if fake.seen.open.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(fake.seen.open.load(Ordering::SeqCst), 0);
     assert_eq!(fake.seen.dropped.load(Ordering::SeqCst), 2);
 }
@@ -630,15 +636,11 @@ fn batch_writes_alpaca_evals_model_outputs() {
     );
 }
 
-/// A port on 127.0.0.1 that nothing listens on: bound, then released.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 #[test]
 fn a_local_model_that_is_not_running_is_one_line_that_says_how_to_start_it() {
     // Before: twelve "connection refused" retry lines over ~10 s, then a failure.
-    let port = dead_port();
+    let dead = common::refusing_port();
+    let port = dead.port;
     for command in
         [&["run", "--recipe", "local"][..], &["batch", "--recipe", "local", "in.jsonl", "-o", "out.jsonl"][..]]
     {
@@ -670,7 +672,8 @@ fn a_refused_loopback_connection_fails_at_once_without_retry_lines() {
     // down is refused by the engine, which does not retry it.
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("r.toml");
-    let port = dead_port();
+    let dead = common::refusing_port();
+    let port = dead.port;
     std::fs::write(
         &path,
         format!("name = \"x\"\nlayers = []\n[policy]\nretries = 5\n[providers.mine]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\n[aggregator]\nmodel = \"mine:my-model\"\n"),
@@ -698,7 +701,8 @@ fn moa_local_refuses_unknown_models_and_bad_ports() {
     let o = moa().args(["local", "running", "smollm"]).env("MOA_SMOLLM_PORT", "eighty").output().expect("moa");
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("MOA_SMOLLM_PORT=\"eighty\" is not a port number"), "{}", text(&o).1);
-    let port = dead_port();
+    let dead = common::refusing_port();
+    let port = dead.port;
     let o =
         moa().args(["local", "running", "qwen-0.5b"]).env("MOA_QWEN05_PORT", port.to_string()).output().expect("moa");
     assert_eq!(o.status.code(), Some(1), "nothing runs there");
@@ -712,7 +716,8 @@ fn moa_local_stop_never_signals_a_process_its_stale_pid_file_names() {
     let run = cache.path().join("llm/run");
     std::fs::create_dir_all(&run).expect("run dir");
     let mut bystander = Command::new("sleep").arg("60").spawn().expect("sleep");
-    let port = dead_port();
+    let dead = common::refusing_port();
+    let port = dead.port;
     std::fs::write(run.join(format!("smollm-{port}.pid")), bystander.id().to_string()).expect("pid file");
     let o = moa()
         .args(["local", "stop", "smollm"])

@@ -3,7 +3,7 @@
 //! a Slurm array's and a Kubernetes Indexed Job's variables, and by the shipped Slurm
 //! script and Job manifest) and merged with every id checked.
 
-mod common;
+use moa_testkit as common;
 
 use common::Fake;
 use serde_json::{Value, json};
@@ -308,6 +308,9 @@ fn shards_partition_the_input_stably_run_apart_and_merge_checking_every_id() {
 /// array task or pod as the scheduler would start it (its variables set), then merged.
 #[test]
 fn the_shipped_slurm_script_and_indexed_job_run_their_shards() {
+    if !common::needs::wanted(common::needs::Needs::Python) {
+        return;
+    }
     let fake = Fake::start();
     let dir = tempfile::tempdir().expect("tmp");
     let r = recipe(dir.path(), &fake, "agg");

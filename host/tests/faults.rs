@@ -1,7 +1,7 @@
 //! The native transport against a fault-injecting HTTP server on 127.0.0.1: each fault
 //! is handled as the recipe's policy says, with a clear error when the run cannot finish.
 
-mod common;
+use moa_testkit as common;
 
 use common::{Fake, recipe};
 use moa_core::{Event, Message, Outcome, Recipe, Run, RunOptions};
@@ -112,17 +112,20 @@ async fn a_stream_that_never_ends_is_cut_and_its_connection_closed() {
     let (outcome, events) = drive(&r, CancellationToken::new()).await;
     assert!(outcome.answer.is_ok(), "b alone is enough");
     assert_eq!(failures(&events), [("no data for 0.3 s (policy.stall_timeout_secs)".to_owned(), false)]);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..500 {
+        if fake.seen.open.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(fake.seen.open.load(Ordering::SeqCst), 0, "the hung stream was closed");
     assert_eq!(fake.seen.dropped.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
 async fn a_provider_that_is_down_fails_with_the_connection_error() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    }; // closed again: nothing listens there now
+    let dead = common::refusing_port();
+    let port = dead.port;
     let r = recipe(&format!("http://127.0.0.1:{port}/v1"), &["a"], "agg", "[policy]\nretries = 1\nbackoff_secs = 0.01");
     let (outcome, events) = drive(&r, CancellationToken::new()).await;
     // On this machine's own address nothing will start listening by itself: one attempt,
@@ -220,7 +223,8 @@ fn one_call(base_url: &str) -> Recipe {
 async fn each_transport_failure_carries_its_kind_from_the_http_librarys_error() {
     use moa_core::engine::ErrorKind;
     // Refused: a port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let dead = common::refusing_port();
+    let port = dead.port;
     let (_, events) = drive(&one_call(&format!("http://127.0.0.1:{port}/v1")), CancellationToken::new()).await;
     assert_eq!(kinds(&events), [ErrorKind::Refused]);
     // A name that cannot resolve (.invalid never does, RFC 6761).

@@ -3,6 +3,8 @@
 //! started and stopped by it with `moa local` (which provisions them if this machine has
 //! not yet: a download, once).
 
+use moa_testkit as common;
+
 use moa_core::Event;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -44,6 +46,9 @@ fn predicted_total(port: u16) -> u64 {
 
 #[test]
 fn the_local_recipe_runs_on_real_llama_servers() {
+    if !common::needs::wanted(common::needs::Needs::Llama) {
+        return;
+    }
     let preset = moa_core::recipe::preset("local").expect("preset");
     let needs = moa_host::local::needs(&preset);
     let models: Vec<&str> = needs.iter().map(|n| n.model.name).collect::<BTreeSet<_>>().into_iter().collect();
@@ -155,6 +160,9 @@ fn the_local_recipe_runs_on_real_llama_servers() {
 /// can run beside the test above.
 #[test]
 fn moa_eval_scores_the_real_local_model_on_a_shipped_set() {
+    if !common::needs::wanted(common::needs::Needs::Llama) {
+        return;
+    }
     let ports = [("MOA_SMOLLM_PORT", "18191")];
     let llm = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_moa")).arg("local").args(args).envs(ports).status().expect("moa local runs")

@@ -1,7 +1,7 @@
 //! Strategy plugins: the examples do their jobs inside real runs, and hostile plugins get
 //! a clear error naming them while the same host goes on to run a good plugin.
 
-mod common;
+use moa_testkit as common;
 
 use common::{Fake, plugins, recipe};
 use moa_core::recipe::{OnError, StrategySpec};

@@ -3,7 +3,7 @@
 //! answer for the fake to read. Majority voting over samples of the better model is
 //! expected to win (P(3 of 5 right) = 0.84 at 0.7), and budgets to change the choice.
 
-mod common;
+use moa_testkit as common;
 
 use common::Fake;
 use std::path::Path;

@@ -69,7 +69,7 @@ max_concurrency?: number | null,
 /**
  * The models' context window, in tokens (prompt and answer together). When the
  * references would not fit an agent's window, each is shortened by the same share
- * (see the README, "References that fit"). Unlimited when unset.
+ * (see docs/strategies.md, "References that fit"). Unlimited when unset.
  */
 context_tokens?: number | null, };
 

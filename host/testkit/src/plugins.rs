@@ -9,9 +9,10 @@ use std::sync::OnceLock;
 pub fn dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
         let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo.join("target")).join("plugins");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        install_target();
         let status = Command::new(cargo)
             .args(["build", "--release", "--locked", "--quiet", "--target", "wasm32-wasip2", "--manifest-path"])
             .arg(repo.join("host/plugins/Cargo.toml"))
@@ -22,6 +23,18 @@ pub fn dir() -> PathBuf {
         target.join("wasm32-wasip2/release")
     })
     .clone()
+}
+
+/// Adds the wasm32-wasip2 target with rustup when it is missing, so the plugin tests need
+/// only Rust (installed with rustup) on the machine.
+fn install_target() {
+    let Ok(listed) = Command::new("rustup").args(["target", "list", "--installed"]).output() else {
+        return; // Not a rustup toolchain: the build below says what is missing.
+    };
+    if !String::from_utf8_lossy(&listed.stdout).lines().any(|t| t.trim() == "wasm32-wasip2") {
+        let added = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
+        assert!(added.is_ok_and(|s| s.success()), "`rustup target add wasm32-wasip2` failed");
+    }
 }
 
 /// The path of plugin `name` (crate name with `_` for `-`).

@@ -19,9 +19,28 @@
 //!   `gold=N`: it answers "Answer: N" with probability P, else a wrong number near N. The
 //!   draw is a hash of the model, the question and how many times this model was asked it,
 //!   so samples differ and a rerun of the same requests answers the same.
-#![allow(dead_code)]
 
 pub mod batch_api;
+pub mod needs;
+
+/// A port on 127.0.0.1 that refuses connections for as long as this lives: a socket bound
+/// to it and never listening, so (unlike a port bound and released) nothing else can take
+/// the port and answer meanwhile.
+pub struct RefusingPort {
+    _socket: socket2::Socket,
+    /// The port.
+    pub port: u16,
+}
+
+/// A port that refuses connections while the result lives.
+pub fn refusing_port() -> RefusingPort {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("an address");
+    socket.bind(&any.into()).expect("bind");
+    let port = socket.local_addr().expect("addr").as_socket().expect("an IP address").port();
+    RefusingPort { _socket: socket, port }
+}
 pub mod plugins;
 
 use axum::Router;
