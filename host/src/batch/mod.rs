@@ -14,10 +14,12 @@
 pub mod api;
 pub mod export;
 pub mod input;
+pub mod ledger;
 pub mod merge;
 pub mod record;
 
 pub use input::{Item, Reader, Scan, Select, Shard};
+use ledger::Ledger;
 use record::ResultHead;
 pub use record::{Provenance, ResultLine, Timings};
 
@@ -256,6 +258,19 @@ pub(crate) fn not_started(e: moa_core::RunError) -> Outcome {
 }
 
 impl Summary {
+    /// A run's summary before it starts: its items (its shard's, repeats left out) and
+    /// those OUT already answers.
+    pub fn of_scan(scan: &Scan) -> Summary {
+        Summary {
+            total: scan.total - scan.other_shards - scan.repeated,
+            skipped: scan.answered,
+            other_shards: scan.other_shards,
+            repeated: scan.repeated,
+            repeats: scan.repeats.clone(),
+            ..Summary::default()
+        }
+    }
+
     /// Counts a finished item.
     pub fn count(&mut self, outcome: &Outcome) {
         if outcome.answer.is_ok() {
@@ -268,55 +283,21 @@ impl Summary {
     }
 }
 
-/// How often appended lines are synced to disk, at most: the most a power cut can lose.
-const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Runs the batch until every item is answered, failed, or `cancel` fires. Items
 /// cancelled mid-run are not written, so the next run does them.
 pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken) -> Result<Summary, BatchError> {
     let mut lock = lock_output(&batch.output)?;
-    let _held = lock.try_write().map_err(|_| BatchError::Locked {
-        path: batch.output.display().to_string(),
-        lock: format!("{}.lock", batch.output.display()),
-    })?;
-    let done = prepare_output(&batch.output)?;
-    let scan = input::scan(&batch.input, &batch.select, &done)?;
-    // This run's items: its shard's, repeats left out; those OUT answers are skipped.
-    let mine = scan.total - scan.other_shards - scan.repeated;
-    let skipped = scan.answered;
-    let out = std::fs::OpenOptions::new().create(true).append(true).open(&batch.output).map_err(io(&batch.output))?;
-    let dirty = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let syncer = out.try_clone().map_err(io(&batch.output))?;
-    let sync_task = {
-        let dirty = dirty.clone();
-        tokio::spawn(async move {
-            let syncer = Arc::new(syncer);
-            loop {
-                tokio::time::sleep(SYNC_EVERY).await;
-                if dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
-                    let f = syncer.clone();
-                    let _ = tokio::task::spawn_blocking(move || f.sync_data()).await;
-                }
-            }
-        })
-    };
-    let summary = Arc::new(Mutex::new(Summary {
-        total: mine,
-        skipped,
-        other_shards: scan.other_shards,
-        repeated: scan.repeated,
-        repeats: scan.repeats.clone(),
-        ..Summary::default()
-    }));
-    let bar = progress_bar(&batch, mine, skipped);
+    let ledger = Ledger::open(&batch.output, &mut lock)?;
+    let scan = input::scan(&batch.input, &batch.select, &ledger.done)?;
+    let summary = Arc::new(Mutex::new(Summary::of_scan(&scan)));
+    let bar = progress_bar(&batch, summary.lock().map_or(0, |s| s.total), scan.answered);
     let provenance = Arc::new(Provenance::of(&batch.recipe));
-    let out = Arc::new(Mutex::new(out));
     let slots = Arc::new(Semaphore::new(batch.concurrency.max(1)));
     // The caller set the transport's provider caps (across every recipe it runs at once).
     let transport = transport.clone();
     let batch = Arc::new(batch);
     let mut tasks: tokio::task::JoinSet<Result<(), std::io::Error>> = tokio::task::JoinSet::new();
-    for item in input::todo(&batch.input, &batch.select, &done)? {
+    for item in input::todo(&batch.input, &batch.select, &ledger.done)? {
         let item = item?;
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => p.map_err(|_| ()),
@@ -328,32 +309,16 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
         while let Some(r) = tasks.try_join_next() {
             r.map_err(|e| io(&batch.output)(std::io::Error::other(e)))?.map_err(io(&batch.output))?;
         }
-        let (batch, transport, cancel) = (batch.clone(), transport.clone(), cancel.clone());
-        let (out, summary, bar, dirty) = (out.clone(), summary.clone(), bar.clone(), dirty.clone());
-        let provenance = provenance.clone();
+        let (batch, transport, cancel, out) = (batch.clone(), transport.clone(), cancel.clone(), ledger.appender());
+        let (summary, bar, provenance) = (summary.clone(), bar.clone(), provenance.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            let clock = Clock::new();
             let seed = item_seed(batch.seed, &item.id);
-            let mut options =
-                RunOptions { seed, keys: batch.keys.clone(), reports_sent: true, ..RunOptions::default() };
-            if let Some(r) = &batch.resolver {
-                options.resolver = r.as_ref();
-            }
-            let outcome = match Run::with_options(&batch.recipe, item.messages, clock.now(), options) {
-                Ok(mut run) => transport.drive(&mut run, &clock, &cancel, |_: &Event| {}).await,
-                Err(e) => not_started(e),
-            };
+            let outcome = answer(&batch, &transport, &cancel, item.messages, seed).await;
             if matches!(outcome.answer, Err(moa_core::RunError::Cancelled)) {
                 return Ok(());
             }
-            let mut line =
-                ResultLine::new(&item.id, &outcome, batch.proposals, &provenance, seed).to_json().into_bytes();
-            line.push(b'\n');
-            // One write of the whole line: a kill leaves it whole or absent, and a cut
-            // tail is dropped by the next run's repair.
-            out.lock().map_err(|_| std::io::Error::other("poisoned"))?.write_all(&line)?;
-            dirty.store(true, std::sync::atomic::Ordering::Release);
+            out.append(&ResultLine::new(&item.id, &outcome, batch.proposals, &provenance, seed))?;
             let mut s = summary.lock().map_err(|_| std::io::Error::other("poisoned"))?;
             s.count(&outcome);
             bar.inc(1);
@@ -365,14 +330,29 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
     while let Some(r) = tasks.join_next().await {
         r.map_err(|e| io(&batch.output)(std::io::Error::other(e)))?.map_err(io(&batch.output))?;
     }
-    sync_task.abort();
-    out.lock()
-        .map_err(|_| io(&batch.output)(std::io::Error::other("poisoned")))?
-        .sync_data()
-        .map_err(io(&batch.output))?;
+    ledger.close()?;
     bar.finish();
     let s = summary.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(s)
+}
+
+/// One item's run, driven to its end (or to `cancel`).
+async fn answer(
+    batch: &Batch,
+    transport: &Transport,
+    cancel: &CancellationToken,
+    messages: Vec<moa_core::Message>,
+    seed: u64,
+) -> Outcome {
+    let clock = Clock::new();
+    let mut options = RunOptions { seed, keys: batch.keys.clone(), reports_sent: true, ..RunOptions::default() };
+    if let Some(r) = &batch.resolver {
+        options.resolver = r.as_ref();
+    }
+    match Run::with_options(&batch.recipe, messages, clock.now(), options) {
+        Ok(mut run) => transport.drive(&mut run, &clock, cancel, |_: &Event| {}).await,
+        Err(e) => not_started(e),
+    }
 }
 
 fn progress_bar(batch: &Batch, total: usize, done: usize) -> ProgressBar {

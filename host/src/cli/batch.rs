@@ -230,51 +230,14 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let shard = match args.shard.as_deref().map(|s| Shard::parse(s, |k| std::env::var(k).ok())) {
-        Some(Err(e)) => return bad(&e),
-        Some(Ok(s)) => Some(s),
-        None => None,
-    };
-    let generator = recipe.name.clone();
-    let mut exports = vec![];
-    match args.export.plan(&input, &output, None, &generator) {
-        Ok(Some(e)) => exports.push(e),
-        Ok(None) => {}
-        Err(e) => return bad(&e),
-    }
-    if let Some(path) = &args.alpaca_eval {
-        let mut e = ExportArgs { format: "alpaca-eval".into(), ..args.export.clone() };
-        e.export = Some(path.clone());
-        match e.plan(&input, &output, None, &generator) {
-            Ok(Some(e)) => exports.push(e),
-            Ok(None) => {}
-            Err(e) => return bad(&e),
-        }
-    }
-    let keys = match keys::require(&recipe, |_| true) {
-        Ok(k) => k,
-        Err(e) => return bad(&e.to_string()),
-    };
-    let transport = match transport() {
-        Ok(t) => t.with_provider_limits([&recipe]),
-        Err(code) => return code,
-    };
-    let resolver = match args.recipe.resolver(&recipe) {
-        Ok(r) => r,
+    let mut exports = match plan_exports(&args, &input, &output, &recipe.name) {
+        Ok(e) => e,
         Err(e) => return bad(&e),
     };
-    let job = batch::Batch {
-        recipe,
-        resolver,
-        keys,
-        input: input.clone(),
-        output: output.clone(),
-        concurrency: args.concurrency,
-        proposals: args.proposals || exports.iter().any(|e| e.format == Format::Dpo),
-        seed: args.recipe.seed,
-        progress: !args.quiet,
-        bar: None,
-        select: Select { shard, dedup: args.dedup },
+    let (job, transport) = match prepare(&args, recipe, input, output, &exports) {
+        Ok(j) => j,
+        Err(Ok(code)) => return code,
+        Err(Err(e)) => return bad(&e),
     };
     let cancel = interrupt_token();
     let result = if args.via == "batch-api" {
@@ -287,44 +250,88 @@ pub(crate) async fn run_batch(args: BatchArgs) -> ExitCode {
     } else {
         batch::run(job, &transport, cancel.clone()).await
     };
-    match result {
-        Err(e) => bad(&e.to_string()),
-        Ok(s) => {
-            if s.repeated > 0 {
-                let examples: Vec<String> =
-                    s.repeats.iter().take(5).map(|(id, first)| format!("{id} (as {first})")).collect();
-                eprintln!(
-                    "moa: skipped {} items whose prompt repeats an earlier one's: {}",
-                    s.repeated,
-                    examples.join(", ")
-                );
-            }
-            if s.other_shards > 0 {
-                eprintln!("moa: {} items belong to other shards", s.other_shards);
-            }
-            for e in &mut exports {
-                if let Err(e) = write_export(e, &args.export, &args.recipe.allow_key_env, &cancel).await {
-                    return bad(&e);
-                }
-            }
-            let cost = s.cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
-            eprintln!(
-                "moa: {} items: {} answered now, {} already done, {} failed (rerun to retry them); {} tokens{cost}",
-                s.total,
-                s.answered,
-                s.skipped,
-                s.failed,
-                s.usage.total()
-            );
-            if cancel.is_cancelled() {
-                ExitCode::from(INTERRUPTED)
-            } else if s.failed > 0 {
-                ExitCode::from(FAILED)
-            } else {
-                ExitCode::SUCCESS
-            }
+    let s = match result {
+        Ok(s) => s,
+        Err(e) => return bad(&e.to_string()),
+    };
+    report(&s);
+    for e in &mut exports {
+        if let Err(e) = write_export(e, &args.export, &args.recipe.allow_key_env, &cancel).await {
+            return bad(&e);
         }
     }
+    summarize(&s);
+    if cancel.is_cancelled() {
+        ExitCode::from(INTERRUPTED)
+    } else if s.failed > 0 {
+        ExitCode::from(FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The training files to write after the batch: `--format`'s, and `--alpaca-eval`'s.
+fn plan_exports(args: &BatchArgs, input: &Path, output: &Path, generator: &str) -> Result<Vec<Export>, String> {
+    let mut exports: Vec<Export> = args.export.plan(input, output, None, generator)?.into_iter().collect();
+    if let Some(path) = &args.alpaca_eval {
+        let mut e = ExportArgs { format: "alpaca-eval".into(), ..args.export.clone() };
+        e.export = Some(path.clone());
+        exports.extend(e.plan(input, output, None, generator)?);
+    }
+    Ok(exports)
+}
+
+/// The batch to run and its transport; `Err(Ok(code))` when the transport cannot start
+/// (it said why), `Err(Err(message))` for bad input.
+fn prepare(
+    args: &BatchArgs,
+    recipe: moa_core::Recipe,
+    input: PathBuf,
+    output: PathBuf,
+    exports: &[Export],
+) -> Result<(batch::Batch, moa_host::Transport), Result<ExitCode, String>> {
+    let shard = args.shard.as_deref().map(|s| Shard::parse(s, |k| std::env::var(k).ok())).transpose().map_err(Err)?;
+    let keys = keys::require(&recipe, |_| true).map_err(|e| Err(e.to_string()))?;
+    let transport = transport().map_err(Ok)?.with_provider_limits([&recipe]);
+    let resolver = args.recipe.resolver(&recipe).map_err(Err)?;
+    let job = batch::Batch {
+        recipe,
+        resolver,
+        keys,
+        input,
+        output,
+        concurrency: args.concurrency,
+        proposals: args.proposals || exports.iter().any(|e| e.format == Format::Dpo),
+        seed: args.recipe.seed,
+        progress: !args.quiet,
+        bar: None,
+        select: Select { shard, dedup: args.dedup },
+    };
+    Ok((job, transport))
+}
+
+/// What the batch skipped, before the exports run.
+fn report(s: &batch::Summary) {
+    if s.repeated > 0 {
+        let examples: Vec<String> = s.repeats.iter().take(5).map(|(id, first)| format!("{id} (as {first})")).collect();
+        eprintln!("moa: skipped {} items whose prompt repeats an earlier one's: {}", s.repeated, examples.join(", "));
+    }
+    if s.other_shards > 0 {
+        eprintln!("moa: {} items belong to other shards", s.other_shards);
+    }
+}
+
+/// The batch's closing line.
+fn summarize(s: &batch::Summary) {
+    let cost = s.cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
+    eprintln!(
+        "moa: {} items: {} answered now, {} already done, {} failed (rerun to retry them); {} tokens{cost}",
+        s.total,
+        s.answered,
+        s.skipped,
+        s.failed,
+        s.usage.total()
+    );
 }
 
 fn run_merge(input: &Path, outputs: &[PathBuf], to: &Path) -> ExitCode {

@@ -129,55 +129,13 @@ fn name_for(spec: &str, recipe: &moa_core::Recipe, taken: &[Entrant]) -> String 
 }
 
 pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
-    let mut entrants: Vec<Entrant> = Vec::new();
-    for spec in &args.recipe {
-        let recipe = match load(spec, &args.allow_key_env, args.max_tokens) {
-            Ok(r) => r,
-            Err(e) => return bad(&format!("--recipe {spec}: {e}")),
-        };
-        let resolver = match super::common::resolver(&[&recipe], super::common::recipe_folder(spec)) {
-            Ok(r) => r,
-            Err(e) => return bad(&e),
-        };
-        let name = name_for(spec, &recipe, &entrants);
-        entrants.push(Entrant { name, recipe, baseline: false, resolver });
-    }
-    for name in &args.baseline_names {
-        match entrants.iter_mut().find(|e| &e.name == name) {
-            Some(e) => e.baseline = true,
-            None => {
-                let known: Vec<&str> = entrants.iter().map(|e| e.name.as_str()).collect();
-                return bad(&format!("--baseline {name}: no such recipe (these are: {})", known.join(", ")));
-            }
-        }
-    }
-    if args.baselines {
-        let solo = eval::baselines(&entrants);
-        entrants.extend(solo);
-    }
-    let scoring = match (args.scorer, &args.judge) {
-        (ScorerArg::Judge, Some(spec)) => {
-            let recipe = match load(spec, &args.allow_key_env, None) {
-                Ok(r) => r,
-                Err(e) => return bad(&format!("--judge {spec}: {e}")),
-            };
-            let mode = match args.judge_mode {
-                ModeArg::Pairwise => JudgeMode::Pairwise,
-                ModeArg::Grade => JudgeMode::Grade,
-                ModeArg::Rubric => JudgeMode::Rubric,
-            };
-            Scoring::Judge {
-                recipe: Box::new(recipe),
-                mode,
-                skills: args.skills.clone(),
-                against: args.against.clone(),
-            }
-        }
-        (_, Some(_)) => return bad("--judge is for --scorer judge"),
-        (s, None) => match s.rule() {
-            Some(rule) => Scoring::Rule(rule),
-            None => return bad("--scorer judge needs --judge RECIPE"),
-        },
+    let entrants = match entrants(&args) {
+        Ok(e) => e,
+        Err(e) => return bad(&e),
+    };
+    let scoring = match scoring(&args) {
+        Ok(s) => s,
+        Err(e) => return bad(&e),
     };
     let mut all: Vec<&moa_core::Recipe> = entrants.iter().map(|e| &e.recipe).collect();
     if let Scoring::Judge { recipe, .. } = &scoring {
@@ -231,5 +189,53 @@ pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
             );
             if report.failed_runs > 0 { ExitCode::from(FAILED) } else { ExitCode::SUCCESS }
         }
+    }
+}
+
+/// The recipes to evaluate, named, the baselines marked (and, with `--baselines`, each
+/// proposer model alone added).
+fn entrants(args: &EvalArgs) -> Result<Vec<Entrant>, String> {
+    let mut entrants: Vec<Entrant> = Vec::new();
+    for spec in &args.recipe {
+        let recipe = load(spec, &args.allow_key_env, args.max_tokens).map_err(|e| format!("--recipe {spec}: {e}"))?;
+        let resolver = super::common::resolver(&[&recipe], super::common::recipe_folder(spec))?;
+        let name = name_for(spec, &recipe, &entrants);
+        entrants.push(Entrant { name, recipe, baseline: false, resolver });
+    }
+    for name in &args.baseline_names {
+        match entrants.iter_mut().find(|e| &e.name == name) {
+            Some(e) => e.baseline = true,
+            None => {
+                let known: Vec<&str> = entrants.iter().map(|e| e.name.as_str()).collect();
+                return Err(format!("--baseline {name}: no such recipe (these are: {})", known.join(", ")));
+            }
+        }
+    }
+    if args.baselines {
+        let solo = eval::baselines(&entrants);
+        entrants.extend(solo);
+    }
+    Ok(entrants)
+}
+
+/// How answers are scored: by rule, or by a judge recipe.
+fn scoring(args: &EvalArgs) -> Result<Scoring, String> {
+    match (args.scorer, &args.judge) {
+        (ScorerArg::Judge, Some(spec)) => {
+            let recipe = load(spec, &args.allow_key_env, None).map_err(|e| format!("--judge {spec}: {e}"))?;
+            let mode = match args.judge_mode {
+                ModeArg::Pairwise => JudgeMode::Pairwise,
+                ModeArg::Grade => JudgeMode::Grade,
+                ModeArg::Rubric => JudgeMode::Rubric,
+            };
+            Ok(Scoring::Judge {
+                recipe: Box::new(recipe),
+                mode,
+                skills: args.skills.clone(),
+                against: args.against.clone(),
+            })
+        }
+        (_, Some(_)) => Err("--judge is for --scorer judge".into()),
+        (s, None) => s.rule().map(Scoring::Rule).ok_or_else(|| "--scorer judge needs --judge RECIPE".into()),
     }
 }

@@ -64,29 +64,10 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
-    let mut recipes: std::collections::BTreeMap<String, Recipe> =
-        PRESETS.iter().filter_map(|(n, _)| moa_core::recipe::preset(n).map(|r| (n.to_string(), r))).collect();
-    if let Some(dir) = &args.recipes {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) => return bad(&format!("--recipes {}: {e}", dir.display())),
-        };
-        for path in entries.flatten().map(|e| e.path()) {
-            if !path.extension().is_some_and(|x| x == "toml" || x == "json") {
-                continue;
-            }
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            match recipes::load(&path.display().to_string()) {
-                Ok(r) => {
-                    if let Err(e) = keys::check_env(&r, &args.allow_key_env) {
-                        return bad(&format!("{}: {e}", path.display()));
-                    }
-                    recipes.insert(name, r);
-                }
-                Err(e) => return bad(&e.to_string()),
-            }
-        }
-    }
+    let recipes = match served_recipes(&args) {
+        Ok(r) => r,
+        Err(e) => return bad(&e),
+    };
     let transport = match transport() {
         Ok(t) => t,
         Err(code) => return code,
@@ -96,25 +77,10 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
     {
         return bad(&format!("--www {}: no index.html there", dir.display()));
     }
-    let www = args.www.clone();
-    // Plugin paths in served recipes are relative to the recipes folder.
-    let served: Vec<&moa_core::Recipe> = recipes.values().collect();
-    let resolver = match super::common::resolver(&served, args.recipes.clone().unwrap_or_default()) {
+    let resolver = match load_plugins(&args, &recipes) {
         Ok(r) => r,
         Err(e) => return bad(&e),
     };
-    // Plugins load (validate, compile, describe) now, not on a client's request: a bad
-    // or costly plugin shows at startup, and no request waits for a compiler.
-    if let Some(r) = &resolver {
-        use moa_core::strategy::Resolver;
-        for (model, recipe) in &recipes {
-            for spec in plugin_specs(recipe) {
-                if let Err(e) = r.resolve(spec) {
-                    return bad(&format!("recipe {model}: {e}"));
-                }
-            }
-        }
-    }
     // Local models: started when asked; else a missing one is a warning (it may be started
     // later), not a reason to refuse to serve the other recipes.
     let served: Vec<&Recipe> = recipes.values().collect();
@@ -127,35 +93,23 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
         // Said after the "serving on" line, which stays the first thing a caller reads.
         Err(e) => (None, Some(e)),
     };
-    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
-        Ok(l) => l,
+    let bound = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l.local_addr().map(|a| (l, a)),
+        Err(e) => Err(e),
+    };
+    let (listener, listen) = match bound {
+        Ok(b) => b,
         Err(e) => return bad(&format!("cannot listen on {}: {e}", args.listen)),
     };
-    let listen = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => return bad(&format!("cannot listen on {}: {e}", args.listen)),
-    };
-    let secs = |name: &str, v: f64| {
-        std::time::Duration::try_from_secs_f64(v)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("--{name} must be a positive number of seconds"))
-    };
-    let timeouts = [
-        ("header-timeout-secs", args.header_timeout_secs),
-        ("body-timeout-secs", args.body_timeout_secs),
-        ("drain-secs", args.drain_secs),
-        ("keep-alive-secs", args.keep_alive_secs),
-    ];
-    let [header_timeout, body_timeout, drain, keep_alive] = match timeouts.map(|(n, v)| secs(n, v)) {
-        [Ok(h), Ok(b), Ok(d), Ok(k)] => [h, b, d, k],
-        [Err(e), ..] | [_, Err(e), ..] | [_, _, Err(e), _] | [.., Err(e)] => return bad(&e),
+    let [header_timeout, body_timeout, drain, keep_alive] = match timeouts(&args) {
+        Ok(t) => t,
+        Err(e) => return bad(&e),
     };
     let mut config = moa_host::serve::Config::new(recipes, listen);
     config.token = args.token;
     config.max_body = args.max_body;
     config.max_runs = args.max_runs;
-    config.www = www;
+    config.www = args.www;
     config.resolver = resolver;
     config.allow_origins = args.allow_origins;
     config.log_prompts = args.log_prompts;
@@ -172,6 +126,60 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
     moa_host::serve::run(listener, app, limits, stop).await;
     eprintln!("moa: stopped");
     ExitCode::SUCCESS
+}
+
+/// The presets, and each `.toml`/`.json` recipe of `--recipes` under its file's name.
+fn served_recipes(args: &ServeArgs) -> Result<std::collections::BTreeMap<String, Recipe>, String> {
+    let mut recipes: std::collections::BTreeMap<String, Recipe> =
+        PRESETS.iter().filter_map(|(n, _)| moa_core::recipe::preset(n).map(|r| (n.to_string(), r))).collect();
+    let Some(dir) = &args.recipes else { return Ok(recipes) };
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("--recipes {}: {e}", dir.display()))?;
+    for path in entries.flatten().map(|e| e.path()) {
+        if !path.extension().is_some_and(|x| x == "toml" || x == "json") {
+            continue;
+        }
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let r = recipes::load(&path.display().to_string()).map_err(|e| e.to_string())?;
+        keys::check_env(&r, &args.allow_key_env).map_err(|e| format!("{}: {e}", path.display()))?;
+        recipes.insert(name, r);
+    }
+    Ok(recipes)
+}
+
+/// The served recipes' plugins, loaded (validated, compiled, described) now, not on a
+/// client's request: a bad or costly plugin shows at startup, and no request waits for a
+/// compiler. Plugin paths are relative to the recipes folder.
+fn load_plugins(
+    args: &ServeArgs,
+    recipes: &std::collections::BTreeMap<String, Recipe>,
+) -> Result<Option<std::sync::Arc<moa_host::plugin::HostResolver>>, String> {
+    let served: Vec<&Recipe> = recipes.values().collect();
+    let resolver = super::common::resolver(&served, args.recipes.clone().unwrap_or_default())?;
+    if let Some(r) = &resolver {
+        use moa_core::strategy::Resolver;
+        for (model, recipe) in recipes {
+            for spec in plugin_specs(recipe) {
+                r.resolve(spec).map_err(|e| format!("recipe {model}: {e}"))?;
+            }
+        }
+    }
+    Ok(resolver)
+}
+
+/// The header, body, drain and keep-alive times, each a positive number of seconds.
+fn timeouts(args: &ServeArgs) -> Result<[std::time::Duration; 4], String> {
+    let secs = |name: &str, v: f64| {
+        std::time::Duration::try_from_secs_f64(v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("--{name} must be a positive number of seconds"))
+    };
+    Ok([
+        secs("header-timeout-secs", args.header_timeout_secs)?,
+        secs("body-timeout-secs", args.body_timeout_secs)?,
+        secs("drain-secs", args.drain_secs)?,
+        secs("keep-alive-secs", args.keep_alive_secs)?,
+    ])
 }
 
 /// The server's log on stderr: one access line per request, upstream failures in detail.

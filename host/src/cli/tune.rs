@@ -126,29 +126,30 @@ pub(crate) async fn run_tune(args: TuneArgs) -> ExitCode {
             ExitCode::from(FAILED)
         }
         Ok(found) => {
-            for e in &found.entries {
-                let score =
-                    e.score.as_ref().map_or("-".into(), |s| format!("{:.3} [{:.3}, {:.3}]", s.mean, s.lo, s.hi));
-                let vs = match (&e.vs_best_member, e.alone) {
-                    (Some((m, p)), false) => {
-                        let d = p
-                            .diff
-                            .as_ref()
-                            .map_or("-".into(), |d| format!("{:+.3} [{:+.3}, {:+.3}]", d.mean, d.lo, d.hi));
-                        format!("  vs {m}: {d}, {}-{} sign p={:.3}", p.wins, p.losses, p.p_value)
-                    }
-                    _ => String::new(),
-                };
-                println!("{:32} {:>3} items  {score}  {:>6.0} tok/item{vs}", e.name, e.items, e.tokens_per_item);
-            }
-            println!("best: {}", found.best);
-            eprintln!(
-                "moa tune: rounds of {:?} items; {}/pareto.json, {}/best.toml",
-                found.schedule,
-                args.output.display(),
-                args.output.display()
-            );
+            print_found(&found, &args.output);
             ExitCode::SUCCESS
         }
     }
+}
+
+/// What the search found: each candidate a line on stdout, the best, and where the files are.
+fn print_found(found: &tune::Found, output: &std::path::Path) {
+    for e in &found.entries {
+        let score = e.score.as_ref().map_or("-".into(), |s| format!("{:.3} [{:.3}, {:.3}]", s.mean, s.lo, s.hi));
+        let vs = match (&e.vs_best_member, e.alone) {
+            (Some((m, p)), false) => {
+                let d = p.diff.as_ref().map_or("-".into(), |d| format!("{:+.3} [{:+.3}, {:+.3}]", d.mean, d.lo, d.hi));
+                format!("  vs {m}: {d}, {}-{} sign p={:.3}", p.wins, p.losses, p.p_value)
+            }
+            _ => String::new(),
+        };
+        println!("{:32} {:>3} items  {score}  {:>6.0} tok/item{vs}", e.name, e.items, e.tokens_per_item);
+    }
+    println!("best: {}", found.best);
+    eprintln!(
+        "moa tune: rounds of {:?} items; {}/pareto.json, {}/best.toml",
+        found.schedule,
+        output.display(),
+        output.display()
+    );
 }

@@ -22,45 +22,8 @@ pub fn html(dataset: &str, scoring: &str, summary: &[RecipeSummary]) -> String {
         )
     };
     let ttft: Vec<Option<f64>> = summary.iter().map(|s| s.ttft_ms.map(|t| t.0 / 1e3)).collect();
-    let mut rows = String::new();
-    for s in summary {
-        let score = s
-            .score
-            .as_ref()
-            .map_or("–".into(), |e| format!("{:.3} <small>[{:.3}, {:.3}]</small>", e.mean, e.lo, e.hi));
-        let vs = s.vs_best_baseline.as_ref().map_or("–".into(), |(b, p)| {
-            let diff = p
-                .diff
-                .as_ref()
-                .map_or(String::new(), |d| format!(", difference {:+.3} [{:+.3}, {:+.3}]", d.mean, d.lo, d.hi));
-            format!("{}/{}/{} <small>p = {:.3}{diff} vs {}</small>", p.wins, p.losses, p.ties, p.p_value, esc(b))
-        });
-        rows.push_str(&format!(
-            "<tr><th scope=row>{}{}</th><td>{}{}</td><td>{score}</td><td>{vs}</td><td>{:.0}</td><td>{}</td><td>{:.2} / {:.2}</td><td>{}</td><td>{:.1}</td></tr>\n",
-            esc(&s.recipe),
-            if s.baseline { " <small>(baseline)</small>" } else { "" },
-            s.items,
-            if s.failed > 0 { format!(" <small>({} failed)</small>", s.failed) } else { String::new() },
-            s.tokens_mean,
-            s.cost.map_or("–".into(), |c| format!("${c:.4}")),
-            s.wall_ms.0 / 1e3,
-            s.wall_ms.1 / 1e3,
-            s.ttft_ms.map_or("–".into(), |(a, b)| format!("{:.2} / {:.2}", a / 1e3, b / 1e3)),
-            s.calls_mean,
-        ));
-    }
-    let skills: String = summary
-        .iter()
-        .filter(|s| !s.skills.is_empty())
-        .map(|s| {
-            let cells: String = s
-                .skills
-                .iter()
-                .map(|(k, e)| format!("{}: {:.2} [{:.2}, {:.2}]; ", esc(k), e.mean, e.lo, e.hi))
-                .collect();
-            format!("<li>{}: {cells}</li>", esc(&s.recipe))
-        })
-        .collect();
+    let rows: String = summary.iter().map(row).collect();
+    let skills: String = summary.iter().filter(|s| !s.skills.is_empty()).map(skills_item).collect();
     let skills = if skills.is_empty() { String::new() } else { format!("<h2>Per skill</h2><ul>{skills}</ul>") };
     format!(
         r#"<!doctype html>
@@ -97,6 +60,39 @@ svg {{ max-width: 100%; height: auto; font-size: 11px; }}
     )
 }
 
+/// The summary table's row for one recipe.
+fn row(s: &RecipeSummary) -> String {
+    let score =
+        s.score.as_ref().map_or("–".into(), |e| format!("{:.3} <small>[{:.3}, {:.3}]</small>", e.mean, e.lo, e.hi));
+    let vs = s.vs_best_baseline.as_ref().map_or("–".into(), |(b, p)| {
+        let diff = p
+            .diff
+            .as_ref()
+            .map_or(String::new(), |d| format!(", difference {:+.3} [{:+.3}, {:+.3}]", d.mean, d.lo, d.hi));
+        format!("{}/{}/{} <small>p = {:.3}{diff} vs {}</small>", p.wins, p.losses, p.ties, p.p_value, esc(b))
+    });
+    format!(
+        "<tr><th scope=row>{}{}</th><td>{}{}</td><td>{score}</td><td>{vs}</td><td>{:.0}</td><td>{}</td><td>{:.2} / {:.2}</td><td>{}</td><td>{:.1}</td></tr>\n",
+        esc(&s.recipe),
+        if s.baseline { " <small>(baseline)</small>" } else { "" },
+        s.items,
+        if s.failed > 0 { format!(" <small>({} failed)</small>", s.failed) } else { String::new() },
+        s.tokens_mean,
+        s.cost.map_or("–".into(), |c| format!("${c:.4}")),
+        s.wall_ms.0 / 1e3,
+        s.wall_ms.1 / 1e3,
+        s.ttft_ms.map_or("–".into(), |(a, b)| format!("{:.2} / {:.2}", a / 1e3, b / 1e3)),
+        s.calls_mean,
+    )
+}
+
+/// A recipe's per-skill scores, as a list item.
+fn skills_item(s: &RecipeSummary) -> String {
+    let cells: String =
+        s.skills.iter().map(|(k, e)| format!("{}: {:.2} [{:.2}, {:.2}]; ", esc(k), e.mean, e.lo, e.hi)).collect();
+    format!("<li>{}: {cells}</li>", esc(&s.recipe))
+}
+
 /// One scatter chart: `xs[i]` for recipe `i` (those without one are left out).
 fn chart(title: &str, x_label: &str, summary: &[RecipeSummary], xs: &[Option<f64>]) -> String {
     let (w, h, l, r, t, b) = (520.0, 360.0, 56.0, 150.0, 30.0, 44.0);
@@ -119,35 +115,10 @@ fn chart(title: &str, x_label: &str, summary: &[RecipeSummary], xs: &[Option<f64
     let xmax = points.iter().map(|p| p.1).fold(0.0_f64, f64::max).max(1e-9) * 1.1;
     let ymin = points.iter().map(|p| p.3).fold(f64::INFINITY, f64::min).min(0.0);
     let ymax = points.iter().map(|p| p.4).fold(f64::NEG_INFINITY, f64::max).max(ymin + 1e-9);
-    let px = |x: f64| l + (w - l - r) * x / xmax;
-    let py = |y: f64| t + (h - t - b) * (1.0 - (y - ymin) / (ymax - ymin));
-    // Axes, ticks and labels.
-    svg.push_str(&format!(
-        r##"<line x1="{l}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#1d1d1f"/><line x1="{l}" y1="{t}" x2="{l}" y2="{y0}" stroke="#1d1d1f"/>"##,
-        y0 = h - b,
-        x1 = w - r
-    ));
-    for k in 0..=4 {
-        let xv = xmax * f64::from(k) / 4.0;
-        let yv = ymin + (ymax - ymin) * f64::from(k) / 4.0;
-        svg.push_str(&format!(
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#5f6368">{}</text><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#5f6368">{:.2}</text>"##,
-            px(xv),
-            h - b + 14.0,
-            tick(xv),
-            l - 6.0,
-            py(yv) + 4.0,
-            yv
-        ));
-    }
-    svg.push_str(&format!(
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle">score</text>"#,
-        (l + w - r) / 2.0,
-        h - 8.0,
-        esc(x_label),
-        (t + h - b) / 2.0,
-        (t + h - b) / 2.0
-    ));
+    let frame = Frame { w, h, l, r, t, b };
+    let px = |x: f64| frame.px(x, xmax);
+    let py = |y: f64| frame.py(y, ymin, ymax);
+    svg.push_str(&axes(&frame, x_label, xmax, ymin, ymax));
     // The Pareto front: higher score, lower x.
     let front = pareto(&points.iter().map(|p| (p.2, p.1)).collect::<Vec<_>>());
     let mut on: Vec<&(usize, f64, f64, f64, f64)> =
@@ -184,6 +155,62 @@ fn chart(title: &str, x_label: &str, summary: &[RecipeSummary], xs: &[Option<f64
     }
     svg.push_str("</svg>");
     svg.push_str(&format!("<figcaption>{}</figcaption></figure>", esc(title)));
+    svg
+}
+
+/// A chart's size and margins (left, right, top, bottom).
+#[derive(Clone, Copy)]
+struct Frame {
+    w: f64,
+    h: f64,
+    l: f64,
+    r: f64,
+    t: f64,
+    b: f64,
+}
+
+impl Frame {
+    fn px(&self, x: f64, xmax: f64) -> f64 {
+        self.l + (self.w - self.l - self.r) * x / xmax
+    }
+
+    fn py(&self, y: f64, ymin: f64, ymax: f64) -> f64 {
+        self.t + (self.h - self.t - self.b) * (1.0 - (y - ymin) / (ymax - ymin))
+    }
+}
+
+/// The axes, their ticks and their labels.
+fn axes(frame: &Frame, x_label: &str, xmax: f64, ymin: f64, ymax: f64) -> String {
+    let Frame { w, h, l, r, t, b } = *frame;
+    let px = |x: f64| frame.px(x, xmax);
+    let py = |y: f64| frame.py(y, ymin, ymax);
+    let mut svg = String::new();
+    svg.push_str(&format!(
+        r##"<line x1="{l}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#1d1d1f"/><line x1="{l}" y1="{t}" x2="{l}" y2="{y0}" stroke="#1d1d1f"/>"##,
+        y0 = h - b,
+        x1 = w - r
+    ));
+    for k in 0..=4 {
+        let xv = xmax * f64::from(k) / 4.0;
+        let yv = ymin + (ymax - ymin) * f64::from(k) / 4.0;
+        svg.push_str(&format!(
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#5f6368">{}</text><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#5f6368">{:.2}</text>"##,
+            px(xv),
+            h - b + 14.0,
+            tick(xv),
+            l - 6.0,
+            py(yv) + 4.0,
+            yv
+        ));
+    }
+    svg.push_str(&format!(
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle">score</text>"#,
+        (l + w - r) / 2.0,
+        h - 8.0,
+        esc(x_label),
+        (t + h - b) / 2.0,
+        (t + h - b) / 2.0
+    ));
     svg
 }
 

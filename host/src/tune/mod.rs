@@ -173,33 +173,7 @@ pub async fn run(t: Tune, transport: &Transport, cancel: CancellationToken) -> R
     }
     let mut last: BTreeMap<String, (usize, RecipeSummary)> = BTreeMap::new();
     for (round, &n) in schedule.iter().enumerate() {
-        let mut entrants: Vec<Entrant> = members
-            .iter()
-            .map(|c| Entrant { name: c.name.clone(), recipe: recipes[&c.name].clone(), baseline: true, resolver: None })
-            .collect();
-        entrants.extend(contenders.iter().map(|name| Entrant {
-            name: name.clone(),
-            recipe: recipes[name].clone(),
-            baseline: false,
-            resolver: None,
-        }));
-        let report = eval::run(
-            Eval {
-                dataset: t.dataset.clone(),
-                entrants,
-                scoring: Scoring::Rule(t.scorer),
-                out: t.out.join("eval"),
-                concurrency: t.concurrency,
-                limit: Some(n),
-                keys: t.keys.clone(),
-                seed: 0,
-                progress: t.progress,
-                sequential: false,
-            },
-            transport,
-            cancel.clone(),
-        )
-        .await?;
+        let report = evaluate(&t, &members, &contenders, &recipes, n, transport, &cancel).await?;
         if report.failed_runs > 0 {
             return Err(TuneError::Failed(report.failed_runs, round + 1));
         }
@@ -240,6 +214,39 @@ pub async fn run(t: Tune, transport: &Transport, cancel: CancellationToken) -> R
     let recipe = recipes[&best.name].clone();
     write(&best_path, &recipe.to_toml())?;
     Ok(Found { entries, best: best.name.clone(), recipe, schedule })
+}
+
+/// One round: the members (baselines) and the contenders on the first `n` items.
+async fn evaluate(
+    t: &Tune,
+    members: &[&Candidate],
+    contenders: &[String],
+    recipes: &BTreeMap<String, Recipe>,
+    n: usize,
+    transport: &Transport,
+    cancel: &CancellationToken,
+) -> Result<eval::Report, TuneError> {
+    let entrant = |name: &str, baseline: bool| Entrant {
+        name: name.to_owned(),
+        recipe: recipes[name].clone(),
+        baseline,
+        resolver: None,
+    };
+    let mut entrants: Vec<Entrant> = members.iter().map(|c| entrant(&c.name, true)).collect();
+    entrants.extend(contenders.iter().map(|name| entrant(name, false)));
+    let eval = Eval {
+        dataset: t.dataset.clone(),
+        entrants,
+        scoring: Scoring::Rule(t.scorer),
+        out: t.out.join("eval"),
+        concurrency: t.concurrency,
+        limit: Some(n),
+        keys: t.keys.clone(),
+        seed: 0,
+        progress: t.progress,
+        sequential: false,
+    };
+    Ok(eval::run(eval, transport, cancel.clone()).await?)
 }
 
 fn entries(
