@@ -55,6 +55,7 @@ pub mod vocab;
 
 pub use vocab::{message, usage};
 
+pub use engine::redact::Redactor;
 pub use engine::{Action, CallError, CallReport, Input, LayerReport, Outcome, Run, RunError, RunOptions};
 pub use event::{CallId, Event};
 pub use http::HttpRequest;

@@ -161,3 +161,24 @@ fn a_results_url_on_another_origin_is_not_fetched_with_the_key() {
     assert!(stderr(&o).contains("not on the provider's own origin: not fetched"), "{}", stderr(&o));
     assert!(!stderr(&o).contains(KEY));
 }
+
+#[test]
+fn a_provider_that_echoes_a_piece_of_the_key_never_gets_it_printed() {
+    for kind in ["openai", "anthropic"] {
+        let fake = FakeBatch::start(Behaviour { echo_key_piece: true, ..Behaviour::default() });
+        let dir = tempfile::tempdir().expect("tmp");
+        let r = recipe(dir.path(), &fake, kind, "b;text=second proposal");
+        let (input, out) = (input(dir.path(), 2), dir.path().join("out.jsonl"));
+        let o = moa_batch(&r, &input, &out).output().expect("runs");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{kind}: {err}");
+        assert!(err.contains("batch API") && err.contains("answered 401"), "{kind}: {err}");
+        // The fake echoed KEY's characters 3..15: no 8 of them in a row may be printed.
+        let piece: String = KEY.chars().skip(3).take(12).collect();
+        for w in piece.as_bytes().windows(8) {
+            let w = std::str::from_utf8(w).expect("ascii");
+            assert!(!err.contains(w), "{kind}: {w:?} of the key printed: {err}");
+        }
+        assert!(err.contains("[redacted key]"), "{kind}: {err}");
+    }
+}

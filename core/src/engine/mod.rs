@@ -16,7 +16,7 @@ mod error;
 mod fit;
 mod layer;
 mod phase;
-mod redact;
+pub mod redact;
 mod report;
 mod response;
 mod stair;

@@ -10,18 +10,20 @@ const MIN_PIECE: usize = 8;
 /// Keys shorter than this are not real keys; redacting them would garble text.
 const MIN_KEY: usize = 4;
 /// What a key becomes.
-pub(crate) const REDACTED: &str = "[redacted key]";
+pub const REDACTED: &str = "[redacted key]";
 
-/// The keys of one run, ready to find in text.
+/// The keys of one run, ready to find in text. Any front end that shows a provider's
+/// own words outside a run (a batch API's errors) redacts them with it too.
 #[derive(Debug, Default)]
-pub(crate) struct Redactor {
+pub struct Redactor {
     keys: Vec<String>,
     /// Every `MIN_PIECE`-byte window of every key (a few dozen: a list is enough).
     pieces: Vec<Vec<u8>>,
 }
 
 impl Redactor {
-    pub(crate) fn new<'a>(keys: impl IntoIterator<Item = &'a String>) -> Redactor {
+    /// A redactor for `keys` (those under 4 characters are not keys and are left alone).
+    pub fn new<'a>(keys: impl IntoIterator<Item = &'a String>) -> Redactor {
         let mut r = Redactor::default();
         for k in keys.into_iter().map(|k| k.trim()).filter(|k| k.len() >= MIN_KEY) {
             for w in k.as_bytes().windows(MIN_PIECE.min(k.len())) {
@@ -34,7 +36,7 @@ impl Redactor {
     }
 
     /// `text` with every key, and every long enough piece of one, replaced.
-    pub(crate) fn redact(&self, text: &str) -> String {
+    pub fn redact(&self, text: &str) -> String {
         if self.keys.is_empty() || text.is_empty() {
             return text.to_owned();
         }

@@ -11,7 +11,8 @@
 //! Anthropic, an `errored` api_error). Job-wide behaviour is the server's: `polls` (how
 //! many polls before a job ends), `expire_first` (the first job expires with half its
 //! requests done: OpenAI's `batch_expired` errors, Anthropic's `expired` results), and
-//! `results_elsewhere` (Anthropic's `results_url` on another origin: a hostile provider).
+//! `results_elsewhere` (Anthropic's `results_url` on another origin: a hostile provider),
+//! `echo_key_piece` (job creation refused with a piece of the key in the message).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -32,6 +33,10 @@ pub struct Behaviour {
     pub expire_first: bool,
     /// Anthropic's results_url points to another origin.
     pub results_elsewhere: bool,
+    /// Job creation is refused (401) with a message that echoes a middle piece of the
+    /// credentials it was sent, as some providers' masks do (`sk-...abcd`): a hostile
+    /// provider's words that must never reach a log whole or in part.
+    pub echo_key_piece: bool,
 }
 
 #[derive(Default)]
@@ -126,9 +131,24 @@ fn new_id(prefix: &str, seen: &BatchSeen) -> String {
     format!("{prefix}_{n:04}")
 }
 
+/// The 401 of `echo_key_piece`: the middle of the credentials sent, in the error message.
+fn echo_piece(seen: &BatchSeen, headers: &HeaderMap) -> Option<Response> {
+    if !seen.behaviour.lock().expect("lock").echo_key_piece {
+        return None;
+    }
+    let auth = headers.get("authorization").or_else(|| headers.get("x-api-key"))?.to_str().ok()?;
+    let key = auth.trim_start_matches("Bearer ");
+    let piece: String = key.chars().skip(3).take(12).collect();
+    let body = json!({ "error": { "message": format!("invalid key ...{piece}... for this project"), "type": "invalid_request_error" } });
+    Some((StatusCode::UNAUTHORIZED, body.to_string()).into_response())
+}
+
 /// `POST /v1/files`: multipart/form-data with `purpose` = `batch` and a `file`.
 async fn upload(State(seen): S, headers: HeaderMap, body: Bytes) -> Response {
     note_auth(&seen, &headers);
+    if let Some(refused) = echo_piece(&seen, &headers) {
+        return refused;
+    }
     let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(boundary) = ct.split("boundary=").nth(1) else {
         return (StatusCode::BAD_REQUEST, r#"{"error":{"message":"expected multipart/form-data"}}"#).into_response();
@@ -332,6 +352,9 @@ async fn poll_openai(State(seen): S, headers: HeaderMap, Path(id): Path<String>)
 /// `POST /v1/messages/batches`.
 async fn create_anthropic(State(seen): S, headers: HeaderMap, axum::Json(req): axum::Json<Value>) -> Response {
     note_auth(&seen, &headers);
+    if let Some(refused) = echo_piece(&seen, &headers) {
+        return refused;
+    }
     if headers.get("anthropic-version").is_none() {
         return (StatusCode::BAD_REQUEST, r#"{"type":"error","error":{"type":"invalid_request_error","message":"anthropic-version header is required"}}"#).into_response();
     }

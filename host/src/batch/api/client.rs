@@ -6,7 +6,7 @@ use super::super::BatchError;
 use super::super::input::hash;
 use super::journal::Reply;
 use super::{Pending, Polling};
-use moa_core::HttpRequest;
+use moa_core::{HttpRequest, Redactor};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -44,17 +44,14 @@ pub(super) struct Api<'a> {
     pub(super) base: String,
     pub(super) headers: Vec<(String, String)>,
     pub(super) anthropic: bool,
-    pub(super) keys: &'a [String],
+    /// Keys out of the provider's words, whole and in pieces (the core's redactor).
+    pub(super) redactor: &'a Redactor,
     pub(super) polling: Polling,
 }
 
 impl Api<'_> {
     fn fail(&self, message: String) -> BatchError {
-        let mut message = message;
-        for k in self.keys.iter().filter(|k| !k.is_empty()) {
-            message = message.replace(k.as_str(), "[key]");
-        }
-        BatchError::Api { provider: self.base.clone(), message }
+        BatchError::Api { provider: self.base.clone(), message: self.redactor.redact(&message) }
     }
 
     /// Sends one request to the batch API, retrying 429s, 5xx and transport errors a few

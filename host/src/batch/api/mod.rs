@@ -30,7 +30,7 @@ use crate::clock::Clock;
 use client::{Api, is_anthropic};
 use journal::{Job, Journal, Reply, fingerprint};
 use moa_core::engine::{Action, Input};
-use moa_core::{CallId, HttpRequest, Run, RunOptions};
+use moa_core::{CallId, HttpRequest, Redactor, Run, RunOptions};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -89,7 +89,7 @@ pub async fn run(
     let clock = Clock::new();
     let mut summary = Summary::of_scan(&scan);
     let mut runs = start(&batch, &ledger, &provenance, &clock, &mut summary)?;
-    let keys: Vec<String> = batch.keys.values().cloned().collect();
+    let redactor = Redactor::new(batch.keys.values());
     let mut seen: HashMap<(u64, u64), usize> = HashMap::new();
     loop {
         let (pending, tick) = collect(&mut runs, &mut seen, &ledger, &batch, &provenance, &mut summary)?;
@@ -116,7 +116,7 @@ pub async fn run(
                 feed(run, p.call, reply, now);
             }
         }
-        let api = Apis { client: transport.client(), keys: &keys, polling };
+        let api = Apis { client: transport.client(), redactor: &redactor, polling };
         let Some(results) = round(&todo, &mut journal, &api, &cancel).await? else { break };
         let by_id: HashMap<&str, &Pending> = todo.iter().map(|p| (p.custom_id.as_str(), p)).collect();
         let now = clock.now();
@@ -215,7 +215,7 @@ fn collect(
 /// What every provider's batch API client shares.
 struct Apis<'a> {
     client: &'a reqwest::Client,
-    keys: &'a [String],
+    redactor: &'a Redactor,
     polling: Polling,
 }
 
@@ -229,7 +229,7 @@ impl Apis<'_> {
             base: endpoint.to_owned(),
             headers: calls[0].http.headers.iter().filter(|(k, _)| !skip.contains(&k.as_str())).cloned().collect(),
             anthropic: is_anthropic(&calls[0].http),
-            keys: self.keys,
+            redactor: self.redactor,
             polling: self.polling,
         }
     }
