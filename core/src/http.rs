@@ -21,6 +21,9 @@ pub struct HttpRequest {
     /// transport that shares a provider's `max_concurrency` across runs keys it by this,
     /// never by a URL prefix (`.../v1` must not capture `.../v1beta`).
     pub endpoint: String,
+    /// Which wire format it speaks: a batch transport picks the provider's batch API by
+    /// it (never by guessing from the URL).
+    pub kind: crate::vocab::ProviderKind,
 }
 
 /// Headers whose values are secrets and never printed.
@@ -43,6 +46,7 @@ impl fmt::Debug for HttpRequest {
             .field("headers", &headers)
             .field("body", &self.body)
             .field("endpoint", &self.endpoint)
+            .field("kind", &self.kind)
             .finish()
     }
 }
@@ -310,6 +314,7 @@ mod tests {
             headers: h(&[("authorization", "Bearer sk-SECRET"), ("x-api-key", "SECRET2")]),
             body: "{}".into(),
             endpoint: "https://x".into(),
+            kind: crate::vocab::ProviderKind::OpenAi,
         };
         let s = format!("{r:?}");
         assert!(!s.contains("SECRET"), "{s}");

@@ -47,6 +47,7 @@ pub(super) fn request(base: &str, key: Option<&str>, req: &ChatRequest<'_>) -> H
         headers,
         body: body.to_string(),
         endpoint: String::new(),
+        kind: crate::vocab::ProviderKind::Anthropic,
     }
 }
 

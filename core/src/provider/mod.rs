@@ -2,6 +2,7 @@
 //! how a streamed (or, from a server that ignores `stream`, a plain JSON) response is read.
 
 pub mod anthropic;
+pub mod batch;
 pub mod openai;
 
 use crate::http::HttpRequest;

@@ -9,14 +9,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// A call's result: the HTTP status the provider gave it and its body, or status 0 and
-/// why there is none.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub(super) struct Reply {
-    pub(super) custom_id: String,
-    pub(super) status: u16,
-    pub(super) body: String,
-}
+/// A call's result, as the journal keeps it.
+pub(super) use moa_core::provider::batch::BatchReply as Reply;
 
 /// A job as recorded when created: which requests it holds, as a hash of their
 /// `custom_id`s (the same round after a restart asks for the same set).

@@ -27,7 +27,7 @@ use super::record::ResultLine;
 use super::{Batch, BatchError, Provenance, Summary, item_seed};
 use crate::Transport;
 use crate::clock::Clock;
-use client::{Api, is_anthropic};
+use client::Api;
 use journal::{Job, Journal, Reply, fingerprint};
 use moa_core::engine::{Action, Input};
 use moa_core::{CallId, HttpRequest, Redactor, Run, RunOptions};
@@ -228,7 +228,7 @@ impl Apis<'_> {
             client: self.client,
             base: endpoint.to_owned(),
             headers: calls[0].http.headers.iter().filter(|(k, _)| !skip.contains(&k.as_str())).cloned().collect(),
-            anthropic: is_anthropic(&calls[0].http),
+            kind: calls[0].http.kind,
             redactor: self.redactor,
             polling: self.polling,
         }
