@@ -96,8 +96,7 @@ async fn batch_throughput(transport: &Transport) {
         concurrency: 64,
         proposals: false,
         seed: 0,
-        progress: false,
-        bar: None,
+        on_progress: None,
         select: Default::default(),
     };
     let start = Instant::now();

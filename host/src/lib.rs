@@ -5,11 +5,11 @@
 
 pub mod batch;
 pub mod clock;
-pub mod display;
 pub mod eval;
 pub mod keys;
 pub mod local;
 pub mod plugin;
+pub mod progress;
 pub mod recipes;
 pub mod serve;
 pub mod transport;

@@ -25,11 +25,10 @@ pub use record::{Provenance, ResultLine, Timings};
 
 use crate::clock::Clock;
 use crate::transport::Transport;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use moa_core::{Event, Outcome, Recipe, Run, RunOptions, Usage};
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, IsTerminal, Read, Seek, Write};
+use std::io::{BufRead, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
@@ -210,11 +209,8 @@ pub struct Batch {
     pub proposals: bool,
     /// Seed for retry jitter (each item gets its own, derived from this).
     pub seed: u64,
-    /// Show a progress bar on stderr.
-    pub progress: bool,
-    /// The bar to show it on (one of several, under `moa eval`); a bar of its own when
-    /// `None`.
-    pub bar: Option<ProgressBar>,
+    /// Told how far it has got: when it starts, then after each item.
+    pub on_progress: Option<crate::progress::OnProgress>,
     /// Which of the input's items this run takes (a shard; repeats skipped).
     pub select: Select,
 }
@@ -290,7 +286,8 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
     let ledger = Ledger::open(&batch.output, &mut lock)?;
     let scan = input::scan(&batch.input, &batch.select, &ledger.done)?;
     let summary = Arc::new(Mutex::new(Summary::of_scan(&scan)));
-    let bar = progress_bar(&batch, summary.lock().map_or(0, |s| s.total), scan.answered);
+    let report = Reporter(batch.on_progress.clone());
+    report.of(&summary.lock().map(|s| s.clone()).unwrap_or_default());
     let provenance = Arc::new(Provenance::of(&batch.recipe));
     let slots = Arc::new(Semaphore::new(batch.concurrency.max(1)));
     // The caller set the transport's provider caps (across every recipe it runs at once).
@@ -310,7 +307,7 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
             r.map_err(|e| io(&batch.output)(std::io::Error::other(e)))?.map_err(io(&batch.output))?;
         }
         let (batch, transport, cancel, out) = (batch.clone(), transport.clone(), cancel.clone(), ledger.appender());
-        let (summary, bar, provenance) = (summary.clone(), bar.clone(), provenance.clone());
+        let (summary, report, provenance) = (summary.clone(), report.clone(), provenance.clone());
         tasks.spawn(async move {
             let _permit = permit;
             let seed = item_seed(batch.seed, &item.id);
@@ -321,9 +318,7 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
             out.append(&ResultLine::new(&item.id, &outcome, batch.proposals, &provenance, seed))?;
             let mut s = summary.lock().map_err(|_| std::io::Error::other("poisoned"))?;
             s.count(&outcome);
-            bar.inc(1);
-            let cost = s.cost.map(|c| format!(" ${c:.4}")).unwrap_or_default();
-            bar.set_message(format!("{} tok{cost} {} failed", s.usage.total(), s.failed));
+            report.of(&s);
             Ok::<(), std::io::Error>(())
         });
     }
@@ -331,9 +326,27 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
         r.map_err(|e| io(&batch.output)(std::io::Error::other(e)))?.map_err(io(&batch.output))?;
     }
     ledger.close()?;
-    bar.finish();
     let s = summary.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(s)
+}
+
+/// Tells the caller's callback, if any, how far a summary has got.
+#[derive(Clone)]
+struct Reporter(Option<crate::progress::OnProgress>);
+
+impl Reporter {
+    fn of(&self, s: &Summary) {
+        if let Some(f) = &self.0 {
+            let done = s.skipped + s.answered + s.failed;
+            f(&crate::progress::Progress {
+                total: s.total,
+                done,
+                tokens: s.usage.total(),
+                cost: s.cost,
+                failed: s.failed,
+            });
+        }
+    }
 }
 
 /// One item's run, driven to its end (or to `cancel`).
@@ -353,25 +366,6 @@ async fn answer(
         Ok(mut run) => transport.drive(&mut run, &clock, cancel, |_: &Event| {}).await,
         Err(e) => not_started(e),
     }
-}
-
-fn progress_bar(batch: &Batch, total: usize, done: usize) -> ProgressBar {
-    if !batch.progress {
-        return ProgressBar::hidden();
-    }
-    if let Some(bar) = &batch.bar {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        return bar.clone();
-    }
-    let target =
-        if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-    let bar = ProgressBar::with_draw_target(Some(total as u64), target);
-    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} items  {per_sec}  eta {eta}  {msg}") {
-        bar.set_style(style);
-    }
-    bar.set_position(done as u64);
-    bar
 }
 
 #[cfg(test)]

@@ -166,8 +166,7 @@ async fn judge(
         concurrency: 16,
         proposals: false,
         seed: 0,
-        progress: false,
-        bar: None,
+        on_progress: None,
         select: Select::default(),
     };
     batch::run(job, &transport, cancel.clone()).await.map_err(|e| e.to_string())?;
@@ -303,8 +302,7 @@ fn prepare(
         concurrency: args.concurrency,
         proposals: args.proposals || exports.iter().any(|e| e.format == Format::Dpo),
         seed: args.recipe.seed,
-        progress: !args.quiet,
-        bar: None,
+        on_progress: (!args.quiet).then(|| super::progress::batch_bar(true)),
         select: Select { shard, dedup: args.dedup },
     };
     Ok((job, transport))

@@ -165,7 +165,7 @@ pub(crate) async fn run_eval(args: EvalArgs) -> ExitCode {
         limit: args.limit,
         keys: keys_by_provider,
         seed: args.seed,
-        progress: !args.quiet,
+        progress: (!args.quiet).then(|| super::progress::eval_bars(true)),
         sequential: args.sequential,
     };
     let cancel = interrupt_token();

@@ -2,9 +2,11 @@
 
 pub(crate) mod batch;
 pub(crate) mod common;
+pub(crate) mod display;
 pub(crate) mod eval;
 pub(crate) mod local;
 pub(crate) mod plugin;
+pub(crate) mod progress;
 pub(crate) mod recipes;
 pub(crate) mod run;
 pub(crate) mod serve;

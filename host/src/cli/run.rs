@@ -1,9 +1,9 @@
 //! `moa run`: one prompt, the answer streamed to stdout.
 
 use super::common::{FAILED, INTERRUPTED, RecipeArgs, bad, interrupt_token, transport};
+use super::display::{Display, Mode};
 use clap::Args;
 use moa_core::{Message, Run, RunError, RunOptions};
-use moa_host::display::{Display, Mode};
 use moa_host::{Clock, keys};
 use std::io::Read;
 use std::process::ExitCode;

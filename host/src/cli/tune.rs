@@ -106,7 +106,7 @@ pub(crate) async fn run_tune(args: TuneArgs) -> ExitCode {
         out: args.output.clone(),
         concurrency: args.concurrency,
         keys,
-        progress: !args.quiet,
+        progress: (!args.quiet).then(|| super::progress::eval_bars(true)),
         on_round: Box::new(|round, items, kept| {
             eprintln!("moa tune: round {round} on {items} items; going on: {}", kept.join(", "));
         }),

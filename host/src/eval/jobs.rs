@@ -4,9 +4,7 @@
 use super::{Eval, EvalError, io};
 use crate::batch::{self, Batch};
 use crate::transport::Transport;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use moa_core::Recipe;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -35,24 +33,15 @@ pub struct Job {
     pub label: String,
 }
 
+/// Runs `jobs`, one at a time or all at once (`eval.sequential`); how many items failed.
 pub async fn run_jobs(
     eval: &Eval,
     jobs: Vec<Job>,
     transport: &Transport,
     cancel: &CancellationToken,
 ) -> Result<usize, EvalError> {
-    let bars = MultiProgress::with_draw_target(if eval.progress && std::io::stderr().is_terminal() {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
     let mut running = Vec::new();
     for job in jobs {
-        let bar = bars.add(ProgressBar::new(0));
-        if let Ok(style) = ProgressStyle::with_template("{prefix:30!} {bar:25} {pos}/{len}  eta {eta}  {msg}") {
-            bar.set_style(style);
-        }
-        bar.set_prefix(job.label.clone());
         let b = Batch {
             recipe: job.recipe,
             resolver: job.resolver,
@@ -62,8 +51,7 @@ pub async fn run_jobs(
             concurrency: eval.concurrency,
             proposals: true,
             seed: eval.seed,
-            progress: eval.progress,
-            bar: Some(bar),
+            on_progress: eval.progress.as_ref().map(|bar_for| bar_for(&job.label)),
             select: Default::default(),
         };
         running.push(batch::run(b, transport, cancel.clone()));

@@ -113,8 +113,8 @@ pub struct Eval {
     pub keys: BTreeMap<String, String>,
     /// Seed for retry jitter.
     pub seed: u64,
-    /// Progress bars on stderr.
-    pub progress: bool,
+    /// Makes each batch's progress callback, by its label (the command line's bars).
+    pub progress: Option<crate::progress::ProgressFor>,
     /// Run one recipe at a time, so each one's wall time and time to first token are
     /// measured without the others competing for the same servers.
     pub sequential: bool,

@@ -75,8 +75,8 @@ pub struct Tune {
     pub concurrency: usize,
     /// API keys by provider.
     pub keys: BTreeMap<String, String>,
-    /// Progress bars.
-    pub progress: bool,
+    /// Makes each evaluation batch's progress callback, by its label.
+    pub progress: Option<crate::progress::ProgressFor>,
     /// Told after each round: its number, items, and the contenders kept.
     pub on_round: OnRound,
 }
@@ -243,7 +243,7 @@ async fn evaluate(
         limit: Some(n),
         keys: t.keys.clone(),
         seed: 0,
-        progress: t.progress,
+        progress: t.progress.clone(),
         sequential: false,
     };
     Ok(eval::run(eval, transport, cancel.clone()).await?)
