@@ -11,7 +11,8 @@
 //! this list), as OpenAI-compatible servers commonly do; they change nothing moa does.
 
 use moa_core::{Message, Recipe, RecipeError, Role};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 /// A request moa will run.
 pub struct ChatRequest {
@@ -25,7 +26,7 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// Extension: also return every layer's proposals.
     pub moa_proposals: bool,
-    knobs: Map<String, Value>,
+    wire: ChatCompletionRequest,
 }
 
 /// Why a request is refused: a 400 with OpenAI's `param` and `code`.
@@ -51,17 +52,128 @@ fn unsupported(param: &str, what: &str) -> BadRequest {
     }
 }
 
-/// The parameters moa passes to the final aggregator, by request name.
-const KNOBS: [&str; 8] = [
-    "temperature",
-    "max_tokens",
-    "max_completion_tokens",
-    "top_p",
-    "seed",
-    "stop",
-    "presence_penalty",
-    "frequency_penalty",
-];
+/// A chat-completions request body as OpenAI defines it, the fields moa reads typed (a
+/// field of the wrong type is a 400 naming it, by its path); every other field is
+/// ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct ChatCompletionRequest {
+    /// The recipe's name.
+    pub model: Option<String>,
+    /// The conversation.
+    pub messages: Option<Vec<WireMessage>>,
+    /// Stream the answer.
+    pub stream: Option<bool>,
+    /// Stream options.
+    pub stream_options: Option<StreamOptions>,
+    /// moa's extension: every layer's proposals too.
+    pub moa_proposals: Option<bool>,
+    /// Choices wanted (only 1).
+    pub n: Option<u64>,
+    /// Tools (refused unless empty).
+    pub tools: Option<Vec<Value>>,
+    /// Functions, the old name of tools (refused unless empty).
+    pub functions: Option<Vec<Value>>,
+    /// Tool choice (refused unless "none").
+    pub tool_choice: Option<Value>,
+    /// Function call, the old name of tool choice (refused unless "none").
+    pub function_call: Option<Value>,
+    /// Response format (only text).
+    pub response_format: Option<ResponseFormat>,
+    /// Log probabilities (refused when true).
+    pub logprobs: Option<bool>,
+    /// Top log probabilities (refused).
+    pub top_logprobs: Option<Value>,
+    /// Audio output (refused).
+    pub audio: Option<Value>,
+    /// Output modalities (only text).
+    pub modalities: Option<Vec<String>>,
+    /// The aggregator's sampling temperature.
+    pub temperature: Option<f64>,
+    /// The aggregator's answer length.
+    pub max_tokens: Option<u64>,
+    /// The aggregator's answer length (the newer name; it wins).
+    pub max_completion_tokens: Option<u64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Seed.
+    pub seed: Option<u64>,
+    /// Stop sequences.
+    pub stop: Option<Stop>,
+    /// Presence penalty.
+    pub presence_penalty: Option<f64>,
+    /// Frequency penalty.
+    pub frequency_penalty: Option<f64>,
+}
+
+/// One message of the conversation.
+#[derive(Debug, Deserialize)]
+pub struct WireMessage {
+    /// `system`, `developer`, `user` or `assistant`.
+    pub role: Option<WireRole>,
+    /// Text, or a list of text parts.
+    #[serde(default)]
+    pub content: Option<Content>,
+}
+
+/// The roles moa takes.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireRole {
+    /// A system prompt.
+    System,
+    /// A system prompt, by its newer name.
+    Developer,
+    /// The user.
+    User,
+    /// The assistant.
+    Assistant,
+}
+
+/// A message's content.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// Parts (only text ones).
+    Parts(Vec<Part>),
+}
+
+/// A part of a message's content.
+#[derive(Debug, Deserialize)]
+pub struct Part {
+    /// `text` (other types are refused).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text.
+    pub text: Option<String>,
+}
+
+/// `stream_options`.
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    /// Add a usage chunk at the end.
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// `response_format`.
+#[derive(Debug, Deserialize)]
+pub struct ResponseFormat {
+    /// `text` (others are refused).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// `stop`: one sequence or several.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
 
 /// Parses a request body.
 pub fn parse(body: &[u8]) -> Result<ChatRequest, BadRequest> {
@@ -70,112 +182,83 @@ pub fn parse(body: &[u8]) -> Result<ChatRequest, BadRequest> {
         param: None,
         code: Some("invalid_json"),
     })?;
-    let Value::Object(mut o) = v else {
+    if !v.is_object() {
         return Err(BadRequest { message: "the body must be a JSON object".into(), param: None, code: None });
-    };
-    refuse_unsupported(&o)?;
-    let model = match o.remove("model") {
-        Some(Value::String(m)) => m,
-        Some(_) => return Err(bad("model", "model must be a string")),
-        None => return Err(bad("model", "model is required (a recipe name; see GET /v1/models)")),
-    };
-    let messages = match o.remove("messages") {
-        Some(Value::Array(ms)) if !ms.is_empty() => {
-            ms.into_iter().enumerate().map(|(i, m)| to_message(m, i)).collect::<Result<Vec<_>, _>>()?
-        }
-        Some(Value::Array(_)) => return Err(bad("messages", "messages must not be empty")),
-        Some(_) => return Err(bad("messages", "messages must be an array")),
+    }
+    let req: ChatCompletionRequest = serde_path_to_error::deserialize(v).map_err(|e| {
+        let param = e.path().to_string();
+        let message = format!("{param}: {}", e.inner());
+        BadRequest { message, param: Some(param), code: None }
+    })?;
+    refuse_unsupported(&req)?;
+    let model =
+        req.model.clone().ok_or_else(|| bad("model", "model is required (a recipe name; see GET /v1/models)"))?;
+    let messages = match &req.messages {
+        Some(ms) if !ms.is_empty() => ms.iter().enumerate().map(|(i, m)| to_message(m, i)).collect::<Result<_, _>>()?,
+        Some(_) => return Err(bad("messages", "messages must not be empty")),
         None => return Err(bad("messages", "messages is required")),
     };
-    let flag = |o: &Map<String, Value>, k: &str| -> Result<bool, BadRequest> {
-        match o.get(k) {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(bad(k, format!("{k} must be true or false"))),
-        }
-    };
-    let stream = flag(&o, "stream")?;
-    let moa_proposals = flag(&o, "moa_proposals")?;
-    let include_usage = match o.get("stream_options") {
-        Some(Value::Object(so)) => matches!(so.get("include_usage"), Some(Value::Bool(true))),
-        _ => false,
-    };
-    let knobs =
-        KNOBS.iter().filter_map(|k| o.remove(*k).filter(|v| !v.is_null()).map(|v| ((*k).to_owned(), v))).collect();
-    Ok(ChatRequest { model, messages, stream, include_usage, moa_proposals, knobs })
+    Ok(ChatRequest {
+        model,
+        messages,
+        stream: req.stream.unwrap_or(false),
+        include_usage: req.stream_options.as_ref().is_some_and(|o| o.include_usage),
+        moa_proposals: req.moa_proposals.unwrap_or(false),
+        wire: req,
+    })
 }
 
-fn refuse_unsupported(o: &Map<String, Value>) -> Result<(), BadRequest> {
-    let present = |k: &str| o.get(k).is_some_and(|v| !v.is_null());
-    if let Some(n) = o.get("n").filter(|v| !v.is_null())
-        && n.as_u64() != Some(1)
-    {
+fn refuse_unsupported(r: &ChatCompletionRequest) -> Result<(), BadRequest> {
+    if r.n.is_some_and(|n| n != 1) {
         return Err(unsupported("n", "more than one choice"));
     }
-    for k in ["tools", "functions"] {
-        if o.get(k).is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
+    for (k, v) in [("tools", &r.tools), ("functions", &r.functions)] {
+        if v.as_ref().is_some_and(|a| !a.is_empty()) {
             return Err(unsupported(k, "tool and function calling"));
         }
     }
-    for k in ["tool_choice", "function_call"] {
-        if o.get(k).is_some_and(|v| !v.is_null() && v != "none") {
+    for (k, v) in [("tool_choice", &r.tool_choice), ("function_call", &r.function_call)] {
+        if v.as_ref().is_some_and(|v| !v.is_null() && v != "none") {
             return Err(unsupported(k, "tool and function calling"));
         }
     }
-    if let Some(rf) = o.get("response_format").filter(|v| !v.is_null())
-        && rf.get("type").and_then(Value::as_str) != Some("text")
-    {
+    if r.response_format.as_ref().is_some_and(|f| f.kind != "text") {
         return Err(unsupported("response_format", "a response format other than text"));
     }
-    if o.get("logprobs").is_some_and(|v| v == true) {
+    if r.logprobs == Some(true) {
         return Err(unsupported("logprobs", "log probabilities"));
     }
-    if present("top_logprobs") {
+    if r.top_logprobs.as_ref().is_some_and(|v| !v.is_null()) {
         return Err(unsupported("top_logprobs", "log probabilities"));
     }
-    if present("audio") {
+    if r.audio.as_ref().is_some_and(|v| !v.is_null()) {
         return Err(unsupported("audio", "audio output"));
     }
-    if let Some(m) = o.get("modalities").filter(|v| !v.is_null()) {
-        let text_only = m.as_array().is_some_and(|a| a.iter().all(|x| x == "text"));
-        if !text_only {
-            return Err(unsupported("modalities", "an output modality other than text"));
-        }
+    if r.modalities.as_ref().is_some_and(|m| m.iter().any(|x| x != "text")) {
+        return Err(unsupported("modalities", "an output modality other than text"));
     }
     Ok(())
 }
 
-fn to_message(m: Value, i: usize) -> Result<Message, BadRequest> {
+fn to_message(m: &WireMessage, i: usize) -> Result<Message, BadRequest> {
     let param = format!("messages[{i}]");
-    let role = match m.get("role").and_then(Value::as_str) {
-        Some("system" | "developer") => Role::System,
-        Some("user") => Role::User,
-        Some("assistant") => Role::Assistant,
-        Some(other) => {
-            return Err(bad(
-                &format!("{param}.role"),
-                format!("{param}.role: {other:?} is not supported (system, developer, user, assistant)"),
-            ));
-        }
+    let role = match m.role {
+        Some(WireRole::System | WireRole::Developer) => Role::System,
+        Some(WireRole::User) => Role::User,
+        Some(WireRole::Assistant) => Role::Assistant,
         None => return Err(bad(&format!("{param}.role"), format!("{param}.role is required"))),
     };
-    let content = match m.get("content") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
+    let content = match &m.content {
+        None => String::new(),
+        Some(Content::Text(s)) => s.clone(),
+        Some(Content::Parts(parts)) => parts
             .iter()
-            .map(|p| match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
-                (Some("text"), Some(t)) => Ok(t),
+            .map(|p| match (p.kind.as_str(), &p.text) {
+                ("text", Some(t)) => Ok(t.as_str()),
                 _ => Err(bad(&format!("{param}.content"), format!("{param}.content: only text parts are supported"))),
             })
             .collect::<Result<Vec<_>, _>>()?
             .join(""),
-        None | Some(Value::Null) => String::new(),
-        Some(_) => {
-            return Err(bad(
-                &format!("{param}.content"),
-                format!("{param}.content must be a string or a list of text parts"),
-            ));
-        }
     };
     Ok(Message { role, content })
 }
@@ -185,56 +268,26 @@ impl ChatRequest {
     /// 400 naming the parameter that does not fit (a range, a provider that lacks it).
     pub fn apply(&self, recipe: &Recipe) -> Result<Recipe, BadRequest> {
         let mut r = recipe.clone();
-        let agg = &mut r.aggregator;
-        let num = |k: &str| -> Result<Option<f64>, BadRequest> {
-            match self.knobs.get(k) {
-                None => Ok(None),
-                Some(v) => v.as_f64().map(Some).ok_or_else(|| bad(k, format!("{k} must be a number"))),
-            }
-        };
-        let int = |k: &str| -> Result<Option<u64>, BadRequest> {
-            match self.knobs.get(k) {
-                None => Ok(None),
-                Some(v) => v.as_u64().map(Some).ok_or_else(|| bad(k, format!("{k} must be a non-negative integer"))),
-            }
-        };
-        if let Some(t) = num("temperature")? {
-            agg.temperature = Some(t);
-        }
-        let max = int("max_completion_tokens")?.or(int("max_tokens")?);
-        if let Some(n) = max {
+        let (agg, w) = (&mut r.aggregator, &self.wire);
+        agg.temperature = w.temperature.or(agg.temperature);
+        if let Some(n) = w.max_completion_tokens.or(w.max_tokens) {
             agg.max_tokens = Some(u32::try_from(n).map_err(|_| bad("max_tokens", "max_tokens is too large"))?);
         }
-        if let Some(p) = num("top_p")? {
-            agg.top_p = Some(p);
-        }
-        if let Some(s) = int("seed")? {
-            agg.seed = Some(s);
-        }
-        if let Some(p) = num("presence_penalty")? {
-            agg.presence_penalty = Some(p);
-        }
-        if let Some(p) = num("frequency_penalty")? {
-            agg.frequency_penalty = Some(p);
-        }
-        match self.knobs.get("stop") {
+        agg.top_p = w.top_p.or(agg.top_p);
+        agg.seed = w.seed.or(agg.seed);
+        agg.presence_penalty = w.presence_penalty.or(agg.presence_penalty);
+        agg.frequency_penalty = w.frequency_penalty.or(agg.frequency_penalty);
+        match &w.stop {
             None => {}
-            Some(Value::String(s)) => agg.stop = vec![s.clone()],
-            Some(Value::Array(a)) => {
-                agg.stop = a
-                    .iter()
-                    .map(|x| x.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| bad("stop", "stop must be a string or an array of strings"))?;
-            }
-            Some(_) => return Err(bad("stop", "stop must be a string or an array of strings")),
+            Some(Stop::One(s)) => agg.stop = vec![s.clone()],
+            Some(Stop::Many(a)) => agg.stop = a.clone(),
         }
         match r.validate() {
             Ok(()) => Ok(r),
             Err(RecipeError::Invalid(errors)) => {
                 let e = &errors[0];
                 let param = e.path.strip_prefix("aggregator.").unwrap_or(&e.path);
-                let param = if param == "max_tokens" && self.knobs.contains_key("max_completion_tokens") {
+                let param = if param == "max_tokens" && self.wire.max_completion_tokens.is_some() {
                     "max_completion_tokens"
                 } else {
                     param
@@ -247,7 +300,18 @@ impl ChatRequest {
 
     /// The parameters the request set for the aggregator, for the access log.
     pub fn knob_names(&self) -> Vec<&str> {
-        self.knobs.keys().map(String::as_str).collect()
+        let w = &self.wire;
+        let set = [
+            ("temperature", w.temperature.is_some()),
+            ("max_tokens", w.max_tokens.is_some()),
+            ("max_completion_tokens", w.max_completion_tokens.is_some()),
+            ("top_p", w.top_p.is_some()),
+            ("seed", w.seed.is_some()),
+            ("stop", w.stop.is_some()),
+            ("presence_penalty", w.presence_penalty.is_some()),
+            ("frequency_penalty", w.frequency_penalty.is_some()),
+        ];
+        set.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
     }
 }
 
@@ -292,5 +356,38 @@ mod tests {
             param(r#"{"model": "m", "messages": [{"role": "tool", "content": "x"}]}"#).as_deref(),
             Some("messages[0].role")
         );
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_named_by_its_path() {
+        let base = r#""model": "m", "messages": [{"role": "user", "content": "hi"}]"#;
+        for (extra, name) in [
+            (r#""stream": "yes""#, "stream"),
+            (r#""temperature": "hot""#, "temperature"),
+            (r#""max_tokens": -1"#, "max_tokens"),
+            (r#""stop": [1, 2]"#, "stop"),
+            (r#""stream_options": {"include_usage": 1}"#, "stream_options.include_usage"),
+        ] {
+            assert_eq!(param(&format!("{{{base}, {extra}}}")).as_deref(), Some(name), "{extra}");
+        }
+        assert_eq!(param(r#"{"model": 5, "messages": []}"#).as_deref(), Some("model"));
+        assert_eq!(
+            param(r#"{"model": "m", "messages": [{"role": "user", "content": 7}]}"#).as_deref(),
+            Some("messages[0].content")
+        );
+        let e = parse(br#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#);
+        assert_eq!(e.err().and_then(|e| e.param).as_deref(), Some("messages[0].content"));
+    }
+
+    #[test]
+    fn the_knobs_reach_the_aggregator_the_newer_length_name_winning() {
+        let body = br#"{"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2,
+            "max_tokens": 9, "max_completion_tokens": 12, "stop": "END", "seed": 3, "user": "ignored"}"#;
+        let req = parse(body).expect("a request");
+        let recipe = moa_core::recipe::preset("moa-lite").expect("a preset");
+        let agg = req.apply(&recipe).expect("applies").aggregator;
+        assert_eq!((agg.temperature, agg.max_tokens, agg.seed), (Some(0.2), Some(12), Some(3)));
+        assert_eq!(agg.stop, ["END"]);
+        assert_eq!(req.knob_names(), ["temperature", "max_tokens", "max_completion_tokens", "seed", "stop"]);
     }
 }
