@@ -49,3 +49,35 @@ async fn a_batch_reports_each_item_to_its_caller() {
     let first = seen.lock().expect("lock").first().cloned().expect("a report");
     assert_eq!((first.total, first.done), (4, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_through_a_batch_api_reports_too() {
+    use moa_testkit::batch_api::{Behaviour, FakeBatch};
+    let fake = FakeBatch::start(Behaviour::default());
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "\"one\"\n\"two\"\n").expect("write");
+    let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let sink = seen.clone();
+    let job = batch::Batch {
+        recipe: recipe(&fake.base_url, &["a"], "agg", ""),
+        resolver: None,
+        keys: Default::default(),
+        input,
+        output: dir.path().join("out.jsonl"),
+        concurrency: 2,
+        proposals: false,
+        seed: 0,
+        on_progress: Some(Arc::new(move |p: &Progress| sink.lock().expect("lock").push(p.clone()))),
+        select: Default::default(),
+    };
+    let polling =
+        batch::api::Polling { min: std::time::Duration::from_millis(10), max: std::time::Duration::from_millis(20) };
+    let s = batch::api::run(job, &Transport::new().expect("transport"), polling, CancellationToken::new())
+        .await
+        .expect("batch");
+    assert_eq!(s.answered, 2);
+    let reports = seen.lock().expect("lock").clone();
+    assert_eq!(reports.first().map(|p| (p.total, p.done)), Some((2, 0)), "{reports:?}");
+    assert_eq!(reports.last().map(|p| (p.total, p.done)), Some((2, 2)), "{reports:?}");
+}

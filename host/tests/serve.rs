@@ -512,6 +512,13 @@ fn started_anywhere_it_serves_the_page_built_into_it_and_www_overrides() {
     }
     let missing = get(&server.base, "/nothing.js");
     assert!(missing.ends_with("404 application/json"), "{missing}");
+    let o = Command::new("curl")
+        .args(["-s", "-X", "POST", "-w", "\n%{http_code}"])
+        .arg(format!("{}/", server.base))
+        .output()
+        .expect("curl");
+    let posted = String::from_utf8_lossy(&o.stdout);
+    assert!(posted.ends_with("405") && posted.contains("method_not_allowed"), "{posted}");
     // --www serves a folder instead; one without a page is refused by name.
     std::fs::write(dir.path().join("index.html"), "<p>mine</p>").expect("write");
     let own = serve(dir.path(), &["--www", &dir.path().display().to_string()]);

@@ -81,10 +81,21 @@ impl<'a> Ledger<'a> {
         self.appender.append(line).map_err(io(&self.path))
     }
 
-    /// Syncs what was appended and lets OUT go.
+    /// Syncs what was appended and lets OUT go, saying if the sync failed.
     pub fn close(self) -> Result<(), BatchError> {
         self.syncer.abort();
         let out = self.appender.out.lock().map_err(|_| io(&self.path)(std::io::Error::other("poisoned")))?;
         out.sync_data().map_err(io(&self.path))
+    }
+}
+
+impl Drop for Ledger<'_> {
+    /// A run that ends early (an error, a bad input) still stops its sync task and syncs
+    /// what it appended, best effort; [`Ledger::close`] is the way that reports failure.
+    fn drop(&mut self) {
+        self.syncer.abort();
+        if let Ok(out) = self.appender.out.lock() {
+            let _ = out.sync_data();
+        }
     }
 }

@@ -332,10 +332,10 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
 
 /// Tells the caller's callback, if any, how far a summary has got.
 #[derive(Clone)]
-struct Reporter(Option<crate::progress::OnProgress>);
+pub(crate) struct Reporter(pub(crate) Option<crate::progress::OnProgress>);
 
 impl Reporter {
-    fn of(&self, s: &Summary) {
+    pub(crate) fn of(&self, s: &Summary) {
         if let Some(f) = &self.0 {
             let done = s.skipped + s.answered + s.failed;
             f(&crate::progress::Progress {

@@ -118,7 +118,6 @@ pub(crate) fn transport() -> Result<Transport, ExitCode> {
     })
 }
 
-/// Whether any strategy of `recipe` is a plugin (then the plugin runtime is started).
 /// The resolver for `recipes`' plugin strategies, relative paths taken from `base`; `None`
 /// when none uses a plugin. Every resolver of the process shares its one runtime.
 pub(crate) fn resolver(recipes: &[&Recipe], base: PathBuf) -> Result<Option<Arc<HostResolver>>, String> {
@@ -136,6 +135,7 @@ pub(crate) fn recipe_folder(spec: &str) -> PathBuf {
     if path.exists() { path.parent().map(PathBuf::from).unwrap_or_default() } else { PathBuf::from(".") }
 }
 
+/// Whether any strategy of `recipe` is a plugin (then the plugin runtime is started).
 pub(crate) fn uses_plugins(recipe: &Recipe) -> bool {
     plugin_specs(recipe).next().is_some()
 }

@@ -37,10 +37,12 @@ impl Ledger {
         };
         let mut lines = Vec::new();
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let line: ResultLine = serde_json::from_str(line).map_err(|e| EvalError::Dataset {
-                path: path.display().to_string(),
-                line: n + 1,
-                reason: format!("not a result line: {e}"),
+            let line: ResultLine = serde_json::from_str(line).map_err(|e| {
+                EvalError::Batch(crate::batch::BatchError::Output {
+                    path: path.display().to_string(),
+                    line: n + 1,
+                    reason: e.to_string(),
+                })
             })?;
             lines.push(line);
         }

@@ -10,7 +10,7 @@ use super::{MAX_MEMORY, TICK};
 use moa_core::strategy::StrategyInput;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 
@@ -103,11 +103,12 @@ impl Runtime {
 
     /// The process's runtime ([`Runtime::default_isolated`]), made on first use and shared
     /// after: every recipe of a process (an evaluation's, a server's) shares its engine, its
-    /// loaded plugins and its one gate on decisions at once. A failure to make it is not
-    /// kept: the next call tries again.
+    /// loaded plugins and its one gate on decisions at once. `exe` is used by the first
+    /// call only (it is the same `moa` binary for every caller). A failure to make it is
+    /// not kept: the next call tries again.
     pub fn shared(exe: PathBuf) -> wasmtime::Result<Arc<Runtime>> {
-        static SHARED: OnceLock<Mutex<Option<Arc<Runtime>>>> = OnceLock::new();
-        let mut slot = SHARED.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|e| e.into_inner());
+        static SHARED: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
+        let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(rt) = slot.as_ref() {
             return Ok(rt.clone());
         }

@@ -188,12 +188,6 @@ async fn not_found(request: Request) -> Response {
     error(StatusCode::NOT_FOUND, "invalid_request_error", None, Some("unknown_url"), &message)
 }
 
-/// 404 for a page file that is not there.
-fn not_found_path(path: &str) -> Response {
-    let message = format!("no route for GET /{path}");
-    error(StatusCode::NOT_FOUND, "invalid_request_error", None, Some("unknown_url"), &message)
-}
-
 /// Makes every error an OpenAI error: axum's and tower's own rejections (405, 413, a
 /// body that is not JSON, ...) come back with OpenAI's error body, never plain text.
 async fn openai_errors(request: Request, next: Next) -> Response {

@@ -1,7 +1,8 @@
 //! The web page, built into the binary (`host/build.rs`), served at `/` wherever `moa
 //! serve` is started; `--www DIR` serves a folder instead.
 
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 include!(concat!(env!("OUT_DIR"), "/www.rs"));
@@ -39,9 +40,21 @@ const NO_MODULE: &str = "<!doctype html><meta charset=utf-8><title>moa</title>\
  Build it with <code>scripts/build-wasm</code> and rebuild <code>moa</code>, or start\
  <code>moa serve --www DIR</code> with a built page. The API is at <code>/v1</code>.</p>";
 
-/// Serves the embedded page: `/` is `index.html`.
-pub async fn serve(uri: Uri) -> Response {
-    let path = match uri.path().trim_start_matches('/') {
+/// Serves the embedded page: `/` is `index.html`; GET and HEAD only (405 otherwise, as
+/// a folder served with `--www` answers).
+pub async fn serve(request: Request) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut r = super::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            None,
+            Some("method_not_allowed"),
+            "this method is not allowed here",
+        );
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let path = match request.uri().path().trim_start_matches('/') {
         "" => "index.html",
         p => p,
     };
@@ -58,7 +71,7 @@ pub async fn serve(uri: Uri) -> Response {
             let kind = HeaderValue::from_static(content_type(path));
             (StatusCode::OK, [(header::CONTENT_TYPE, kind)], bytes).into_response()
         }
-        None => super::not_found_path(path),
+        None => super::not_found(request).await,
     }
 }
 

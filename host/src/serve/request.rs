@@ -152,9 +152,9 @@ pub struct Part {
 /// `stream_options`.
 #[derive(Debug, Default, Deserialize)]
 pub struct StreamOptions {
-    /// Add a usage chunk at the end.
+    /// Add a usage chunk at the end (null: no).
     #[serde(default)]
-    pub include_usage: bool,
+    pub include_usage: Option<bool>,
 }
 
 /// `response_format`.
@@ -202,7 +202,7 @@ pub fn parse(body: &[u8]) -> Result<ChatRequest, BadRequest> {
         model,
         messages,
         stream: req.stream.unwrap_or(false),
-        include_usage: req.stream_options.as_ref().is_some_and(|o| o.include_usage),
+        include_usage: req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
         moa_proposals: req.moa_proposals.unwrap_or(false),
         wire: req,
     })

@@ -89,10 +89,13 @@ pub async fn run(
     let clock = Clock::new();
     let mut summary = Summary::of_scan(&scan);
     let mut runs = start(&batch, &ledger, &provenance, &clock, &mut summary)?;
+    let report = super::Reporter(batch.on_progress.clone());
+    report.of(&summary);
     let redactor = Redactor::new(batch.keys.values());
     let mut seen: HashMap<(u64, u64), usize> = HashMap::new();
     loop {
         let (pending, tick) = collect(&mut runs, &mut seen, &ledger, &batch, &provenance, &mut summary)?;
+        report.of(&summary);
         if cancel.is_cancelled() {
             break;
         }
