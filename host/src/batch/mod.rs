@@ -215,6 +215,17 @@ pub struct Batch {
     pub select: Select,
 }
 
+impl Batch {
+    /// The options every item's run starts with: its seed, the keys, its plugin resolver.
+    pub(crate) fn run_options(&self, seed: u64) -> RunOptions<'_> {
+        let mut options = RunOptions { seed, keys: self.keys.clone(), reports_sent: true, ..RunOptions::default() };
+        if let Some(r) = &self.resolver {
+            options.resolver = r.as_ref();
+        }
+        options
+    }
+}
+
 /// What a batch did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Summary {
@@ -358,11 +369,7 @@ async fn answer(
     seed: u64,
 ) -> Outcome {
     let clock = Clock::new();
-    let mut options = RunOptions { seed, keys: batch.keys.clone(), reports_sent: true, ..RunOptions::default() };
-    if let Some(r) = &batch.resolver {
-        options.resolver = r.as_ref();
-    }
-    match Run::with_options(&batch.recipe, messages, clock.now(), options) {
+    match Run::with_options(&batch.recipe, messages, clock.now(), batch.run_options(seed)) {
         Ok(mut run) => transport.drive(&mut run, &clock, cancel, |_: &Event| {}).await,
         Err(e) => not_started(e),
     }

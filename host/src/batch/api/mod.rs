@@ -151,16 +151,8 @@ fn start(
     for item in super::input::todo(&batch.input, &batch.select, &ledger.done)? {
         let item = item?;
         let seed = item_seed(batch.seed, &item.id);
-        let mut options = RunOptions {
-            seed,
-            keys: batch.keys.clone(),
-            reports_sent: true,
-            batch_prices: true,
-            ..RunOptions::default()
-        };
-        if let Some(r) = &batch.resolver {
-            options.resolver = r.as_ref();
-        }
+        // Batch API calls are billed at each price's batch share.
+        let options = RunOptions { batch_prices: true, ..batch.run_options(seed) };
         match Run::with_options(&batch.recipe, item.messages, clock.now(), options) {
             Ok(run) => runs.push(Some((item.id, run, seed))),
             Err(e) => {
