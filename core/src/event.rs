@@ -213,6 +213,10 @@ pub enum Event {
         wall_ms: f64,
         /// Time to first token of the answer ([`Outcome::ttft_ms`](crate::Outcome::ttft_ms)).
         ttft_ms: Option<f64>,
+        /// The tools the answer calls ([`Outcome::tool_calls`](crate::Outcome::tool_calls)).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[cfg_attr(test, ts(optional, as = "Option<Vec<crate::vocab::tools::ToolCall>>"))]
+        tool_calls: Vec<crate::vocab::tools::ToolCall>,
     },
     /// The run ended without an answer.
     RunFailed {

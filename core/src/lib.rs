@@ -46,6 +46,7 @@ pub mod http;
 pub mod provider;
 pub mod recipe;
 mod rng;
+pub mod schema;
 pub mod sse;
 pub mod strategy;
 pub mod time;
@@ -53,7 +54,7 @@ pub mod time;
 mod ts;
 pub mod vocab;
 
-pub use vocab::{message, usage};
+pub use vocab::{message, tools, usage};
 
 pub use engine::redact::Redactor;
 pub use engine::{Action, CallError, CallReport, Input, LayerReport, Outcome, Run, RunError, RunOptions};
@@ -62,4 +63,5 @@ pub use http::HttpRequest;
 pub use message::{Message, Role};
 pub use recipe::{Recipe, RecipeError};
 pub use time::Time;
+pub use tools::{ResponseFormat, Tool, ToolCall, ToolChoice, ToolPolicy, Tools};
 pub use usage::{Price, Usage};

@@ -8,6 +8,9 @@ use crate::event::{CallId, Event, Place};
 use crate::recipe::{Agent, Aggregator, Layer, Policy, Provider, Quorum, Recipe, Staircase};
 use crate::usage::{Price, Usage};
 use crate::vocab::message::{Message, Role};
+use crate::vocab::tools::{
+    FunctionCall, JsonSchemaFormat, ResponseFormat, Tool, ToolCall, ToolChoice, ToolPolicy, Tools,
+};
 use crate::vocab::{OnError, ProviderKind, StrategySpec};
 use ts_rs::{Config, TS};
 
@@ -60,7 +63,15 @@ fn generate() -> String {
     );
     for d in [
         decl::<Role>(&cfg),
+        decl::<FunctionCall>(&cfg),
+        decl::<ToolCall>(&cfg),
         decl::<Message>(&cfg),
+        decl::<Tool>(&cfg),
+        decl::<ToolChoice>(&cfg),
+        decl::<Tools>(&cfg),
+        decl::<ToolPolicy>(&cfg),
+        decl::<JsonSchemaFormat>(&cfg),
+        decl::<ResponseFormat>(&cfg),
         decl::<Usage>(&cfg),
         decl::<Price>(&cfg),
         decl::<ProviderKind>(&cfg),

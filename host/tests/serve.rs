@@ -764,3 +764,43 @@ fn a_served_local_recipe_whose_server_is_down_is_a_warning_after_the_serving_lin
     assert!(warning.contains(&format!("http://127.0.0.1:{port}/v1 (smollm)")), "{log}");
     assert!(warning.contains(&format!("`MOA_SMOLLM_PORT={port} moa local start smollm`")), "{log}");
 }
+
+#[test]
+fn agents_use_tools_and_structured_output_with_the_official_clients() {
+    if !common::needs::wanted(common::needs::Needs::Python) {
+        return;
+    }
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let recipe = |name: &str, agg: &str| {
+        let text = format!(
+            "[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\n[[layers]]\nagents = ['fake:a', 'fake:b']\n\
+             [aggregator]\nmodel = '{agg}'\n[policy]\nretries = 1\nbackoff_secs = 0\n",
+            fake.base_url
+        );
+        std::fs::write(dir.path().join(format!("{name}.toml")), text).expect("write");
+    };
+    recipe("tools", r#"fake:agg;tool=get_weather;args={"city": "Oslo"}"#);
+    recipe("shape", r#"fake:shape;texts={"city": "Oslo"}|{"city": "Oslo", "temp_c": 12}"#);
+    recipe("never", r#"fake:never;text=It is twelve degrees."#);
+    let server = serve(dir.path(), &[]);
+    let o = Command::new(python())
+        .arg(repo().join("tests/serve/openai_tools.py"))
+        .arg(format!("{}/v1", server.base))
+        .output()
+        .expect("python runs (scripts/test installs openai and langchain-openai in ~/.cache/moa/venv)");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("openai tools: 11 checks passed"), "{out}");
+    let bodies = fake.seen.bodies.lock().expect("lock").clone();
+    // Proposers advised without the real tools; the aggregator had them.
+    assert!(bodies.iter().filter(|b| b["model"] == "a").all(|b| b.get("tools").is_none()));
+    assert!(bodies.iter().any(|b| b["model"].as_str().is_some_and(|m| m.starts_with("agg;")) && b["tools"].is_array()));
+    // The schema was asked natively, and the retry was told what was wrong.
+    let shape: Vec<&serde_json::Value> =
+        bodies.iter().filter(|b| b["model"].as_str().is_some_and(|m| m.starts_with("shape;"))).collect();
+    assert_eq!(shape.len(), 2, "one refused answer, one retry");
+    assert_eq!(shape[0]["response_format"]["type"], "json_schema");
+    let told = shape[1]["messages"].as_array().and_then(|m| m.last()).expect("a correction");
+    assert!(told["content"].as_str().is_some_and(|c| c.contains("missing required property \"temp_c\"")), "{told}");
+}

@@ -29,9 +29,11 @@ def refused(param, **kwargs):
 
 
 refused("n", n=2)
-refused("tools", tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
+refused("tools[0].function.parameters",
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "objekt"}}}])
 refused("tool_choice", tool_choice="required")
-refused("response_format", response_format={"type": "json_object"})
+refused("response_format.json_schema.schema",
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "thing"}}})
 refused("logprobs", logprobs=True)
 refused("top_logprobs", top_logprobs=3)
 refused("modalities", modalities=["text", "audio"])

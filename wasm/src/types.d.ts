@@ -1,7 +1,31 @@
 // Generated from moa-core's Rust types by `MOA_BLESS=1 cargo test -p moa-core --lib the_checked_in_declarations`
 // (core/src/ts.rs); a test fails when this file differs. Do not edit by hand.
 
-export type Role = "system" | "user" | "assistant";
+export type Role = "system" | "user" | "assistant" | "tool";
+
+export type FunctionCall = { 
+/**
+ * The function's name.
+ */
+name: string, 
+/**
+ * Its arguments, as JSON text.
+ */
+arguments: string, };
+
+export type ToolCall = { 
+/**
+ * The call's id, which its result answers.
+ */
+id: string, 
+/**
+ * Always `function`.
+ */
+type: string, 
+/**
+ * Which function, with what.
+ */
+function: FunctionCall, };
 
 export type Message = { 
 /**
@@ -11,7 +35,71 @@ role: Role,
 /**
  * Its text.
  */
-content: string, };
+content: string, 
+/**
+ * An assistant's calls of tools.
+ */
+tool_calls?: Array<ToolCall>, 
+/**
+ * The call a tool message answers.
+ */
+tool_call_id?: string | null, };
+
+export type Tool = { 
+/**
+ * Its name, as calls give it.
+ */
+name: string, 
+/**
+ * What it does, for the model.
+ */
+description?: string | null, 
+/**
+ * A JSON schema of its arguments (an object schema).
+ */
+parameters: Record<string, unknown>, 
+/**
+ * OpenAI's strict mode: passed on to providers that take it.
+ */
+strict?: boolean | null, };
+
+export type ToolChoice = "auto" | "none" | "required" | { "function": string };
+
+export type Tools = { 
+/**
+ * The functions.
+ */
+tools: Array<Tool>, 
+/**
+ * Whether a call is wanted.
+ */
+choice: ToolChoice, 
+/**
+ * Whether more than one call may come at once (OpenAI's default: yes).
+ */
+parallel: boolean, };
+
+export type ToolPolicy = "aggregator" | "vote";
+
+export type JsonSchemaFormat = { 
+/**
+ * Its name.
+ */
+name: string, 
+/**
+ * The schema.
+ */
+schema: Record<string, unknown>, 
+/**
+ * OpenAI's strict mode, passed on.
+ */
+strict?: boolean | null, };
+
+export type ResponseFormat = { "type": "text" } | { "type": "json_object" } | { "type": "json_schema", 
+/**
+ * OpenAI's wrapper: `{name, schema, strict}`.
+ */
+json_schema: JsonSchemaFormat, };
 
 export type Usage = { 
 /**
@@ -71,7 +159,13 @@ max_concurrency?: number | null,
  * references would not fit an agent's window, each is shortened by the same share
  * (see docs/strategies.md, "References that fit"). Unlimited when unset.
  */
-context_tokens?: number | null, };
+context_tokens?: number | null, 
+/**
+ * The provider takes tools natively (OpenAI's `tools`, Anthropic's `tool_use`).
+ * When false, a model that should call tools gets them described as text and calls
+ * by answering with JSON (`{"tool_calls": [{"name", "arguments"}]}`).
+ */
+tools?: boolean, };
 
 export type OnError = "fail" | "synthesize";
 
@@ -312,7 +406,12 @@ policy?: Policy,
 /**
  * Optional prices, keyed by `provider:model`, to report costs.
  */
-prices?: { [key in string]: Price }, };
+prices?: { [key in string]: Price }, 
+/**
+ * How the mixture uses the tools a run offers: `aggregator` (proposers advise, the
+ * aggregator calls) or `vote` (the last proposer layer calls; a majority decides).
+ */
+tool_policy?: ToolPolicy, };
 
 export type CallId = number;
 
@@ -330,7 +429,7 @@ layer: number,
  */
 slot: number, };
 
-export type ErrorKind = "status" | "provider" | "truncated" | "malformed" | "refused" | "dns" | "tls" | "connect" | "reset" | "transport" | "timeout" | "stalled" | "invalid" | "cancelled" | "cut";
+export type ErrorKind = "status" | "provider" | "truncated" | "malformed" | "refused" | "dns" | "tls" | "connect" | "reset" | "transport" | "timeout" | "stalled" | "invalid" | "cancelled" | "cut" | "rejected";
 
 export type MoaEvent = { "type": "run_started", 
 /**
@@ -630,7 +729,11 @@ wall_ms: number,
 /**
  * Time to first token of the answer ([`Outcome::ttft_ms`](crate::Outcome::ttft_ms)).
  */
-ttft_ms: number | null, } | { "type": "run_failed", 
+ttft_ms: number | null, 
+/**
+ * The tools the answer calls ([`Outcome::tool_calls`](crate::Outcome::tool_calls)).
+ */
+tool_calls?: Array<ToolCall>, } | { "type": "run_failed", 
 /**
  * Why.
  */
@@ -771,9 +874,14 @@ cost: number | null,
 wasted: Usage, 
 /**
  * Why the aggregator's model stopped (`stop`, `length`, ...), when an aggregator
- * wrote the answer and its provider said.
+ * wrote the answer and its provider said; `tool_calls` when the answer is calls.
  */
 finish_reason: string | null, 
+/**
+ * The tools the answer calls (then `answer` is what the model said beside them,
+ * often nothing). Empty for an answer in words.
+ */
+tool_calls?: Array<ToolCall>, 
 /**
  * Wall time of the run.
  */

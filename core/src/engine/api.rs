@@ -5,6 +5,7 @@ use crate::event::{CallId, Event};
 use crate::http::HttpRequest;
 use crate::strategy::{Builtins, Resolver};
 use crate::time::Time;
+use crate::vocab::tools::{ResponseFormat, Tools};
 use std::collections::BTreeMap;
 
 use super::Outcome;
@@ -141,6 +142,11 @@ pub struct RunOptions<'a> {
     /// The calls go through the providers' batch APIs: costs are at each price's `batch`
     /// share.
     pub batch_prices: bool,
+    /// Tools the answer may call, with the choice and parallel setting (the recipe's
+    /// `tool_policy` says how the mixture uses them).
+    pub tools: Option<Tools>,
+    /// The shape the final answer must have; checked before it is the answer.
+    pub response_format: ResponseFormat,
 }
 
 static BUILTINS: Builtins = Builtins;
@@ -154,6 +160,8 @@ impl Default for RunOptions<'_> {
             reports_sent: false,
             irrevocable_answer: false,
             batch_prices: false,
+            tools: None,
+            response_format: ResponseFormat::Text,
         }
     }
 }

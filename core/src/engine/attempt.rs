@@ -3,11 +3,15 @@
 use super::ErrorKind;
 use super::redact::StreamRedactor;
 use super::stop::StopFilter;
+use super::tooling::Offer;
 use crate::event::CallId;
+use crate::message::Message;
+use crate::provider::ToolCallBuffer;
 use crate::provider::{ProviderKind, ResponseParser};
 use crate::recipe::ResolvedAgent;
 use crate::time::Time;
 use crate::usage::Usage;
+use crate::vocab::tools::ToolCall;
 use std::time::Duration;
 
 /// One agent's progress through its attempts.
@@ -37,6 +41,17 @@ pub(super) struct Slot {
     pub(super) wasted: Usage,
     /// The kind of its last error, with the HTTP status if it had one.
     pub(super) last_error: Option<(ErrorKind, Option<u16>)>,
+    /// What the current attempt was offered of the run's tools.
+    pub(super) offer: Offer,
+    /// The current attempt's tool calls, as they stream.
+    pub(super) tool_buffer: ToolCallBuffer,
+    /// The calls of its accepted answer.
+    pub(super) calls: Vec<ToolCall>,
+    /// Its text is held back until its answer is checked (it writes the final answer,
+    /// and the run has tools or a format): what was delivered cannot be refused.
+    pub(super) hold: bool,
+    /// Why its last answer was refused, as messages appended to its retry.
+    pub(super) correction: Vec<Message>,
 }
 
 pub(super) enum SlotState {
@@ -146,6 +161,11 @@ impl Slot {
             redact: StreamRedactor::default(),
             wasted: Usage::default(),
             last_error: None,
+            offer: Offer::Plain,
+            tool_buffer: ToolCallBuffer::default(),
+            calls: Vec::new(),
+            hold: false,
+            correction: Vec::new(),
         }
     }
 }

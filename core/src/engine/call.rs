@@ -7,6 +7,7 @@ use super::phase::Broken;
 use super::redact::StreamRedactor;
 use super::stop::StopFilter;
 use super::timers::Timer;
+use super::tooling::Offer;
 use super::{Action, CallError, Run, fit};
 use crate::event::{CallId, Event, Place};
 use crate::message::{Message, prepend_system};
@@ -38,6 +39,15 @@ impl Run {
         slot.finish = None;
         slot.stop = StopFilter::default();
         slot.redact = StreamRedactor::default();
+        slot.tool_buffer = Default::default();
+        slot.calls.clear();
+        let offer = self.offer(i);
+        let final_answer = self.writes_answer(i);
+        let slot = &mut self.slots[i];
+        slot.offer = offer;
+        slot.hold = final_answer && self.toolbox.any();
+        messages = self.toolbox.prepare(offer, final_answer, messages);
+        messages.extend(slot.correction.iter().cloned());
         let agent = &slot.agent;
         if let Some(system) = &agent.system {
             prepend_system(&mut messages, system);
@@ -55,6 +65,8 @@ impl Run {
             temperature: agent.temperature,
             max_tokens: agent.max_tokens,
             sampling: &agent.sampling,
+            tools: self.toolbox.tools.as_ref().filter(|_| offer == Offer::Native),
+            response_format: Some(&self.toolbox.format).filter(|f| final_answer && f.is_json()),
         };
         let provider = &self.recipe.providers[&agent.provider];
         // A key goes only to a provider that declares one: a recipe that drops
@@ -127,6 +139,13 @@ impl Run {
     }
 
     pub(super) fn succeed(&mut self, i: SlotId) {
+        let call = match &self.slots[i].state {
+            SlotState::InFlight(f) => f.call,
+            _ => return,
+        };
+        if !self.accept_answer(i, call) {
+            return;
+        }
         let (place_layer, place_slot) = self.place_of(i);
         let Some(flight) = self.end_flight(i, SlotState::Succeeded) else { return };
         let now = self.now;

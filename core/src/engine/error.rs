@@ -48,6 +48,9 @@ pub enum CallError {
     /// The layer went on without it: it had its quorum, or its agents agreed.
     #[error("cut: {0}")]
     Cut(&'static str),
+    /// The answer was refused: tool calls that do not fit, or not the format asked for.
+    #[error("refused: {0}")]
+    Rejected(#[from] super::tooling::Rejection),
 }
 
 impl CallError {
@@ -64,6 +67,7 @@ impl CallError {
             CallError::Invalid(_) => ErrorKind::Invalid,
             CallError::Cancelled => ErrorKind::Cancelled,
             CallError::Cut(_) => ErrorKind::Cut,
+            CallError::Rejected(_) => ErrorKind::Rejected,
         }
     }
 
@@ -88,7 +92,10 @@ impl CallError {
             CallError::Status { status, .. } => crate::http::status_is_retryable(*status),
             CallError::Provider(e) => e.retryable(),
             CallError::Transport { kind: NetError::Refused, loopback, .. } => !loopback,
-            CallError::Transport { .. } | CallError::Timeout(_) | CallError::Stalled(_) => true,
+            // A refused answer is tried again, told why.
+            CallError::Transport { .. } | CallError::Timeout(_) | CallError::Stalled(_) | CallError::Rejected(_) => {
+                true
+            }
             CallError::Invalid(_) | CallError::Cancelled | CallError::Cut(_) => false,
         }
     }

@@ -3,12 +3,14 @@
 use super::attempt::SlotState;
 use super::phase::{Agreement, Broken};
 use super::timers::Timer;
+use super::tooling::{tool_majority, with_calls};
 use super::{CallError, CallReport, ErrorKind, Failure, LayerReport, Run, RunError, secs};
 use crate::event::Event;
 use crate::strategy::Proposal;
 use crate::strategy::normalize_answer;
 use crate::time::millis;
 use crate::usage::{Usage, add_cost};
+use crate::vocab::tools::ToolPolicy;
 
 impl Run {
     /// Closes the current layer's books; returns its proposals.
@@ -40,7 +42,8 @@ impl Run {
                 proposals.push(Proposal {
                     agent: s.agent.label.clone(),
                     model: s.agent.model.clone(),
-                    text: s.text.trim().to_owned(),
+                    // Calls made with the real tools reach the next layer as text.
+                    text: with_calls(&s.text, &s.calls),
                     usage: s.usage,
                     latency_ms: s.latency.map(millis).unwrap_or(0.0),
                 });
@@ -78,7 +81,7 @@ impl Run {
             provider: s.agent.provider.clone(),
             model: s.agent.model.clone(),
             ok,
-            text: if ok { s.text.trim().to_owned() } else { String::new() },
+            text: if ok { with_calls(&s.text, &s.calls) } else { String::new() },
             errors: s.errors.clone(),
             attempts: s.attempts,
             usage: if ok { s.usage } else { None },
@@ -180,6 +183,10 @@ impl Run {
                     let before = stair.map(|s| s.answer).unwrap_or_default();
                     let text = before + &self.slots.agents[0].text;
                     self.finish_reason = self.slots.agents[0].finish.clone();
+                    self.answer_calls = std::mem::take(&mut self.slots.agents[0].calls);
+                    if !self.answer_calls.is_empty() {
+                        self.finish_reason = Some("tool_calls".into());
+                    }
                     self.finish(Ok(text), Some(label))
                 }
             };
@@ -190,6 +197,29 @@ impl Run {
             return self
                 .finish(Err(RunError::TooFewSuccesses { what, succeeded: proposals.len(), needed, failures }), None);
         }
+        if let Some((calls, n)) = self.tool_vote() {
+            let why = format!("tool vote: {n} of {} agents made the same calls", proposals.len());
+            self.answer_calls = calls;
+            self.finish_reason = Some("tool_calls".into());
+            return self.finish(Ok(String::new()), Some(why));
+        }
         self.decide(self.layer + 1, proposals, None, 0);
+    }
+
+    /// Under `tool_policy = "vote"`, after the last proposer layer: the calls a strict
+    /// majority of its successful agents made, and how many made them.
+    fn tool_vote(&self) -> Option<(Vec<crate::vocab::tools::ToolCall>, usize)> {
+        let voting = self.recipe.tool_policy == ToolPolicy::Vote && self.layer + 1 == self.recipe.layers.len();
+        if !voting || self.toolbox.tools.is_none() {
+            return None;
+        }
+        let ok: Vec<&[crate::vocab::tools::ToolCall]> = self
+            .slots
+            .agents
+            .iter()
+            .filter(|s| matches!(s.state, SlotState::Succeeded))
+            .map(|s| s.calls.as_slice())
+            .collect();
+        tool_majority(&ok, ok.len())
     }
 }

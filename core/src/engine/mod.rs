@@ -22,10 +22,12 @@ mod response;
 mod stair;
 mod stop;
 mod timers;
+mod tooling;
 
 pub use api::{Action, Input, RunOptions};
 pub use error::{CallError, ErrorKind, NetError};
 pub use report::{CallReport, Failure, LayerReport, Outcome, RunError};
+pub use tooling::{Rejection, tool_majority};
 
 use crate::event::{CallId, Event, Place};
 use crate::message::{Message, validate_conversation};
@@ -110,6 +112,10 @@ pub struct Run {
     usage: Usage,
     cost: Option<f64>,
     wasted: Usage,
+    /// The tools and the answer's format, checked.
+    toolbox: tooling::Toolbox,
+    /// The calls the answer makes, once decided.
+    answer_calls: Vec<crate::vocab::tools::ToolCall>,
     /// Where the run is.
     phase: Phase,
     scratch: Vec<StreamItem>,
@@ -141,6 +147,7 @@ impl Run {
         let synthesize = StrategySpec::builtin(StrategyKind::Synthesize);
         let specs =
             recipe.layers.iter().skip(1).map(|l| l.strategy.as_ref()).chain([recipe.aggregator.strategy.as_ref()]);
+        let toolbox = tooling::Toolbox::new(options.tools, options.response_format)?;
         let deciders = specs
             .map(|spec| {
                 let spec = spec.unwrap_or(&synthesize);
@@ -175,6 +182,8 @@ impl Run {
             usage: Usage::default(),
             cost: None,
             wasted: Usage::default(),
+            toolbox,
+            answer_calls: Vec::new(),
             phase: Phase::Layer(LayerPhase::default()),
             scratch: Vec::new(),
         };
@@ -307,6 +316,7 @@ impl Run {
     }
 
     fn finish(&mut self, result: Result<String, RunError>, decided_by: Option<String>) {
+        let result = self.check_decided(result, decided_by.as_deref());
         // A run that ends mid-layer (cancelled) still accounts for that layer, and ends
         // every state a UI may show: calls in flight fail as cancelled, agents waiting
         // to retry are stopped.
@@ -338,9 +348,11 @@ impl Run {
                 wasted: self.wasted,
                 wall_ms,
                 ttft_ms,
+                tool_calls: self.answer_calls.clone(),
             }),
             Err(e) => self.emit(Event::RunFailed { error: e.to_string(), t_ms: wall_ms }),
         }
+        let tool_calls = if result.is_ok() { std::mem::take(&mut self.answer_calls) } else { Vec::new() };
         self.phase = Phase::Done(Outcome {
             answer: result,
             decided_by,
@@ -351,6 +363,7 @@ impl Run {
             finish_reason: self.finish_reason.clone(),
             wall_ms,
             ttft_ms,
+            tool_calls,
         });
     }
 }

@@ -78,6 +78,24 @@ pub enum RunError {
     /// The run was cancelled.
     #[error("the run was cancelled")]
     Cancelled,
+    /// The tools or the response format given cannot be used: `field` names which, in
+    /// OpenAI's request terms (`tools[0].function.parameters`, `tool_choice`).
+    #[error("{field}: {message}")]
+    Tools {
+        /// The request field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The answer a strategy or an agreement decided breaks what the run asked for (a
+    /// tool call was required; the format does not match).
+    #[error("{decided_by} decided an answer that was refused: {rejection}")]
+    Rejected {
+        /// What decided it.
+        decided_by: String,
+        /// Why it was refused.
+        rejection: super::tooling::Rejection,
+    },
 }
 
 fn too_few(what: &str, succeeded: usize, needed: usize, failures: &[Failure]) -> String {
@@ -182,8 +200,13 @@ pub struct Outcome {
     /// The part of `usage` spent on attempts that failed or were cancelled.
     pub wasted: Usage,
     /// Why the aggregator's model stopped (`stop`, `length`, ...), when an aggregator
-    /// wrote the answer and its provider said.
+    /// wrote the answer and its provider said; `tool_calls` when the answer is calls.
     pub finish_reason: Option<String>,
+    /// The tools the answer calls (then `answer` is what the model said beside them,
+    /// often nothing). Empty for an answer in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(test, ts(optional, as = "Option<Vec<crate::vocab::tools::ToolCall>>"))]
+    pub tool_calls: Vec<crate::vocab::tools::ToolCall>,
     /// Wall time of the run.
     pub wall_ms: f64,
     /// Time to first token: from the run's start to the first text of its answer that

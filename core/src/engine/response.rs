@@ -102,6 +102,7 @@ impl Run {
                 StreamItem::Usage(u) => slot.usage = Some(u),
                 StreamItem::ServerTime(ms) => slot.server_ms = Some(ms),
                 StreamItem::Finish(reason) => slot.finish = Some(reason),
+                StreamItem::ToolCall(piece) => slot.tool_buffer.push(piece),
                 StreamItem::Text(piece) => {
                     if let SlotState::InFlight(f) = &mut slot.state {
                         f.first_token.get_or_insert(now);
@@ -112,7 +113,9 @@ impl Run {
                         slot.finish = Some("stop".into());
                         text.push_str(&slot.redact.flush(&self.redactor));
                     }
-                    if !text.is_empty() {
+                    if !text.is_empty() && slot.hold {
+                        slot.text.push_str(&text); // delivered once checked
+                    } else if !text.is_empty() {
                         slot.text.push_str(&text);
                         if layer == self.recipe.layers.len() {
                             self.answer_first_token.get_or_insert(now);
@@ -137,6 +140,9 @@ impl Run {
         let text = slot.redact.push(&held, &self.redactor) + &slot.redact.flush(&self.redactor);
         if !text.is_empty() {
             self.slots[i].text.push_str(&text);
+            if self.slots[i].hold {
+                return; // delivered once checked
+            }
             let (layer, slot) = self.place_of(i);
             if layer == self.recipe.layers.len() {
                 self.answer_first_token.get_or_insert(self.now);

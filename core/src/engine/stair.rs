@@ -65,6 +65,10 @@ impl Run {
     /// staircase.
     pub(super) fn stair_begin(&mut self) {
         let Some(st) = self.recipe.aggregator.staircase else { return };
+        // An answer that is checked before it is delivered cannot be started early.
+        if self.toolbox.any() {
+            return;
+        }
         if self.layer + 1 != self.recipe.layers.len() {
             return;
         }

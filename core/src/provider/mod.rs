@@ -10,6 +10,7 @@ use crate::message::Message;
 use crate::sse::{self, SseError, SseEvent};
 use crate::usage::Usage;
 pub use crate::vocab::ProviderKind;
+use crate::vocab::tools::{ResponseFormat, ToolCall, Tools};
 use thiserror::Error;
 
 /// Largest non-streamed response body accepted, in bytes.
@@ -28,6 +29,10 @@ pub struct ChatRequest<'a> {
     pub max_tokens: u32,
     /// Further sampling options.
     pub sampling: &'a crate::vocab::Sampling,
+    /// Tools to offer natively, with the choice and parallel setting.
+    pub tools: Option<&'a Tools>,
+    /// The answer's shape, asked natively where the provider takes it.
+    pub response_format: Option<&'a ResponseFormat>,
 }
 
 /// What a response yields as it is read.
@@ -44,6 +49,73 @@ pub enum StreamItem {
     /// (Anthropic's `end_turn` and `stop_sequence` read `stop`, `max_tokens` reads
     /// `length`).
     Finish(String),
+    /// A piece of a tool call: the call at `index` starts (with its id and name) or its
+    /// arguments grow.
+    ToolCall(ToolCallDelta),
+}
+
+/// A piece of a streamed tool call.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolCallDelta {
+    /// Which call of the answer (its place among the calls).
+    pub index: u32,
+    /// Its id, when this piece starts it.
+    pub id: Option<String>,
+    /// The function's name, when this piece starts it.
+    pub name: Option<String>,
+    /// More of the arguments' JSON text.
+    pub arguments: String,
+}
+
+/// Builds whole calls from their streamed pieces.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolCallBuffer {
+    calls: Vec<(u32, ToolCall)>,
+}
+
+impl ToolCallBuffer {
+    /// Adds a piece.
+    pub fn push(&mut self, d: ToolCallDelta) {
+        let at = match self.calls.iter().position(|(i, _)| *i == d.index) {
+            Some(at) => at,
+            None => {
+                self.calls.push((d.index, ToolCall::new("", "", "")));
+                self.calls.len() - 1
+            }
+        };
+        let call = &mut self.calls[at].1;
+        if let Some(id) = d.id.filter(|s| !s.is_empty()) {
+            call.id = id;
+        }
+        if let Some(name) = d.name {
+            call.function.name.push_str(&name);
+        }
+        call.function.arguments.push_str(&d.arguments);
+    }
+
+    /// Whether no call has started.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// The calls in order, each with an id (`call_N` where the provider gave none) and
+    /// arguments (`{}` where it streamed none).
+    pub fn finish(&mut self) -> Vec<ToolCall> {
+        let mut calls = std::mem::take(&mut self.calls);
+        calls.sort_by_key(|(i, _)| *i);
+        calls
+            .into_iter()
+            .map(|(i, mut c)| {
+                if c.id.is_empty() {
+                    c.id = format!("call_{i}");
+                }
+                if c.function.arguments.trim().is_empty() {
+                    c.function.arguments = "{}".into();
+                }
+                c
+            })
+            .collect()
+    }
 }
 
 /// A response that cannot be used.

@@ -1,11 +1,12 @@
 //! OpenAI-compatible chat completions.
 
-use super::{ChatRequest, Marker, ProviderError, StreamItem, malformed, transient};
+use super::{ChatRequest, Marker, ProviderError, StreamItem, ToolCallDelta, malformed, transient};
 use crate::http::HttpRequest;
 use crate::sse::SseEvent;
 use crate::usage::Usage;
+use crate::vocab::tools::{ResponseFormat, ToolChoice, Tools};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 pub(super) fn request(base: &str, key: Option<&str>, req: &ChatRequest<'_>) -> HttpRequest {
     // The reference implementation sends 0 for temperatures that round to nothing.
@@ -34,6 +35,14 @@ pub(super) fn request(base: &str, key: Option<&str>, req: &ChatRequest<'_>) -> H
     if let Some(v) = s.frequency_penalty {
         body["frequency_penalty"] = json!(v);
     }
+    if let Some(tools) = req.tools.filter(|t| !t.tools.is_empty()) {
+        add_tools(&mut body, tools);
+    }
+    match req.response_format {
+        Some(ResponseFormat::JsonObject) => body["response_format"] = json!({ "type": "json_object" }),
+        Some(format @ ResponseFormat::JsonSchema { .. }) => body["response_format"] = json!(format),
+        _ => {}
+    }
     let mut headers = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         ("accept".to_owned(), "text/event-stream".to_owned()),
@@ -48,6 +57,22 @@ pub(super) fn request(base: &str, key: Option<&str>, req: &ChatRequest<'_>) -> H
         body: body.to_string(),
         endpoint: String::new(),
         kind: crate::vocab::ProviderKind::OpenAi,
+    }
+}
+
+/// OpenAI's `tools`, `tool_choice` and `parallel_tool_calls`.
+fn add_tools(body: &mut Value, tools: &Tools) {
+    let defs: Vec<Value> = tools.tools.iter().map(|t| json!({ "type": "function", "function": t })).collect();
+    body["tools"] = Value::Array(defs);
+    body["tool_choice"] = match &tools.choice {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::Function(name) => json!({ "type": "function", "function": { "name": name } }),
+    };
+    // Sent only when off: it is the default, and some servers do not know the field.
+    if !tools.parallel {
+        body["parallel_tool_calls"] = json!(false);
     }
 }
 
@@ -88,6 +113,39 @@ struct Choice {
 struct Content {
     #[serde(default)]
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+/// A tool call, whole (in a message) or in pieces (in a delta).
+#[derive(Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<WireFunction>,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+fn push_calls(calls: Option<Vec<WireToolCall>>, out: &mut Vec<StreamItem>) {
+    for (n, c) in calls.into_iter().flatten().enumerate() {
+        let f = c.function.unwrap_or(WireFunction { name: None, arguments: None });
+        out.push(StreamItem::ToolCall(ToolCallDelta {
+            index: c.index.unwrap_or(n as u32),
+            id: c.id,
+            name: f.name,
+            arguments: f.arguments.unwrap_or_default(),
+        }));
+    }
 }
 
 #[derive(Deserialize)]
@@ -116,8 +174,11 @@ pub(super) fn on_event(ev: &SseEvent, out: &mut Vec<StreamItem>) -> Result<Marke
     }
     let mut finished = false;
     for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
-        if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
-            out.push(StreamItem::Text(text));
+        if let Some(delta) = choice.delta {
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                out.push(StreamItem::Text(text));
+            }
+            push_calls(delta.tool_calls, out);
         }
         if let Some(reason) = choice.finish_reason {
             out.push(StreamItem::Finish(reason));
@@ -144,11 +205,15 @@ pub(super) fn on_whole_body(body: &[u8], out: &mut Vec<StreamItem>) -> Result<()
     }
     let choice = chunk.choices.into_iter().find(|c| c.index == 0);
     let finish = choice.as_ref().and_then(|c| c.finish_reason.clone());
-    let content = choice.and_then(|c| c.message).and_then(|m| m.content);
-    let Some(content) = content else {
-        return Err(ProviderError::Malformed("response has no choices[0].message.content".into()));
+    let Some(message) = choice.and_then(|c| c.message) else {
+        return Err(ProviderError::Malformed("response has no choices[0].message".into()));
     };
-    out.push(StreamItem::Text(content));
+    // A message that calls tools may have no content at all.
+    if message.content.is_none() && message.tool_calls.as_ref().is_none_or(Vec::is_empty) {
+        return Err(ProviderError::Malformed("response has no choices[0].message.content".into()));
+    }
+    out.push(StreamItem::Text(message.content.unwrap_or_default()));
+    push_calls(message.tool_calls, out);
     if let Some(reason) = finish {
         out.push(StreamItem::Finish(reason));
     }

@@ -1,6 +1,7 @@
 //! The recipe's data types, as serde reads and writes them.
 
 use crate::usage::Price;
+use crate::vocab::tools::ToolPolicy;
 pub use crate::vocab::{OnError, ProviderKind, Sampling, StrategySpec};
 use serde::de::{self, Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,11 @@ pub struct Recipe {
     /// Optional prices, keyed by `provider:model`, to report costs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "unique_map")]
     pub prices: BTreeMap<String, Price>,
+    /// How the mixture uses the tools a run offers: `aggregator` (proposers advise, the
+    /// aggregator calls) or `vote` (the last proposer layer calls; a majority decides).
+    #[serde(default, skip_serializing_if = "ToolPolicy::is_default")]
+    #[cfg_attr(test, ts(as = "Option<ToolPolicy>", optional))]
+    pub tool_policy: ToolPolicy,
 }
 
 /// Where a provider lives and how to reach it.
@@ -76,6 +82,20 @@ pub struct Provider {
     /// (see docs/strategies.md, "References that fit"). Unlimited when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_tokens: Option<u32>,
+    /// The provider takes tools natively (OpenAI's `tools`, Anthropic's `tool_use`).
+    /// When false, a model that should call tools gets them described as text and calls
+    /// by answering with JSON (`{"tool_calls": [{"name", "arguments"}]}`).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    #[cfg_attr(test, ts(as = "Option<bool>", optional))]
+    pub tools: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// One layer of proposers.

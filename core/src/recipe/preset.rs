@@ -2,6 +2,7 @@
 //! local llama.cpp setups.
 
 use super::{Agent, Aggregator, Layer, Policy, Provider, Quorum, Recipe, Staircase, StrategySpec};
+use crate::vocab::tools::ToolPolicy;
 use crate::vocab::{ProviderKind, StrategyKind};
 use std::collections::BTreeMap;
 
@@ -157,6 +158,7 @@ fn together(name: &str, layers: Vec<Layer>, aggregator: &str) -> Recipe {
             api_key_env: Some("TOGETHER_API_KEY".into()),
             max_concurrency: None,
             context_tokens: None,
+            tools: true,
         },
     )]);
     Recipe {
@@ -169,6 +171,7 @@ fn together(name: &str, layers: Vec<Layer>, aggregator: &str) -> Recipe {
         aggregator: Aggregator::new(&format!("together:{aggregator}")),
         policy: Policy::default(),
         prices: BTreeMap::new(),
+        tool_policy: ToolPolicy::default(),
     }
 }
 
@@ -186,6 +189,7 @@ fn local_smollm() -> Recipe {
             max_concurrency: Some(4),
             // `-c 8192` shared by the 4 slots: 2,048 tokens each.
             context_tokens: Some(2048),
+            tools: true,
         },
     )]);
     let at = |t: f64| Agent {
@@ -208,6 +212,7 @@ fn local_smollm() -> Recipe {
         },
         policy: Policy { timeout_secs: 300.0, ..Policy::default() },
         prices: BTreeMap::new(),
+        tool_policy: ToolPolicy::default(),
     }
 }
 
@@ -220,6 +225,7 @@ fn local_provider(port: u16, context_tokens: u32) -> Provider {
         api_key_env: None,
         max_concurrency: Some(4),
         context_tokens: Some(context_tokens),
+        tools: true,
     }
 }
 
@@ -243,5 +249,6 @@ fn local() -> Recipe {
         },
         policy: Policy { timeout_secs: 600.0, ..Policy::default() },
         prices: BTreeMap::new(),
+        tool_policy: ToolPolicy::default(),
     }
 }

@@ -60,6 +60,9 @@ pub enum ErrorKind {
     Cancelled,
     /// The layer went on without it (quorum, agreement).
     Cut,
+    /// The answer came back whole but was refused: a tool call that does not fit the
+    /// tools, or an answer that does not match the format asked for.
+    Rejected,
 }
 
 impl From<NetError> for ErrorKind {
@@ -94,6 +97,7 @@ pub(crate) fn summary(kind: ErrorKind, status: Option<u16>) -> String {
         ErrorKind::Invalid => "invalid request",
         ErrorKind::Cancelled => "cancelled",
         ErrorKind::Cut => "cut",
+        ErrorKind::Rejected => "answer refused",
     };
     words.into()
 }

@@ -1,5 +1,6 @@
 //! Chat messages: the conversation a run answers, and what each agent is sent.
 
+use super::tools::ToolCall;
 use serde::{Deserialize, Serialize};
 
 /// Who wrote a message.
@@ -13,6 +14,8 @@ pub enum Role {
     User,
     /// A model's earlier reply.
     Assistant,
+    /// The result of a tool call (`tool_call_id` names the call).
+    Tool,
 }
 
 /// One chat message.
@@ -24,33 +27,105 @@ pub struct Message {
     pub role: Role,
     /// Its text.
     pub content: String,
+    /// An assistant's calls of tools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a tool message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
     /// A system message.
     pub fn system(content: impl Into<String>) -> Message {
-        Message { role: Role::System, content: content.into() }
+        Message::new(Role::System, content)
     }
     /// A user message.
     pub fn user(content: impl Into<String>) -> Message {
-        Message { role: Role::User, content: content.into() }
+        Message::new(Role::User, content)
     }
     /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Message {
-        Message { role: Role::Assistant, content: content.into() }
+        Message::new(Role::Assistant, content)
+    }
+    /// A message from `role`, text only.
+    pub fn new(role: Role, content: impl Into<String>) -> Message {
+        Message { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+    }
+    /// An assistant's calls of tools, with what it said beside them.
+    pub fn tool_calls(content: impl Into<String>, calls: Vec<ToolCall>) -> Message {
+        Message { tool_calls: calls, ..Message::assistant(content) }
+    }
+    /// The result of the call `id`.
+    pub fn tool_result(id: impl Into<String>, content: impl Into<String>) -> Message {
+        Message { tool_call_id: Some(id.into()), ..Message::new(Role::Tool, content) }
     }
 }
 
-/// Checks that a conversation can be answered: not empty, and ending with the user's turn.
+impl Message {
+    /// The message with its tool traffic as text, for a model (or a plugin) that gets no
+    /// real tools: a tool result becomes the user's turn, an assistant's calls lines of
+    /// its text.
+    pub fn flattened(&self) -> Message {
+        match self.role {
+            Role::Tool => {
+                let id = self.tool_call_id.as_deref().unwrap_or("?");
+                Message::user(format!("[result of tool call {id}]\n{}", self.content))
+            }
+            Role::Assistant if !self.tool_calls.is_empty() => {
+                Message::assistant(with_calls(&self.content, &self.tool_calls))
+            }
+            _ => self.clone(),
+        }
+    }
+}
+
+/// Text followed by the calls it made, one per line.
+pub fn with_calls(text: &str, calls: &[ToolCall]) -> String {
+    let mut out = text.trim().to_owned();
+    for c in calls {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&format!("[tool call {}: {}({})]", c.id, c.function.name, c.function.arguments));
+    }
+    out
+}
+
+/// Checks that a conversation can be answered: not empty, ending with the user's turn
+/// (or a tool's result), every tool result answering an earlier call.
 pub fn validate_conversation(messages: &[Message]) -> Result<(), String> {
     match messages.last() {
         None => Err("the conversation is empty: give at least one user message".into()),
-        Some(m) if m.role != Role::User => {
+        // A tool's result asks the model to go on, as a user's turn does.
+        Some(m) if !matches!(m.role, Role::User | Role::Tool) => {
             Err(format!("the conversation ends with a {:?} message; the last message must be the user's", m.role)
                 .to_lowercase())
         }
-        Some(_) => Ok(()),
+        Some(_) => check_tool_results(messages),
     }
+}
+
+/// Every tool result answers a call of the assistant message before it (OpenAI's rule).
+fn check_tool_results(messages: &[Message]) -> Result<(), String> {
+    let mut open: Vec<&str> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        match m.role {
+            Role::Assistant => open = m.tool_calls.iter().map(|c| c.id.as_str()).collect(),
+            Role::Tool => {
+                let Some(id) = m.tool_call_id.as_deref() else {
+                    return Err(format!("messages[{i}]: a tool message needs tool_call_id"));
+                };
+                if !open.contains(&id) {
+                    return Err(format!(
+                        "messages[{i}]: tool_call_id {id:?} answers no tool call of the assistant message before it"
+                    ));
+                }
+            }
+            _ => open.clear(),
+        }
+    }
+    Ok(())
 }
 
 /// Puts `system` in front of the conversation's system prompt, or adds it as a new first

@@ -5,6 +5,7 @@
 
 pub mod failure;
 pub mod message;
+pub mod tools;
 pub mod usage;
 
 use serde::{Deserialize, Serialize};

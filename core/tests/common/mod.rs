@@ -141,6 +141,7 @@ pub fn simulate_with(
             finish_reason: None,
             wall_ms: 0.0,
             ttft_ms: None,
+            tool_calls: vec![],
         },
         events: vec![],
         requests: vec![],

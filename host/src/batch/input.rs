@@ -58,7 +58,12 @@ pub fn prompt_hash(messages: &[Message]) -> u64 {
             Role::System => "\u{1}s ",
             Role::User => "\u{1}u ",
             Role::Assistant => "\u{1}a ",
+            Role::Tool => "\u{1}t ",
         });
+        for c in &m.tool_calls {
+            text.push_str(&c.canonical());
+            text.push(' ');
+        }
         for w in m.content.split_whitespace() {
             text.push_str(&w.to_lowercase());
             text.push(' ');

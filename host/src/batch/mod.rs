@@ -261,6 +261,7 @@ pub(crate) fn not_started(e: moa_core::RunError) -> Outcome {
         finish_reason: None,
         wall_ms: 0.0,
         ttft_ms: None,
+        tool_calls: vec![],
     }
 }
 

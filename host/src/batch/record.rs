@@ -217,6 +217,7 @@ mod tests {
             finish_reason: None,
             wall_ms: 900.0,
             ttft_ms: Some(120.0),
+            tool_calls: vec![],
         }
     }
 

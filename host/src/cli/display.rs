@@ -163,8 +163,8 @@ impl Display {
             Event::AgentStopped { layer, slot, reason, .. } if self.agents.contains_key(&(*layer, *slot)) => {
                 self.agent_ended(*layer, *slot, format!("stopped ({reason})"), false);
             }
-            Event::Final { text, decided_by, usage, cost, wasted, wall_ms, ttft_ms } => {
-                self.finish_answer(text);
+            Event::Final { text, decided_by, usage, cost, wasted, wall_ms, ttft_ms, tool_calls } => {
+                self.finish_answer(text, tool_calls);
                 let cost = cost.map(|c| format!(", ${c:.4}")).unwrap_or_default();
                 let estimated = if usage.estimated { " (some estimated)" } else { "" };
                 let wasted = if wasted.is_zero() {
@@ -258,15 +258,21 @@ impl Display {
     }
 
     /// The answer is final: printed whole if it was not streamed, and ended with a newline.
-    fn finish_answer(&mut self, text: &str) {
+    /// The answer's end on stdout; an answer that calls tools ends with one line per
+    /// call, `tool_call` and the call as OpenAI writes it (JSON), for scripts to read.
+    fn finish_answer(&mut self, text: &str, calls: &[moa_core::ToolCall]) {
         self.settle();
         let mut out = std::io::stdout().lock();
         if !self.streamed {
             let _ = out.write_all(text.as_bytes());
-            self.ends_with_newline = text.ends_with('\n');
+            self.ends_with_newline = text.ends_with('\n') || text.is_empty();
         }
         if !self.ends_with_newline {
             let _ = out.write_all(b"\n");
+        }
+        for call in calls {
+            let json = serde_json::to_string(call).unwrap_or_default();
+            let _ = writeln!(out, "tool_call {json}");
         }
         let _ = out.flush();
     }

@@ -27,6 +27,8 @@ fn role_to_wit(r: Role) -> wit::Role {
         Role::System => wit::Role::System,
         Role::User => wit::Role::User,
         Role::Assistant => wit::Role::Assistant,
+        // Contract 0.1 knows no tool role; tool traffic reaches it as text (`flattened`).
+        Role::Tool => wit::Role::User,
     }
 }
 
@@ -37,7 +39,7 @@ pub fn message_from_wit(m: wit::Message) -> Message {
         wit::Role::User => Role::User,
         wit::Role::Assistant => Role::Assistant,
     };
-    Message { role, content: m.content }
+    Message::new(role, m.content)
 }
 
 fn proposal_to_wit(p: &Proposal) -> wit::Proposal {
@@ -57,7 +59,10 @@ pub fn context(input: &StrategyInput<'_>, params: &str) -> Context {
         conversation: input
             .conversation
             .iter()
-            .map(|m| wit::Message { role: role_to_wit(m.role), content: m.content.clone() })
+            .map(|m| {
+                let m = m.flattened();
+                wit::Message { role: role_to_wit(m.role), content: m.content }
+            })
             .collect(),
         layer: input.layer as u32,
         layer_count: input.layer_count as u32,

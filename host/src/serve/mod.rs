@@ -271,7 +271,13 @@ fn bad_request(e: request::BadRequest) -> Response {
 fn client_message(e: &RunError) -> String {
     match e {
         RunError::TooFewSuccesses { what, succeeded, needed, failures } => {
-            let list: Vec<String> = failures.iter().map(|f| format!("{} ({})", f.agent, f.summary())).collect();
+            // A refused answer says why in the engine's words (what the model wrote is the
+            // client's own answer; keys were redacted from it).
+            let why = |f: &moa_core::engine::Failure| match f.kind {
+                moa_core::engine::ErrorKind::Rejected => f.error.clone(),
+                _ => f.summary(),
+            };
+            let list: Vec<String> = failures.iter().map(|f| format!("{} ({})", f.agent, why(f))).collect();
             format!("{what}: {succeeded} agent(s) succeeded, {needed} needed; failed: {}", list.join(", "))
         }
         RunError::AnswerBroken { delivered_chars, kind, .. } => format!(
@@ -284,7 +290,11 @@ fn client_message(e: &RunError) -> String {
         }
         RunError::MissingKey { provider, .. } => format!("the server has no API key for provider {provider:?}"),
         RunError::Cancelled => "the run was cancelled".into(),
-        RunError::Recipe(_) | RunError::Conversation(_) => e.to_string(),
+        // The engine's own words (a refused answer quotes the model's, which the client
+        // would have read anyway; keys were redacted from it).
+        RunError::Recipe(_) | RunError::Conversation(_) | RunError::Tools { .. } | RunError::Rejected { .. } => {
+            e.to_string()
+        }
     }
 }
 
@@ -422,19 +432,25 @@ fn prepare(app: &App, id: String, body: &[u8]) -> Result<Prepared, Response> {
         keys: keys::from_env(&recipe),
         reports_sent: true,
         irrevocable_answer: req.stream,
+        tools: req.tools.clone(),
+        response_format: req.response_format.clone(),
         ..RunOptions::default()
     };
     if let Some(r) = &app.resolver {
         options.resolver = r.as_ref();
     }
-    let run = Run::with_options(&recipe, req.messages.clone(), clock.now(), options).map_err(|e| match e {
+    let run = Run::with_options(&recipe, req.messages.clone(), clock.now(), options).map_err(|e| match &e {
         RunError::MissingKey { .. } => {
             tracing::error!(target: "moa::access", id = %id, model = %req.model, status = 500, error = %e, "chat completion: missing key");
             error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, None, &client_message(&e))
         }
         _ => {
             tracing::info!(target: "moa::access", id = %id, model = %req.model, status = 400, error = %e, "chat completion refused");
-            error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("messages"), None, &client_message(&e))
+            let param = match &e {
+                RunError::Tools { field, .. } => field.as_str(),
+                _ => "messages",
+            };
+            error(StatusCode::BAD_REQUEST, "invalid_request_error", Some(param), None, &client_message(&e))
         }
     })?;
     Ok(Prepared { id, layers: recipe.layers.len(), req, run, clock, permit })
@@ -495,7 +511,7 @@ async fn stream_run(
                 streamed = true;
                 let _ = send(openai::to_json(&openai::Chunk::text(&head, text)));
             }
-            Event::Final { text, .. } if !streamed => {
+            Event::Final { text, .. } if !streamed && !text.is_empty() => {
                 let _ = send(openai::to_json(&openai::Chunk::text(&head, text)));
             }
             _ => {}
@@ -504,6 +520,9 @@ async fn stream_run(
     match outcome.result() {
         Ok(_) => {
             log_run(&p.id, &p.req.model, 200, &outcome, true);
+            if !outcome.tool_calls.is_empty() {
+                let _ = send(openai::to_json(&openai::Chunk::tool_calls(&head, &outcome.tool_calls)));
+            }
             let finish = outcome.finish_reason.as_deref().unwrap_or("stop");
             let _ = send(openai::to_json(&openai::Chunk::finish(&head, finish)));
             if p.req.include_usage {

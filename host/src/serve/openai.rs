@@ -5,7 +5,7 @@
 // The fields are OpenAI's, named and meant as its API reference has them.
 #![allow(missing_docs)]
 
-use moa_core::{LayerReport, Outcome};
+use moa_core::{LayerReport, Outcome, ToolCall};
 use serde::Serialize;
 
 /// `usage`: tokens over every attempt of every call of the run, failed ones included
@@ -33,11 +33,14 @@ impl Usage {
     }
 }
 
-/// The assistant's message in a whole answer.
+/// The assistant's message in a whole answer: its text (null when it only calls
+/// tools, as OpenAI writes it) and its tool calls.
 #[derive(Debug, Serialize)]
 pub struct AssistantMessage<'a> {
     pub role: &'static str,
-    pub content: &'a str,
+    pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[ToolCall]>::is_empty")]
+    pub tool_calls: &'a [ToolCall],
 }
 
 /// One choice of a whole answer (moa gives one).
@@ -79,7 +82,11 @@ impl<'a> ChatCompletion<'a> {
             model: head.model,
             choices: [Choice {
                 index: 0,
-                message: AssistantMessage { role: "assistant", content: answer },
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: Some(answer).filter(|a| !a.is_empty() || outcome.tool_calls.is_empty()),
+                    tool_calls: &outcome.tool_calls,
+                },
                 finish_reason: outcome.finish_reason.as_deref().unwrap_or("stop"),
             }],
             usage: Usage::of(outcome),
@@ -97,13 +104,26 @@ pub struct Head<'a> {
     pub model: &'a str,
 }
 
-/// A chunk's delta: the role first, then content.
+/// A chunk's delta: the role first, then content or tool calls.
 #[derive(Debug, Default, Serialize)]
 pub struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallDelta<'a>>,
+}
+
+/// A tool call in a stream: OpenAI's delta shape, with its `index`. moa sends each call
+/// whole, in one delta (it is checked before it is sent).
+#[derive(Debug, Serialize)]
+pub struct ToolCallDelta<'a> {
+    pub index: usize,
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: &'a moa_core::tools::FunctionCall,
 }
 
 /// One choice of a chunk.
@@ -143,13 +163,24 @@ impl<'a> Chunk<'a> {
 
     /// The first chunk: the assistant's role and empty content.
     pub fn role(head: &Head<'a>) -> Chunk<'a> {
-        let delta = Delta { role: Some("assistant"), content: Some("") };
+        let delta = Delta { role: Some("assistant"), content: Some(""), ..Delta::default() };
         Chunk::bare(head, vec![ChunkChoice { index: 0, delta, finish_reason: None }])
     }
 
     /// A piece of the answer.
     pub fn text(head: &Head<'a>, text: &'a str) -> Chunk<'a> {
-        let delta = Delta { role: None, content: Some(text) };
+        let delta = Delta { content: Some(text), ..Delta::default() };
+        Chunk::bare(head, vec![ChunkChoice { index: 0, delta, finish_reason: None }])
+    }
+
+    /// The answer's tool calls, each whole.
+    pub fn tool_calls(head: &Head<'a>, calls: &'a [ToolCall]) -> Chunk<'a> {
+        let tool_calls = calls
+            .iter()
+            .enumerate()
+            .map(|(index, c)| ToolCallDelta { index, id: &c.id, kind: "function", function: &c.function })
+            .collect();
+        let delta = Delta { tool_calls, ..Delta::default() };
         Chunk::bare(head, vec![ChunkChoice { index: 0, delta, finish_reason: None }])
     }
 

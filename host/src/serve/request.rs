@@ -2,14 +2,16 @@
 //! what it ignores.
 //!
 //! Refused with a 400 that names the parameter (OpenAI's `param`), because answering 200
-//! would pretend to do what moa does not: `n` > 1, `tools`, `tool_choice`, `functions`,
-//! `function_call`, `response_format` other than `text`, `logprobs`, `top_logprobs`,
-//! `audio`, `modalities` other than `["text"]`. Honoured on the final aggregator:
+//! would pretend to do what moa does not: `n` > 1, `functions` and `function_call` (the
+//! old names of tools: use `tools`), `logprobs`, `top_logprobs`, `audio`, `modalities`
+//! other than `["text"]`. Honoured: `tools`, `tool_choice`, `parallel_tool_calls` and
+//! `response_format` (through the mixture: docs/tools.md), and on the final aggregator
 //! `temperature`, `max_tokens` / `max_completion_tokens`, `top_p`, `seed`, `stop`,
 //! `presence_penalty`, `frequency_penalty`. Ignored: every other field (`user`,
-//! `metadata`, `store`, `service_tier`, `parallel_tool_calls`, and fields newer than
-//! this list), as OpenAI-compatible servers commonly do; they change nothing moa does.
+//! `metadata`, `store`, `service_tier`, and fields newer than this list), as
+//! OpenAI-compatible servers commonly do; they change nothing moa does.
 
+use moa_core::tools::{ResponseFormat, Tool, ToolCall, ToolChoice, Tools};
 use moa_core::{Message, Recipe, RecipeError, Role};
 use serde::Deserialize;
 use serde_json::Value;
@@ -26,6 +28,10 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// Extension: also return every layer's proposals.
     pub moa_proposals: bool,
+    /// The tools offered, with the choice and parallel setting.
+    pub tools: Option<Tools>,
+    /// The answer's shape.
+    pub response_format: ResponseFormat,
     wire: ChatCompletionRequest,
 }
 
@@ -69,15 +75,17 @@ pub struct ChatCompletionRequest {
     pub moa_proposals: Option<bool>,
     /// Choices wanted (only 1).
     pub n: Option<u64>,
-    /// Tools (refused unless empty).
-    pub tools: Option<Vec<Value>>,
+    /// Tools.
+    pub tools: Option<Vec<WireTool>>,
     /// Functions, the old name of tools (refused unless empty).
     pub functions: Option<Vec<Value>>,
-    /// Tool choice (refused unless "none").
+    /// Tool choice: `auto`, `none`, `required` or `{"type": "function", "function": {"name"}}`.
     pub tool_choice: Option<Value>,
+    /// Whether several tools may be called at once (default: yes).
+    pub parallel_tool_calls: Option<bool>,
     /// Function call, the old name of tool choice (refused unless "none").
     pub function_call: Option<Value>,
-    /// Response format (only text).
+    /// Response format: `text`, `json_object`, or `json_schema`.
     pub response_format: Option<ResponseFormat>,
     /// Log probabilities (refused when true).
     pub logprobs: Option<bool>,
@@ -108,11 +116,27 @@ pub struct ChatCompletionRequest {
 /// One message of the conversation.
 #[derive(Debug, Deserialize)]
 pub struct WireMessage {
-    /// `system`, `developer`, `user` or `assistant`.
+    /// `system`, `developer`, `user`, `assistant` or `tool`.
     pub role: Option<WireRole>,
     /// Text, or a list of text parts.
     #[serde(default)]
     pub content: Option<Content>,
+    /// An assistant's tool calls.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// The call a tool message answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+}
+
+/// One tool: `{"type": "function", "function": {name, description, parameters, strict}}`.
+#[derive(Debug, Deserialize)]
+pub struct WireTool {
+    /// `function` (the only kind).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The function.
+    pub function: Tool,
 }
 
 /// The roles moa takes.
@@ -127,6 +151,8 @@ pub enum WireRole {
     User,
     /// The assistant.
     Assistant,
+    /// A tool's result.
+    Tool,
 }
 
 /// A message's content.
@@ -155,14 +181,6 @@ pub struct StreamOptions {
     /// Add a usage chunk at the end (null: no).
     #[serde(default)]
     pub include_usage: Option<bool>,
-}
-
-/// `response_format`.
-#[derive(Debug, Deserialize)]
-pub struct ResponseFormat {
-    /// `text` (others are refused).
-    #[serde(rename = "type")]
-    pub kind: String,
 }
 
 /// `stop`: one sequence or several.
@@ -198,9 +216,12 @@ pub fn parse(body: &[u8]) -> Result<ChatRequest, BadRequest> {
         Some(_) => return Err(bad("messages", "messages must not be empty")),
         None => return Err(bad("messages", "messages is required")),
     };
+    let tools = tools(&req)?;
     Ok(ChatRequest {
         model,
         messages,
+        tools,
+        response_format: req.response_format.clone().unwrap_or_default(),
         stream: req.stream.unwrap_or(false),
         include_usage: req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
         moa_proposals: req.moa_proposals.unwrap_or(false),
@@ -212,18 +233,11 @@ fn refuse_unsupported(r: &ChatCompletionRequest) -> Result<(), BadRequest> {
     if r.n.is_some_and(|n| n != 1) {
         return Err(unsupported("n", "more than one choice"));
     }
-    for (k, v) in [("tools", &r.tools), ("functions", &r.functions)] {
-        if v.as_ref().is_some_and(|a| !a.is_empty()) {
-            return Err(unsupported(k, "tool and function calling"));
-        }
+    if r.functions.as_ref().is_some_and(|a| !a.is_empty()) {
+        return Err(unsupported("functions", "the deprecated functions parameter (use tools)"));
     }
-    for (k, v) in [("tool_choice", &r.tool_choice), ("function_call", &r.function_call)] {
-        if v.as_ref().is_some_and(|v| !v.is_null() && v != "none") {
-            return Err(unsupported(k, "tool and function calling"));
-        }
-    }
-    if r.response_format.as_ref().is_some_and(|f| f.kind != "text") {
-        return Err(unsupported("response_format", "a response format other than text"));
+    if r.function_call.as_ref().is_some_and(|v| !v.is_null() && v != "none") {
+        return Err(unsupported("function_call", "the deprecated function_call parameter (use tool_choice)"));
     }
     if r.logprobs == Some(true) {
         return Err(unsupported("logprobs", "log probabilities"));
@@ -240,12 +254,52 @@ fn refuse_unsupported(r: &ChatCompletionRequest) -> Result<(), BadRequest> {
     Ok(())
 }
 
+/// The request's tools, choice and parallel setting; a 400 naming what is malformed.
+/// (Whether each tool's parameters are a usable schema, and a named choice one of the
+/// tools, the run checks as it starts: a 400 naming the field too.)
+fn tools(r: &ChatCompletionRequest) -> Result<Option<Tools>, BadRequest> {
+    let Some(list) = r.tools.as_ref().filter(|t| !t.is_empty()) else {
+        if r.tool_choice.as_ref().is_some_and(|c| !c.is_null() && c != "none" && c != "auto") {
+            return Err(bad("tool_choice", "tool_choice asks for a tool call, and the request has no tools"));
+        }
+        return Ok(None);
+    };
+    let mut tools = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        if t.kind != "function" {
+            return Err(bad(&format!("tools[{i}].type"), format!("tools[{i}].type: only \"function\" tools exist")));
+        }
+        tools.push(t.function.clone());
+    }
+    let choice = match r.tool_choice.as_ref() {
+        None | Some(Value::Null) => ToolChoice::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            other => {
+                let m = format!("tool_choice: {other:?} is not auto, none, required or a function");
+                return Err(bad("tool_choice", m));
+            }
+        },
+        Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
+            Some(name) if v.get("type").is_none_or(|t| t == "function") => ToolChoice::Function(name.to_owned()),
+            _ => {
+                let m = "tool_choice: a named choice is {\"type\": \"function\", \"function\": {\"name\": ...}}";
+                return Err(bad("tool_choice", m));
+            }
+        },
+    };
+    Ok(Some(Tools { tools, choice, parallel: r.parallel_tool_calls.unwrap_or(true) }))
+}
+
 fn to_message(m: &WireMessage, i: usize) -> Result<Message, BadRequest> {
     let param = format!("messages[{i}]");
     let role = match m.role {
         Some(WireRole::System | WireRole::Developer) => Role::System,
         Some(WireRole::User) => Role::User,
         Some(WireRole::Assistant) => Role::Assistant,
+        Some(WireRole::Tool) => Role::Tool,
         None => return Err(bad(&format!("{param}.role"), format!("{param}.role is required"))),
     };
     let content = match &m.content {
@@ -260,7 +314,23 @@ fn to_message(m: &WireMessage, i: usize) -> Result<Message, BadRequest> {
             .collect::<Result<Vec<_>, _>>()?
             .join(""),
     };
-    Ok(Message { role, content })
+    let mut message = Message::new(role, content);
+    if let Some(calls) = m.tool_calls.as_ref().filter(|c| !c.is_empty()) {
+        if role != Role::Assistant {
+            return Err(bad(
+                &format!("{param}.tool_calls"),
+                format!("{param}: only an assistant message has tool_calls"),
+            ));
+        }
+        message.tool_calls = calls.clone();
+    }
+    if role == Role::Tool {
+        let Some(id) = m.tool_call_id.clone() else {
+            return Err(bad(&format!("{param}.tool_call_id"), format!("{param}: a tool message needs tool_call_id")));
+        };
+        message.tool_call_id = Some(id);
+    }
+    Ok(message)
 }
 
 impl ChatRequest {
@@ -328,11 +398,12 @@ mod tests {
         let base = r#""model": "m", "messages": [{"role": "user", "content": "hi"}]"#;
         for (extra, name) in [
             (r#""n": 2"#, "n"),
-            (r#""tools": [{"type": "function", "function": {"name": "f"}}]"#, "tools"),
-            (r#""tool_choice": "auto""#, "tool_choice"),
+            (r#""tools": [{"type": "retrieval", "function": {"name": "f"}}]"#, "tools[0].type"),
+            (r#""tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "maybe""#, "tool_choice"),
+            (r#""tool_choice": "required""#, "tool_choice"),
             (r#""functions": [{"name": "f"}]"#, "functions"),
             (r#""function_call": "auto""#, "function_call"),
-            (r#""response_format": {"type": "json_object"}"#, "response_format"),
+            (r#""response_format": {"type": "xml"}"#, "response_format.type"),
             (r#""logprobs": true"#, "logprobs"),
             (r#""top_logprobs": 2"#, "top_logprobs"),
             (r#""audio": {"voice": "alloy", "format": "wav"}"#, "audio"),
@@ -344,7 +415,9 @@ mod tests {
             r#""n": 1"#,
             r#""tools": []"#,
             r#""tool_choice": "none""#,
+            r#""tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto""#,
             r#""response_format": {"type": "text"}"#,
+            r#""response_format": {"type": "json_object"}"#,
             r#""logprobs": false"#,
             r#""modalities": ["text"]"#,
             r#""user": "u", "metadata": {"a": "b"}, "store": false, "some_future_field": 1"#,
@@ -353,7 +426,7 @@ mod tests {
         }
         assert_eq!(param(r#"{"messages": []}"#).as_deref(), Some("model"));
         assert_eq!(
-            param(r#"{"model": "m", "messages": [{"role": "tool", "content": "x"}]}"#).as_deref(),
+            param(r#"{"model": "m", "messages": [{"role": "function", "content": "x"}]}"#).as_deref(),
             Some("messages[0].role")
         );
     }
@@ -389,5 +462,24 @@ mod tests {
         assert_eq!((agg.temperature, agg.max_tokens, agg.seed), (Some(0.2), Some(12), Some(3)));
         assert_eq!(agg.stop, ["END"]);
         assert_eq!(req.knob_names(), ["temperature", "max_tokens", "max_completion_tokens", "seed", "stop"]);
+    }
+
+    #[test]
+    fn tools_choices_and_tool_messages_are_read() {
+        let body = r#"{"model": "m", "parallel_tool_calls": false,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "tool_choice": {"type": "function", "function": {"name": "f"}},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "object"}}},
+            "messages": [{"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                         {"role": "tool", "tool_call_id": "c1", "content": "42"}]}"#;
+        let req = parse(body.as_bytes()).expect("valid");
+        let tools = req.tools.expect("tools");
+        assert_eq!((tools.choice, tools.parallel), (ToolChoice::Function("f".into()), false));
+        assert_eq!(req.messages[1].tool_calls[0].function.name, "f");
+        assert_eq!(req.messages[2].tool_call_id.as_deref(), Some("c1"));
+        assert!(req.response_format.schema().is_some());
+        let no_id = r#"{"model": "m", "messages": [{"role": "tool", "content": "42"}]}"#;
+        assert_eq!(param(no_id).as_deref(), Some("messages[0].tool_call_id"));
     }
 }

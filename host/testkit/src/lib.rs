@@ -305,8 +305,30 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
         let n = if right { gold } else { gold + 1 + ((draw >> 20) % 3) as i64 };
         format!("Answer: {n}")
     });
+    // A model that calls tools (`tool=NAME;args=JSON`): with tools offered it calls NAME,
+    // its arguments in two pieces; once the conversation ends with a tool's result it
+    // answers with that result. `texts=A|B|...`: the nth request answers the nth text
+    // (the last repeats), for answers that are refused and then right.
+    if let Some(name) = p.get("tool") {
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let last = messages.last().cloned().unwrap_or_default();
+        if body.get("tools").is_some() && last["role"] != "tool" {
+            let args = p.get("args").cloned().unwrap_or_else(|| "{}".into());
+            return tool_call_response(name, &args, n);
+        }
+    }
+    let texts: Option<String> = p.get("texts").map(|t| {
+        let options: Vec<&str> = t.split('|').collect();
+        options[(n as usize - 1).min(options.len() - 1)].to_owned()
+    });
+    let tool_result = p.get("tool").and_then(|_| {
+        let last = body["messages"].as_array().and_then(|m| m.last().cloned()).unwrap_or_default();
+        (last["role"] == "tool").then(|| format!("The tool said: {}", last["content"].as_str().unwrap_or("")))
+    });
     let pieces: Vec<String> = match p.get("tokens") {
         _ if accuracy_answer.is_some() => vec![accuracy_answer.clone().unwrap_or_default()],
+        _ if tool_result.is_some() => vec![tool_result.clone().unwrap_or_default()],
+        _ if texts.is_some() => vec![texts.clone().unwrap_or_default()],
         Some(_) => (0..num(&p, "tokens", 1.0) as usize).map(|i| format!("t{i} ")).collect(),
         None => {
             let text = p.get("text").cloned().unwrap_or_else(|| "hello from fake".into());
@@ -382,6 +404,21 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
         }
     });
     let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert("content-type", "text/event-stream".parse().expect("header"));
+    r
+}
+
+/// A streamed answer that calls `name` with `args` (in two pieces), as OpenAI streams it.
+fn tool_call_response(name: &str, args: &str, n: u32) -> Response {
+    let cut = args.char_indices().nth(args.chars().count() / 2).map_or(0, |(i, _)| i);
+    let (a, b) = args.split_at(cut);
+    let first = serde_json::json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": null, "tool_calls": [
+        {"index": 0, "id": format!("call_fake_{n}"), "type": "function", "function": {"name": name, "arguments": a}}]}}]});
+    let second = serde_json::json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": b}}]}}]});
+    let fin = serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}});
+    let body = format!("data: {first}\n\ndata: {second}\n\ndata: {fin}\n\ndata: [DONE]\n\n");
+    let mut r = Response::new(Body::from(body));
     r.headers_mut().insert("content-type", "text/event-stream".parse().expect("header"));
     r
 }

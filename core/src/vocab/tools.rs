@@ -1,0 +1,246 @@
+//! Tools and structured output: the functions a run may offer its models, the calls a
+//! model makes, and the shape an answer must have. OpenAI's words and wire shapes (the
+//! lingua franca of chat APIs); the Anthropic wire format translates to and from them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A function a model may call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct Tool {
+    /// Its name, as calls give it.
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A JSON schema of its arguments (an object schema).
+    #[serde(default = "empty_object_schema")]
+    #[cfg_attr(test, ts(type = "Record<string, unknown>"))]
+    pub parameters: Value,
+    /// OpenAI's strict mode: passed on to providers that take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+fn empty_object_schema() -> Value {
+    serde_json::json!({ "type": "object", "properties": {} })
+}
+
+/// A call a model made: OpenAI's shape (`{id, type: "function", function: {name,
+/// arguments}}`), the arguments as the JSON text the model wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct ToolCall {
+    /// The call's id, which its result answers.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type", default = "function_kind")]
+    pub kind: String,
+    /// Which function, with what.
+    pub function: FunctionCall,
+}
+
+fn function_kind() -> String {
+    "function".into()
+}
+
+/// The function a call names and its arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct FunctionCall {
+    /// The function's name.
+    pub name: String,
+    /// Its arguments, as JSON text.
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// A call of `name` with `arguments` (JSON text).
+    pub fn new(id: impl Into<String>, name: impl Into<String>, arguments: impl Into<String>) -> ToolCall {
+        ToolCall {
+            id: id.into(),
+            kind: function_kind(),
+            function: FunctionCall { name: name.into(), arguments: arguments.into() },
+        }
+    }
+
+    /// Name and arguments as canonical JSON (keys sorted, no spaces): two calls with the
+    /// same key ask for the same thing, however the models spaced or ordered them.
+    /// Arguments that are not JSON compare as their trimmed text.
+    pub fn canonical(&self) -> String {
+        let args = serde_json::from_str::<Value>(&self.function.arguments)
+            .map(|v| canonical_json(&v))
+            .unwrap_or_else(|_| self.function.arguments.trim().to_owned());
+        format!("{}({args})", self.function.name)
+    }
+}
+
+/// `v` as JSON text with every object's keys sorted.
+pub fn canonical_json(v: &Value) -> String {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> =
+                keys.into_iter().map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&map[k]))).collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+/// Whether the model may, must or must not call a tool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub enum ToolChoice {
+    /// Answer or call, as the model sees fit.
+    #[default]
+    Auto,
+    /// Answer; no call.
+    None,
+    /// Call at least one tool.
+    Required,
+    /// Call this function.
+    Function(String),
+}
+
+/// How a mixture uses tools (a recipe's `tool_policy`; the docs' "Tools" page says why).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub enum ToolPolicy {
+    /// Proposers see the tools and the results as text and advise; the aggregator alone
+    /// gets the real tools and decides: an answer, or calls.
+    #[default]
+    Aggregator,
+    /// The last proposer layer gets the real tools; a majority of identical calls (name
+    /// and canonical arguments) is the answer without an aggregator call, else the
+    /// aggregator decides from all of them.
+    Vote,
+}
+
+/// The tools a run offers, and how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct Tools {
+    /// The functions.
+    pub tools: Vec<Tool>,
+    /// Whether a call is wanted.
+    #[serde(default)]
+    pub choice: ToolChoice,
+    /// Whether more than one call may come at once (OpenAI's default: yes).
+    #[serde(default = "yes")]
+    pub parallel: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Tools {
+    fn default() -> Tools {
+        Tools { tools: Vec::new(), choice: ToolChoice::Auto, parallel: true }
+    }
+}
+
+impl ToolPolicy {
+    /// Whether this is the default.
+    pub fn is_default(&self) -> bool {
+        *self == ToolPolicy::default()
+    }
+}
+
+impl Tools {
+    /// The function named `name`.
+    pub fn get(&self, name: &str) -> Option<&Tool> {
+        self.tools.iter().find(|t| t.name == name)
+    }
+
+    /// Whether calls are wanted at all: there are tools, and the choice is not `none`.
+    pub fn callable(&self) -> bool {
+        !self.tools.is_empty() && self.choice != ToolChoice::None
+    }
+}
+
+/// The shape the final answer must have.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub enum ResponseFormat {
+    /// Free text.
+    #[default]
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON that matches a schema.
+    JsonSchema {
+        /// OpenAI's wrapper: `{name, schema, strict}`.
+        json_schema: JsonSchemaFormat,
+    },
+}
+
+/// A named JSON schema the answer must match.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct JsonSchemaFormat {
+    /// Its name.
+    pub name: String,
+    /// The schema.
+    #[serde(default)]
+    #[cfg_attr(test, ts(type = "Record<string, unknown>"))]
+    pub schema: Value,
+    /// OpenAI's strict mode, passed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+impl ResponseFormat {
+    /// Whether the answer must be JSON.
+    pub fn is_json(&self) -> bool {
+        !matches!(self, ResponseFormat::Text)
+    }
+
+    /// The schema the answer must match, if any.
+    pub fn schema(&self) -> Option<&Value> {
+        match self {
+            ResponseFormat::JsonSchema { json_schema } => Some(&json_schema.schema),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_compare_by_name_and_canonical_arguments() {
+        let a = ToolCall::new("1", "weather", r#"{"city": "Paris", "unit": "c"}"#);
+        let b = ToolCall::new("2", "weather", r#"{"unit":"c","city":"Paris"}"#);
+        let c = ToolCall::new("3", "weather", r#"{"unit":"f","city":"Paris"}"#);
+        assert_eq!(a.canonical(), b.canonical());
+        assert_ne!(a.canonical(), c.canonical());
+        assert_eq!(a.canonical(), r#"weather({"city":"Paris","unit":"c"})"#);
+        assert_eq!(ToolCall::new("4", "f", " not json ").canonical(), "f(not json)");
+    }
+
+    #[test]
+    fn the_wire_shapes_are_openais() {
+        let call = ToolCall::new("call_1", "f", "{}");
+        let v = serde_json::to_value(&call).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}})
+        );
+        let format: ResponseFormat = serde_json::from_value(serde_json::json!({
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}, "strict": true}
+        }))
+        .expect("a json_schema format");
+        assert_eq!(format.schema(), Some(&serde_json::json!({"type": "object"})));
+        let choice: ToolChoice = serde_json::from_value(serde_json::json!({"function": "f"})).expect("named");
+        assert_eq!(choice, ToolChoice::Function("f".into()));
+    }
+}
