@@ -450,6 +450,8 @@ function view(recipeLayers, answerEl) {
         const waste = wasted ? ` · ${wasted} of them on failed or cancelled attempts` : "";
         const first = e.ttft_ms == null || e.ttft_ms >= e.wall_ms ? "" : ` (first token ${(e.ttft_ms / 1000).toFixed(1)} s)`;
         $("totals").textContent = `${e.usage.input_tokens} tokens in, ${e.usage.output_tokens} out${est}${cost}${waste} · ${(e.wall_ms / 1000).toFixed(1)} s wall${first}`;
+        // An answer that calls tools (a run given tools): each call, as text.
+        for (const c of e.tool_calls ?? []) note(`tool call ${c.id}: ${c.function.name}(${c.function.arguments})`);
       }
     },
   };

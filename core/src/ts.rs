@@ -38,6 +38,14 @@ export interface RunOptions {
   keys?: Record<string, string>;
   /** Seeds retry jitter. */
   seed?: number;
+  /** Tools the answer may call (the recipe's `tool_policy` says how the mixture uses them). */
+  tools?: Tool[];
+  /** `"auto"` (default), `"none"`, `"required"`, or `{ function: "name" }`. */
+  toolChoice?: ToolChoice;
+  /** Whether several calls may come at once (default true). */
+  parallelToolCalls?: boolean;
+  /** The final answer's shape, checked before it resolves. */
+  responseFormat?: ResponseFormat;
 }
 
 /** A built-in recipe. */

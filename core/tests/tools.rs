@@ -243,3 +243,23 @@ fn unusable_tools_and_formats_are_refused_at_the_start_naming_the_field() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_provider_that_cannot_take_tools_gets_them_as_text_and_calls_in_json() {
+    let recipe = Recipe::from_json(
+        r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "tools": false}},
+            "layers": [{"agents": ["p:a"]}], "aggregator": "p:agg"}"#,
+    )
+    .expect("valid");
+    let trace =
+        run_with(&recipe, Some(weather(ToolChoice::Required)), ResponseFormat::Text, |req| match req.model.as_str() {
+            "agg" => answer(r#"{"tool_calls": [{"name": "weather", "arguments": {"city": "Oslo"}}]}"#, ms(5)),
+            _ => answer("Call weather for Oslo.", ms(5)),
+        });
+    let agg = trace.requests.iter().find(|r| r.model == "agg").expect("aggregated");
+    assert!(agg.body.get("tools").is_none(), "no native tools");
+    let system = agg.system().expect("the tools as text");
+    assert!(system.contains("reply with only a JSON object") && system.contains("You must call at least one tool"));
+    assert_eq!(trace.outcome.tool_calls, vec![ToolCall::new("call_0", "weather", r#"{"city":"Oslo"}"#)]);
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some(""), "the JSON was the call, not the answer");
+}

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod eval;
 pub mod keys;
 pub mod local;
+pub mod mcp;
 pub mod plugin;
 pub mod progress;
 pub mod recipes;

@@ -37,6 +37,9 @@ enum Command {
     },
     /// Serve every recipe as a model behind an OpenAI-compatible API (and the web page at /).
     Serve(cli::serve::ServeArgs),
+    /// Serve the recipes to agents as a Model Context Protocol server on stdio (tools `ask`
+    /// and `list_recipes`).
+    Mcp(cli::mcp::McpArgs),
     /// Work with strategy plugins (WebAssembly components).
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Local(cmd) => cli::local::local(cmd),
         Command::Run(args) => runtime().block_on(cli::run::run(args)),
         Command::Serve(args) => runtime().block_on(cli::serve::serve(args)),
+        Command::Mcp(args) => runtime().block_on(cli::mcp::mcp(args)),
         Command::Batch(args) => runtime().block_on(cli::batch::run_batch(*args)),
         Command::Eval(args) => runtime().block_on(cli::eval::run_eval(args)),
     }

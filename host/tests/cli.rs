@@ -758,3 +758,36 @@ fn moa_local_start_refuses_a_port_something_else_serves() {
     assert!(!cache.path().join("llm").exists(), "nothing was provisioned for a port it cannot use");
     answer.join().expect("thread");
 }
+
+#[test]
+fn run_with_tools_prints_the_calls_and_refuses_bad_tool_files_by_name() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = recipe_file(dir.path(), &fake, &["a;text=call it"], r#"agg;tool=weather;args={\"city\":\"Oslo\"}"#, "");
+    let tools = dir.path().join("tools.json");
+    let weather = r#"[{"type": "function", "function": {"name": "weather", "parameters": {"type": "object",
+        "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]"#;
+    std::fs::write(&tools, weather).expect("write");
+    let o = moa()
+        .args(["run", "--tool-choice", "required", "--tools"])
+        .arg(&tools)
+        .arg("--recipe")
+        .arg(&r)
+        .arg("Oslo?")
+        .output()
+        .expect("runs");
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let line = out.lines().find_map(|l| l.strip_prefix("tool_call ")).unwrap_or_else(|| panic!("{out}"));
+    let call: serde_json::Value = serde_json::from_str(line).expect("a call as JSON");
+    assert_eq!(call["function"]["name"], "weather");
+    assert_eq!(call["function"]["arguments"], r#"{"city":"Oslo"}"#);
+    // A tool whose parameters are not a schema is refused before any call, by its field.
+    std::fs::write(&tools, r#"[{"name": "weather", "parameters": {"type": "map"}}]"#).expect("write");
+    let before = fake.seen.bodies.lock().expect("lock").len();
+    let o = moa().args(["run", "--tools"]).arg(&tools).arg("--recipe").arg(&r).arg("Oslo?").output().expect("runs");
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("tools[0].function.parameters"), "{err}");
+    assert_eq!(fake.seen.bodies.lock().expect("lock").len(), before, "nothing was called");
+}

@@ -86,3 +86,54 @@ test("in Node, init() without arguments says to use initSync with the module's b
   mod.initSync({ module: readFileSync(join(pkg, "moa_wasm_bg.wasm")) });
   assert.equal(typeof mod.Moa, "function");
 });
+
+test("in Node, a run given tools resolves to the aggregator's tool calls, and a schema is enforced", async () => {
+  // A fake provider: with tools offered it calls get_weather; asked for JSON, it first
+  // answers words (refused, then retried with the reason), then matching JSON.
+  let jsonAsks = 0;
+  const bodies = [];
+  const server = createServer((req, res) => {
+    let raw = "";
+    req.on("data", (d) => (raw += d));
+    req.on("end", () => {
+      const body = JSON.parse(raw);
+      bodies.push(body);
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      let delta = { content: "Call get_weather for Oslo." };
+      if (body.tools) {
+        delta = { tool_calls: [{ index: 0, id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Oslo"}' } }] };
+      } else if (body.response_format) {
+        delta = { content: ++jsonAsks === 1 ? "Twelve degrees." : '{"temp_c": 12}' };
+      }
+      const chunk = JSON.stringify({ choices: [{ index: 0, delta, finish_reason: null }] });
+      res.end(`data: ${chunk}\n\ndata: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n`);
+    });
+  });
+  const url = await listen(server);
+  try {
+    const mod = await import(join(pkg, "moa_wasm.js"));
+    mod.initSync({ module: await readFile(join(pkg, "moa_wasm_bg.wasm")) });
+    const recipe = {
+      providers: { fake: { kind: "openai", base_url: url + "/v1" } },
+      layers: [{ agents: ["fake:a", "fake:b"] }],
+      aggregator: "fake:agg",
+      policy: { retries: 1, backoff_secs: 0 },
+    };
+    const tools = [{ name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } }];
+    const events = [];
+    const called = await new mod.Moa(recipe).run("Weather in Oslo?", { tools, toolChoice: "required", onEvent: (e) => events.push(e) });
+    assert.deepEqual(called.tool_calls, [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Oslo"}' } }]);
+    assert.equal(called.finish_reason, "tool_calls");
+    assert.deepEqual(events.find((e) => e.type === "final").tool_calls, called.tool_calls);
+    assert.equal(bodies.filter((b) => b.tools).length, 1, "only the aggregator had the real tools");
+    const responseFormat = { type: "json_schema", json_schema: { name: "w", schema: { type: "object", properties: { temp_c: { type: "number" } }, required: ["temp_c"] } } };
+    const shaped = await new mod.Moa(recipe).run("Weather as JSON", { responseFormat });
+    assert.equal(shaped.answer, '{"temp_c": 12}');
+    await assert.rejects(
+      new mod.Moa(recipe).run("x", { tools: [{ name: "f", parameters: { type: "objekt" } }] }),
+      /tools\[0\]\.function\.parameters/,
+    );
+  } finally {
+    server.close();
+  }
+});

@@ -14,7 +14,7 @@
 mod transport;
 
 use moa_core::recipe::{self, PRESETS};
-use moa_core::{Message, Recipe, RecipeError, Run, RunError, RunOptions};
+use moa_core::{Message, Recipe, RecipeError, ResponseFormat, Run, RunError, RunOptions, Tool, ToolChoice, Tools};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use wasm_bindgen::prelude::*;
@@ -108,11 +108,16 @@ async fn run(recipe: Recipe, input: JsValue, options: JsValue) -> Result<JsValue
     let keys: BTreeMap<String, String> =
         if keys_value.is_undefined() || keys_value.is_null() { BTreeMap::new() } else { from_js(&keys_value, "keys")? };
     let seed = get(&options, "seed").as_f64().unwrap_or(0.0) as u64;
+    let (tools, response_format) = tools_and_format(&options)?;
     let on_event = get(&options, "onEvent").dyn_into::<js_sys::Function>().ok();
     let signal = get(&options, "signal").dyn_into::<web_sys::AbortSignal>().ok();
-    let mut run =
-        Run::with_options(&recipe, conversation, transport::now(), RunOptions { seed, keys, ..RunOptions::default() })
-            .map_err(|e| JsError::new(&e.to_string()))?;
+    let mut run = Run::with_options(
+        &recipe,
+        conversation,
+        transport::now(),
+        RunOptions { seed, keys, tools, response_format, ..RunOptions::default() },
+    )
+    .map_err(|e| JsError::new(&e.to_string()))?;
     let outcome = transport::drive(&mut run, signal, |event| {
         if let (Some(f), Ok(v)) = (&on_event, to_js(event)) {
             // A throwing callback must not stop the run.
@@ -125,6 +130,24 @@ async fn run(recipe: Recipe, input: JsValue, options: JsValue) -> Result<JsValue
         Err(RunError::Cancelled) => Err(JsError::new("the run was cancelled")),
         Err(e) => Err(JsError::new(&e.to_string())),
     }
+}
+
+/// `options.tools`, `toolChoice`, `parallelToolCalls` and `responseFormat`.
+fn tools_and_format(options: &JsValue) -> Result<(Option<Tools>, ResponseFormat), JsError> {
+    let some = |v: &JsValue| !v.is_undefined() && !v.is_null();
+    let list = get(options, "tools");
+    let tools = if some(&list) {
+        let tools: Vec<Tool> = from_js(&list, "tools")?;
+        let choice = get(options, "toolChoice");
+        let choice: ToolChoice = if some(&choice) { from_js(&choice, "toolChoice")? } else { ToolChoice::Auto };
+        let parallel = get(options, "parallelToolCalls").as_bool().unwrap_or(true);
+        Some(Tools { tools, choice, parallel })
+    } else {
+        None
+    };
+    let format = get(options, "responseFormat");
+    let format = if some(&format) { from_js(&format, "responseFormat")? } else { ResponseFormat::Text };
+    Ok((tools, format))
 }
 
 #[derive(Serialize)]

@@ -279,13 +279,25 @@ pub(super) fn correction(answer: &str, calls: &[ToolCall], why: &Rejection) -> V
     ]
 }
 
-/// Calls written as JSON text (`{"tool_calls": [{"name", "arguments"}]}`, alone or in a
-/// code fence), by a model that got the tools as text.
+/// Calls written as JSON text by a model that got the tools as text: the whole reply
+/// (alone, in a code fence, or in Hermes' `<tool_call>` tags) is `{"tool_calls": [...]}`,
+/// one `{"name", "arguments"}` object (how Qwen models write a call), or a list of them.
 fn calls_in_text(text: &str) -> Option<Vec<ToolCall>> {
     let t = text.trim();
     let t = t.strip_prefix("```json").or_else(|| t.strip_prefix("```")).map_or(t, |s| s.trim_end_matches("```"));
+    let t = t.trim();
+    let t = t.strip_prefix("<tool_call>").map_or(t, |s| s.trim_end().trim_end_matches("</tool_call>"));
     let v: Value = serde_json::from_str(t.trim()).ok()?;
-    let list = v.get("tool_calls")?.as_array()?;
+    let one = |v: &Value| {
+        let keys: Vec<&str> = v.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+        v.get("name").is_some_and(Value::is_string) && keys.iter().all(|k| matches!(*k, "name" | "arguments"))
+    };
+    let list = match &v {
+        Value::Object(o) if o.contains_key("tool_calls") => v.get("tool_calls")?.as_array()?.clone(),
+        Value::Object(_) if one(&v) => vec![v.clone()],
+        Value::Array(items) if !items.is_empty() && items.iter().all(one) => items.clone(),
+        _ => return None,
+    };
     let calls = list
         .iter()
         .enumerate()
@@ -481,6 +493,13 @@ mod tests {
         let calls = check(&b, Offer::AsText, text, &[]).expect("a call");
         assert_eq!(calls, vec![ToolCall::new("call_0", "weather", r#"{"city":"Rome"}"#)]);
         assert_eq!(check(&b, Offer::AsText, "Rome is sunny.", &[]), Ok(vec![]));
+        // Qwen's own way: one {"name", "arguments"} object in a fence, or in Hermes' tags.
+        let qwen = "```json\n{\n  \"name\": \"weather\",\n  \"arguments\": {\"city\": \"Oslo\"}\n}\n```";
+        assert_eq!(check(&b, Offer::AsText, qwen, &[]).expect("a call")[0].function.arguments, r#"{"city":"Oslo"}"#);
+        let hermes = "<tool_call>\n{\"name\": \"weather\", \"arguments\": {\"city\": \"Bergen\"}}\n</tool_call>";
+        assert_eq!(check(&b, Offer::AsText, hermes, &[]).expect("a call").len(), 1);
+        // A JSON answer that is not a call stays an answer.
+        assert_eq!(check(&b, Offer::AsText, r#"{"name": "Ada", "age": 36}"#, &[]), Ok(vec![]));
     }
 
     #[test]

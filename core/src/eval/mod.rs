@@ -43,6 +43,13 @@ pub struct Item {
     /// What the item is about (kept in results, for slicing).
     #[serde(default)]
     pub category: Option<String>,
+    /// Tools the answer may call, as OpenAI's request gives them (passed on to the run;
+    /// the `tool` scorer compares the calls with `answer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<serde_json::Value>,
+    /// OpenAI's `tool_choice`, passed on with the tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<serde_json::Value>,
 }
 
 impl Item {

@@ -20,21 +20,46 @@ pub enum Scorer {
     /// The reference is a regular expression that matches somewhere in the answer
     /// (case-insensitive).
     Regex,
+    /// The answer calls exactly the tools the reference names, with the same arguments
+    /// compared as canonical JSON: `name({"arg": 1})`, several calls one per line, in any
+    /// order. An answer in words (no call) where the reference is `none` scores too.
+    Tool,
 }
 
 impl Scorer {
     /// Every scorer, by the name the command line and the JS API use.
-    pub const ALL: [(&'static str, Scorer); 4] = [
+    pub const ALL: [(&'static str, Scorer); 5] = [
         ("exact", Scorer::Exact),
         ("choice", Scorer::Choice),
         ("contains", Scorer::Contains),
         ("regex", Scorer::Regex),
+        ("tool", Scorer::Tool),
     ];
 
     /// The scorer called `name`.
     pub fn from_name(name: &str) -> Option<Scorer> {
         Scorer::ALL.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
     }
+}
+
+/// Calls written one per line as `name(arguments)` (how an eval's answer renders a run's
+/// calls, and how a reference names them), canonical and sorted. Other lines are words,
+/// not calls: an answer in words, or the reference `none`, calls nothing.
+pub fn calls_key(text: &str) -> Vec<String> {
+    let is_name = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let mut keys: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| match l.split_once('(') {
+            Some((name, rest)) if rest.ends_with(')') && is_name(name.trim()) => {
+                let args = &rest[..rest.len() - 1];
+                Some(crate::tools::ToolCall::new("", name.trim(), args).canonical())
+            }
+            _ => None,
+        })
+        .collect();
+    keys.sort();
+    keys
 }
 
 /// Why an item cannot be scored: its reference is unusable for the scorer.
@@ -55,6 +80,7 @@ pub fn score(scorer: Scorer, answer: &str, reference: &str, choices: &[String]) 
         }
         Scorer::Contains => squash(answer).contains(&squash(reference)),
         Scorer::Regex => regex(answer, reference)?,
+        Scorer::Tool => calls_key(answer) == calls_key(reference),
     };
     Ok(if hit { 1.0 } else { 0.0 })
 }
@@ -160,6 +186,20 @@ pub fn choice_letter(text: &str, choices: &[String]) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_compares_calls_canonically_in_any_order() {
+        let s = |a: &str, r: &str| score(Scorer::Tool, a, r, &[]).expect("scored");
+        assert_eq!(
+            s("weather({\"city\": \"Oslo\", \"unit\": \"c\"})", "weather({\"unit\":\"c\",\"city\":\"Oslo\"})"),
+            1.0
+        );
+        assert_eq!(s("weather({\"city\":\"Rome\"})", "weather({\"city\":\"Oslo\"})"), 0.0);
+        assert_eq!(s("b({})\na({\"x\":1})", "a({\"x\": 1})\nb({})"), 1.0);
+        assert_eq!(s("It is sunny.", "none"), 1.0, "words call nothing");
+        assert_eq!(s("It is sunny.", "weather({\"city\":\"Oslo\"})"), 0.0);
+        assert_eq!(s("weather({})", "none"), 0.0);
+    }
 
     #[test]
     fn exact_uses_the_vote_normalizer_and_the_last_number() {

@@ -189,7 +189,7 @@ fn local_smollm() -> Recipe {
             max_concurrency: Some(4),
             // `-c 8192` shared by the 4 slots: 2,048 tokens each.
             context_tokens: Some(2048),
-            tools: true,
+            tools: false,
         },
     )]);
     let at = |t: f64| Agent {
@@ -217,7 +217,10 @@ fn local_smollm() -> Recipe {
 }
 
 /// A local llama.cpp server's provider (`moa local`): four slots (`max_concurrency`, more
-/// would only queue inside the server) sharing the server's context.
+/// would only queue inside the server) sharing the server's context. Tools go as text
+/// (`tools = false`): the local models write a call as JSON in their answer, which
+/// llama-server does not read as one (measured: Qwen2.5-Coder 1.5B answers a tool request
+/// with a fenced `{"name", "arguments"}` object); moa reads it.
 fn local_provider(port: u16, context_tokens: u32) -> Provider {
     Provider {
         kind: ProviderKind::OpenAi,
@@ -225,7 +228,7 @@ fn local_provider(port: u16, context_tokens: u32) -> Provider {
         api_key_env: None,
         max_concurrency: Some(4),
         context_tokens: Some(context_tokens),
-        tools: true,
+        tools: false,
     }
 }
 

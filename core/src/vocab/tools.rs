@@ -87,6 +87,11 @@ pub fn canonical_json(v: &Value) -> String {
             format!("{{{}}}", fields.join(","))
         }
         Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
+        // 1200.0 and 1200 are the same argument.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 9e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
         other => other.to_string(),
     }
 }
@@ -165,6 +170,78 @@ impl Tools {
     }
 }
 
+/// Tools as an OpenAI request gives them that cannot be read: the field, in the
+/// request's terms (`tools[2].function`, `tool_choice`), and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ToolsError {
+    /// The request field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn tools_error(field: impl Into<String>, message: impl Into<String>) -> ToolsError {
+    ToolsError { field: field.into(), message: message.into() }
+}
+
+impl Tools {
+    /// Reads OpenAI's request fields: `tools` (each `{"type": "function", "function":
+    /// {...}}`, or the function object alone), `tool_choice` (`auto`, `none`, `required`,
+    /// `{"type": "function", "function": {"name"}}`) and `parallel_tool_calls`. `None`
+    /// without tools; a choice that asks for a call without tools is an error. Whether
+    /// each tool's parameters are a usable schema the run checks as it starts.
+    pub fn from_openai(
+        tools: Option<&Value>,
+        choice: Option<&Value>,
+        parallel: Option<bool>,
+    ) -> Result<Option<Tools>, ToolsError> {
+        let list = match tools {
+            None | Some(Value::Null) => &[][..],
+            Some(Value::Array(list)) => list.as_slice(),
+            Some(_) => return Err(tools_error("tools", "expected a list of tools")),
+        };
+        let choice = match choice {
+            None | Some(Value::Null) => ToolChoice::Auto,
+            Some(Value::String(s)) => match s.as_str() {
+                "auto" => ToolChoice::Auto,
+                "none" => ToolChoice::None,
+                "required" => ToolChoice::Required,
+                other => {
+                    let m = format!("{other:?} is not auto, none, required or a function");
+                    return Err(tools_error("tool_choice", m));
+                }
+            },
+            Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
+                Some(name) if v.get("type").is_none_or(|t| t == "function") => ToolChoice::Function(name.to_owned()),
+                _ => {
+                    let m = "a named choice is {\"type\": \"function\", \"function\": {\"name\": ...}}";
+                    return Err(tools_error("tool_choice", m));
+                }
+            },
+        };
+        if list.is_empty() {
+            return match choice {
+                ToolChoice::Auto | ToolChoice::None => Ok(None),
+                _ => Err(tools_error("tool_choice", "it asks for a tool call, and there are no tools")),
+            };
+        }
+        let tools = list
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let function = match t.get("type") {
+                    None => t,
+                    Some(kind) if kind == "function" => t.get("function").unwrap_or(&Value::Null),
+                    Some(_) => return Err(tools_error(format!("tools[{i}].type"), "only \"function\" tools exist")),
+                };
+                Tool::deserialize(function).map_err(|e| tools_error(format!("tools[{i}].function"), e.to_string()))
+            })
+            .collect::<Result<Vec<Tool>, ToolsError>>()?;
+        Ok(Some(Tools { tools, choice, parallel: parallel.unwrap_or(true) }))
+    }
+}
+
 /// The shape the final answer must have.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -225,6 +302,25 @@ mod tests {
         assert_ne!(a.canonical(), c.canonical());
         assert_eq!(a.canonical(), r#"weather({"city":"Paris","unit":"c"})"#);
         assert_eq!(ToolCall::new("4", "f", " not json ").canonical(), "f(not json)");
+        assert_eq!(ToolCall::new("5", "f", r#"{"n": 1200.0}"#).canonical(), r#"f({"n":1200})"#);
+    }
+
+    #[test]
+    fn openai_request_fields_read_with_the_field_named_on_error() {
+        let list =
+            serde_json::json!([{"type": "function", "function": {"name": "f"}}, {"name": "g", "description": "bare"}]);
+        let choice = serde_json::json!({"type": "function", "function": {"name": "g"}});
+        let t = Tools::from_openai(Some(&list), Some(&choice), Some(false)).expect("valid").expect("tools");
+        assert_eq!((t.tools.len(), t.choice.clone(), t.parallel), (2, ToolChoice::Function("g".into()), false));
+        assert_eq!(t.tools[0].parameters, serde_json::json!({"type": "object", "properties": {}}));
+        let field = |tools: Value, choice: Value| {
+            Tools::from_openai(Some(&tools), Some(&choice), None).expect_err("refused").field
+        };
+        assert_eq!(field(serde_json::json!([{"type": "web"}]), Value::Null), "tools[0].type");
+        assert_eq!(field(serde_json::json!([{"type": "function", "function": {}}]), Value::Null), "tools[0].function");
+        assert_eq!(field(list.clone(), serde_json::json!("sometimes")), "tool_choice");
+        assert_eq!(field(serde_json::json!([]), serde_json::json!("required")), "tool_choice");
+        assert_eq!(Tools::from_openai(None, Some(&serde_json::json!("none")), None), Ok(None));
     }
 
     #[test]

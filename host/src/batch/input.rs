@@ -8,6 +8,7 @@
 //! repeated prompts (`--dedup`), minus what OUT already answers.
 
 use super::{BatchError, io};
+use moa_core::tools::{ResponseFormat, Tools};
 use moa_core::{Message, Role};
 use serde::Deserialize;
 use serde_json::Value;
@@ -29,6 +30,11 @@ pub struct Item {
     pub reference: Option<String>,
     /// Whether the id was written in the input (not a line number).
     pub has_id: bool,
+    /// Tools the answer may call (`tools`, `tool_choice`, `parallel_tool_calls`, as in
+    /// OpenAI's request).
+    pub tools: Option<Tools>,
+    /// The answer's shape (`response_format`).
+    pub response_format: ResponseFormat,
 }
 
 impl Item {
@@ -160,6 +166,14 @@ struct Line<'a> {
     answer: Option<Value>,
     #[serde(default)]
     reference: Option<Value>,
+    #[serde(default)]
+    tools: Option<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    response_format: Option<ResponseFormat>,
 }
 
 /// The items of an input file, one line at a time.
@@ -209,6 +223,7 @@ impl Iterator for Reader {
 
 impl Reader {
     fn parse(&self, line: &str) -> Result<Item, BatchError> {
+        let (mut tools, mut response_format) = (None, ResponseFormat::Text);
         let (id, messages, reference) = if line.starts_with('"') {
             let prompt: String = serde_json::from_str(line).map_err(|e| self.bad(format!("not JSON: {e}")))?;
             (None, vec![Message::user(prompt)], None)
@@ -224,6 +239,9 @@ impl Reader {
                 (None, Some(m)) => m,
                 _ => return Err(self.bad("expected \"instruction\": \"...\" or \"messages\": [...]".into())),
             };
+            tools = Tools::from_openai(v.tools.as_ref(), v.tool_choice.as_ref(), v.parallel_tool_calls)
+                .map_err(|e| self.bad(e.to_string()))?;
+            response_format = v.response_format.unwrap_or_default();
             let reference = v.answer.or(v.reference).map(|r| match r {
                 Value::String(s) => s,
                 other => other.to_string(),
@@ -241,7 +259,7 @@ impl Reader {
         if !id.get().starts_with(|c: char| c == '"' || c == '-' || c.is_ascii_digit()) {
             return Err(self.bad("id must be a string or a number".into()));
         }
-        Ok(Item { id, messages, reference, has_id })
+        Ok(Item { id, messages, reference, has_id, tools, response_format })
     }
 }
 

@@ -216,9 +216,17 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// The options every item's run starts with: its seed, the keys, its plugin resolver.
-    pub(crate) fn run_options(&self, seed: u64) -> RunOptions<'_> {
-        let mut options = RunOptions { seed, keys: self.keys.clone(), reports_sent: true, ..RunOptions::default() };
+    /// The options an item's run starts with: its seed, the keys, the plugin resolver,
+    /// and the item's own tools and response format.
+    pub(crate) fn run_options(&self, seed: u64, item: &input::Item) -> RunOptions<'_> {
+        let mut options = RunOptions {
+            seed,
+            keys: self.keys.clone(),
+            reports_sent: true,
+            tools: item.tools.clone(),
+            response_format: item.response_format.clone(),
+            ..RunOptions::default()
+        };
         if let Some(r) = &self.resolver {
             options.resolver = r.as_ref();
         }
@@ -323,7 +331,7 @@ pub async fn run(batch: Batch, transport: &Transport, cancel: CancellationToken)
         tasks.spawn(async move {
             let _permit = permit;
             let seed = item_seed(batch.seed, &item.id);
-            let outcome = answer(&batch, &transport, &cancel, item.messages, seed).await;
+            let outcome = answer(&batch, &transport, &cancel, &item, seed).await;
             if matches!(outcome.answer, Err(moa_core::RunError::Cancelled)) {
                 return Ok(());
             }
@@ -366,11 +374,12 @@ async fn answer(
     batch: &Batch,
     transport: &Transport,
     cancel: &CancellationToken,
-    messages: Vec<moa_core::Message>,
+    item: &input::Item,
     seed: u64,
 ) -> Outcome {
     let clock = Clock::new();
-    match Run::with_options(&batch.recipe, messages, clock.now(), batch.run_options(seed)) {
+    let options = batch.run_options(seed, item);
+    match Run::with_options(&batch.recipe, item.messages.clone(), clock.now(), options) {
         Ok(mut run) => transport.drive(&mut run, &clock, cancel, |_: &Event| {}).await,
         Err(e) => not_started(e),
     }

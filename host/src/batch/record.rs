@@ -2,7 +2,7 @@
 //! write for each finished item, and that every reader (resume, `merge`, `export`,
 //! `moa eval`) reads. One type, so writer and readers cannot drift apart.
 
-use moa_core::{LayerReport, Outcome, Recipe, Usage};
+use moa_core::{LayerReport, Outcome, Recipe, ToolCall, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -15,6 +15,9 @@ pub struct ResultLine {
     /// The answer; absent when the run failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
+    /// The tools the answer calls, as OpenAI writes calls (the item offered tools).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
     /// Who decided the answer (see [`Outcome::decided_by`]); absent when the run failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
@@ -72,6 +75,7 @@ impl ResultLine {
         ResultLine {
             id: id.to_owned(),
             answer,
+            tool_calls: outcome.tool_calls.clone(),
             decided_by,
             error,
             usage: outcome.usage,

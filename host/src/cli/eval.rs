@@ -19,6 +19,7 @@ pub(crate) enum ScorerArg {
     Choice,
     Contains,
     Regex,
+    Tool,
     Judge,
 }
 
@@ -30,6 +31,7 @@ impl ScorerArg {
             ScorerArg::Choice => Some(Scorer::Choice),
             ScorerArg::Contains => Some(Scorer::Contains),
             ScorerArg::Regex => Some(Scorer::Regex),
+            ScorerArg::Tool => Some(Scorer::Tool),
             ScorerArg::Judge => None,
         }
     }

@@ -2,6 +2,7 @@
 
 use super::common::{FAILED, INTERRUPTED, RecipeArgs, bad, interrupt_token, transport};
 use super::display::{Display, Mode};
+use super::tools::ToolArgs;
 use clap::Args;
 use moa_core::{Message, Run, RunError, RunOptions};
 use moa_host::{Clock, keys};
@@ -20,6 +21,8 @@ pub(crate) struct RunArgs {
     /// Print every layer's answers before the final one.
     #[arg(long)]
     show_proposals: bool,
+    #[command(flatten)]
+    tools: ToolArgs,
 }
 
 pub(crate) async fn run(args: RunArgs) -> ExitCode {
@@ -48,6 +51,10 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return bad(&e),
     };
+    let (tools, response_format) = match (args.tools.tools(), args.tools.response_format()) {
+        (Ok(t), Ok(f)) => (t, f),
+        (Err(e), _) | (_, Err(e)) => return bad(&e),
+    };
     let clock = Clock::new();
     let mode = if args.json { Mode::Json } else { Mode::Human { show_proposals: args.show_proposals } };
     let mut display = Display::new(mode, recipe.layers.len());
@@ -56,6 +63,8 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
         keys: keys::from_env(&recipe),
         reports_sent: true,
         irrevocable_answer: display.answer_is_irrevocable(),
+        tools,
+        response_format,
         ..RunOptions::default()
     };
     if let Some(r) = &resolver {

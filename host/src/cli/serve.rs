@@ -64,7 +64,7 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
-    let recipes = match served_recipes(&args) {
+    let recipes = match served_recipes(args.recipes.as_deref(), &args.allow_key_env) {
         Ok(r) => r,
         Err(e) => return bad(&e),
     };
@@ -77,7 +77,7 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
     {
         return bad(&format!("--www {}: no index.html there", dir.display()));
     }
-    let resolver = match load_plugins(&args, &recipes) {
+    let resolver = match load_plugins(args.recipes.as_deref(), &recipes) {
         Ok(r) => r,
         Err(e) => return bad(&e),
     };
@@ -128,11 +128,15 @@ pub(crate) async fn serve(args: ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The presets, and each `.toml`/`.json` recipe of `--recipes` under its file's name.
-fn served_recipes(args: &ServeArgs) -> Result<std::collections::BTreeMap<String, Recipe>, String> {
+/// The presets, and each `.toml`/`.json` recipe of `--recipes` under its file's name
+/// (`moa serve` and `moa mcp`).
+pub(crate) fn served_recipes(
+    dir: Option<&std::path::Path>,
+    allow_key_env: &[String],
+) -> Result<std::collections::BTreeMap<String, Recipe>, String> {
     let mut recipes: std::collections::BTreeMap<String, Recipe> =
         PRESETS.iter().filter_map(|(n, _)| moa_core::recipe::preset(n).map(|r| (n.to_string(), r))).collect();
-    let Some(dir) = &args.recipes else { return Ok(recipes) };
+    let Some(dir) = dir else { return Ok(recipes) };
     let entries = std::fs::read_dir(dir).map_err(|e| format!("--recipes {}: {e}", dir.display()))?;
     for path in entries.flatten().map(|e| e.path()) {
         if !path.extension().is_some_and(|x| x == "toml" || x == "json") {
@@ -140,7 +144,7 @@ fn served_recipes(args: &ServeArgs) -> Result<std::collections::BTreeMap<String,
         }
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let r = recipes::load(&path.display().to_string()).map_err(|e| e.to_string())?;
-        keys::check_env(&r, &args.allow_key_env).map_err(|e| format!("{}: {e}", path.display()))?;
+        keys::check_env(&r, allow_key_env).map_err(|e| format!("{}: {e}", path.display()))?;
         recipes.insert(name, r);
     }
     Ok(recipes)
@@ -149,12 +153,12 @@ fn served_recipes(args: &ServeArgs) -> Result<std::collections::BTreeMap<String,
 /// The served recipes' plugins, loaded (validated, compiled, described) now, not on a
 /// client's request: a bad or costly plugin shows at startup, and no request waits for a
 /// compiler. Plugin paths are relative to the recipes folder.
-fn load_plugins(
-    args: &ServeArgs,
+pub(crate) fn load_plugins(
+    dir: Option<&std::path::Path>,
     recipes: &std::collections::BTreeMap<String, Recipe>,
 ) -> Result<Option<std::sync::Arc<moa_host::plugin::HostResolver>>, String> {
     let served: Vec<&Recipe> = recipes.values().collect();
-    let resolver = super::common::resolver(&served, args.recipes.clone().unwrap_or_default())?;
+    let resolver = super::common::resolver(&served, dir.map(|d| d.to_path_buf()).unwrap_or_default())?;
     if let Some(r) = &resolver {
         use moa_core::strategy::Resolver;
         for (model, recipe) in recipes {

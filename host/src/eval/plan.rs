@@ -113,11 +113,18 @@ pub fn slug(name: &str) -> String {
 struct Request<'a> {
     id: Value,
     messages: &'a [Message],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<&'a Value>,
 }
 
-fn request(id: Value, messages: &[Message]) -> String {
-    // A JSON value and messages of strings: serializing cannot fail.
-    serde_json::to_string(&Request { id, messages }).unwrap_or_default()
+/// One batch line; an item's own tools go with it (a judge's request has none).
+fn request(id: Value, messages: &[Message], item: Option<&Item>) -> String {
+    let tools = item.and_then(|i| i.tools.as_ref());
+    let tool_choice = item.and_then(|i| i.tool_choice.as_ref());
+    // JSON values and messages of strings: serializing cannot fail.
+    serde_json::to_string(&Request { id, messages, tools, tool_choice }).unwrap_or_default()
 }
 
 /// An item id's JSON text as a value (ids are strings or numbers).
@@ -127,7 +134,7 @@ fn id_value(id: &str) -> Value {
 
 /// The first turn's input, shared by every recipe: each item's conversation.
 pub fn first_turn(items: &[Keyed]) -> Vec<String> {
-    items.iter().map(|(id, item)| request(id_value(id), &item.conversation())).collect()
+    items.iter().map(|(id, item)| request(id_value(id), &item.conversation(), Some(item))).collect()
 }
 
 /// Turn `t`'s input (0-based, `t >= 1`) for entrant `ei`: each item with that many turns,
@@ -138,7 +145,7 @@ pub fn later_turn(items: &[Keyed], t: usize, ledgers: &Ledgers, ei: usize) -> Ve
     for (id, item) in items.iter().filter(|(_, i)| i.turn_count() > t) {
         let before: Option<Vec<String>> = (0..t).map(|k| ledgers.answer(k, ei, id).map(str::to_owned)).collect();
         if let Some(before) = before {
-            lines.push(request(id_value(id), &item.conversation_at(t, &before)));
+            lines.push(request(id_value(id), &item.conversation_at(t, &before), Some(item)));
         }
     }
     lines
@@ -246,7 +253,7 @@ pub fn judge_requests(
 
 /// The judge's requests as batch input lines.
 pub fn judge_input(requests: &[(JudgeKey, Vec<Message>)]) -> Vec<String> {
-    requests.iter().map(|(key, messages)| request(Value::String(key.to_string()), messages)).collect()
+    requests.iter().map(|(key, messages)| request(Value::String(key.to_string()), messages, None)).collect()
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ pub fn scoring_words(s: &Scoring) -> String {
         Scoring::Rule(Scorer::Choice) => "choice: the multiple-choice letter picked".into(),
         Scoring::Rule(Scorer::Contains) => "contains: the reference appears in the answer".into(),
         Scoring::Rule(Scorer::Regex) => "regex: the reference pattern matches the answer".into(),
+        Scoring::Rule(Scorer::Tool) => "tool: the calls made equal the reference's (canonical arguments)".into(),
         Scoring::Judge { recipe, mode: JudgeMode::Pairwise, against, .. } => format!(
             "pairwise win rate against {} judged by {} in both orders, ties half",
             against.as_deref().unwrap_or("the reference outputs"),

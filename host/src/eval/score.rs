@@ -39,6 +39,17 @@ impl Accounts {
     }
 }
 
+/// A line's answer as scored and shown: its calls, one `name(arguments)` per line, when
+/// it calls tools; else its text.
+fn answer_of(l: &ResultLine) -> Option<String> {
+    if l.tool_calls.is_empty() {
+        return l.answer.clone();
+    }
+    let calls: Vec<String> =
+        l.tool_calls.iter().map(|c| format!("{}({})", c.function.name, c.function.arguments)).collect();
+    Some(calls.join("\n"))
+}
+
 impl Scorer<'_> {
     /// Entrant `ei`'s results, one per item; an error when an item cannot be scored.
     pub fn entrant(&self, ei: usize, name: &str, verdicts: &Verdicts) -> Result<Vec<ItemResult>, String> {
@@ -50,12 +61,12 @@ impl Scorer<'_> {
         let mut accounts = Accounts::default();
         let first = self.ledgers.line(0, ei, id);
         first.inspect(|l| accounts.add(l, true));
-        let mut answer = first.and_then(|l| l.answer.clone());
+        let mut answer = first.and_then(answer_of);
         for t in 1..item.turn_count() {
             match self.ledgers.line(t, ei, id) {
                 Some(l) => {
                     accounts.add(l, false);
-                    answer = answer.and(l.answer.clone());
+                    answer = answer.and(answer_of(l));
                 }
                 None => answer = None,
             }

@@ -268,7 +268,7 @@ fn bad_request(e: request::BadRequest) -> Response {
 /// What a client may be told about a failed run: which agents failed and the kind of
 /// failure, never a provider's own words, a URL, a host, a port or a file path. The
 /// full error goes to the server's log.
-fn client_message(e: &RunError) -> String {
+pub fn client_message(e: &RunError) -> String {
     match e {
         RunError::TooFewSuccesses { what, succeeded, needed, failures } => {
             // A refused answer says why in the engine's words (what the model wrote is the

@@ -11,7 +11,7 @@
 //! `metadata`, `store`, `service_tier`, and fields newer than this list), as
 //! OpenAI-compatible servers commonly do; they change nothing moa does.
 
-use moa_core::tools::{ResponseFormat, Tool, ToolCall, ToolChoice, Tools};
+use moa_core::tools::{ResponseFormat, ToolCall, Tools};
 use moa_core::{Message, Recipe, RecipeError, Role};
 use serde::Deserialize;
 use serde_json::Value;
@@ -75,8 +75,8 @@ pub struct ChatCompletionRequest {
     pub moa_proposals: Option<bool>,
     /// Choices wanted (only 1).
     pub n: Option<u64>,
-    /// Tools.
-    pub tools: Option<Vec<WireTool>>,
+    /// Tools: OpenAI's list.
+    pub tools: Option<Value>,
     /// Functions, the old name of tools (refused unless empty).
     pub functions: Option<Vec<Value>>,
     /// Tool choice: `auto`, `none`, `required` or `{"type": "function", "function": {"name"}}`.
@@ -127,16 +127,6 @@ pub struct WireMessage {
     /// The call a tool message answers.
     #[serde(default)]
     pub tool_call_id: Option<String>,
-}
-
-/// One tool: `{"type": "function", "function": {name, description, parameters, strict}}`.
-#[derive(Debug, Deserialize)]
-pub struct WireTool {
-    /// `function` (the only kind).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The function.
-    pub function: Tool,
 }
 
 /// The roles moa takes.
@@ -254,43 +244,11 @@ fn refuse_unsupported(r: &ChatCompletionRequest) -> Result<(), BadRequest> {
     Ok(())
 }
 
-/// The request's tools, choice and parallel setting; a 400 naming what is malformed.
-/// (Whether each tool's parameters are a usable schema, and a named choice one of the
-/// tools, the run checks as it starts: a 400 naming the field too.)
+/// The request's tools, choice and parallel setting (the core reads OpenAI's fields);
+/// a 400 naming what is malformed.
 fn tools(r: &ChatCompletionRequest) -> Result<Option<Tools>, BadRequest> {
-    let Some(list) = r.tools.as_ref().filter(|t| !t.is_empty()) else {
-        if r.tool_choice.as_ref().is_some_and(|c| !c.is_null() && c != "none" && c != "auto") {
-            return Err(bad("tool_choice", "tool_choice asks for a tool call, and the request has no tools"));
-        }
-        return Ok(None);
-    };
-    let mut tools = Vec::new();
-    for (i, t) in list.iter().enumerate() {
-        if t.kind != "function" {
-            return Err(bad(&format!("tools[{i}].type"), format!("tools[{i}].type: only \"function\" tools exist")));
-        }
-        tools.push(t.function.clone());
-    }
-    let choice = match r.tool_choice.as_ref() {
-        None | Some(Value::Null) => ToolChoice::Auto,
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => ToolChoice::Auto,
-            "none" => ToolChoice::None,
-            "required" => ToolChoice::Required,
-            other => {
-                let m = format!("tool_choice: {other:?} is not auto, none, required or a function");
-                return Err(bad("tool_choice", m));
-            }
-        },
-        Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
-            Some(name) if v.get("type").is_none_or(|t| t == "function") => ToolChoice::Function(name.to_owned()),
-            _ => {
-                let m = "tool_choice: a named choice is {\"type\": \"function\", \"function\": {\"name\": ...}}";
-                return Err(bad("tool_choice", m));
-            }
-        },
-    };
-    Ok(Some(Tools { tools, choice, parallel: r.parallel_tool_calls.unwrap_or(true) }))
+    Tools::from_openai(r.tools.as_ref(), r.tool_choice.as_ref(), r.parallel_tool_calls)
+        .map_err(|e| bad(&e.field, e.to_string()))
 }
 
 fn to_message(m: &WireMessage, i: usize) -> Result<Message, BadRequest> {
@@ -475,7 +433,7 @@ mod tests {
                          {"role": "tool", "tool_call_id": "c1", "content": "42"}]}"#;
         let req = parse(body.as_bytes()).expect("valid");
         let tools = req.tools.expect("tools");
-        assert_eq!((tools.choice, tools.parallel), (ToolChoice::Function("f".into()), false));
+        assert_eq!((tools.choice, tools.parallel), (moa_core::ToolChoice::Function("f".into()), false));
         assert_eq!(req.messages[1].tool_calls[0].function.name, "f");
         assert_eq!(req.messages[2].tool_call_id.as_deref(), Some("c1"));
         assert!(req.response_format.schema().is_some());

@@ -152,7 +152,7 @@ fn start(
         let item = item?;
         let seed = item_seed(batch.seed, &item.id);
         // Batch API calls are billed at each price's batch share.
-        let options = RunOptions { batch_prices: true, ..batch.run_options(seed) };
+        let options = RunOptions { batch_prices: true, ..batch.run_options(seed, &item) };
         match Run::with_options(&batch.recipe, item.messages, clock.now(), options) {
             Ok(run) => runs.push(Some((item.id, run, seed))),
             Err(e) => {
