@@ -160,6 +160,48 @@ fn the_openai_python_client_works_against_the_real_local_model() {
 }
 
 #[test]
+fn a_real_local_model_makes_a_tool_round_trip_through_moa_serve() {
+    if !common::needs::wanted(common::needs::Needs::Llama) || !common::needs::wanted(common::needs::Needs::Python) {
+        return;
+    }
+    let ports = [("MOA_QWEN15_PORT", "18483")];
+    let llm = |arg: &str| {
+        Command::new(env!("CARGO_BIN_EXE_moa"))
+            .args(["local", arg, "qwen-1.5b"])
+            .envs(ports)
+            .status()
+            .expect("moa local")
+    };
+    assert!(llm("start").success());
+    struct Stop<F: FnMut()>(F);
+    impl<F: FnMut()> Drop for Stop<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _stop = Stop(|| {
+        llm("stop");
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    // The model alone: the round trip is what is tested, and one call per step keeps it short.
+    let mut recipe = moa_core::recipe::preset("local").expect("preset");
+    recipe.providers.get_mut("qwen15").expect("qwen15").base_url = "http://127.0.0.1:18483/v1".into();
+    recipe.layers.clear();
+    recipe.aggregator.strategy = None;
+    recipe.max_tokens = Some(96);
+    std::fs::write(dir.path().join("qwen-tools.toml"), recipe.to_toml()).expect("write");
+    let server = serve(dir.path(), &[]);
+    let o = Command::new(python())
+        .arg(repo().join("tests/serve/openai_tool_real.py"))
+        .args([&format!("{}/v1", server.base), "qwen-tools"])
+        .output()
+        .expect("python runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}\n{}", String::from_utf8_lossy(&o.stderr), server.log());
+    assert!(out.contains("real tool round trip: 2 checks passed"), "{out}");
+}
+
+#[test]
 fn auth_body_cap_and_proposals() {
     let fake = Fake::start();
     let dir = tempfile::tempdir().expect("tmp");

@@ -154,7 +154,9 @@ impl Toolbox {
                 Some(format!(
                     "You can call these tools:\n{list}\nTo call tools, reply with only a JSON object, \
                      nothing else: {{\"tool_calls\": [{{\"name\": \"...\", \"arguments\": {{...}}}}]}}. \
-                     Otherwise reply normally.{must}"
+                     Otherwise reply normally. The results of calls already made appear in the \
+                     conversation as \"[result of tool call ...]\" messages: do not call again for \
+                     what they answer; use them in your reply.{must}"
                 ))
             }
             Offer::Plain | Offer::Native => None,
