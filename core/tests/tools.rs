@@ -263,3 +263,24 @@ fn a_provider_that_cannot_take_tools_gets_them_as_text_and_calls_in_json() {
     assert_eq!(trace.outcome.tool_calls, vec![ToolCall::new("call_0", "weather", r#"{"city":"Oslo"}"#)]);
     assert_eq!(trace.outcome.answer.as_deref().ok(), Some(""), "the JSON was the call, not the answer");
 }
+
+#[test]
+fn with_irrevocable_output_a_refused_answer_is_still_retried_because_nothing_was_delivered() {
+    let mut n = 0;
+    let options = RunOptions { response_format: schema_format(), irrevocable_answer: true, ..RunOptions::default() };
+    let run = Run::with_options(&recipe("aggregator"), vec![Message::user("Weather?")], T0, options).expect("starts");
+    let trace = simulate(run, T0, |req| match req.model.as_str() {
+        "agg" => {
+            n += 1;
+            if n == 1 { answer("Twelve degrees.", ms(5)) } else { answer(r#"{"temp": 12}"#, ms(5)) }
+        }
+        _ => answer("12", ms(5)),
+    });
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some(r#"{"temp": 12}"#), "{:?}", trace.outcome.answer);
+    // The refused attempt showed nothing, so it voids nothing.
+    let voided = trace.events.iter().find_map(|e| match e {
+        Event::CallFailed { at, discarded_chars, .. } if at.layer == 1 => Some(*discarded_chars),
+        _ => None,
+    });
+    assert_eq!(voided, Some(0));
+}

@@ -176,7 +176,8 @@ impl Run {
         let slot = &mut self.slots[i];
         let usage = slot.failed_usage(flight);
         slot.wasted += usage;
-        let discarded = slot.text.chars().count();
+        // Held text was never shown: nothing to take back.
+        let discarded = if slot.hold { 0 } else { slot.text.chars().count() };
         slot.text.clear();
         slot.usage = None;
         slot.server_ms = None;
@@ -199,7 +200,8 @@ impl Run {
         let mut delay = None;
         // Retry only while nothing irrevocable reached the user: with irrevocable output,
         // an aggregator that already streamed text is not tried again.
-        let delivered = self.slots[i].text.chars().count();
+        // Text held back for a check was never delivered.
+        let delivered = if self.slots[i].hold { 0 } else { self.slots[i].text.chars().count() };
         let irrevocable = self.irrevocable_answer && self.is_final_layer() && delivered > 0;
         if error.retryable() && self.slots[i].attempts <= policy.retries && !irrevocable {
             match retry_after {
