@@ -6,16 +6,39 @@
 //! `const`, `properties`, `required`, `additionalProperties`, `items`, `prefixItems`,
 //! `minItems`/`maxItems`, `uniqueItems`, `minLength`/`maxLength`, `pattern` (where the
 //! core is built with its `regex` feature: natively; the browser module does not check
-//! it), `minimum`/`maximum` and their exclusive forms, `multipleOf`, `anyOf`, `oneOf`,
-//! `allOf`, `not`, and local `$ref`s (`#`, `#/$defs/...`, `#/definitions/...`).
-//! Other keywords (`format`, `description`, `title`...) are annotations, as the standard
-//! allows. [`Schema::compile`] refuses what it cannot check, naming where.
+//! it), `minimum`/`maximum` and their exclusive forms, `multipleOf`, `contains`,
+//! `propertyNames`, `minProperties`/`maxProperties`, `anyOf`, `oneOf`, `allOf`, `not`, and
+//! local `$ref`s (`#`, `#/$defs/...`, `#/definitions/...`). Numbers compare by value (`1`
+//! equals `1.0`). Annotations (`format`, `description`, `title`...) are not checked, as the
+//! standard allows. [`Schema::compile`] refuses, naming where, the keywords that would
+//! constrain a value and that it does not check (`patternProperties`, `if`/`then`/`else`,
+//! `dependentRequired`, `dependentSchemas`, `unevaluatedProperties`, `unevaluatedItems`,
+//! `minContains`, `maxContains`), so a schema is never half-checked. Validation has a step
+//! budget: a schema whose branches multiply (`anyOf` of references to itself) is refused
+//! when an instance would take too long, never left to run.
 
 use serde_json::{Map, Value};
 
 /// How deep validation may go (schema references and nesting together) before it stops:
 /// a schema that refers to itself without descending must not loop.
-const MAX_DEPTH: usize = 128;
+const MAX_DEPTH: usize = 256;
+
+/// Most schema-and-value steps one validation may take.
+const MAX_STEPS: usize = 200_000;
+
+/// Keywords that constrain values and that this validator does not check.
+const UNSUPPORTED: [&str; 10] = [
+    "patternProperties",
+    "if",
+    "then",
+    "else",
+    "dependentRequired",
+    "dependentSchemas",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "minContains",
+    "maxContains",
+];
 
 /// A schema checked and ready to validate with.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,7 +73,7 @@ impl Schema {
     /// Checks `instance` against the schema; the first mismatch, with its place in the
     /// instance.
     pub fn validate(&self, instance: &Value) -> Result<(), SchemaError> {
-        Validator { root: &self.root }.at(&self.root, instance, "", 0)
+        Validator { root: &self.root, steps: std::cell::Cell::new(0) }.at(&self.root, instance, "", 0)
     }
 }
 
@@ -64,6 +87,9 @@ fn check(schema: &Value, root: &Value, path: &str, depth: usize) -> Result<(), S
         _ => return err(path, format!("a schema is an object or a boolean, not {}", kind(schema))),
     };
     check_type(map, path)?;
+    if let Some(key) = UNSUPPORTED.iter().find(|k| map.contains_key(**k)) {
+        return err(path, format!("{key} is not a keyword moa's validator checks; express the schema without it"));
+    }
     for key in ["properties", "$defs", "definitions"] {
         if let Some(v) = map.get(key) {
             let Value::Object(props) = v else { return err(path, format!("{key} must be an object")) };
@@ -100,6 +126,7 @@ fn check(schema: &Value, root: &Value, path: &str, depth: usize) -> Result<(), S
 fn check_type(map: &Map<String, Value>, path: &str) -> Result<(), SchemaError> {
     let names: Vec<&Value> = match map.get("type") {
         None => return Ok(()),
+        Some(Value::Array(list)) if list.is_empty() => return err(path, "type [] allows no value"),
         Some(Value::Array(list)) => list.iter().collect(),
         Some(one) => vec![one],
     };
@@ -182,6 +209,7 @@ fn is_type(v: &Value, t: &str) -> bool {
 
 struct Validator<'a> {
     root: &'a Value,
+    steps: std::cell::Cell<usize>,
 }
 
 impl Validator<'_> {
@@ -189,6 +217,8 @@ impl Validator<'_> {
         if depth > MAX_DEPTH {
             return err(path, "the value nests too deep for the schema");
         }
+        self.steps.set(self.steps.get() + 1);
+        self.budget(path)?;
         let map = match schema {
             Value::Bool(true) => return Ok(()),
             Value::Bool(false) => return err(path, "no value is allowed here"),
@@ -220,12 +250,12 @@ impl Validator<'_> {
             }
         }
         if let Some(options) = map.get("enum").and_then(Value::as_array)
-            && !options.contains(v)
+            && !options.iter().any(|o| same(o, v))
         {
             return err(path, format!("{} is not one of {}", short(v), Value::Array(options.clone())));
         }
         if let Some(c) = map.get("const")
-            && c != v
+            && !same(c, v)
         {
             return err(path, format!("expected {c}, got {}", short(v)));
         }
@@ -239,11 +269,13 @@ impl Validator<'_> {
         }
         let any = list("anyOf");
         if !any.is_empty() && !any.iter().any(|s| self.at(s, v, path, depth + 1).is_ok()) {
+            self.budget(path)?;
             return err(path, "matches none of the schemas in anyOf");
         }
         let one = list("oneOf");
         if !one.is_empty() {
             let matched = one.iter().filter(|s| self.at(s, v, path, depth + 1).is_ok()).count();
+            self.budget(path)?;
             if matched != 1 {
                 return err(path, format!("matches {matched} of the schemas in oneOf, not exactly one"));
             }
@@ -253,7 +285,16 @@ impl Validator<'_> {
         {
             return err(path, "matches the schema in not");
         }
-        Ok(())
+        self.budget(path)
+    }
+
+    /// A step budget spent inside a branch is the whole validation's: its failure, not
+    /// the branch's.
+    fn budget(&self, path: &str) -> Result<(), SchemaError> {
+        match self.steps.get() > MAX_STEPS {
+            true => err(path, "the schema takes too many steps to check this value (its branches multiply)"),
+            false => Ok(()),
+        }
     }
 
     fn object(
@@ -269,6 +310,11 @@ impl Validator<'_> {
             }
         }
         let props = map.get("properties").and_then(Value::as_object);
+        if let Some(names) = map.get("propertyNames") {
+            for name in obj.keys() {
+                self.at(names, &Value::String(name.clone()), path, depth + 1)?;
+            }
+        }
         for (name, value) in obj {
             let here = format!("{path}/{}", escape(name));
             match (props.and_then(|p| p.get(name)), map.get("additionalProperties")) {
@@ -307,9 +353,14 @@ impl Validator<'_> {
             return err(path, format!("{n} items, more than maxItems"));
         }
         if map.get("uniqueItems") == Some(&Value::Bool(true))
-            && items.iter().enumerate().any(|(i, a)| items[..i].contains(a))
+            && items.iter().enumerate().any(|(i, a)| items[..i].iter().any(|b| same(a, b)))
         {
             return err(path, "items are not unique");
+        }
+        if let Some(wanted) = map.get("contains")
+            && !items.iter().any(|item| self.at(wanted, item, path, depth + 1).is_ok())
+        {
+            return err(path, "no item matches the schema in contains");
         }
         Ok(())
     }
@@ -345,6 +396,22 @@ fn number(map: &Map<String, Value>, v: &Value, path: &str) -> Result<(), SchemaE
     match fails.iter().find(|(failed, _)| *failed) {
         Some((_, key)) => err(path, format!("{x} breaks {key} {}", map[*key])),
         None => Ok(()),
+    }
+}
+
+/// JSON equality with numbers compared by value (`1` equals `1.0`), as JSON Schema does.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+            (Some(i), Some(j), _, _) => i == j,
+            (_, _, Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, a)| y.get(k).is_some_and(|b| same(a, b)))
+        }
+        _ => a == b,
     }
 }
 
@@ -429,6 +496,26 @@ mod tests {
         assert!(e(json!({"pattern": "("})).contains("not a regular expression"));
         assert_eq!(check(json!(true), json!({"x": 1})), Ok(()));
         assert!(check(json!(false), json!(1)).is_err());
+    }
+
+    #[test]
+    fn branches_that_multiply_are_stopped_by_the_step_budget() {
+        let s = Schema::compile(&json!({"anyOf": [{"$ref": "#"}, {"$ref": "#"}]})).expect("compiles");
+        let e = s.validate(&json!(1)).expect_err("refused, not left to run");
+        assert!(e.message.contains("too many steps"), "{e}");
+    }
+
+    #[test]
+    fn numbers_compare_by_value_and_the_other_keywords_hold() {
+        assert_eq!(check(json!({"enum": [1]}), json!(1.0)), Ok(()));
+        assert_eq!(check(json!({"const": 0}), json!(0.0)), Ok(()));
+        assert!(check(json!({"uniqueItems": true}), json!([1, 1.0])).is_err());
+        assert!(check(json!({"contains": {"const": "x"}}), json!([])).is_err());
+        assert_eq!(check(json!({"contains": {"const": "x"}}), json!(["y", "x"])), Ok(()));
+        assert!(check(json!({"propertyNames": {"maxLength": 2}}), json!({"abc": 1})).is_err());
+        let e = Schema::compile(&json!({"patternProperties": {"^x": {}}})).expect_err("refused");
+        assert!(e.message.starts_with("patternProperties is not a keyword"), "{e}");
+        assert!(Schema::compile(&json!({"type": []})).is_err());
     }
 
     #[cfg(feature = "regex")]

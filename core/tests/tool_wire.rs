@@ -153,3 +153,23 @@ fn anthropic_tool_use_is_read_from_its_stream_and_from_a_whole_message() {
     let (_, calls, _) = read(ProviderKind::Anthropic, "application/json", whole);
     assert_eq!(calls, vec![ToolCall::new("toolu_2", "weather", r#"{"city":"Rome"}"#)]);
 }
+
+#[test]
+fn calls_streamed_all_at_index_zero_with_their_own_ids_stay_apart() {
+    // Some OpenAI-compatible servers send every call at index 0 and repeat the name.
+    let sse = concat!(
+        r#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"a","type":"function","function":{"name":"weather","arguments":"{\"city\":"}}]}}]}"#,
+        "\n\n",
+        r#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"weather","arguments":"\"Oslo\"}"}}]}}]}"#,
+        "\n\n",
+        r#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"b","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Rome\"}"}}]}}]}"#,
+        "\n\n",
+        r#"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        "\n\ndata: [DONE]\n\n",
+    );
+    let (_, calls, _) = read(ProviderKind::OpenAi, "text/event-stream", sse);
+    assert_eq!(
+        calls,
+        vec![ToolCall::new("a", "weather", r#"{"city":"Oslo"}"#), ToolCall::new("b", "weather", r#"{"city":"Rome"}"#)]
+    );
+}

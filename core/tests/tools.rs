@@ -284,3 +284,45 @@ fn with_irrevocable_output_a_refused_answer_is_still_retried_because_nothing_was
     });
     assert_eq!(voided, Some(0));
 }
+
+#[test]
+fn agreeing_advisers_and_strategies_that_pick_a_proposal_never_bypass_the_aggregators_call() {
+    // Three advisers agree word for word; early exit would end the run with their advice.
+    let early = Recipe::from_json(
+        r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+            "layers": [{"agents": ["p:a", "p:b", "p:c"], "early_exit": true}], "aggregator": "p:agg"}"#,
+    )
+    .expect("valid");
+    let script = |req: &Req| match req.model.as_str() {
+        "agg" => calls("weather", r#"{"city":"Oslo"}"#),
+        _ => answer("7", ms(5)),
+    };
+    let trace = run_with(&early, Some(weather(ToolChoice::Auto)), ResponseFormat::Text, script);
+    assert_eq!(trace.outcome.tool_calls.len(), 1, "{:?}", trace.outcome.answer);
+    // A vote strategy would pick the majority proposal as the answer.
+    let voted = Recipe::from_json(
+        r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+            "layers": [{"agents": ["p:a", "p:b", "p:c"]}], "aggregator": {"model": "p:agg", "strategy": "vote"}}"#,
+    )
+    .expect("valid");
+    let trace = run_with(&voted, Some(weather(ToolChoice::Auto)), ResponseFormat::Text, script);
+    assert_eq!(trace.outcome.tool_calls.len(), 1, "{:?}", trace.outcome.answer);
+    assert!(trace.requests.iter().any(|r| r.model == "agg"), "the aggregator decided");
+}
+
+#[test]
+fn a_json_answer_shaped_like_a_call_is_an_answer_unless_it_names_a_tool() {
+    let recipe = Recipe::from_json(
+        r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "tools": false}},
+            "layers": [], "aggregator": "p:agg"}"#,
+    )
+    .expect("valid");
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]});
+    let format =
+        ResponseFormat::JsonSchema { json_schema: JsonSchemaFormat { name: "person".into(), schema, strict: None } };
+    let trace = run_with(&recipe, Some(weather(ToolChoice::Auto)), format, |_| answer(r#"{"name": "Ada"}"#, ms(5)));
+    assert_eq!(trace.outcome.answer.as_deref().ok(), Some(r#"{"name": "Ada"}"#), "{:?}", trace.outcome.answer);
+    assert!(trace.outcome.tool_calls.is_empty());
+    // With tools as text the format is asked in words only: a grammar would forbid calls.
+    assert!(trace.requests[0].body.get("response_format").is_none());
+}

@@ -87,7 +87,7 @@ export type JsonSchemaFormat = {
  */
 name: string, 
 /**
- * The schema.
+ * The schema (OpenAI makes it optional: absent, any JSON).
  */
 schema: Record<string, unknown>, 
 /**

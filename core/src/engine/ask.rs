@@ -80,6 +80,19 @@ impl Run {
                 if fallback { Synthesize.decide(&input) } else { Err(e) }
             }
         };
+        // With tools a proposal is advice (or calls the next layer must weigh), not an
+        // answer: a strategy that would pick one lets the aggregator decide instead.
+        let decision = match decision {
+            Ok(Decision::Final(_)) if self.toolbox.tools.is_some() => {
+                let note = "with tools, the aggregator decides: the proposals are synthesized".to_owned();
+                self.emit(Event::StrategyNote { layer: next, strategy: name.clone(), note });
+                match Synthesize.decide(&input) {
+                    Ok(Decision::Messages(m)) => Ok(Decision::Aggregate(m)),
+                    other => other,
+                }
+            }
+            other => other,
+        };
         match decision {
             Ok(Decision::Messages(messages)) => {
                 self.input = messages;

@@ -66,7 +66,10 @@ impl Run {
             max_tokens: agent.max_tokens,
             sampling: &agent.sampling,
             tools: self.toolbox.tools.as_ref().filter(|_| offer == Offer::Native),
-            response_format: Some(&self.toolbox.format).filter(|f| final_answer && f.is_json()),
+            // Not natively with tools as text: a server's grammar for the format would
+            // forbid the JSON a call is written in.
+            response_format: Some(&self.toolbox.format)
+                .filter(|f| final_answer && f.is_json() && !(offer == Offer::AsText && self.toolbox.callable())),
         };
         let provider = &self.recipe.providers[&agent.provider];
         // A key goes only to a provider that declares one: a recipe that drops

@@ -124,7 +124,8 @@ impl Run {
         // the same short answer, so no minority view is dropped without a word.
         let needed = quorum.map_or(self.slots.agents.len(), |q| q.min as usize).max(2);
         let mut agreement = None;
-        if layer.early_exit && !agreed && done.len() >= needed {
+        // An agreement on text is no check of calls or of a format: not with tools or one.
+        if layer.early_exit && !agreed && done.len() >= needed && !self.toolbox.any() {
             let short: Vec<Option<String>> = done.iter().map(|t| normalize_answer(t, 100)).collect();
             if let Some(Some(first)) = short.first()
                 && short.iter().all(|s| s.as_deref() == Some(first.as_str()))

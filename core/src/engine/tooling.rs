@@ -203,8 +203,9 @@ impl Toolbox {
         buffer: &mut ToolCallBuffer,
     ) -> Result<Vec<ToolCall>, Rejection> {
         let mut calls = buffer.finish();
+        let names: Vec<&str> = self.tools.iter().flat_map(|t| t.tools.iter()).map(|t| t.name.as_str()).collect();
         if offer == Offer::AsText
-            && let Some(found) = calls_in_text(text)
+            && let Some(found) = calls_in_text(text, &names)
         {
             calls = found;
             text.clear();
@@ -263,6 +264,11 @@ impl Toolbox {
         }
     }
 
+    /// Whether the run's tools may be called.
+    pub(super) fn callable(&self) -> bool {
+        self.tools.as_ref().is_some_and(Tools::callable)
+    }
+
     /// Whether the answer needs a call: `required`, or a named function.
     pub(super) fn call_required(&self) -> bool {
         self.tools.as_ref().is_some_and(|t| matches!(t.choice, ToolChoice::Required | ToolChoice::Function(_)))
@@ -275,16 +281,19 @@ pub(super) fn correction(answer: &str, calls: &[ToolCall], why: &Rejection) -> V
     for c in calls {
         said.push_str(&format!("\n[calls {}({})]", c.function.name, c.function.arguments));
     }
-    vec![
-        Message::assistant(said.trim().to_owned()),
-        Message::user(format!("That reply was refused: {why}. Reply again, correcting it.")),
-    ]
+    let retry = Message::user(format!("That reply was refused: {why}. Reply again, correcting it."));
+    // An empty assistant turn is refused by some providers (Anthropic).
+    match said.trim() {
+        "" => vec![retry],
+        said => vec![Message::assistant(said.to_owned()), retry],
+    }
 }
 
 /// Calls written as JSON text by a model that got the tools as text: the whole reply
 /// (alone, in a code fence, or in Hermes' `<tool_call>` tags) is `{"tool_calls": [...]}`,
-/// one `{"name", "arguments"}` object (how Qwen models write a call), or a list of them.
-fn calls_in_text(text: &str) -> Option<Vec<ToolCall>> {
+/// one `{"name", "arguments"}` object (how Qwen models write a call), or a list of them;
+/// a bare object only when its name is one of `tools` (else it is a JSON answer).
+fn calls_in_text(text: &str, tools: &[&str]) -> Option<Vec<ToolCall>> {
     let t = text.trim();
     let t = t.strip_prefix("```json").or_else(|| t.strip_prefix("```")).map_or(t, |s| s.trim_end_matches("```"));
     let t = t.trim();
@@ -292,7 +301,8 @@ fn calls_in_text(text: &str) -> Option<Vec<ToolCall>> {
     let v: Value = serde_json::from_str(t.trim()).ok()?;
     let one = |v: &Value| {
         let keys: Vec<&str> = v.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
-        v.get("name").is_some_and(Value::is_string) && keys.iter().all(|k| matches!(*k, "name" | "arguments"))
+        let named = v.get("name").and_then(Value::as_str).is_some_and(|n| tools.contains(&n));
+        named && keys.iter().all(|k| matches!(*k, "name" | "arguments"))
     };
     let list = match &v {
         Value::Object(o) if o.contains_key("tool_calls") => v.get("tool_calls")?.as_array()?.clone(),
@@ -388,6 +398,7 @@ impl Run {
         let final_answer = self.writes_answer(i);
         let slot = &mut self.slots[i];
         let mut text = std::mem::take(&mut slot.text);
+        let said = text.clone();
         let mut pending = slot.tool_buffer.clone();
         let checked = self.toolbox.check(slot.offer, final_answer, &mut text, &mut slot.tool_buffer);
         slot.text = text;
@@ -402,7 +413,7 @@ impl Run {
             }
             Err(why) => {
                 let calls = pending.finish();
-                self.slots[i].correction = correction(&self.slots[i].text, &calls, &why);
+                self.slots[i].correction = correction(&said, &calls, &why);
                 self.fail_attempt(i, super::CallError::Rejected(why), None, false);
                 false
             }

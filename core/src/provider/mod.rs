@@ -70,25 +70,34 @@ pub struct ToolCallDelta {
 /// Builds whole calls from their streamed pieces.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ToolCallBuffer {
+    /// Each call with the index its pieces carry on the wire, in the order started.
     calls: Vec<(u32, ToolCall)>,
 }
 
 impl ToolCallBuffer {
-    /// Adds a piece.
+    /// Adds a piece. A piece with a new id at an index whose call has another id starts a
+    /// new call (some OpenAI-compatible servers send every call at index 0); pieces
+    /// without an id go to the latest call started at their index; a name sent again is
+    /// not doubled.
     pub fn push(&mut self, d: ToolCallDelta) {
-        let at = match self.calls.iter().position(|(i, _)| *i == d.index) {
-            Some(at) => at,
-            None => {
-                self.calls.push((d.index, ToolCall::new("", "", "")));
-                self.calls.len() - 1
-            }
+        let id = d.id.filter(|s| !s.is_empty());
+        let latest = self.calls.iter().rposition(|(i, _)| *i == d.index);
+        let at = match (latest, &id) {
+            (Some(at), Some(id)) if !self.calls[at].1.id.is_empty() && &self.calls[at].1.id != id => None,
+            (latest, _) => latest,
         };
+        let at = at.unwrap_or_else(|| {
+            self.calls.push((d.index, ToolCall::new("", "", "")));
+            self.calls.len() - 1
+        });
         let call = &mut self.calls[at].1;
-        if let Some(id) = d.id.filter(|s| !s.is_empty()) {
+        if let Some(id) = id {
             call.id = id;
         }
-        if let Some(name) = d.name {
-            call.function.name.push_str(&name);
+        match d.name {
+            Some(name) if call.function.name.is_empty() || call.function.name == name => call.function.name = name,
+            Some(name) => call.function.name.push_str(&name),
+            None => {}
         }
         call.function.arguments.push_str(&d.arguments);
     }
@@ -102,12 +111,14 @@ impl ToolCallBuffer {
     /// arguments (`{}` where it streamed none).
     pub fn finish(&mut self) -> Vec<ToolCall> {
         let mut calls = std::mem::take(&mut self.calls);
+        // By wire index, calls started at the same index in the order they started.
         calls.sort_by_key(|(i, _)| *i);
         calls
             .into_iter()
-            .map(|(i, mut c)| {
+            .enumerate()
+            .map(|(n, (_, mut c))| {
                 if c.id.is_empty() {
-                    c.id = format!("call_{i}");
+                    c.id = format!("call_{n}");
                 }
                 if c.function.arguments.trim().is_empty() {
                     c.function.arguments = "{}".into();

@@ -259,14 +259,18 @@ pub enum ResponseFormat {
     },
 }
 
+fn any_json() -> Value {
+    Value::Bool(true)
+}
+
 /// A named JSON schema the answer must match.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct JsonSchemaFormat {
     /// Its name.
     pub name: String,
-    /// The schema.
-    #[serde(default)]
+    /// The schema (OpenAI makes it optional: absent, any JSON).
+    #[serde(default = "any_json")]
     #[cfg_attr(test, ts(type = "Record<string, unknown>"))]
     pub schema: Value,
     /// OpenAI's strict mode, passed on.

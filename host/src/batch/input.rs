@@ -41,7 +41,20 @@ impl Item {
     /// What places the item in a shard: its id's hash when it has an id, else its
     /// prompt's (a line number would move when lines are reordered).
     pub fn shard_key(&self) -> u64 {
-        if self.has_id { hash(self.id.get().as_bytes()) } else { prompt_hash(&self.messages) }
+        if self.has_id { hash(self.id.get().as_bytes()) } else { self.prompt_key() }
+    }
+
+    /// What makes two items the same question: the conversation's [`prompt_hash`], and the
+    /// tools and format it is asked with (the same words with other tools are another
+    /// question).
+    pub fn prompt_key(&self) -> u64 {
+        let prompt = prompt_hash(&self.messages);
+        if self.tools.is_none() && self.response_format == ResponseFormat::Text {
+            return prompt;
+        }
+        // Typed values of strings and JSON: serializing cannot fail.
+        let extra = serde_json::to_string(&(&self.tools, &self.response_format)).unwrap_or_default();
+        hash(format!("{prompt:x} {extra}").as_bytes())
     }
 }
 
@@ -292,7 +305,7 @@ pub fn scan(path: &Path, select: &Select, done: &HashSet<u64>) -> Result<Scan, B
             continue;
         }
         if select.dedup {
-            let key = prompt_hash(&item.messages);
+            let key = item.prompt_key();
             if let Some(&first) = prompts.get(&key) {
                 out.repeated += 1;
                 if repeats.len() < 20 {
@@ -337,7 +350,7 @@ pub fn todo<'a>(
             if select.shard.is_some_and(|s| !s.takes(item)) {
                 return false;
             }
-            if select.dedup && !prompts.insert(prompt_hash(&item.messages)) {
+            if select.dedup && !prompts.insert(item.prompt_key()) {
                 return false;
             }
             !done.contains(&hash(item.id.get().as_bytes()))
@@ -380,5 +393,16 @@ mod tests {
         assert_eq!(prompt_hash(&a), prompt_hash(&b));
         assert_ne!(prompt_hash(&a), prompt_hash(&[Message::system("What is 2+2?")]));
         assert_ne!(prompt_hash(&a), prompt_hash(&[Message::user("What is 2+3?")]));
+        let item = |tools: Option<Tools>| Item {
+            id: RawValue::from_string("1".into()).expect("json"),
+            messages: a.to_vec(),
+            reference: None,
+            has_id: false,
+            tools,
+            response_format: ResponseFormat::Text,
+        };
+        let tools = Tools::from_openai(Some(&serde_json::json!([{"name": "f"}])), None, None).expect("valid");
+        assert_ne!(item(None).prompt_key(), item(tools).prompt_key(), "other tools, another question");
+        assert_eq!(item(None).prompt_key(), prompt_hash(&a));
     }
 }
