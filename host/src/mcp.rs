@@ -64,6 +64,7 @@ impl Mcp {
         Parameters(ask): Parameters<Ask>,
         meta: RequestMetaObject,
         client: Peer<RoleServer>,
+        cancel: CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
         let name = ask.recipe.clone().unwrap_or_else(|| self.default.clone());
         let Some(recipe) = self.recipes.get(&name) else {
@@ -76,7 +77,8 @@ impl Mcp {
             conversation.push(Message::system(system));
         }
         conversation.push(Message::user(ask.question));
-        let outcome = self.run(recipe, conversation, meta, client).await?;
+        // The client's `notifications/cancelled` fires `cancel`: every call in flight stops.
+        let outcome = self.run(recipe, conversation, meta, client, &cancel).await?;
         Ok(match outcome.result() {
             Ok(answer) => {
                 let text = format!("{answer}\n\n— {}", account(&name, &outcome));
@@ -108,6 +110,7 @@ impl Mcp {
         conversation: Vec<Message>,
         meta: RequestMetaObject,
         client: Peer<RoleServer>,
+        cancel: &CancellationToken,
     ) -> Result<Outcome, ErrorData> {
         let clock = Clock::new();
         let mut options = RunOptions { keys: keys::from_env(recipe), reports_sent: true, ..RunOptions::default() };
@@ -129,7 +132,7 @@ impl Mcp {
         let total = (recipe.layers.len() + 1) as f64;
         let outcome = self
             .transport
-            .drive(&mut run, &clock, &CancellationToken::new(), |e| {
+            .drive(&mut run, &clock, cancel, |e| {
                 if let (Event::LayerFinished { layer, succeeded, .. }, Some(token)) = (e, &token) {
                     let what = if *layer == recipe.layers.len() { "the aggregator" } else { "a layer" };
                     let message = format!("{what} finished ({succeeded} answered)");

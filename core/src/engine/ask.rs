@@ -80,19 +80,7 @@ impl Run {
                 if fallback { Synthesize.decide(&input) } else { Err(e) }
             }
         };
-        // With tools a proposal is advice (or calls the next layer must weigh), not an
-        // answer: a strategy that would pick one lets the aggregator decide instead.
-        let decision = match decision {
-            Ok(Decision::Final(_)) if self.toolbox.tools.is_some() => {
-                let note = "with tools, the aggregator decides: the proposals are synthesized".to_owned();
-                self.emit(Event::StrategyNote { layer: next, strategy: name.clone(), note });
-                match Synthesize.decide(&input) {
-                    Ok(Decision::Messages(m)) => Ok(Decision::Aggregate(m)),
-                    other => other,
-                }
-            }
-            other => other,
-        };
+        let decision = self.with_tools(decision, &input, next, &name);
         match decision {
             Ok(Decision::Messages(messages)) => {
                 self.input = messages;
@@ -119,6 +107,28 @@ impl Run {
             Ok(Decision::Final(text)) => self.finish(Ok(text), Some(name)),
             Ok(Decision::Ask(ask)) => self.begin_ask(next, proposals, ask, asks + 1, &name),
             Err(e) => self.finish(Err(RunError::Strategy(e)), None),
+        }
+    }
+
+    /// With tools a proposal is advice (or calls the next layer must weigh), not an
+    /// answer: a strategy that would pick one lets the aggregator decide instead.
+    fn with_tools(
+        &mut self,
+        decision: Result<Decision, StrategyError>,
+        input: &StrategyInput<'_>,
+        layer: usize,
+        strategy: &str,
+    ) -> Result<Decision, StrategyError> {
+        match decision {
+            Ok(Decision::Final(_)) if self.toolbox.tools.is_some() => {
+                let note = "with tools, the aggregator decides: the proposals are synthesized".to_owned();
+                self.emit(Event::StrategyNote { layer, strategy: strategy.to_owned(), note });
+                match Synthesize.decide(input) {
+                    Ok(Decision::Messages(m)) => Ok(Decision::Aggregate(m)),
+                    other => other,
+                }
+            }
+            other => other,
         }
     }
 

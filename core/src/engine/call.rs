@@ -30,17 +30,7 @@ impl Run {
         let stair = i == SlotId::Stair;
         let call = CallId(self.next_call);
         self.next_call += 1;
-        let slot = &mut self.slots[i];
-        slot.attempts += 1;
-        slot.started = Some(self.now);
-        slot.text.clear();
-        slot.usage = None;
-        slot.server_ms = None;
-        slot.finish = None;
-        slot.stop = StopFilter::default();
-        slot.redact = StreamRedactor::default();
-        slot.tool_buffer = Default::default();
-        slot.calls.clear();
+        self.reset_attempt(i);
         let offer = self.offer(i);
         let final_answer = self.writes_answer(i);
         let slot = &mut self.slots[i];
@@ -106,6 +96,21 @@ impl Run {
             self.emit(Event::ReferencesTrimmed { at, window, before, after, references, kept });
         }
         self.queue.push_back(Action::Request { call, http });
+    }
+
+    /// A new attempt of slot `i`: counted, its last attempt's text and accounts cleared.
+    fn reset_attempt(&mut self, i: SlotId) {
+        let slot = &mut self.slots[i];
+        slot.attempts += 1;
+        slot.started = Some(self.now);
+        slot.text.clear();
+        slot.usage = None;
+        slot.server_ms = None;
+        slot.finish = None;
+        slot.stop = StopFilter::default();
+        slot.redact = StreamRedactor::default();
+        slot.tool_buffer = Default::default();
+        slot.calls.clear();
     }
 
     /// The slot of a call in flight.
