@@ -11,11 +11,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn python() -> String {
-    std::env::var("MOA_PYTHON")
-        .unwrap_or_else(|_| format!("{}/.cache/moa/venv/bin/python", std::env::var("HOME").unwrap_or_default()))
-}
-
 #[test]
 fn the_official_mcp_client_lists_asks_with_progress_and_meets_errors() {
     if !common::needs::wanted(common::needs::Needs::Python) {
@@ -34,7 +29,7 @@ fn the_official_mcp_client_lists_asks_with_progress_and_meets_errors() {
     };
     recipe("fake", "agg;text=the final answer");
     recipe("broken", "agg;fault=500;times=9");
-    let o = Command::new(python())
+    let o = Command::new(common::needs::python())
         .arg(repo().join("tests/mcp/mcp_client.py"))
         .arg(env!("CARGO_BIN_EXE_moa"))
         .arg(dir.path())

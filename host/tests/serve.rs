@@ -148,8 +148,7 @@ fn the_openai_python_client_works_against_the_real_local_model() {
     recipe.max_tokens = Some(32);
     std::fs::write(dir.path().join("local-test.toml"), recipe.to_toml()).expect("write");
     let server = serve(dir.path(), &[]);
-    let python = std::env::var("MOA_PYTHON")
-        .unwrap_or_else(|_| format!("{}/.cache/moa/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
+    let python = python();
     let o = Command::new(&python)
         .arg(repo().join("tests/serve/openai_client.py"))
         .args([&format!("{}/v1", server.base), "local-test"])
@@ -365,8 +364,7 @@ fn a_providers_cap_holds_across_concurrent_requests() {
 }
 
 fn python() -> String {
-    std::env::var("MOA_PYTHON")
-        .unwrap_or_else(|_| format!("{}/.cache/moa/venv/bin/python", std::env::var("HOME").unwrap_or_default()))
+    common::needs::python()
 }
 
 #[test]

@@ -28,3 +28,10 @@ pub fn wanted(needs: Needs) -> bool {
     let _ = writeln!(std::io::stderr(), "not run: this test needs {what}; scripts/test installs it and sets {var}=1");
     false
 }
+
+/// The Python that `scripts/test` installs the official clients into (`~/.cache/moa/venv`),
+/// or `$MOA_PYTHON`.
+pub fn python() -> String {
+    std::env::var("MOA_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/moa/venv/bin/python", std::env::var("HOME").unwrap_or_default()))
+}
