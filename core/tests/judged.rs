@@ -226,6 +226,61 @@ fn cancelling_while_the_judge_runs_books_the_judge_as_cancelled() {
     assert!(!layer.calls[3].ok && layer.calls[3].errors.iter().any(|e| e.contains("cancel")), "{:?}", layer.calls[3]);
 }
 
+/// A strategy that names its judge only when it decides, as a plugin does.
+struct AsksFor(&'static str);
+
+impl moa_core::strategy::Strategy for AsksFor {
+    fn name(&self) -> &str {
+        "asks-for"
+    }
+    fn decide(
+        &mut self,
+        _: &moa_core::strategy::StrategyInput<'_>,
+    ) -> Result<moa_core::strategy::Decision, moa_core::strategy::StrategyError> {
+        Ok(moa_core::strategy::Decision::Ask(moa_core::strategy::Ask {
+            model: Some(self.0.into()),
+            label: "judge".into(),
+            messages: vec![Message::user("pick")],
+            max_tokens: None,
+        }))
+    }
+}
+
+struct Resolves(&'static str);
+
+impl moa_core::strategy::Resolver for Resolves {
+    fn resolve(
+        &self,
+        _: &moa_core::recipe::StrategySpec,
+    ) -> Result<Box<dyn moa_core::strategy::Strategy>, moa_core::strategy::StrategyError> {
+        Ok(Box::new(AsksFor(self.0)))
+    }
+}
+
+#[test]
+fn an_ask_to_a_provider_the_recipe_lacks_fails_the_strategy_as_on_error_says() {
+    for (on_error, ok) in [("synthesize", true), ("fail", false)] {
+        let r = recipe(
+            serde_json::json!([{"agents": ["p:a", "p:b"]}]),
+            serde_json::json!({"model": "p:agg", "strategy": {"name": "synthesize", "on_error": on_error}}),
+        );
+        let resolver = Resolves("elsewhere:judge");
+        let options = RunOptions { resolver: &resolver, ..RunOptions::default() };
+        let run = Run::with_options(&r, vec![Message::user("Which city?")], T0, options).expect("run starts");
+        let trace = simulate(run, T0, cities(""));
+        assert_consistent(&trace.events);
+        assert_eq!(trace.outcome.answer.is_ok(), ok, "{on_error}: {:?}", trace.outcome.answer);
+        let failed = trace.events.iter().find_map(|e| match e {
+            Event::StrategyFailed { error, fallback, .. } => Some((error.clone(), *fallback)),
+            _ => None,
+        });
+        let (error, fallback) = failed.expect("a strategy_failed event");
+        assert!(error.contains("provider \"elsewhere\", which the recipe does not have"), "{error}");
+        assert_eq!(fallback, ok);
+        assert!(trace.requests.iter().all(|q| q.model != "judge"), "no call to an unknown provider");
+    }
+}
+
 #[test]
 fn a_judge_must_be_one_of_the_recipes_providers() {
     let v = serde_json::json!({

@@ -29,7 +29,9 @@ fn decisions(c: &mut Criterion) {
     for (name, params) in [("misbehave", r#"{"mode":"ok"}"#), ("dedup-top-k", "{}"), ("majority-vote", "{}")] {
         let plugin = rt.load(&plugins::path(name)).expect("loads");
         g.bench_function(format!("{name}_6x2KB"), |b| {
-            b.iter(|| black_box(rt.decide(&plugin, Limits::default(), black_box(&input), params).expect("decides")))
+            b.iter(|| {
+                black_box(rt.decide(&plugin, Limits::default(), black_box(&input), params, &[]).expect("decides"))
+            })
         });
     }
     g.finish();

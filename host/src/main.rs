@@ -52,8 +52,11 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Recipes { show } => cli::recipes::recipes(show),
         Command::Check { recipe } => cli::recipes::check(&recipe),
-        Command::Plugin(cli::plugin::PluginCommand::Check { file, params, limits }) => {
-            cli::plugin::plugin_check(&file, &params, &limits)
+        Command::Plugin(cli::plugin::PluginCommand::Check { file, params, reply, limits }) => {
+            cli::plugin::plugin_check(&file, &params, &reply, &limits)
+        }
+        Command::Plugin(cli::plugin::PluginCommand::New { name, lang, dir }) => {
+            cli::plugin_new::plugin_new(&name, lang, &dir)
         }
         Command::Plugin(cli::plugin::PluginCommand::Compile { file }) => cli::plugin::plugin_compile(&file),
         Command::Tune(args) => runtime().block_on(cli::tune::run_tune(*args)),

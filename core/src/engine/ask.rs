@@ -53,33 +53,8 @@ impl Run {
             reply: reply.as_ref().map(|r| r.as_deref().map_err(String::as_str)),
             seed: self.seed ^ (next as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         };
-        let decider = &mut self.deciders[next - 1];
-        let name = decider.strategy.name().to_owned();
-        let decided = decider.strategy.decide(&input);
-        let note = decider.strategy.note();
-        let decision = match decided {
-            Ok(Decision::Ask(_)) if asks >= MAX_ASKS => Err(StrategyError {
-                strategy: name.clone(),
-                message: format!("asked for more than {MAX_ASKS} calls in one decision"),
-            }),
-            other => other,
-        };
-        if let Some(note) = note {
-            self.emit(Event::StrategyNote { layer: next, strategy: name.clone(), note });
-        }
-        let decision = match decision {
-            Ok(d) => Ok(d),
-            Err(e) => {
-                let fallback = self.deciders[next - 1].on_error == OnError::Synthesize;
-                self.emit(Event::StrategyFailed {
-                    layer: next,
-                    strategy: name.clone(),
-                    error: e.to_string(),
-                    fallback,
-                });
-                if fallback { Synthesize.decide(&input) } else { Err(e) }
-            }
-        };
+        let name = self.deciders[next - 1].strategy.name().to_owned();
+        let decision = self.strategy_decides(&input, asks, &name);
         let decision = self.with_tools(decision, &input, next, &name);
         match decision {
             Ok(Decision::Messages(messages)) => {
@@ -110,6 +85,52 @@ impl Run {
         }
     }
 
+    /// What layer `input.layer`'s strategy decides, bounded, noted, and on failure what
+    /// the recipe's on_error says (synthesize, or the error).
+    fn strategy_decides(
+        &mut self,
+        input: &StrategyInput<'_>,
+        asks: usize,
+        name: &str,
+    ) -> Result<Decision, StrategyError> {
+        let next = input.layer;
+        let decider = &mut self.deciders[next - 1];
+        let decided = decider.strategy.decide(input);
+        let note = decider.strategy.note();
+        let decision = match decided {
+            Ok(Decision::Ask(_)) if asks >= MAX_ASKS => Err(StrategyError {
+                strategy: name.to_owned(),
+                message: format!("asked for more than {MAX_ASKS} calls in one decision"),
+            }),
+            // A plugin names its judge at run time: an unknown provider is its failure,
+            // handled as the recipe's on_error says, like any other.
+            Ok(Decision::Ask(ask)) => match self.unknown_ask_provider(&ask) {
+                Some(provider) => Err(StrategyError {
+                    strategy: name.to_owned(),
+                    message: format!("asked for a call to provider {provider:?}, which the recipe does not have"),
+                }),
+                None => Ok(Decision::Ask(ask)),
+            },
+            other => other,
+        };
+        if let Some(note) = note {
+            self.emit(Event::StrategyNote { layer: next, strategy: name.to_owned(), note });
+        }
+        match decision {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                let fallback = self.deciders[next - 1].on_error == OnError::Synthesize;
+                self.emit(Event::StrategyFailed {
+                    layer: next,
+                    strategy: name.to_owned(),
+                    error: e.to_string(),
+                    fallback,
+                });
+                if fallback { Synthesize.decide(input) } else { Err(e) }
+            }
+        }
+    }
+
     /// With tools a proposal is advice (or calls the next layer must weigh), not an
     /// answer: a strategy that would pick one lets the aggregator decide instead.
     fn with_tools(
@@ -132,9 +153,16 @@ impl Run {
         }
     }
 
+    /// The provider an ask names that the recipe does not have, if any.
+    fn unknown_ask_provider(&self, ask: &Ask) -> Option<String> {
+        let agent = self.recipe.ask_agent(ask.model.as_deref(), &ask.label, ask.max_tokens);
+        (!self.recipe.providers.contains_key(&agent.provider)).then_some(agent.provider)
+    }
+
     fn begin_ask(&mut self, next: usize, proposals: Vec<Proposal>, ask: Ask, asks: usize, strategy: &str) {
         let agent = self.recipe.ask_agent(ask.model.as_deref(), &ask.label, ask.max_tokens);
         let Some(kind) = self.recipe.providers.get(&agent.provider).map(|p| p.kind) else {
+            // Checked in `decide`; kept so that a miss can never index a missing provider.
             let message = format!("asked for a call to an unknown provider {:?}", agent.provider);
             return self.finish(Err(RunError::Strategy(StrategyError { strategy: strategy.into(), message })), None);
         };

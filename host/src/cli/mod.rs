@@ -7,6 +7,7 @@ pub(crate) mod eval;
 pub(crate) mod local;
 pub(crate) mod mcp;
 pub(crate) mod plugin;
+pub(crate) mod plugin_new;
 pub(crate) mod progress;
 pub(crate) mod recipes;
 pub(crate) mod run;

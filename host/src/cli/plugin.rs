@@ -1,4 +1,5 @@
 //! `moa plugin check`: load a plugin, check its contract, run it once, time it.
+//! `moa plugin new`: a starting point in Rust, Python or JavaScript (`plugin_new`).
 
 use super::common::{FAILED, bad};
 use clap::Subcommand;
@@ -16,6 +17,17 @@ pub(crate) enum PluginCommand {
         /// The plugin's .wasm file.
         file: PathBuf,
     },
+    /// Write a working starting point for a new plugin, with its build command.
+    New {
+        /// The plugin's name: its folder, crate or package name.
+        name: String,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: super::plugin_new::Lang,
+        /// Where its folder is written.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Load a plugin, check its contract, run it on a sample context, and time it.
     Check {
         /// The plugin's .wasm file.
@@ -23,11 +35,18 @@ pub(crate) enum PluginCommand {
         /// Params as JSON, as a recipe would give them.
         #[arg(long, default_value = "{}")]
         params: String,
+        /// What each call the plugin asks for (contract 0.2) answers, in place of a model.
+        #[arg(long, default_value = SAMPLE_REPLY)]
+        reply: String,
         /// The recipe's limits, as `timeout_ms`, `memory_mib` and `max_output_kib` give them.
         #[command(flatten)]
         limits: LimitArgs,
     },
 }
+
+/// What a sample judge says when `plugin check` is not told otherwise: a verdict both
+/// `rank` and `select` read.
+const SAMPLE_REPLY: &str = r#"{"best": 2, "selected": [2, 1], "stop": false}"#;
 
 /// A plugin's limits on the command line, each as its recipe field names it.
 #[derive(clap::Args)]
@@ -60,7 +79,7 @@ fn with_peak(code: ExitCode) -> ExitCode {
     code
 }
 
-pub(crate) fn plugin_check(file: &std::path::Path, params: &str, limits: &LimitArgs) -> ExitCode {
+pub(crate) fn plugin_check(file: &std::path::Path, params: &str, reply: &str, limits: &LimitArgs) -> ExitCode {
     let params: serde_json::Value = match serde_json::from_str(params) {
         Ok(v) => v,
         Err(e) => return bad(&format!("--params is not JSON: {e}")),
@@ -96,43 +115,75 @@ pub(crate) fn plugin_check(file: &std::path::Path, params: &str, limits: &LimitA
     println!("  {} {} — {}", plugin.info.name, plugin.info.version, plugin.info.description);
     println!("  params: {}", plugin.info.params);
     let conversation = [Message::user("What is the capital of France?")];
-    let proposals: Vec<moa_core::strategy::Proposal> =
-        ["Paris.", "The capital of France is Paris.", "Paris", "Lyon", "Paris.", "Marseille"]
-            .iter()
-            .enumerate()
-            .map(|(i, t)| moa_core::strategy::Proposal {
-                agent: format!("sample:agent-{i}"),
-                model: format!("agent-{i}"),
-                text: (*t).into(),
-                usage: None,
-                latency_ms: 100.0,
-            })
-            .collect();
+    let proposals = sample_proposals();
     let input = moa_core::strategy::StrategyInput::new(&conversation, 1, 1, &proposals);
-    use moa_core::strategy::Strategy;
-    let t = std::time::Instant::now();
-    let decision = strategy.decide(&input);
-    let took = t.elapsed();
-    match decision {
-        Ok(moa_core::strategy::Decision::Final(answer)) => {
-            println!("  decided the final answer in {:.1} µs: {answer:?}", took.as_secs_f64() * 1e6)
-        }
-        Ok(moa_core::strategy::Decision::Messages(ms)) => {
-            println!("  returned {} message(s) for the next agents in {:.1} µs:", ms.len(), took.as_secs_f64() * 1e6);
-            for m in ms {
-                // A plugin's text, inert: control bytes shown escaped, line by line.
-                let lines: Vec<String> = m.content.split('\n').map(plugin::inert).collect();
-                println!("    [{:?}] {}", m.role, lines.join("\n      "));
-            }
-        }
-        // The plugin contract has no way to make these (built-ins only).
-        Ok(other) => println!("  decided {other:?} in {:.1} µs", took.as_secs_f64() * 1e6),
+    with_peak(match decide_sample(&mut strategy, input, reply) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("moa: {e}");
-            return with_peak(ExitCode::from(FAILED));
+            ExitCode::from(FAILED)
         }
+    })
+}
+
+fn sample_proposals() -> Vec<moa_core::strategy::Proposal> {
+    ["Paris.", "The capital of France is Paris.", "Paris", "Lyon", "Paris.", "Marseille"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| moa_core::strategy::Proposal {
+            agent: format!("sample:agent-{i}"),
+            model: format!("agent-{i}"),
+            text: (*t).into(),
+            usage: None,
+            latency_ms: 100.0,
+        })
+        .collect()
+}
+
+/// One decision on the sample, each of its asks answered with `reply`, printed as it goes.
+fn decide_sample(
+    strategy: &mut plugin::PluginStrategy,
+    input: moa_core::strategy::StrategyInput<'_>,
+    reply: &str,
+) -> Result<(), moa_core::strategy::StrategyError> {
+    use moa_core::strategy::{Decision, Strategy};
+    let mut step = input;
+    loop {
+        let t = std::time::Instant::now();
+        let decision = strategy.decide(&step)?;
+        let took = t.elapsed().as_secs_f64() * 1e6;
+        if let Some(note) = strategy.note() {
+            println!("  note: {note}");
+        }
+        match decision {
+            Decision::Ask(ask) => {
+                let model = ask.model.as_deref().unwrap_or("the recipe's aggregator");
+                println!("  asked in {took:.1} µs for a call to {model} labelled {:?}:", ask.label);
+                print_messages(&ask.messages);
+                println!("  answered with {reply:?}");
+                step = moa_core::strategy::StrategyInput { reply: Some(Ok(reply)), ..input };
+                continue;
+            }
+            Decision::Final(answer) => println!("  decided the final answer in {took:.1} µs: {answer:?}"),
+            Decision::Messages(ms) => {
+                println!("  returned {} message(s) for the next agents in {took:.1} µs:", ms.len());
+                print_messages(&ms);
+            }
+            Decision::Aggregate(ms) => {
+                println!("  ended the debate in {took:.1} µs: {} message(s) for the aggregator:", ms.len());
+                print_messages(&ms);
+            }
+        }
+        return Ok(());
     }
-    with_peak(ExitCode::SUCCESS)
+}
+
+fn print_messages(ms: &[Message]) {
+    for m in ms {
+        // A plugin's text, inert: control bytes shown escaped, line by line.
+        let lines: Vec<String> = m.content.split('\n').map(plugin::inert).collect();
+        println!("    [{:?}] {}", m.role, lines.join("\n      "));
+    }
 }
 
 /// `moa plugin compile FILE`: the child process of `plugin::Compiler`.

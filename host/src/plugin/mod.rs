@@ -26,9 +26,10 @@ pub mod runtime;
 pub mod sandbox;
 mod strategy;
 pub mod v0_1_0;
+pub mod v0_2_0;
 
 pub use compile::Compiler;
-pub use contract::{Contract, Info, Reply, SUPPORTED};
+pub use contract::{Asked, Contract, Decided, Info, Reply, SUPPORTED};
 pub use error::PluginError;
 pub use runtime::{Plugin, Runtime};
 pub use sandbox::{Limits, copy_budget, inert};
@@ -64,6 +65,13 @@ pub(crate) const MAX_TEXT: usize = 2 << 10;
 /// The most `describe` may return, all fields together: what the host copies out of the
 /// plugin before it cuts each field to [`MAX_TEXT`].
 pub const MAX_DESCRIBE: usize = 64 << 10;
+
+/// Most calls one plugin decision may ask for: each is a paid call, and a plugin that
+/// keeps asking is a bug or an attack (the engine's own bound, for built-ins, is higher).
+pub const MAX_ASKS: usize = 8;
+
+/// Longest label an ask may carry (it names the call in events and reports).
+pub const MAX_LABEL: usize = 64;
 
 /// Import namespaces the contract grants: its own type definitions, and what Rust's std
 /// needs to start, all of it inert with the empty WASI context. Files, sockets, clocks

@@ -3,7 +3,7 @@
 //! run one decision per fresh store.
 
 use super::compile::{self, Compiler, read_capped};
-use super::contract::{Contract, Info, Reply};
+use super::contract::{Asked, Contract, Decided, Info};
 use super::error::{PluginError, classify};
 use super::sandbox::{self, Call, Gate, Limits, PluginState, inert};
 use super::{MAX_MEMORY, TICK};
@@ -180,25 +180,27 @@ impl Runtime {
         Ok(plugin)
     }
 
-    /// One decision by `plugin` on `input` with `params` (JSON text) under `limits`, in a
-    /// fresh store.
+    /// One decision (or one step of a decision that asks) by `plugin` on `input` with
+    /// `params` (JSON text) and the decision's asks so far, under `limits`, in a fresh
+    /// store. The output cap counts the reply and its note.
     pub fn decide(
         &self,
         plugin: &Plugin,
         limits: Limits,
         input: &StrategyInput<'_>,
         params: &str,
-    ) -> Result<Reply, PluginError> {
-        let result = self.call(plugin, limits, Call::Decision, |pre, store| pre.decide(store, input, params))?;
-        let reply = result.map_err(|reason| PluginError::Decision {
+        asked: &[Asked],
+    ) -> Result<Decided, PluginError> {
+        let result = self.call(plugin, limits, Call::Decision, |pre, store| pre.decide(store, input, params, asked))?;
+        let decided = result.map_err(|reason| PluginError::Decision {
             plugin: plugin.name.clone(),
             reason: format!("declined to decide: {}", inert(&reason)),
         })?;
-        let bytes = reply.size();
+        let bytes = decided.reply.size() + decided.note.as_ref().map_or(0, String::len);
         if bytes > limits.output {
             return Err(PluginError::Output { plugin: plugin.name.clone(), bytes, cap: limits.output });
         }
-        Ok(reply)
+        Ok(decided)
     }
 
     fn call<R: Send>(
