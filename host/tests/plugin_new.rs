@@ -62,3 +62,39 @@ fn plugin_new_refuses_a_folder_that_exists_and_a_name_that_is_a_path() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("invalid value 'cobol'"), "{}", text(&o));
 }
+
+/// `moa plugin new --lang python|js` writes the example renamed; its README's build
+/// command (with the builder `scripts/test` installed in place of a fresh install) builds
+/// a plugin that passes the check under its new name.
+#[test]
+fn new_python_and_javascript_plugins_build_with_their_readmes_command() {
+    if !moa_testkit::needs::wanted(moa_testkit::needs::Needs::Componentize) {
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venv_bin = std::path::PathBuf::from(moa_testkit::needs::python()).with_file_name("");
+    let qjs = repo.join("tests/browser/node_modules/.bin/componentize-qjs");
+    for (lang, installed) in [("python", venv_bin.join("componentize-py")), ("js", qjs)] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let o = moa(&["plugin", "new", "my-pick", "--lang", lang], tmp.path());
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let root = tmp.path().join("my-pick");
+        let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+        let commands: Vec<&str> =
+            readme.split("```sh\n").nth(1).and_then(|s| s.split("```").next()).expect("a sh block").lines().collect();
+        // The install line is skipped; the build line runs with the installed builder.
+        let build = commands.iter().find(|l| l.contains("--stub-wasi")).expect("a build line");
+        let build = build
+            .replace(".venv/bin/componentize-py", installed.to_str().expect("utf-8"))
+            .replace("npx --yes componentize-qjs@0.4.5", installed.to_str().expect("utf-8"));
+        let built = Command::new("sh").arg("-c").arg(&build).current_dir(&root).output().expect("sh");
+        assert!(built.status.success(), "{lang}: {build}\n{}", text(&built));
+        let o = moa(&["plugin", "check", "my-pick.wasm", "--timeout-ms", "5000"], &root);
+        assert_eq!(o.status.code(), Some(0), "{lang}: {}", text(&o));
+        assert!(
+            text(&o).contains("my-pick 0.1.0") && text(&o).contains("note: kept the 2 longest of 6"),
+            "{lang}: {}",
+            text(&o)
+        );
+    }
+}

@@ -300,14 +300,14 @@ fn loading_is_bounded_files_and_functions() {
     let f = std::fs::File::create(&big).expect("create");
     f.set_len(moa_host::plugin::MAX_FILE + 1).expect("size");
     let err = rt.load(&big).err().expect("refused").to_string();
-    assert!(err.contains("over 16 MiB"), "{err}");
+    assert!(err.contains("over 32 MiB, the largest plugin this host reads; build it smaller"), "{err}");
     // A component whose one function is over the compile cap: refused before compiling.
     let body = "nop\n".repeat(moa_host::plugin::MAX_FUNCTION + 16);
     let wat = format!("(component (core module (func {body})))");
     let huge = dir.path().join("huge.wasm");
     std::fs::write(&huge, wat::parse_str(&wat).expect("wat")).expect("write");
     let err = rt.load(&huge).err().expect("refused").to_string();
-    assert!(err.contains("over the 256 KiB this host compiles"), "{err}");
+    assert!(err.contains("over the 512 KiB this host compiles; build it smaller"), "{err}");
 }
 
 #[test]

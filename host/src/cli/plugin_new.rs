@@ -13,17 +13,53 @@ const WIT: &str = include_str!("../../wit/v0.2.0/strategy.wit");
 pub(crate) enum Lang {
     /// Rust, built with cargo for wasm32-wasip2.
     Rust,
+    /// Python, built with componentize-py.
+    Python,
+    /// JavaScript, built with componentize-qjs (QuickJS).
+    Js,
+}
+
+/// Pinned builders the commands below install.
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+const COMPONENTIZE_QJS: &str = "componentize-qjs@0.4.5";
+
+/// The `longest` example in each language (host/plugins), which a test holds equal across
+/// the three: a new plugin starts as a copy with its own name.
+const RUST: &str = include_str!("../../plugins/examples/longest/src/lib.rs");
+const PYTHON: &str = include_str!("../../plugins/python/longest/app.py");
+const JS: &str = include_str!("../../plugins/js/longest/strategy.js");
+
+/// The example's body without its header comment, named `name`.
+fn body(example: &str, lang: Lang, name: &str) -> String {
+    let lines: Vec<&str> = example.lines().collect();
+    let header = match lang {
+        Lang::Rust => lines.iter().take_while(|l| l.starts_with("//!")).count(),
+        Lang::Js => lines.iter().take_while(|l| l.starts_with("//")).count(),
+        Lang::Python => lines.iter().skip(1).position(|l| l.ends_with("\"\"\"")).map_or(0, |i| i + 2),
+    };
+    let body = lines[header..].join("\n") + "\n";
+    body.replace("name: \"longest\"", &format!("name: \"{name}\""))
+        .replace("name=\"longest\"", &format!("name=\"{name}\""))
+        .replace("\"../../../wit/v0.2.0\"", "\"wit\"")
 }
 
 /// The files of a new plugin in `lang`, as (path in its folder, contents).
 fn files(name: &str, lang: Lang) -> Vec<(&'static str, String)> {
-    let fill = |t: &str| t.replace("{name}", name);
-    let mut out = vec![("wit/strategy.wit", WIT.to_owned())];
+    let about = "a moa strategy plugin (contract moa:strategy@0.2.0, in wit/strategy.wit). It starts as the\nexample `longest`: it keeps the k longest proposals (params: {\"k\": 2}).";
+    let mut out = vec![("wit/strategy.wit", WIT.to_owned()), ("README.md", readme(name, &build(name, lang)))];
     match lang {
         Lang::Rust => {
-            out.push(("Cargo.toml", fill(include_str!("templates/rust/Cargo.toml"))));
-            out.push(("src/lib.rs", fill(include_str!("templates/rust/lib.rs"))));
-            out.push(("README.md", readme(name, &build(name, lang))));
+            out.push(("Cargo.toml", include_str!("templates/Cargo.toml").replace("{name}", name)));
+            let header = format!("//! {name}: {}\n", about.replace('\n', "\n//! "));
+            out.push(("src/lib.rs", header + &body(RUST, lang, name)));
+        }
+        Lang::Python => {
+            let header = format!("\"\"\"{name}: {}\n\"\"\"\n", about);
+            out.push(("app.py", header + &body(PYTHON, lang, name)));
+        }
+        Lang::Js => {
+            let header = format!("// {name}: {}\n", about.replace('\n', "\n// "));
+            out.push(("strategy.js", header + &body(JS, lang, name)));
         }
     }
     out
@@ -35,6 +71,12 @@ pub(crate) fn build(name: &str, lang: Lang) -> String {
         Lang::Rust => format!(
             "rustup target add wasm32-wasip2\ncargo build --release --target wasm32-wasip2\nmoa plugin check target/wasm32-wasip2/release/{}.wasm",
             name.replace('-', "_")
+        ),
+        Lang::Python => format!(
+            "python3 -m venv .venv && .venv/bin/pip install {COMPONENTIZE_PY}\n.venv/bin/componentize-py -d wit -w plugin componentize --stub-wasi app -o {name}.wasm\nmoa plugin check {name}.wasm"
+        ),
+        Lang::Js => format!(
+            "npx --yes {COMPONENTIZE_QJS} --wit wit --js strategy.js -n plugin --sync --stub-wasi -o {name}.wasm\nmoa plugin check {name}.wasm"
         ),
     }
 }
@@ -100,13 +142,28 @@ mod tests {
     }
 
     #[test]
-    fn the_template_is_filled_and_carries_the_contract() {
-        let files = files("shortest", Lang::Rust);
-        let get = |p: &str| files.iter().find(|(f, _)| *f == p).map(|(_, c)| c.clone()).expect(p);
-        assert!(get("Cargo.toml").contains("name = \"shortest\""));
-        assert!(get("src/lib.rs").contains("name: \"shortest\".into()"));
-        assert!(get("wit/strategy.wit").contains("package moa:strategy@0.2.0;"));
-        assert!(get("README.md").contains("target/wasm32-wasip2/release/shortest.wasm"));
-        assert!(files.iter().all(|(_, c)| !c.contains("{name}")));
+    fn each_template_is_the_example_renamed_with_the_contract_beside_it() {
+        for (lang, source, named) in [
+            (Lang::Rust, "src/lib.rs", "name: \"shortest\".into()"),
+            (Lang::Python, "app.py", "name=\"shortest\""),
+            (Lang::Js, "strategy.js", "name: \"shortest\""),
+        ] {
+            let files = files("shortest", lang);
+            let get = |p: &str| files.iter().find(|(f, _)| *f == p).map(|(_, c)| c.clone()).expect(p);
+            let code = get(source);
+            assert!(
+                code.starts_with("//! shortest: ")
+                    || code.starts_with("\"\"\"shortest: ")
+                    || code.starts_with("// shortest: "),
+                "{lang:?}: {code}"
+            );
+            assert!(code.contains(named), "{lang:?}: {code}");
+            assert!(code.contains("kept the"), "{lang:?}: the body is kept: {code}");
+            assert!(!code.contains("a test holds"), "{lang:?}: the example's header is replaced: {code}");
+            assert!(get("wit/strategy.wit").contains("package moa:strategy@0.2.0;"));
+            assert!(get("README.md").contains("moa plugin check"), "{lang:?}");
+            assert!(files.iter().all(|(_, c)| !c.contains("{name}")), "{lang:?}");
+        }
+        assert!(files("x", Lang::Rust).iter().any(|(f, c)| *f == "src/lib.rs" && c.contains("path: \"wit\"")));
     }
 }

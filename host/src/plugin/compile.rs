@@ -2,7 +2,7 @@
 //! big to compile, only the imports the contract grants), and compiled in a child process
 //! with its own limits.
 
-use super::{COMPILE_MIB, COMPILE_SECS, GRANTED_IMPORTS, MAX_FILE, MAX_FUNCTION};
+use super::{COMPILE_MIB, COMPILE_SECS, GRANTED_IMPORTS, MAX_FILE, MAX_FUNCTION, SMALLER};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -82,7 +82,7 @@ pub(crate) fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     file.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
     if bytes.len() as u64 > MAX_FILE {
-        return Err(format!("over {} MiB, the largest plugin this host reads", MAX_FILE >> 20));
+        return Err(format!("over {} MiB, the largest plugin this host reads; {SMALLER}", MAX_FILE >> 20));
     }
     Ok(bytes)
 }
@@ -105,7 +105,7 @@ pub(crate) fn check_bytes(bytes: &[u8]) -> Result<(), String> {
             && body.range().len() > MAX_FUNCTION
         {
             return Err(format!(
-                "a function of {} bytes, over the {} KiB this host compiles",
+                "a function of {} bytes, over the {} KiB this host compiles; {SMALLER}",
                 body.range().len(),
                 MAX_FUNCTION >> 10
             ));

@@ -43,12 +43,17 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// The largest memory cap a recipe may give a plugin (`memory_mib`).
 pub const MAX_MEMORY: usize = 1 << 30;
 
-/// The largest plugin file read: example plugins are about 64 KB.
-pub const MAX_FILE: u64 = 16 << 20;
+/// The largest plugin file read: Rust examples are about 100 KB, JavaScript (QuickJS)
+/// 1.6 MB, Python (componentize-py, its interpreter inside) 18.4 MB.
+pub const MAX_FILE: u64 = 32 << 20;
 
 /// The largest function body compiled: the compiler's time and memory grow faster than
-/// a function's size (a crafted 1 MB function took 6.5 s and 950 MiB).
-pub const MAX_FUNCTION: usize = 256 << 10;
+/// a function's size (a crafted 1 MB function took 6.5 s and 950 MiB). A Python plugin's
+/// largest, libpython's data relocations, is 427 KB.
+pub const MAX_FUNCTION: usize = 512 << 10;
+
+/// What to do about a plugin too big to load, by the language it was likely written in.
+pub(crate) const SMALLER: &str = "build it smaller: Rust with opt-level = \"s\" and strip = true; Python with componentize-py --stub-wasi; JavaScript with componentize-qjs (QuickJS), not StarlingMonkey";
 
 /// How long compiling one plugin may take, in a child process (wall time).
 pub const COMPILE_SECS: f64 = 20.0;

@@ -10,6 +10,9 @@ pub enum Needs {
     Llama,
     /// Python with the packages `scripts/test` installs in `~/.cache/moa`.
     Python,
+    /// The plugin builders for Python and JavaScript: componentize-py in that Python, and
+    /// componentize-qjs in `tests/browser/node_modules`.
+    Componentize,
 }
 
 /// Whether the test that needs `needs` runs: when `scripts/test` (or a developer) set its
@@ -18,6 +21,7 @@ pub fn wanted(needs: Needs) -> bool {
     let (var, what) = match needs {
         Needs::Llama => ("MOA_TEST_LLAMA", "llama.cpp's server and the local models (moa local provision)"),
         Needs::Python => ("MOA_TEST_PYTHON", "Python with the openai client, PyYAML and alpaca_eval"),
+        Needs::Componentize => ("MOA_TEST_COMPONENTIZE", "componentize-py and componentize-qjs (the plugin builders)"),
     };
     if std::env::var_os(var).is_some_and(|v| !v.is_empty() && v != "0") {
         return true;

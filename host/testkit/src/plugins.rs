@@ -41,3 +41,59 @@ fn install_target() {
 pub fn path(name: &str) -> PathBuf {
     dir().join(format!("{}.wasm", name.replace('-', "_")))
 }
+
+/// The languages besides Rust that a plugin is built from here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    /// `host/plugins/python/NAME/app.py`, built with componentize-py.
+    Python,
+    /// `host/plugins/js/NAME/strategy.js`, built with componentize-qjs (QuickJS).
+    Js,
+}
+
+/// The plugin `name` written in `lang`, built (when missing or older than its source or
+/// the contract) with the builder `scripts/test` installs, with the command the plugin
+/// guide gives.
+pub fn built(name: &str, lang: Lang) -> PathBuf {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let wit = repo.join("host/wit/v0.2.0");
+    let (folder, source) = match lang {
+        Lang::Python => (repo.join("host/plugins/python").join(name), "app.py"),
+        Lang::Js => (repo.join("host/plugins/js").join(name), "strategy.js"),
+    };
+    let out_dir = dir().join("../../../plugins-lang");
+    std::fs::create_dir_all(&out_dir).expect("plugins-lang folder");
+    let out = out_dir.join(format!("{name}-{lang:?}.wasm").to_lowercase());
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let newest_source = [folder.join(source), wit.join("strategy.wit")].iter().filter_map(|p| modified(p)).max();
+    if modified(&out).is_some_and(|built| newest_source.is_some_and(|s| built >= s)) {
+        return out;
+    }
+    let mut command = match lang {
+        Lang::Python => {
+            let python = crate::needs::python();
+            let builder = PathBuf::from(python).with_file_name("componentize-py");
+            let mut c = Command::new(builder);
+            c.arg("-d").arg(&wit).args(["-w", "plugin", "componentize", "--stub-wasi", "app", "-o"]).arg(&out);
+            c
+        }
+        Lang::Js => {
+            let mut c = Command::new(repo.join("tests/browser/node_modules/.bin/componentize-qjs"));
+            c.arg("--wit").arg(&wit).args(["--js", source, "-n", "plugin", "--sync", "--stub-wasi", "-o"]).arg(&out);
+            c
+        }
+    };
+    let o = command
+        .current_dir(&folder)
+        .output()
+        .unwrap_or_else(|e| panic!("the {lang:?} plugin builder does not run ({e}); scripts/test installs it"));
+    assert!(
+        o.status.success(),
+        "building {name} ({lang:?}) failed:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}

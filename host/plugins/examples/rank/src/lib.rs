@@ -81,7 +81,10 @@ impl Guest for Rank {
             },
             Some(Err(error)) => {
                 let best = seeded(ctx.seed, n, 1)[0];
-                (best, Some(format!("the judge's call failed ({error}); response {} chosen at random (seeded)", best + 1)))
+                (
+                    best,
+                    Some(format!("the judge's call failed ({error}); response {} chosen at random (seeded)", best + 1)),
+                )
             }
         };
         let decision = if ctx.layer >= ctx.layer_count {

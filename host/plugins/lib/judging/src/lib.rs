@@ -35,10 +35,10 @@ impl Judge {
         };
         let max_tokens = match params.get("max_tokens") {
             None => 512,
-            Some(v) => v
-                .as_u64()
-                .filter(|n| (1..=32_768).contains(n))
-                .ok_or("max_tokens must be an integer in 1..=32768")? as u32,
+            Some(v) => {
+                v.as_u64().filter(|n| (1..=32_768).contains(n)).ok_or("max_tokens must be an integer in 1..=32768")?
+                    as u32
+            }
         };
         Ok(Judge { model, max_tokens })
     }

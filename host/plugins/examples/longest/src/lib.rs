@@ -1,10 +1,12 @@
-//! {name}: a moa strategy plugin (contract moa:strategy@0.2.0, `wit/strategy.wit`).
+//! longest: a moa strategy plugin (contract moa:strategy@0.2.0).
 //!
-//! This starting point keeps the `k` longest proposals (params: `{"k": 2}`); on the final
-//! layer with one proposal left, that proposal is the answer. See the plugin guide for
-//! asking a judge (`Decision::Ask`) and the other decisions.
+//! Keeps the `k` longest proposals (params: `{"k": 2}`), counted in characters, ties to
+//! the earlier proposal, in proposal order; on the final layer with one proposal left,
+//! that proposal is the answer. The same strategy is written in Python
+//! (`host/plugins/python/longest`) and JavaScript (`host/plugins/js/longest`), and a test
+//! holds the three equal; `moa plugin new NAME --lang rust|python|js` starts from them.
 
-wit_bindgen::generate!({ path: "wit", world: "plugin" });
+wit_bindgen::generate!({ path: "../../../wit/v0.2.0", world: "plugin" });
 
 use exports::moa::strategy::strategy::Guest;
 use moa::strategy::types::{Context, Decided, Decision, Info};
@@ -26,8 +28,8 @@ fn k(params: &str) -> Result<usize, String> {
 impl Guest for Plugin {
     fn describe() -> Info {
         Info {
-            name: "{name}".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            name: "longest".into(),
+            version: "0.1.0".into(),
             description: "Keeps the k longest proposals.".into(),
             params: r#"{"k": "proposals kept (2)"}"#.into(),
         }
@@ -37,12 +39,12 @@ impl Guest for Plugin {
         let k = k(&ctx.params)?;
         let n = ctx.proposals.len();
         if ctx.layer >= ctx.layer_count && n == 1 {
-            let note = Some("one proposal: it is the answer".to_owned());
+            let note = Some("the only proposal is the answer".to_owned());
             return Ok(Decided { decision: Decision::Answer(ctx.proposals[0].text.clone()), note });
         }
         // Longest first; ties to the earlier proposal (the sort is stable).
         let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(ctx.proposals[i].text.len()));
+        order.sort_by_key(|&i| std::cmp::Reverse(ctx.proposals[i].text.chars().count()));
         let mut kept: Vec<u32> = order.into_iter().take(k).map(|i| i as u32).collect();
         kept.sort_unstable();
         let note = Some(format!("kept the {} longest of {n}", kept.len()));
