@@ -204,7 +204,8 @@ async fn a_bad_ask_is_refused_before_any_call_naming_the_plugin() {
     let fake = Fake::start();
     let cases = [
         ("label", r#"asked with label "judge\n{\"forged\":true}\u{1b}]0;pwned\u{7}": a label is 1 to 64 bytes"#),
-        ("model", "asked for model \"no-provider\", not \"provider:model\""),
+        ("model", "asked for model \"no-provider\": a model is \"provider:model\""),
+        ("model-escape", r#"asked for model "p:m\u{1b}]0;pwned\u{7}\nforged": a model is"#),
         ("provider", "asked for a call to provider \"elsewhere\", which the recipe does not have"),
         ("huge", "returned more than the 2162688 bytes the host copies out"),
     ];

@@ -157,7 +157,8 @@ fn decide_sample(
         }
         match decision {
             Decision::Ask(ask) => {
-                let model = ask.model.as_deref().unwrap_or("the recipe's aggregator");
+                // Checked plain already; inert all the same, as every plugin text printed.
+                let model = ask.model.as_deref().map_or("the recipe's aggregator".into(), plugin::inert);
                 println!("  asked in {took:.1} µs for a call to {model} labelled {:?}:", ask.label);
                 print_messages(&ask.messages);
                 println!("  answered with {reply:?}");

@@ -35,7 +35,11 @@ fn body(example: &str, lang: Lang, name: &str) -> String {
     let header = match lang {
         Lang::Rust => lines.iter().take_while(|l| l.starts_with("//!")).count(),
         Lang::Js => lines.iter().take_while(|l| l.starts_with("//")).count(),
-        Lang::Python => lines.iter().skip(1).position(|l| l.ends_with("\"\"\"")).map_or(0, |i| i + 2),
+        // A module docstring of several lines: through the line that closes it.
+        Lang::Python if lines.first().is_some_and(|l| l.starts_with("\"\"\"") && !l.ends_with("\"\"\"")) => {
+            lines.iter().skip(1).position(|l| l.ends_with("\"\"\"")).map_or(0, |i| i + 2)
+        }
+        Lang::Python => 0,
     };
     let body = lines[header..].join("\n") + "\n";
     body.replace("name: \"longest\"", &format!("name: \"{name}\""))
@@ -46,7 +50,11 @@ fn body(example: &str, lang: Lang, name: &str) -> String {
 /// The files of a new plugin in `lang`, as (path in its folder, contents).
 fn files(name: &str, lang: Lang) -> Vec<(&'static str, String)> {
     let about = "a moa strategy plugin (contract moa:strategy@0.2.0, in wit/strategy.wit). It starts as the\nexample `longest`: it keeps the k longest proposals (params: {\"k\": 2}).";
-    let mut out = vec![("wit/strategy.wit", WIT.to_owned()), ("README.md", readme(name, &build(name, lang)))];
+    let wasm = match lang {
+        Lang::Rust => format!("{}.wasm", name.replace('-', "_")),
+        Lang::Python | Lang::Js => format!("{name}.wasm"),
+    };
+    let mut out = vec![("wit/strategy.wit", WIT.to_owned()), ("README.md", readme(name, &wasm, &build(name, lang)))];
     match lang {
         Lang::Rust => {
             out.push(("Cargo.toml", include_str!("templates/Cargo.toml").replace("{name}", name)));
@@ -81,9 +89,9 @@ pub(crate) fn build(name: &str, lang: Lang) -> String {
     }
 }
 
-fn readme(name: &str, build: &str) -> String {
+fn readme(name: &str, wasm: &str, build: &str) -> String {
     format!(
-        "# {name}\n\nA moa strategy plugin (contract `moa:strategy@0.2.0`, in `wit/strategy.wit`).\n\nBuild and check it:\n\n```sh\n{build}\n```\n\nUse it in a recipe:\n\n```toml\n[aggregator]\nmodel = \"provider:model\"\nstrategy = {{ plugin = \"path/to/{name}.wasm\", params = {{ k = 2 }}, on_error = \"synthesize\" }}\n```\n"
+        "# {name}\n\nA moa strategy plugin (contract `moa:strategy@0.2.0`, in `wit/strategy.wit`).\n\nBuild and check it:\n\n```sh\n{build}\n```\n\nUse it in a recipe:\n\n```toml\n[aggregator]\nmodel = \"provider:model\"\nstrategy = {{ plugin = \"path/to/{wasm}\", params = {{ k = 2 }}, on_error = \"synthesize\" }}\n```\n"
     )
 }
 
@@ -106,8 +114,13 @@ pub(crate) fn plugin_new(name: &str, lang: Lang, dir: &Path) -> ExitCode {
         ));
     }
     let root = dir.join(name);
-    if root.exists() {
-        return bad(&format!("{} already exists; moa plugin new writes only a new folder", root.display()));
+    // Created here, not found: a folder that exists (or appears meanwhile) is never written into.
+    match std::fs::create_dir(&root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return bad(&format!("{} already exists; moa plugin new writes only a new folder", root.display()));
+        }
+        Err(e) => return bad(&format!("creating {}: {e}", root.display())),
     }
     if let Err(e) = write_all(&root, &files(name, lang)) {
         return bad(&format!("writing {}: {e}", root.display()));
@@ -165,5 +178,9 @@ mod tests {
             assert!(files.iter().all(|(_, c)| !c.contains("{name}")), "{lang:?}");
         }
         assert!(files("x", Lang::Rust).iter().any(|(f, c)| *f == "src/lib.rs" && c.contains("path: \"wit\"")));
+        // The recipe line names the file each builder writes.
+        let readme = |lang| files("my-pick", lang).into_iter().find(|(f, _)| *f == "README.md").map(|(_, c)| c);
+        assert!(readme(Lang::Rust).is_some_and(|r| r.contains("path/to/my_pick.wasm")));
+        assert!(readme(Lang::Js).is_some_and(|r| r.contains("path/to/my-pick.wasm")));
     }
 }

@@ -78,6 +78,9 @@ pub const MAX_ASKS: usize = 8;
 /// Longest label an ask may carry (it names the call in events and reports).
 pub const MAX_LABEL: usize = 64;
 
+/// Longest `provider:model` an ask may name.
+pub const MAX_MODEL: usize = 128;
+
 /// Import namespaces the contract grants: its own type definitions, and what Rust's std
 /// needs to start, all of it inert with the empty WASI context. Files, sockets, clocks
 /// and randomness are not here.

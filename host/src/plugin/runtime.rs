@@ -18,8 +18,9 @@ use wasmtime::{Config, Engine, Store};
 const KEEP_RESIDENT: usize = 64 << 10;
 
 /// Freed slots whose pages are given back to the kernel in one batch: one `madvise` and
-/// TLB flush for many decisions rather than one each.
-const DECOMMIT_BATCH: usize = 16;
+/// TLB flush for several decisions rather than one each. Until then up to this many
+/// finished decisions' memory stays resident (never reused before it is given back).
+const DECOMMIT_BATCH: usize = 4;
 
 /// A loaded plugin, ready to instantiate.
 pub struct Plugin {
@@ -70,7 +71,12 @@ impl Runtime {
         // compiler child runs nothing, and its data limit leaves no room for the pool.)
         if pooling {
             let mut pool = wasmtime::PoolingAllocationConfig::default();
-            pool.total_component_instances(256).total_core_instances(1024).total_memories(512).total_tables(1024);
+            // Room for every decision the gate lets run at once at the per-plugin limits.
+            let at_once = gate_size();
+            pool.total_component_instances(256)
+                .total_core_instances((at_once * sandbox::MAX_INSTANCES).max(1024) as u32)
+                .total_memories(512)
+                .total_tables(1024);
             pool.max_memory_size(MAX_MEMORY);
             // A freed slot's first pages are zeroed in place rather than given back to
             // the kernel, so the next decision does not fault them in again (a Rust
@@ -89,13 +95,12 @@ impl Runtime {
         // Everything is linked, but a plugin importing more than GRANTED_IMPORTS is
         // refused at load, and the WASI context grants nothing anyway.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
         let compiler = compiler.filter(|_| cache_dir.is_some());
         let runtime = Arc::new(Runtime {
             engine,
             linker,
             loaded: Mutex::new(HashMap::new()),
-            gate: Gate::new(parallel * 2),
+            gate: Gate::new(gate_size()),
             compiler,
         });
         spawn_ticker(Arc::downgrade(&runtime));
@@ -262,6 +267,11 @@ impl Runtime {
             classify(&plugin.name, &e, limits, copy, &said)
         })
     }
+}
+
+/// Decisions that may run at once: two per core.
+fn gate_size() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
 }
 
 fn default_cache_dir() -> Option<PathBuf> {

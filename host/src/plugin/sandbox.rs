@@ -89,6 +89,10 @@ pub struct PluginState {
     limits: PluginLimiter,
 }
 
+/// Core instances one plugin may create: a Python plugin, libpython, libc and their shims
+/// linked as separate modules, needs more than 32 (a Rust one, a handful).
+pub(crate) const MAX_INSTANCES: usize = 64;
+
 /// One memory cap for a whole plugin: a component may hold several core instances, each
 /// with its own linear memory, so the cap counts them all together (and tables too).
 struct PluginLimiter {
@@ -118,8 +122,7 @@ impl wasmtime::ResourceLimiter for PluginLimiter {
     }
 
     fn instances(&self) -> usize {
-        // A Python plugin links libpython, libc and its shims as 17 core instances.
-        64
+        MAX_INSTANCES
     }
 
     fn tables(&self) -> usize {

@@ -1,6 +1,6 @@
 //! Plugins as `moa_core` strategies, and the resolver that finds them from recipes.
 
-use super::{Asked, Limits, MAX_ASKS, MAX_LABEL, Plugin, PluginError, Reply, Runtime, inert};
+use super::{Asked, Limits, MAX_ASKS, MAX_LABEL, MAX_MODEL, Plugin, PluginError, Reply, Runtime, inert};
 use moa_core::Message;
 use moa_core::recipe::StrategySpec;
 use moa_core::strategy::{
@@ -115,11 +115,17 @@ impl PluginStrategy {
                 ask.label.chars().take(80).collect::<String>()
             )));
         }
-        if let Some(model) = &ask.model
-            && !model.split_once(':').is_some_and(|(p, m)| !p.is_empty() && !m.is_empty())
-        {
-            let model: String = model.chars().take(80).collect();
-            return Err(self.refuse(format!("asked for model {model:?}, not \"provider:model\"")));
+        if let Some(model) = &ask.model {
+            // It names a call in events and may be echoed by a provider: plain text only.
+            let plain = model.len() <= MAX_MODEL
+                && model.chars().all(|c| !c.is_control() && !c.is_whitespace())
+                && model.split_once(':').is_some_and(|(p, m)| !p.is_empty() && !m.is_empty());
+            if !plain {
+                let model: String = model.chars().take(80).collect();
+                return Err(self.refuse(format!(
+                    "asked for model {model:?}: a model is \"provider:model\", at most {MAX_MODEL} bytes, without spaces or control characters"
+                )));
+            }
         }
         if ask.messages.is_empty() {
             return Err(self.refuse("asked for a call with no messages".into()));

@@ -3,6 +3,7 @@
 //! - `label`: an ask whose label would forge a log line and a terminal title;
 //! - `provider`: asks a provider the recipe does not have;
 //! - `model`: names its model without a provider;
+//! - `model-escape`: a model name that would set a terminal's title and forge a line;
 //! - `huge`: one ask whose messages are over the output cap;
 //! - `note`: a decision whose note carries escape sequences;
 //! - `echo`: asks once, then answers with what the judge said (or why it failed).
@@ -26,7 +27,7 @@ impl Guest for GreedyAsker {
             name: "greedy-asker".into(),
             version: "0.0.0".into(),
             description: "Abuses asks (a hostile test plugin).".into(),
-            params: r#"{"mode": "forever|label|provider|model|huge|note|echo"}"#.into(),
+            params: r#"{"mode": "forever|label|provider|model|model-escape|huge|note|echo"}"#.into(),
         }
     }
 
@@ -38,6 +39,7 @@ impl Guest for GreedyAsker {
             "label" => ask("judge\n{\"forged\":true}\x1b]0;pwned\x07", None, "hi".into()),
             "provider" => ask("judge", Some("elsewhere:model"), "hi".into()),
             "model" => ask("judge", Some("no-provider"), "hi".into()),
+            "model-escape" => ask("judge", Some("p:m\x1b]0;pwned\x07\nforged"), "hi".into()),
             "huge" => ask("judge", None, "x".repeat(4 << 20)),
             "note" => Ok(Decided {
                 decision: Decision::Keep(vec![0]),
