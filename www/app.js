@@ -1,6 +1,7 @@
 import init, { Moa, presets, strategies, validateRecipe } from "./pkg/moa_wasm.js";
+import { loadPlugin } from "./pkg/plugins.js";
 import { renderMarkdown } from "./markdown.js";
-import { SHOWN, drawBuilder, markErrors, setStrategies, syncValues, wireBuilder } from "./builder.js";
+import { SHOWN, addPluginStrategy, drawBuilder, markErrors, setStrategies, syncValues, wireBuilder } from "./builder.js";
 
 await init();
 
@@ -485,6 +486,46 @@ function view(recipeLayers, answerEl) {
   }
 }
 
+// ---- Strategy plugins: loaded here, run in Workers, named in recipes as { plugin } ----
+
+/** Loaded plugins by the name recipes give them (a null-prototype object: any name is only a name). */
+const plugins = Object.create(null);
+
+async function addPlugin(source) {
+  const item = document.createElement("li");
+  item.textContent = "Loading…";
+  $("plugin-list").append(item);
+  try {
+    const plugin = await loadPlugin(source);
+    plugins[plugin.name]?.close();
+    plugins[plugin.name] = plugin;
+    const { name, version, description } = plugin.info;
+    item.textContent = `${plugin.name}: ${name} ${version}, ${description} (contract ${plugin.contract}, ${Math.ceil(plugin.size / 1024)} KB)`;
+    item.dataset.plugin = plugin.name;
+    for (const old of $("plugin-list").querySelectorAll("li")) if (old !== item && old.dataset.plugin === plugin.name) old.remove();
+    addPluginStrategy(plugin.name, description);
+    onRecipeEdited();
+  } catch (e) {
+    item.className = "error";
+    item.textContent = readable(e.message);
+  }
+}
+
+$("plugin-file").addEventListener("change", (e) => {
+  for (const file of e.target.files) addPlugin(file);
+  e.target.value = "";
+});
+$("plugin-load").addEventListener("click", () => {
+  const url = $("plugin-url").value.trim();
+  if (url) addPlugin(url);
+});
+
+/** The plugins a recipe names that are not loaded. */
+function missingPlugins(recipe) {
+  const specs = [...(recipe.layers ?? []).map((l) => l?.strategy), recipe.aggregator?.strategy];
+  return specs.map((s) => s?.plugin).filter((p) => typeof p === "string" && !(p in plugins));
+}
+
 function showFailures(lines) {
   const list = $("failures");
   list.replaceChildren(...lines.map((l) => Object.assign(document.createElement("li"), { textContent: l })));
@@ -496,6 +537,11 @@ $("ask").addEventListener("submit", async (event) => {
   const text = $("prompt").value.trim();
   const recipe = currentRecipe();
   if (!text || !recipe || running) return;
+  const missing = missingPlugins(recipe);
+  if (missing.length) {
+    $("status").textContent = `Not sent: the recipe's strategy plugin ${missing.join(", ")} is not loaded; load it under Strategy plugins (a file or a URL).`;
+    return;
+  }
   let moa;
   try {
     moa = new Moa(recipe);
@@ -539,6 +585,7 @@ $("ask").addEventListener("submit", async (event) => {
     const outcome = await moa.run(messages, {
       signal: controller.signal,
       keys: keysFor(recipe),
+      plugins,
       onEvent: (e) => {
         events.push(e);
         live.onEvent(e);

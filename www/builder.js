@@ -44,9 +44,30 @@ export function setStrategies(list) {
   STRATEGIES = list.map((s) => [s.name, s.summary]);
 }
 
+/** Adds a loaded strategy plugin to the menus, as `plugin:NAME`. */
+export function addPluginStrategy(name, summary) {
+  const value = `plugin:${name}`;
+  STRATEGIES = STRATEGIES.filter(([n]) => n !== value).concat([[value, `${name} (plugin): ${summary}`]]);
+  fillAggregatorMenu();
+}
+
 function strategyName(s) {
-  const name = typeof s === "string" ? s : s?.name ?? (s?.plugin ? "plugin" : "synthesize");
+  const name = typeof s === "string" ? s : s?.name ?? (s?.plugin ? `plugin:${s.plugin}` : "synthesize");
   return STRATEGIES.some(([n]) => n === name) ? name : "synthesize";
+}
+
+/** What a menu's value writes into the recipe: a built-in's name, or `{ plugin }`. */
+function strategyValue(value) {
+  return value.startsWith("plugin:") ? { plugin: value.slice(7) } : value;
+}
+
+function fillAggregatorMenu() {
+  const menu = $("b-aggregator-strategy");
+  const chosen = menu.value;
+  menu.replaceChildren(
+    ...STRATEGIES.map(([value, text]) => Object.assign(document.createElement("option"), { value, textContent: text })),
+  );
+  if (STRATEGIES.some(([n]) => n === chosen)) menu.value = chosen;
 }
 
 /** Parses a layer's agents field: one `provider:model` a line, `*N` samples it N times;
@@ -171,7 +192,7 @@ function drawFields(names, layers, edit) {
         edit((r) => {
           if (!r.layers?.[i]) return false;
           if (e.target.value === "synthesize") delete r.layers[i].strategy;
-          else r.layers[i].strategy = e.target.value;
+          else r.layers[i].strategy = strategyValue(e.target.value);
         });
       box.append(...field(`Layer ${i + 1} strategy`, `b-layer-${i}-strategy`, onStrategy, { tag: "select", events: ["change"], options: STRATEGIES }));
     }
@@ -181,16 +202,14 @@ function drawFields(names, layers, edit) {
 /** Wires the form's fixed controls to `edit` (see `drawBuilder`); `resync()` redraws the
  * form's values from the JSON when a field is left. */
 export function wireBuilder(edit, resync) {
-  $("b-aggregator-strategy").replaceChildren(
-    ...STRATEGIES.map(([value, text]) => Object.assign(document.createElement("option"), { value, textContent: text })),
-  );
+  fillAggregatorMenu();
   const aggregator = () =>
     edit((r) => {
       const agg = typeof r.aggregator === "object" && r.aggregator !== null ? r.aggregator : { model: r.aggregator };
       agg.model = $("b-aggregator").value.trim();
       const s = $("b-aggregator-strategy").value;
       if (s === "synthesize") delete agg.strategy;
-      else agg.strategy = s;
+      else agg.strategy = strategyValue(s);
       r.aggregator = Object.keys(agg).length === 1 ? agg.model : agg;
     });
   $("b-aggregator").addEventListener("input", aggregator);

@@ -73,6 +73,7 @@ fn play(recipe: &recipe::Recipe, body: &[u8]) -> usize {
                 black_box(e);
             }
             Action::Cancel { .. } => {}
+            Action::Decide { .. } => unreachable!("built-in strategies only"),
         }
     }
 }

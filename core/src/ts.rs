@@ -46,6 +46,25 @@ export interface RunOptions {
   parallelToolCalls?: boolean;
   /** The final answer's shape, checked before it resolves. */
   responseFormat?: ResponseFormat;
+  /**
+   * Strategy plugins the recipe names (`strategy: { plugin: "NAME" }`), by that name:
+   * each loaded with `loadPlugin` from `moa-wasm/plugins.js`.
+   */
+  plugins?: Record<string, LoadedPlugin>;
+}
+
+/** A strategy plugin `loadPlugin` loaded (`moa-wasm/plugins.js`): it runs in a Worker. */
+export interface LoadedPlugin {
+  /** The name recipes give it. */
+  readonly name: string;
+  /** The contract version it implements: "0.2.0" or "0.1.0". */
+  readonly contract: string;
+  /** Its size in bytes. */
+  readonly size: number;
+  /** What it says of itself. */
+  readonly info: { name: string; version: string; description: string; params: string } | null;
+  /** Stops its Workers. */
+  close(): void;
 }
 
 /** A built-in recipe. */

@@ -23,7 +23,10 @@ test("the npm package says what it is, where it comes from, and carries its lice
   assert.equal(meta.sideEffects, false);
   const [packed] = JSON.parse(execFileSync("npm", ["pack", "--dry-run", "--json"], { cwd: pkg, encoding: "utf8" }));
   const files = packed.files.map((f) => f.path);
-  for (const f of ["LICENSE", "README.md", "package.json", "moa_wasm.js", "moa_wasm.d.ts", "moa_wasm_bg.wasm"]) {
+  assert.deepEqual(meta.exports["./plugins.js"], { types: "./plugins.d.ts", default: "./plugins.js" });
+  for (const f of ["LICENSE", "README.md", "package.json", "moa_wasm.js", "moa_wasm.d.ts", "moa_wasm_bg.wasm",
+    "plugins.js", "plugins.d.ts", "plugin-worker.js", "plugin-wasi.js", "plugin-memory.js", "plugin-transpile.js",
+    "jco/js-component-bindgen-component.js", "jco/js-component-bindgen-component.core.wasm", "jco/preview2-shim/cli.js", "jco/LICENSE"]) {
     assert.ok(files.includes(f), `${f} is in the package (${files.join(", ")})`);
   }
   assert.match(await readFile(join(pkg, "LICENSE"), "utf8"), /Apache License\s+Version 2\.0/);

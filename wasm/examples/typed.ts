@@ -1,6 +1,7 @@
 // Proves the TypeScript declarations: `tsc --noEmit` must accept this file.
 import init, { Moa, presets, strategies, validateRecipe } from "../pkg/moa_wasm.js";
 import type { Answered, ErrorKind, MoaEvent, Recipe, Validation } from "../pkg/moa_wasm.js";
+import { loadPlugin } from "../pkg/plugins.js";
 
 await init();
 
@@ -64,3 +65,10 @@ const first = outcome.layers[0].calls[0];
 console.log(outcome.answer.length, tokens, first.latency_ms, first.started_ms, outcome.wasted, outcome.finish_reason, outcome.ttft_ms);
 const quick: Answered = await moa.run([{ role: "user", content: "Options are optional." }]);
 console.log(quick.answer);
+
+// A strategy plugin, loaded and passed under the recipe's name for it.
+const longest = await loadPlugin(new URL("https://example.org/longest.wasm"), { name: "longest.wasm" });
+const contract: string = longest.contract;
+const withPlugin: Recipe = { ...recipe, aggregator: { model: "groq:llama-3.3-70b-versatile", strategy: { plugin: "longest.wasm", on_error: "synthesize" } } };
+void new Moa(withPlugin).run("Hi", { plugins: { "longest.wasm": longest } }).then((a: Answered) => console.log(contract, a.answer));
+longest.close();

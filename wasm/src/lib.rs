@@ -11,7 +11,10 @@
 //! const outcome = await moa.run("Hello?", { onEvent: (e) => console.log(e), signal, keys: { together: "..." } });
 //! ```
 
+mod plugins;
 mod transport;
+
+pub use plugins::{check_plugin, plugin_rules};
 
 use moa_core::recipe::{self, PRESETS};
 use moa_core::{Message, Recipe, RecipeError, ResponseFormat, Run, RunError, RunOptions, Tool, ToolChoice, Tools};
@@ -109,16 +112,17 @@ async fn run(recipe: Recipe, input: JsValue, options: JsValue) -> Result<JsValue
         if keys_value.is_undefined() || keys_value.is_null() { BTreeMap::new() } else { from_js(&keys_value, "keys")? };
     let seed = get(&options, "seed").as_f64().unwrap_or(0.0) as u64;
     let (tools, response_format) = tools_and_format(&options)?;
+    let plugins = std::rc::Rc::new(plugins::Loaded::from_options(&get(&options, "plugins"))?);
     let on_event = get(&options, "onEvent").dyn_into::<js_sys::Function>().ok();
     let signal = get(&options, "signal").dyn_into::<web_sys::AbortSignal>().ok();
     let mut run = Run::with_options(
         &recipe,
         conversation,
         transport::now(),
-        RunOptions { seed, keys, tools, response_format, ..RunOptions::default() },
+        RunOptions { seed, keys, tools, response_format, resolver: &*plugins, ..RunOptions::default() },
     )
     .map_err(|e| JsError::new(&e.to_string()))?;
-    let outcome = transport::drive(&mut run, signal, |event| {
+    let outcome = transport::drive(&mut run, signal, plugins.clone(), |event| {
         if let (Some(f), Ok(v)) = (&on_event, to_js(event)) {
             // A throwing callback must not stop the run.
             let _ = f.call1(&JsValue::NULL, &v);

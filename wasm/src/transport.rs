@@ -1,11 +1,13 @@
 //! The browser transport: `fetch` with a streaming body, an `AbortController` per call,
 //! timers for the engine's deadlines. No protocol logic: that is all in moa-core.
 
+use crate::plugins::Loaded;
 use futures_channel::mpsc;
 use futures_util::future::{Either, select};
 use futures_util::{FutureExt, StreamExt};
 use moa_core::engine::NetError;
 use moa_core::{Action, CallId, Event, HttpRequest, Input, Outcome, Run, Time};
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -29,6 +31,7 @@ pub fn now() -> Time {
 }
 
 enum Msg {
+    Decided { decision: u64, answer: Result<String, String> },
     Invalid { call: CallId, error: String },
     Head { call: CallId, status: u16, headers: Vec<(String, String)> },
     Body { call: CallId, bytes: Vec<u8> },
@@ -44,8 +47,14 @@ fn js_error(v: &JsValue) -> String {
         .unwrap_or_else(|| format!("{v:?}"))
 }
 
-/// Drives `run` to its end; aborting `signal` cancels it.
-pub async fn drive(run: &mut Run, signal: Option<web_sys::AbortSignal>, mut on_event: impl FnMut(&Event)) -> Outcome {
+/// Drives `run` to its end, with `plugins` for the decisions it asks for; aborting
+/// `signal` cancels it.
+pub async fn drive(
+    run: &mut Run,
+    signal: Option<web_sys::AbortSignal>,
+    plugins: Rc<Loaded>,
+    mut on_event: impl FnMut(&Event),
+) -> Outcome {
     let (tx, mut rx) = mpsc::unbounded::<Msg>();
     // A list, not a hash map: few calls are in flight, and a map type costs the module 4 KB.
     let mut controllers: Vec<(CallId, web_sys::AbortController)> = Vec::new();
@@ -76,6 +85,13 @@ pub async fn drive(run: &mut Run, signal: Option<web_sys::AbortSignal>, mut on_e
                 }
             }
             Action::Event(e) => on_event(&e),
+            Action::Decide { decision, request } => {
+                let (plugins, tx) = (plugins.clone(), tx.clone());
+                wasm_bindgen_futures::spawn_local(async move {
+                    let answer = plugins.decide(&request).await;
+                    let _ = tx.unbounded_send(Msg::Decided { decision, answer });
+                });
+            }
             Action::Done(outcome) => {
                 for (_, c) in &controllers {
                     c.abort();
@@ -127,6 +143,9 @@ fn feed(run: &mut Run, msg: Msg, controllers: &mut Vec<(CallId, web_sys::AbortCo
         Msg::Invalid { call, error } => {
             controllers.retain(|(c, _)| *c != call);
             run.handle(Input::Invalid { call, error, now })
+        }
+        Msg::Decided { decision, answer } => {
+            run.handle(Input::Decided { decision, answer: answer.as_deref().map_err(String::as_str), now })
         }
         Msg::Abort => run.cancel(now),
     }

@@ -3,12 +3,14 @@
 
 use crate::event::{CallId, Event};
 use crate::http::HttpRequest;
+use crate::strategy::plugin::PluginRequest;
 use crate::strategy::{Builtins, Resolver};
 use crate::time::Time;
 use crate::vocab::tools::{ResponseFormat, Tools};
 use std::collections::BTreeMap;
 
 use super::Outcome;
+use super::deciding::DecisionId;
 
 /// What the driver should do next.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +26,15 @@ pub enum Action {
     Cancel {
         /// The call's id.
         call: CallId,
+    },
+    /// Run this plugin's decision and feed back [`Input::Decided`] (only for strategies
+    /// the driver runs itself, [`crate::strategy::plugin::External`]: a plugin in the
+    /// browser's Worker). The run waits for it; nothing else happens meanwhile.
+    Decide {
+        /// The decision's id.
+        decision: DecisionId,
+        /// What to run, and under which caps.
+        request: PluginRequest,
     },
     /// Something happened; show it.
     Event(Event),
@@ -97,6 +108,18 @@ pub enum Input<'a> {
         /// When.
         now: Time,
     },
+    /// The answer to [`Action::Decide`]: the plugin's reply in the
+    /// [`crate::strategy::plugin::wire`] format, or why running it failed (it ran past
+    /// its deadline, over its memory or output cap, trapped). The engine checks the
+    /// reply; a failure is the strategy's, handled as its `on_error` says.
+    Decided {
+        /// Which decision.
+        decision: DecisionId,
+        /// The reply, or why there is none.
+        answer: Result<&'a str, &'a str>,
+        /// When.
+        now: Time,
+    },
     /// Time passed.
     Tick {
         /// Now.
@@ -113,6 +136,7 @@ impl Input<'_> {
             | Input::End { now, .. }
             | Input::Failed { now, .. }
             | Input::Invalid { now, .. }
+            | Input::Decided { now, .. }
             | Input::Tick { now } => *now,
         }
     }

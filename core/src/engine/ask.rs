@@ -9,9 +9,11 @@
 //! tokens and cost count in that layer's and the run's totals.
 
 use super::attempt::{Slot, SlotState, Slots};
+use super::deciding::Deciding;
 use super::phase::{LayerPhase, Phase};
 use super::{CallError, CallReport, Run, RunError, stair};
 use crate::event::Event;
+use crate::message::Message;
 use crate::recipe::OnError;
 use crate::strategy::{Ask, Decision, Proposal, Strategy, StrategyError, StrategyInput, Synthesize};
 use crate::usage::add_cost;
@@ -34,7 +36,8 @@ pub(super) struct Asking {
 
 impl Run {
     /// Asks layer `next`'s strategy to decide on `proposals`, given the reply to its last
-    /// ask; carries out what it decides.
+    /// ask; carries out what it decides. A strategy the driver runs (a plugin in the
+    /// browser) is asked through [`crate::Action::Decide`], and the run waits for its answer.
     pub(super) fn decide(
         &mut self,
         next: usize,
@@ -45,17 +48,45 @@ impl Run {
         self.references = proposals.iter().map(|p| p.text.clone()).collect();
         // A copy: events are emitted while the strategy's input is still needed.
         let conversation = self.conversation.clone();
-        let input = StrategyInput {
-            conversation: &conversation,
+        let input = self.strategy_input(&conversation, next, &proposals, reply.as_ref());
+        if let Some(external) = self.deciders[next - 1].strategy.external() {
+            let request = external.request(&input);
+            return self.await_decision(request, Deciding { next, proposals, reply, asks });
+        }
+        let decided = self.deciders[next - 1].strategy.decide(&input);
+        self.carry_out(&input, decided, asks);
+    }
+
+    /// What layer `next`'s strategy is given.
+    pub(super) fn strategy_input<'a>(
+        &self,
+        conversation: &'a [Message],
+        next: usize,
+        proposals: &'a [Proposal],
+        reply: Option<&'a Result<String, String>>,
+    ) -> StrategyInput<'a> {
+        StrategyInput {
+            conversation,
             layer: next,
             layer_count: self.recipe.layers.len(),
-            proposals: &proposals,
-            reply: reply.as_ref().map(|r| r.as_deref().map_err(String::as_str)),
+            proposals,
+            reply: reply.map(|r| r.as_deref().map_err(String::as_str)),
             seed: self.seed ^ (next as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        };
+        }
+    }
+
+    /// Carries out what layer `input.layer`'s strategy decided (checked, noted, and on
+    /// failure what the recipe's on_error says).
+    pub(super) fn carry_out(
+        &mut self,
+        input: &StrategyInput<'_>,
+        decided: Result<Decision, StrategyError>,
+        asks: usize,
+    ) {
+        let next = input.layer;
         let name = self.deciders[next - 1].strategy.name().to_owned();
-        let decision = self.strategy_decides(&input, asks, &name);
-        let decision = self.with_tools(decision, &input, next, &name);
+        let decision = self.strategy_decides(input, decided, asks, &name);
+        let decision = self.with_tools(decision, input, next, &name);
         match decision {
             Ok(Decision::Messages(messages)) => {
                 self.input = messages;
@@ -80,23 +111,22 @@ impl Run {
                 self.begin_layer(self.recipe.layers.len());
             }
             Ok(Decision::Final(text)) => self.finish(Ok(text), Some(name)),
-            Ok(Decision::Ask(ask)) => self.begin_ask(next, proposals, ask, asks + 1, &name),
+            Ok(Decision::Ask(ask)) => self.begin_ask(next, input.proposals.to_vec(), ask, asks + 1, &name),
             Err(e) => self.finish(Err(RunError::Strategy(e)), None),
         }
     }
 
-    /// What layer `input.layer`'s strategy decides, bounded, noted, and on failure what
+    /// What layer `input.layer`'s strategy decided, bounded, noted, and on failure what
     /// the recipe's on_error says (synthesize, or the error).
     fn strategy_decides(
         &mut self,
         input: &StrategyInput<'_>,
+        decided: Result<Decision, StrategyError>,
         asks: usize,
         name: &str,
     ) -> Result<Decision, StrategyError> {
         let next = input.layer;
-        let decider = &mut self.deciders[next - 1];
-        let decided = decider.strategy.decide(input);
-        let note = decider.strategy.note();
+        let note = self.deciders[next - 1].strategy.note();
         let decision = match decided {
             Ok(Decision::Ask(_)) if asks >= MAX_ASKS => Err(StrategyError {
                 strategy: name.to_owned(),

@@ -11,7 +11,9 @@ mod ask;
 mod attempt;
 mod backoff;
 mod call;
+
 mod caps;
+mod deciding;
 mod error;
 mod fit;
 mod layer;
@@ -108,6 +110,8 @@ pub struct Run {
     /// [`fit`] may shorten.
     references: Vec<String>,
     next_call: u64,
+    /// The last decision id handed to the driver ([`Action::Decide`]).
+    next_decision: u64,
     queue: VecDeque<Action>,
     usage: Usage,
     cost: Option<f64>,
@@ -178,6 +182,7 @@ impl Run {
             seed: options.seed,
             references: Vec::new(),
             next_call: 0,
+            next_decision: 0,
             queue: VecDeque::new(),
             usage: Usage::default(),
             cost: None,
@@ -236,6 +241,7 @@ impl Run {
                 self.on_transport_error(call, CallError::Transport { kind, message: error, loopback })
             }
             Input::Invalid { call, error, .. } => self.on_transport_error(call, CallError::Invalid(error)),
+            Input::Decided { decision, answer, .. } => self.on_decided(decision, answer),
             Input::Tick { .. } => {}
         }
         self.check_timers();
@@ -288,6 +294,10 @@ impl Run {
     /// Starts what may start, and moves to the next layer whenever one completes.
     fn step(&mut self) {
         while !self.is_done() {
+            // Nothing runs while the driver decides.
+            if matches!(self.phase, Phase::Deciding(..)) {
+                return;
+            }
             for i in self.slots.ids() {
                 if matches!(self.slots[i].state, SlotState::Queued) && self.has_capacity(&self.slots[i].agent.provider)
                 {

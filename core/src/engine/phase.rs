@@ -1,9 +1,11 @@
-//! Where a run is: answering a layer, asking a strategy's call between layers, or done.
+//! Where a run is: answering a layer, asking a strategy's call or waiting for the
+//! driver's decision between layers, or done.
 //! What belongs to one phase lives in it, so it cannot outlive it.
 
 use super::ErrorKind;
 use super::Run;
 use super::ask::Asking;
+use super::deciding::{Deciding, DecisionId};
 use super::report::Outcome;
 use super::stair::Stair;
 
@@ -13,6 +15,9 @@ pub(super) enum Phase {
     Layer(LayerPhase),
     /// Between layers: the next layer's strategy asked for a call before it decides.
     Asking(Asking),
+    /// Between layers: the driver runs the next layer's strategy (a plugin in the
+    /// browser) and the run waits for its answer to this decision.
+    Deciding(DecisionId, Deciding),
     /// Over, with its outcome.
     Done(Outcome),
 }

@@ -5,6 +5,7 @@
 mod diverse;
 mod judge;
 mod kind;
+pub mod plugin;
 mod rank;
 mod select;
 mod sequential;
@@ -131,6 +132,12 @@ pub trait Strategy: Send {
         let _ = proposals;
         0
     }
+    /// A strategy the driver runs (a plugin in the browser's Worker): the engine asks
+    /// the driver for its decisions ([`crate::Action::Decide`]) instead of calling
+    /// [`Strategy::decide`].
+    fn external(&mut self) -> Option<&mut plugin::External> {
+        None
+    }
 }
 
 /// Makes strategies from their recipe specs. The core resolves built-ins; the native host
@@ -149,7 +156,7 @@ impl Resolver for Builtins {
         match (&spec.name, &spec.plugin) {
             (_, Some(plugin)) => Err(StrategyError {
                 strategy: plugin.clone(),
-                message: "plugin strategies run only in the native host (moa-host)".into(),
+                message: "this place runs no plugins: the native host loads them from files, the browser module from options.plugins".into(),
             }),
             (Some(name), None) => match StrategyKind::from_name(name) {
                 Some(kind) => kind.build(&spec.params),

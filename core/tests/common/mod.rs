@@ -9,6 +9,7 @@ mod run;
 pub use run::*;
 
 use moa_core::engine::{Action, Input, NetError};
+pub use moa_core::strategy::plugin::PluginRequest;
 use moa_core::{CallId, Event, HttpRequest, Message, Outcome, Run, Time};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -125,6 +126,19 @@ pub fn simulate_with(
     run: &mut Run,
     start: Time,
     script: &mut dyn FnMut(&Req) -> Reply,
+    interrupt: impl FnMut(&mut Run, Time) -> bool,
+) -> Trace {
+    let mut refuse = |_: &PluginRequest| -> Result<String, String> { panic!("the run asked the driver to decide") };
+    simulate_deciding(run, start, script, &mut refuse, interrupt)
+}
+
+/// Like [`simulate_with`], and `decide` answers each decision the driver is asked for
+/// (a plugin the driver runs), at once.
+pub fn simulate_deciding(
+    run: &mut Run,
+    start: Time,
+    script: &mut dyn FnMut(&Req) -> Reply,
+    decide: &mut dyn FnMut(&PluginRequest) -> Result<String, String>,
     mut interrupt: impl FnMut(&mut Run, Time) -> bool,
 ) -> Trace {
     let mut now = start;
@@ -185,6 +199,11 @@ pub fn simulate_with(
                 scheduled.retain(|_, s| s.call != call);
             }
             Action::Event(e) => trace.events.push(e),
+            Action::Decide { decision, request } => {
+                let answer = decide(&request);
+                run.handle(Input::Decided { decision, answer: answer.as_deref().map_err(String::as_str), now });
+                interrupt(run, now);
+            }
             Action::Done(outcome) => {
                 trace.outcome = outcome;
                 trace.end = now;

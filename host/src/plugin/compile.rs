@@ -2,7 +2,7 @@
 //! big to compile, only the imports the contract grants), and compiled in a child process
 //! with its own limits.
 
-use super::{COMPILE_MIB, COMPILE_SECS, GRANTED_IMPORTS, MAX_FILE, MAX_FUNCTION, SMALLER};
+use super::{COMPILE_MIB, COMPILE_SECS, MAX_FILE, MAX_FUNCTION, SMALLER};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -114,17 +114,7 @@ pub(crate) fn check_bytes(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// The imports a component asks for that the contract does not grant; refused when any.
-pub(crate) fn check_imports(imports: impl Iterator<Item = String>) -> Result<(), String> {
-    let denied: Vec<String> = imports.filter(|n| !GRANTED_IMPORTS.iter().any(|g| n.starts_with(g))).collect();
-    if denied.is_empty() {
-        return Ok(());
-    }
-    Err(format!(
-        "imports {}, which the moa:strategy contract does not grant (plugins get no files, sockets, clocks or randomness)",
-        denied.join(", ")
-    ))
-}
+pub(crate) use moa_core::strategy::plugin::check_imports;
 
 #[cfg(test)]
 mod tests {

@@ -5,16 +5,14 @@
 
 use super::sandbox::PluginState;
 use super::{v0_1_0, v0_2_0};
-use moa_core::Message;
-use moa_core::strategy::{Ask, StrategyInput};
+use moa_core::strategy::{StrategyInput, plugin};
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
 /// Contract versions this host accepts, newest first.
 pub const SUPPORTED: [&str; 2] = [v0_2_0::VERSION, v0_1_0::VERSION];
 
-/// An ask of the decision under way and its reply: the text, or why the call failed.
-pub type Asked = (Ask, Result<String, String>);
+pub use moa_core::strategy::plugin::{Asked, Decided, Reply};
 
 /// What a plugin says of itself (`describe`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,47 +27,6 @@ pub struct Info {
     pub params: String,
 }
 
-/// A plugin's decision, whatever its contract version.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Reply {
-    /// Messages for the next layer's agents (or the aggregator).
-    Messages(Vec<Message>),
-    /// The final answer.
-    Answer(String),
-    /// Keep these proposals (indices), dropping the rest.
-    Keep(Vec<u32>),
-    /// End the debate: these messages go to the final aggregator (contract 0.2).
-    Aggregate(Vec<Message>),
-    /// End the debate with these proposals kept (contract 0.2).
-    AggregateKept(Vec<u32>),
-    /// Make this call, then decide again with its reply (contract 0.2).
-    Ask(Ask),
-}
-
-/// A reply with the plugin's note on it (contract 0.2; none before).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Decided {
-    /// What it decided.
-    pub reply: Reply,
-    /// What it chose and why, for the user; as the plugin wrote it (not yet inert).
-    pub note: Option<String>,
-}
-
-impl Reply {
-    /// Bytes of text in it, for the output cap.
-    pub fn size(&self) -> usize {
-        match self {
-            Reply::Messages(ms) | Reply::Aggregate(ms) => ms.iter().map(|m| m.content.len() + 16).sum(),
-            Reply::Keep(ix) | Reply::AggregateKept(ix) => ix.len() * 4,
-            Reply::Answer(a) => a.len(),
-            Reply::Ask(a) => {
-                let model = a.model.as_ref().map_or(0, String::len);
-                a.label.len() + model + a.messages.iter().map(|m| m.content.len() + 16).sum::<usize>()
-            }
-        }
-    }
-}
-
 /// A plugin pre-instantiated under the contract version it implements.
 pub enum Contract {
     /// `moa:strategy@0.1.0`.
@@ -82,15 +39,7 @@ impl Contract {
     /// The contract version that `exports` (a component's export names) implement, the
     /// newest this host supports; else why none.
     pub fn find(exports: &[String]) -> Result<&'static str, String> {
-        let export = |v: &str| format!("moa:strategy/strategy@{v}");
-        if let Some(v) = SUPPORTED.iter().find(|v| exports.contains(&export(v))) {
-            return Ok(v);
-        }
-        let found: Vec<&String> = exports.iter().filter(|e| e.starts_with("moa:strategy/")).collect();
-        Err(match found.first() {
-            Some(other) => format!("implements {other}, but this host supports moa:strategy@{}", SUPPORTED.join(", @")),
-            None => format!("exports no moa:strategy contract (it exports: {})", exports.join(", ")),
-        })
+        plugin::Contract::find(exports, &plugin::Contract::ALL).map(plugin::Contract::version)
     }
 
     /// `pre` under contract `version` (one of [`SUPPORTED`]).
@@ -170,20 +119,5 @@ mod tests {
         );
         let err = Contract::find(&exports(&["run"])).expect_err("an error");
         assert!(err.contains("exports no moa:strategy contract (it exports: run)"), "{err}");
-    }
-
-    #[test]
-    fn a_replys_size_counts_its_text() {
-        assert_eq!(Reply::Answer("abc".into()).size(), 3);
-        assert_eq!(Reply::Keep(vec![0, 1]).size(), 8);
-        assert_eq!(Reply::Messages(vec![Message::user("hi")]).size(), 18);
-        assert_eq!(Reply::Aggregate(vec![Message::user("hi")]).size(), 18);
-        let ask = Ask {
-            model: Some("p:m".into()),
-            label: "judge".into(),
-            messages: vec![Message::user("hi")],
-            max_tokens: None,
-        };
-        assert_eq!(Reply::Ask(ask).size(), 3 + 5 + 18);
     }
 }

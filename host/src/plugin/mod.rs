@@ -43,17 +43,10 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// The largest memory cap a recipe may give a plugin (`memory_mib`).
 pub const MAX_MEMORY: usize = 1 << 30;
 
-/// The largest plugin file read: Rust examples are about 100 KB, JavaScript (QuickJS)
-/// 1.6 MB, Python (componentize-py, its interpreter inside) 18.4 MB.
-pub const MAX_FILE: u64 = 32 << 20;
-
 /// The largest function body compiled: the compiler's time and memory grow faster than
 /// a function's size (a crafted 1 MB function took 6.5 s and 950 MiB). A Python plugin's
 /// largest, libpython's data relocations, is 427 KB.
 pub const MAX_FUNCTION: usize = 512 << 10;
-
-/// What to do about a plugin too big to load, by the language it was likely written in.
-pub(crate) const SMALLER: &str = "build it smaller: Rust with opt-level = \"s\" and strip = true; Python with componentize-py --stub-wasi; JavaScript with componentize-qjs (QuickJS), not StarlingMonkey";
 
 /// How long compiling one plugin may take, in a child process (wall time).
 pub const COMPILE_SECS: f64 = 20.0;
@@ -64,24 +57,9 @@ pub const COMPILE_MIB: u64 = 1024;
 /// Table elements a plugin may hold over all its tables.
 pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
-/// Longest text kept from a plugin for a human to read (an error, a description field).
-pub(crate) const MAX_TEXT: usize = 2 << 10;
-
 /// The most `describe` may return, all fields together: what the host copies out of the
-/// plugin before it cuts each field to [`MAX_TEXT`].
+/// plugin before it cuts each field to [`moa_core::strategy::plugin::MAX_TEXT`].
 pub const MAX_DESCRIBE: usize = 64 << 10;
 
-/// Most calls one plugin decision may ask for: each is a paid call, and a plugin that
-/// keeps asking is a bug or an attack (the engine's own bound, for built-ins, is higher).
-pub const MAX_ASKS: usize = 8;
-
-/// Longest label an ask may carry (it names the call in events and reports).
-pub const MAX_LABEL: usize = 64;
-
-/// Longest `provider:model` an ask may name.
-pub const MAX_MODEL: usize = 128;
-
-/// Import namespaces the contract grants: its own type definitions, and what Rust's std
-/// needs to start, all of it inert with the empty WASI context. Files, sockets, clocks
-/// and randomness are not here.
-pub(crate) const GRANTED_IMPORTS: [&str; 3] = ["moa:strategy/types@", "wasi:io/", "wasi:cli/"];
+pub(crate) use moa_core::strategy::plugin::SMALLER;
+pub use moa_core::strategy::plugin::{MAX_ASKS, MAX_FILE, MAX_LABEL, MAX_MODEL};

@@ -3,7 +3,8 @@
 //! stderr, a deadline in epoch ticks and a cap on what the host copies out of it; and the
 //! gate that bounds how many decisions run at once.
 
-use super::{MAX_DESCRIBE, MAX_TABLE_ELEMENTS, MAX_TEXT, TICK};
+use super::{MAX_DESCRIBE, MAX_TABLE_ELEMENTS, TICK};
+use moa_core::strategy::plugin;
 use std::sync::Mutex;
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
@@ -24,7 +25,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { timeout: Duration::from_millis(300), memory: 64 << 20, output: 1 << 20 }
+        Limits {
+            timeout: Duration::from_millis(plugin::DEFAULT_TIMEOUT_MS),
+            memory: (plugin::DEFAULT_MEMORY_MIB as usize) << 20,
+            output: (plugin::DEFAULT_OUTPUT_KIB as usize) << 10,
+        }
     }
 }
 
@@ -50,24 +55,7 @@ pub fn copy_budget(output: usize) -> usize {
     output.saturating_mul(2).saturating_add(64 << 10)
 }
 
-/// Text from a plugin, made inert for a terminal or a log: control characters (escape
-/// sequences that set a title or clear a screen, or newlines that forge a log line) are
-/// shown escaped, and it is cut to a bounded length.
-pub fn inert(text: &str) -> String {
-    let mut out = String::new();
-    for c in text.chars() {
-        if out.len() >= MAX_TEXT {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use moa_core::strategy::plugin::inert;
 
 /// A plugin tried to hold more memory or table elements than its cap: the error the
 /// limiter traps with, found again by its type.
@@ -285,6 +273,6 @@ mod tests {
     #[test]
     fn plugin_text_is_inert_and_bounded() {
         assert_eq!(inert("ok\u{1b}[2J\nforged"), "ok\\u{1b}[2J\\nforged");
-        assert!(inert(&"x".repeat(1 << 20)).len() <= MAX_TEXT + 4);
+        assert!(inert(&"x".repeat(1 << 20)).len() <= moa_core::strategy::plugin::MAX_TEXT + 4);
     }
 }

@@ -1,11 +1,10 @@
-//! Plugins as `moa_core` strategies, and the resolver that finds them from recipes.
+//! Plugins as `moa_core` strategies, and the resolver that finds them from recipes. What
+//! a reply may be is the core's ([`Decisions`]), shared with the browser module.
 
-use super::{Asked, Limits, MAX_ASKS, MAX_LABEL, MAX_MODEL, Plugin, PluginError, Reply, Runtime, inert};
-use moa_core::Message;
+use super::{Limits, Plugin, PluginError, Runtime};
 use moa_core::recipe::StrategySpec;
-use moa_core::strategy::{
-    Ask, Builtins, Decision, Resolver, Strategy, StrategyError, StrategyInput, inject_references,
-};
+use moa_core::strategy::plugin::Decisions;
+use moa_core::strategy::{Builtins, Decision, Resolver, Strategy, StrategyError, StrategyInput};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,12 +14,7 @@ pub struct PluginStrategy {
     plugin: Arc<Plugin>,
     params: String,
     limits: Limits,
-    /// This decision's asks that have replies, oldest first.
-    asked: Vec<Asked>,
-    /// The ask whose reply comes with the next call.
-    pending: Option<Ask>,
-    /// The last decision's note, inert and bounded.
-    note: Option<String>,
+    decisions: Decisions,
 }
 
 impl PluginStrategy {
@@ -39,101 +33,7 @@ impl PluginStrategy {
         let limits = Limits::from_spec(spec);
         let plugin = runtime.load_with(path, limits)?;
         let params = if spec.params.is_null() { "{}".to_owned() } else { spec.params.to_string() };
-        Ok(PluginStrategy { runtime, plugin, params, limits, asked: Vec::new(), pending: None, note: None })
-    }
-
-    fn refuse(&self, reason: String) -> PluginError {
-        PluginError::Decision { plugin: self.plugin.name.clone(), reason }
-    }
-
-    /// Files the reply to the last ask, or starts a new decision.
-    fn track(&mut self, input: &StrategyInput<'_>) {
-        match (input.reply, self.pending.take()) {
-            (Some(reply), Some(ask)) => self.asked.push((ask, reply.map(str::to_owned).map_err(str::to_owned))),
-            _ => self.asked.clear(),
-        }
-    }
-
-    /// `reply` as the core's decision, checked against `input`.
-    fn decision(&mut self, reply: Reply, input: &StrategyInput<'_>) -> Result<Decision, PluginError> {
-        Ok(match reply {
-            Reply::Messages(ms) => Decision::Messages(self.some_messages(ms)?),
-            Reply::Aggregate(ms) => Decision::Aggregate(self.some_messages(ms)?),
-            Reply::Answer(a) => Decision::Final(a),
-            Reply::Keep(ix) => Decision::Messages(inject_references(input.conversation, &self.kept(&ix, input)?)),
-            Reply::AggregateKept(ix) => {
-                Decision::Aggregate(inject_references(input.conversation, &self.kept(&ix, input)?))
-            }
-            Reply::Ask(ask) => {
-                self.check_ask(&ask)?;
-                self.pending = Some(ask.clone());
-                Decision::Ask(ask)
-            }
-        })
-    }
-
-    fn some_messages(&self, ms: Vec<Message>) -> Result<Vec<Message>, PluginError> {
-        if ms.is_empty() {
-            return Err(self.refuse("returned no messages".into()));
-        }
-        Ok(ms)
-    }
-
-    /// The proposals' texts at `ix`: each index in range, each at most once (duplicates
-    /// would let a small answer multiply into a huge prompt), at least one.
-    fn kept<'a>(&self, ix: &[u32], input: &StrategyInput<'a>) -> Result<Vec<&'a str>, PluginError> {
-        let n = input.proposals.len();
-        if ix.is_empty() {
-            return Err(self.refuse("kept no proposals".into()));
-        }
-        let mut seen = vec![false; n];
-        let mut refs = Vec::with_capacity(ix.len().min(n));
-        for &i in ix {
-            let Some(p) = input.proposals.get(i as usize) else {
-                return Err(self.refuse(format!("kept proposal {i}, but there are only {n} (0..{n})")));
-            };
-            if std::mem::replace(&mut seen[i as usize], true) {
-                return Err(self.refuse(format!("kept proposal {i} twice; each may be kept once")));
-            }
-            refs.push(p.text.as_str());
-        }
-        Ok(refs)
-    }
-
-    /// An ask is a paid call made in the user's name: bounded in number, its label fit
-    /// for an event, its model a `provider:model` (the engine checks the provider).
-    fn check_ask(&self, ask: &Ask) -> Result<(), PluginError> {
-        if self.asked.len() >= MAX_ASKS {
-            return Err(self.refuse(format!("asked for more than {MAX_ASKS} calls in one decision")));
-        }
-        let label_ok = !ask.label.is_empty()
-            && ask.label.len() <= MAX_LABEL
-            && ask.label.chars().all(|c| c.is_alphanumeric() || " -_./:()".contains(c));
-        if !label_ok {
-            return Err(self.refuse(format!(
-                "asked with label {:?}: a label is 1 to {MAX_LABEL} bytes of letters, digits, spaces and -_./:()",
-                ask.label.chars().take(80).collect::<String>()
-            )));
-        }
-        if let Some(model) = &ask.model {
-            // It names a call in events and may be echoed by a provider: plain text only.
-            let plain = model.len() <= MAX_MODEL
-                && model.chars().all(|c| !c.is_control() && !c.is_whitespace())
-                && model.split_once(':').is_some_and(|(p, m)| !p.is_empty() && !m.is_empty());
-            if !plain {
-                let model: String = model.chars().take(80).collect();
-                return Err(self.refuse(format!(
-                    "asked for model {model:?}: a model is \"provider:model\", at most {MAX_MODEL} bytes, without spaces or control characters"
-                )));
-            }
-        }
-        if ask.messages.is_empty() {
-            return Err(self.refuse("asked for a call with no messages".into()));
-        }
-        if ask.max_tokens.is_some_and(|m| !(1..=32_768).contains(&m)) {
-            return Err(self.refuse("asked with max_tokens outside 1..=32768".into()));
-        }
-        Ok(())
+        Ok(PluginStrategy { runtime, plugin, params, limits, decisions: Decisions::default() })
     }
 }
 
@@ -143,17 +43,18 @@ impl Strategy for PluginStrategy {
     }
 
     fn decide(&mut self, input: &StrategyInput<'_>) -> Result<Decision, StrategyError> {
-        self.track(input);
+        let asked = self.decisions.begin(input);
         // PluginError already names the plugin; StrategyError names it once more.
         let name = self.plugin.name.clone();
         let fail = |e: PluginError| strategy_error(&name, name.clone(), e);
-        let decided = self.runtime.decide(&self.plugin, self.limits, input, &self.params, &self.asked).map_err(fail)?;
-        self.note = decided.note.as_deref().map(inert);
-        self.decision(decided.reply, input).map_err(fail)
+        let decided = self.runtime.decide(&self.plugin, self.limits, input, &self.params, asked).map_err(fail)?;
+        self.decisions
+            .accept(decided, input)
+            .map_err(|reason| fail(PluginError::Decision { plugin: name.clone(), reason }))
     }
 
     fn note(&mut self) -> Option<String> {
-        self.note.take()
+        self.decisions.note()
     }
 }
 

@@ -109,6 +109,13 @@ impl Transport {
                     }
                 }
                 Action::Event(event) => on_event(&event),
+                // This host runs its plugins itself (HostResolver): it never resolves a
+                // strategy for a driver to run.
+                Action::Decide { decision, .. } => run.handle(Input::Decided {
+                    decision,
+                    answer: Err("this host runs its plugins itself, not through its driver"),
+                    now: clock.now(),
+                }),
                 Action::Done(outcome) => return outcome,
                 Action::Wait(deadline) => {
                     let sleep = async {

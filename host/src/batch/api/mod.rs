@@ -189,6 +189,13 @@ fn collect(
                     pending.push(Pending { run: i, call, http, custom_id });
                 }
                 Action::Cancel { .. } | Action::Event(_) => {}
+                // This host runs its plugins itself (HostResolver): never asked.
+                // (The engine's clock never goes back: time 0 leaves it where it is.)
+                Action::Decide { decision, .. } => run.handle(Input::Decided {
+                    decision,
+                    answer: Err("this host runs its plugins itself, not through its driver"),
+                    now: moa_core::Time::from_micros(0),
+                }),
                 Action::Wait(deadline) => {
                     if let Some(d) = deadline {
                         tick = Some(tick.map_or(d, |t| t.min(d)));
