@@ -24,6 +24,11 @@
 //!         Action::Request { call, http } => pending.push(call), // send `http`
 //!         Action::Cancel { call } => {}                          // abort that call
 //!         Action::Event(event) => {}                             // show it
+//!         Action::Decide { decision, .. } => {                   // a strategy plugin's turn
+//!             // This driver runs no plugins: it says so (the recipe's on_error decides).
+//!             let answer = Err("this driver runs no plugins");
+//!             run.handle(Input::Decided { decision, answer, now });
+//!         }
 //!         Action::Done(outcome) => break outcome,
 //!         Action::Wait(_deadline) => {
 //!             // Block until a response arrives or the deadline passes (then Input::Tick).
