@@ -3,13 +3,13 @@
 mod common;
 
 use common::*;
-use moa_core::{Event, Recipe};
+use moa_core::{Event, Recipe, Time};
 use std::time::Duration;
 
 #[test]
 fn staircase_starts_the_aggregator_on_the_first_chunks_and_only_appends() {
     let recipe = |staircase: bool| {
-        let st = if staircase { r#", "staircase": {"chunk_chars": 10, "step_tokens": 8}"# } else { "" };
+        let st = if staircase { r#", "staircase": {"chunk_chars": 10, "step_tokens": 8, "growth": 1}"# } else { "" };
         Recipe::from_json(&format!(
             r#"{{"providers": {{"p": {{"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}}}},
                 "layers": [{{"agents": ["p:a", "p:b", "p:straggler"]}}],
@@ -71,7 +71,7 @@ fn a_staircase_step_that_breaks_keeps_what_it_delivered_and_the_next_goes_on() {
     let recipe = Recipe::from_json(
         r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
             "layers": [{"agents": ["p:a", "p:b"]}],
-            "aggregator": {"model": "p:agg", "staircase": {"chunk_chars": 10, "step_tokens": 8}},
+            "aggregator": {"model": "p:agg", "staircase": {"chunk_chars": 10, "step_tokens": 8, "growth": 1}},
             "policy": {"retries": 2, "backoff_secs": 0.1}}"#,
     )
     .expect("valid");
@@ -101,6 +101,35 @@ fn a_staircase_step_that_breaks_keeps_what_it_delivered_and_the_next_goes_on() {
     assert_eq!(delivered, answer_text);
 }
 
+#[test]
+fn an_empty_staircase_steps_on_a_growing_schedule() {
+    // `staircase = {}`: the first step once every proposer has 48 characters, at most 32
+    // tokens; each later chunk and step eight times the one before, and no step past the
+    // aggregator's own max_tokens.
+    let recipe = Recipe::from_json(
+        r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+            "layers": [{"agents": ["p:a", "p:b"]}],
+            "aggregator": {"model": "p:agg", "max_tokens": 200, "staircase": {}}}"#,
+    )
+    .expect("an empty staircase is a valid one");
+    // Proposers stream 16 characters every 100 ms: 1,600 characters over 10 s.
+    let trace = simulate(start(&recipe, 0), T0, |req| match req.model.as_str() {
+        "agg" => answer("step ", ms(30)),
+        _ => openai_stream(&["abcdefghijklmnop"; 100], (10, 400), ms(100), ms(100)),
+    });
+    assert_consistent(&trace.events);
+    let aggs: Vec<&Req> = trace.requests.iter().filter(|r| r.model == "agg").collect();
+    // Steps at 48 characters (the 3rd piece: 300 ms) and 48 + 384 = 432 (the 27th: 2.7 s);
+    // the next would need 3,504, more than the proposals' 1,600; then the aggregator's own
+    // call, when they end (the last piece at 10 s, the stream's end 100 ms later).
+    let at: Vec<Time> = aggs.iter().map(|r| r.at).collect();
+    assert_eq!(at, [T0 + ms(300), T0 + ms(2700), T0 + ms(10_100)], "{at:?}");
+    let caps: Vec<&serde_json::Value> = aggs.iter().map(|r| &r.body["max_tokens"]).collect();
+    // 32, then 256 capped by what is left of the aggregator's 200 (the first step wrote
+    // 5); the aggregator's own call keeps its max_tokens.
+    assert_eq!(caps, [32, 195, 200].map(serde_json::Value::from).iter().collect::<Vec<_>>());
+}
+
 /// Everything streamed at the aggregator's layer (layer 1 of a one-layer recipe), in order.
 fn answer_deltas(events: &[Event]) -> String {
     events
@@ -110,4 +139,25 @@ fn answer_deltas(events: &[Event]) -> String {
             _ => None,
         })
         .collect()
+}
+
+#[test]
+fn a_staircase_is_checked_with_its_path() {
+    let errors = |staircase: &str| -> Vec<String> {
+        let json = format!(
+            r#"{{"providers": {{"p": {{"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}}}},
+                "layers": [{{"agents": ["p:a"]}}], "aggregator": {{"model": "p:agg", "staircase": {staircase}}}}}"#
+        );
+        match Recipe::from_json(&json) {
+            Err(moa_core::recipe::RecipeError::Invalid(errors)) => errors.iter().map(|e| e.to_string()).collect(),
+            other => panic!("{staircase}: {other:?}"),
+        }
+    };
+    let growth = "aggregator.staircase.growth: must be 1 to 16 (1: every step the same size)";
+    assert_eq!(errors(r#"{"growth": 0}"#), [growth]);
+    assert_eq!(errors(r#"{"growth": 17}"#), [growth]);
+    assert_eq!(
+        errors(r#"{"chunk_chars": 0}"#),
+        ["aggregator.staircase: chunk_chars and step_tokens must be at least 1"]
+    );
 }

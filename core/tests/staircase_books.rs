@@ -12,7 +12,7 @@ fn recipe() -> Recipe {
     Recipe::from_json(
         r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
             "layers": [{"agents": ["p:a", "p:straggler"]}],
-            "aggregator": {"model": "p:agg", "staircase": {"chunk_chars": 10, "step_tokens": 8}},
+            "aggregator": {"model": "p:agg", "staircase": {"chunk_chars": 10, "step_tokens": 8, "growth": 1}},
             "policy": {"retries": 0}}"#,
     )
     .expect("valid")

@@ -48,7 +48,7 @@ fn after_a_staircase_it_is_the_first_steps_first_token() {
     let r = recipe(
         r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
             "layers": [{"agents": ["p:a", "p:straggler"]}],
-            "aggregator": {"model": "p:agg", "staircase": {"chunk_chars": 10, "step_tokens": 8}}}"#,
+            "aggregator": {"model": "p:agg", "staircase": {"chunk_chars": 10, "step_tokens": 8, "growth": 1}}}"#,
     );
     // Every proposer's first chunk is in at 100 ms; the first step answers 50 ms later.
     // The aggregator's own (last) call starts much later.

@@ -6,8 +6,12 @@
 //! 300 tokens at 300 tokens/s (1 s), one of them a straggler five times slower (5 s), and
 //! an aggregator with a 300 ms time to first token writing 100 tokens at 300 tokens/s.
 //! Early exit's workload: proposers that answer "42" after 1 s (the straggler after 5 s).
-//! The staircase's steps are the same aggregator (the fake does not cap them at
-//! `step_tokens`, so each step writes its 100 tokens).
+//!
+//! The staircase's workload is its goal's shape, in real time: three proposers of 300
+//! tokens over 10 s, an aggregator with a 300 ms time to first token writing one answer of
+//! 300 tokens at 30 tokens/s (the fake's `capped`: each step stops at its `max_tokens`, and
+//! the next continues the same answer). Its table adds every call's tokens, prompt and
+//! completion, against layer-synchronous.
 #![allow(missing_docs)]
 
 use moa_testkit as common;
@@ -31,9 +35,10 @@ fn with_aggregator(base_url: &str, proposer: &str, straggler: &str, layer_extra:
     Recipe::from_toml(&toml).expect("bench recipe")
 }
 
-/// (TTFT, wall) in seconds: TTFT is when the answer's first text reached the caller (the
-/// aggregator's first token, or the final answer when no aggregator ran).
-async fn once(transport: &Transport, recipe: &Recipe) -> (f64, f64) {
+/// (TTFT, wall) in seconds and the run's tokens: TTFT is when the answer's first text
+/// reached the caller (the aggregator's first token, or the final answer when no
+/// aggregator ran).
+async fn once(transport: &Transport, recipe: &Recipe) -> (f64, f64, u64) {
     let clock = Clock::new();
     let mut run =
         Run::with_options(recipe, vec![Message::user("q")], clock.now(), RunOptions::default()).expect("starts");
@@ -49,7 +54,51 @@ async fn once(transport: &Transport, recipe: &Recipe) -> (f64, f64) {
         .await;
     assert!(outcome.answer.is_ok(), "{:?}", outcome.answer.as_ref().err());
     let wall = start.elapsed().as_secs_f64();
-    (first.map_or(wall, |d| d.as_secs_f64()), wall)
+    let tokens = outcome.usage.input_tokens + outcome.usage.output_tokens;
+    (first.map_or(wall, |d| d.as_secs_f64()), wall, tokens)
+}
+
+/// Medians of 3 runs: (TTFT, wall, tokens).
+async fn medians(transport: &Transport, recipe: &Recipe) -> (f64, f64, f64) {
+    let (mut ttft, mut wall, mut tokens) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let (t, w, n) = once(transport, recipe).await;
+        ttft.push(t);
+        wall.push(w);
+        tokens.push(n as f64);
+    }
+    (median(ttft), median(wall), median(tokens))
+}
+
+/// The staircase's goal shape: three proposers over 10 s, a 300 ms aggregator.
+fn stair_recipe(base_url: &str, staircase: &str) -> Recipe {
+    let toml = format!(
+        "name = \"bench\"\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{base_url}\"\n\n[[layers]]\nagents = [\"fake:p0;tokens=300;rate=30\", \"fake:p1;tokens=300;rate=30\", \"fake:p2;tokens=300;rate=30\"]\n\n[aggregator]\nmodel = \"fake:agg;ttft=300;tokens=300;rate=30;capped=1\"\nmax_tokens = 400\n{staircase}\n"
+    );
+    Recipe::from_toml(&toml).expect("staircase bench recipe")
+}
+
+async fn staircase(transport: &Transport, base_url: &str) {
+    let cases = [
+        ("layer-synchronous", ""),
+        ("staircase = {} (the defaults)", "staircase = {}"),
+        (
+            "fixed 100-character chunks, 32-token steps",
+            "staircase = { chunk_chars = 100, step_tokens = 32, growth = 1 }",
+        ),
+    ];
+    println!("\n| staircase, three 10 s proposers | TTFT s | wall s | tokens |\n|---|---|---|---|");
+    let mut rows = Vec::new();
+    for (name, st) in cases {
+        let (t, w, n) = medians(transport, &stair_recipe(base_url, st)).await;
+        println!("| {name} | {t:.2} | {w:.2} | {n:.0} |");
+        rows.push((t, n));
+    }
+    println!(
+        "\nstaircase defaults: TTFT / layer-synchronous TTFT {:.3} (goal ≤ 0.1), tokens / layer-synchronous tokens {:.2} (goal ≤ 1.5)",
+        rows[1].0 / rows[0].0,
+        rows[1].1 / rows[0].1
+    );
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -71,12 +120,12 @@ fn main() {
             ("quorum 3 of 4, no grace", recipe(&fake.base_url, long, slow, "quorum = { min = 3 }")),
             ("quorum 3 of 4, 200 ms grace", recipe(&fake.base_url, long, slow, "quorum = { min = 3, grace_ms = 200 }")),
             (
-                "staircase, 200-character chunks",
-                with_aggregator(&fake.base_url, long, slow, "", "staircase = { chunk_chars = 200, step_tokens = 32 }"),
+                "staircase = {} (the defaults)",
+                with_aggregator(&fake.base_url, long, slow, "", "staircase = {}"),
             ),
             (
                 "staircase, 100-character chunks",
-                with_aggregator(&fake.base_url, long, slow, "", "staircase = { chunk_chars = 100, step_tokens = 32 }"),
+                with_aggregator(&fake.base_url, long, slow, "", "staircase = { chunk_chars = 100, step_tokens = 32, growth = 1 }"),
             ),
             ("agreeing answers, layer-synchronous", recipe(&fake.base_url, short, short_slow, "")),
             (
@@ -87,14 +136,7 @@ fn main() {
         println!("| mode | TTFT s | wall s |\n|---|---|---|");
         let mut rows = Vec::new();
         for (name, r) in &modes {
-            let mut ttft = Vec::new();
-            let mut wall = Vec::new();
-            for _ in 0..3 {
-                let (t, w) = once(&transport, r).await;
-                ttft.push(t);
-                wall.push(w);
-            }
-            let (t, w) = (median(ttft), median(wall));
+            let (t, w, _) = medians(&transport, r).await;
             println!("| {name} | {t:.2} | {w:.2} |");
             rows.push((t, w));
         }
@@ -105,5 +147,6 @@ fn main() {
             rows[3].0.min(rows[4].0) / rows[0].0,
             rows[6].0 / rows[5].0
         );
+        staircase(&transport, &fake.base_url).await;
     });
 }

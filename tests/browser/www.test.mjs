@@ -648,7 +648,7 @@ test("a staircase aggregator's steps stream into one answer and show as steps in
   const { page, errors } = await open();
   await useRecipe(page, fakeRecipe(["slowish", "echo-1"], "echo-2"));
   const r = JSON.parse(await page.inputValue("#recipe"));
-  r.aggregator = { model: "fake:echo-2", staircase: { chunk_chars: 12, step_tokens: 8 } };
+  r.aggregator = { model: "fake:echo-2", staircase: { chunk_chars: 12, step_tokens: 8, growth: 1 } };
   await page.fill("#recipe", JSON.stringify(r, null, 2));
   assert.equal(await page.locator("#recipe-errors li").count(), 0, await page.textContent("#recipe-errors"));
   await page.fill("#prompt", "Step by step.");

@@ -267,13 +267,19 @@ early_exit?: boolean, };
 
 export type Staircase = { 
 /**
- * Characters of each proposal that make a chunk.
+ * Characters of each proposal that make the first chunk (default 48).
  */
-chunk_chars: number, 
+chunk_chars?: number, 
 /**
- * Most tokens the aggregator writes per step before the proposers have finished.
+ * Most tokens the aggregator writes in its first step (default 32); no step writes
+ * past the aggregator's `max_tokens`.
  */
-step_tokens: number, };
+step_tokens?: number, 
+/**
+ * How many times larger each chunk and step is than the one before (default 8; 1
+ * keeps them all the same size).
+ */
+growth?: number, };
 
 export type Aggregator = { 
 /**

@@ -2,9 +2,10 @@
 //! layer's first chunks instead of waiting for the whole layer.
 //!
 //! While the last proposer layer runs, its agents have the aggregator's stair slot beside
-//! them. Each time every live proposer has streamed another `chunk_chars` (or finished),
-//! the stair slot makes a step: a call with the paper's prompt over the proposals so far,
-//! the answer so far carried forward, at most `step_tokens` long. Its text goes to the user
+//! them. Each time every live proposer has streamed another chunk (or finished), the stair
+//! slot makes a step: a call with the paper's prompt over the proposals so far, the answer
+//! so far carried forward, at most the step's tokens long ([`Schedule`]: each chunk and
+//! step `growth` times the one before). Its text goes to the user
 //! as it streams, as the aggregator's (layer = the aggregator's, slot 0), and is only ever
 //! appended to: a step that fails keeps what it delivered, and is not retried (the next
 //! step, or the final call, continues from it). When the layer ends, the aggregator's
@@ -14,14 +15,17 @@ use super::attempt::{Flight, Slot, SlotId, SlotState};
 use super::{CallError, CallReport, Event, Place, Run};
 use crate::message::{Message, Role};
 use crate::provider::ProviderKind;
+use crate::recipe::Staircase;
 use crate::strategy::inject_references;
 use crate::time::millis;
 use crate::usage::{Usage, add_cost};
 
 /// The staircase's state over the last proposer layer and the aggregator.
 pub(super) struct Stair {
-    /// Steps started.
-    pub(super) steps: u32,
+    /// When the next step starts, and how much it may write.
+    pub(super) schedule: Schedule,
+    /// The aggregator's `max_tokens`: what all steps together may write.
+    pub(super) budget: u32,
     /// Everything the steps delivered, in order.
     pub(super) answer: String,
     /// Each step's account, for the aggregator's layer report.
@@ -29,6 +33,45 @@ pub(super) struct Stair {
     pub(super) usage: Usage,
     pub(super) wasted: Usage,
     pub(super) cost: Option<f64>,
+}
+
+/// When each step starts and how much it may write: the k-th step (from 0) starts once
+/// every live proposer has streamed `chunk_chars × (1 + g + … + gᵏ)` characters (or
+/// finished) and writes at most `step_tokens × gᵏ` tokens, `g` being the growth. It
+/// saturates: a schedule past any length only never steps again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Schedule {
+    /// Characters each live proposer needs for the next step.
+    due: usize,
+    /// The next chunk's characters.
+    chunk: usize,
+    /// The next step's most tokens.
+    tokens: u32,
+    growth: u32,
+}
+
+impl Schedule {
+    pub(super) fn new(st: Staircase) -> Schedule {
+        let chunk = st.chunk_chars as usize;
+        Schedule { due: chunk, chunk, tokens: st.step_tokens, growth: st.growth.max(1) }
+    }
+
+    /// Characters every live proposer needs before the next step.
+    pub(super) fn due(&self) -> usize {
+        self.due
+    }
+
+    /// The most tokens the next step may write.
+    pub(super) fn tokens(&self) -> u32 {
+        self.tokens
+    }
+
+    /// On to the step after the next.
+    pub(super) fn advance(&mut self) {
+        self.chunk = self.chunk.saturating_mul(self.growth as usize);
+        self.due = self.due.saturating_add(self.chunk);
+        self.tokens = self.tokens.saturating_mul(self.growth);
+    }
 }
 
 /// Adds the answer so far to an aggregator's messages: as a true assistant prefix where
@@ -72,8 +115,8 @@ impl Run {
         if self.layer + 1 != self.recipe.layers.len() {
             return;
         }
-        let mut agent = self.recipe.aggregator_agent();
-        agent.max_tokens = agent.max_tokens.min(st.step_tokens);
+        let agent = self.recipe.aggregator_agent();
+        let budget = agent.max_tokens;
         let kind = self.recipe.providers[&agent.provider].kind;
         let mut slot = Slot::new(agent, kind);
         // Idle until its first step.
@@ -81,7 +124,8 @@ impl Run {
         self.slots.stair = Some(slot);
         let Some(phase) = self.layer_phase_mut() else { return };
         phase.stair = Some(Stair {
-            steps: 0,
+            schedule: Schedule::new(st),
+            budget,
             answer: String::new(),
             reports: Vec::new(),
             usage: Usage::default(),
@@ -93,7 +137,7 @@ impl Run {
     /// Starts the next step when every live proposer has streamed another chunk, and some
     /// are still going (when all have finished, the aggregator's own call writes the rest).
     pub(super) fn stair_check(&mut self) {
-        let (Some(st), Some(stair)) = (self.recipe.aggregator.staircase, self.stair()) else { return };
+        let Some(stair) = self.stair() else { return };
         let Some(slot) = &self.slots.stair else { return };
         if !matches!(slot.state, SlotState::Succeeded) {
             return; // a step is under way
@@ -104,8 +148,14 @@ impl Run {
         if live.is_empty() || live.iter().all(done) {
             return;
         }
-        let need = (stair.steps as usize + 1) * st.chunk_chars as usize;
+        let need = stair.schedule.due();
         if !live.iter().all(|s| done(s) || s.text.chars().count() >= need) {
+            return;
+        }
+        // No step writes past the aggregator's max_tokens: what is left is the last call's.
+        let written = u32::try_from(stair.usage.output_tokens).unwrap_or(u32::MAX);
+        let tokens = stair.schedule.tokens().min(stair.budget.saturating_sub(written));
+        if tokens == 0 {
             return;
         }
         let refs: Vec<&str> = live.iter().map(|s| s.text.trim()).collect();
@@ -114,10 +164,11 @@ impl Run {
             continue_from(&mut messages, &stair.answer, slot.kind);
         }
         if let Some(s) = self.stair_mut() {
-            s.steps += 1;
+            s.schedule.advance();
         }
         // Each step is a first attempt: a step is not a retry.
         self.slots[SlotId::Stair].attempts = 0;
+        self.slots[SlotId::Stair].agent.max_tokens = tokens;
         self.start_with(SlotId::Stair, messages);
     }
 
@@ -218,5 +269,40 @@ impl Run {
         self.wasted += report.wasted;
         add_cost(&mut self.cost, report.cost);
         self.reports.push(report);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Schedule;
+    use crate::recipe::Staircase;
+
+    fn steps(st: Staircase, n: usize) -> Vec<(usize, u32)> {
+        let mut s = Schedule::new(st);
+        (0..n)
+            .map(|_| {
+                let step = (s.due(), s.tokens());
+                s.advance();
+                step
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_default_schedule_starts_small_and_grows_eightfold() {
+        assert_eq!(steps(Staircase::default(), 3), [(48, 32), (432, 256), (3504, 2048)]);
+    }
+
+    #[test]
+    fn growth_one_keeps_every_chunk_and_step_the_same() {
+        let st = Staircase { chunk_chars: 100, step_tokens: 24, growth: 1 };
+        assert_eq!(steps(st, 3), [(100, 24), (200, 24), (300, 24)]);
+    }
+
+    #[test]
+    fn a_schedule_past_any_length_saturates_instead_of_overflowing() {
+        let st = Staircase { chunk_chars: u32::MAX, step_tokens: u32::MAX, growth: 16 };
+        let last = *steps(st, 40).last().expect("steps");
+        assert_eq!(last, (usize::MAX, u32::MAX));
     }
 }

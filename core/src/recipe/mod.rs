@@ -21,6 +21,10 @@ pub const MAX_SECS: f64 = 7.0 * 24.0 * 3600.0;
 /// a decision holds a thread of the host, so it must end soon.
 pub const MAX_PLUGIN_TIMEOUT_MS: u64 = 10_000;
 
+/// Largest staircase `growth`: beyond it the second step already waits for nearly whole
+/// proposals.
+pub const MAX_GROWTH: u32 = 16;
+
 /// One problem in a recipe: where, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
@@ -362,6 +366,9 @@ impl Validator<'_> {
         let r = self.recipe;
         if st.chunk_chars == 0 || st.step_tokens == 0 {
             self.err("aggregator.staircase", "chunk_chars and step_tokens must be at least 1");
+        }
+        if !(1..=MAX_GROWTH).contains(&st.growth) {
+            self.err("aggregator.staircase.growth", format!("must be 1 to {MAX_GROWTH} (1: every step the same size)"));
         }
         if r.layers.is_empty() {
             self.err("aggregator.staircase", "a staircase needs a layer of proposers to step on");

@@ -229,14 +229,31 @@ pub struct Aggregator {
 /// at most `step_tokens` from those partial proposals, and writes the next step, carrying
 /// its answer so far, each time every live proposer has streamed another chunk; once they
 /// have all finished, it finishes the answer. What reaches the user is only ever appended.
+///
+/// Each chunk and each step is `growth` times the one before: a small first step brings
+/// the first token early, and larger later ones keep the steps few (every step reads the
+/// proposals so far again). `staircase = {}` takes every default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Staircase {
-    /// Characters of each proposal that make a chunk.
+    /// Characters of each proposal that make the first chunk (default 48).
+    #[cfg_attr(test, ts(as = "Option<u32>", optional))]
     pub chunk_chars: u32,
-    /// Most tokens the aggregator writes per step before the proposers have finished.
+    /// Most tokens the aggregator writes in its first step (default 32); no step writes
+    /// past the aggregator's `max_tokens`.
+    #[cfg_attr(test, ts(as = "Option<u32>", optional))]
     pub step_tokens: u32,
+    /// How many times larger each chunk and step is than the one before (default 8; 1
+    /// keeps them all the same size).
+    #[cfg_attr(test, ts(as = "Option<u32>", optional))]
+    pub growth: u32,
+}
+
+impl Default for Staircase {
+    fn default() -> Staircase {
+        Staircase { chunk_chars: 48, step_tokens: 32, growth: 8 }
+    }
 }
 
 /// How a run treats time and failure.

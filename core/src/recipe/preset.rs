@@ -87,7 +87,7 @@ pub fn preset(name: &str) -> Option<Recipe> {
             let layer = paper_layer();
             let mut r = together(name, vec![layer.clone(), layer], "Qwen/Qwen1.5-110B-Chat");
             r.policy.quorum = Some(Quorum { min: 4, grace_ms: 500 });
-            r.aggregator.staircase = Some(Staircase { chunk_chars: 400, step_tokens: 96 });
+            r.aggregator.staircase = Some(Staircase::default());
             r
         }
         "local-fast" => {

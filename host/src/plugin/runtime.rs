@@ -14,8 +14,15 @@ use std::sync::{Arc, Mutex, Weak};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 
-/// Bytes of each memory and table a freed pool slot keeps resident, zeroed.
+/// Bytes of each memory and table a freed pool slot keeps resident, zeroed, where the
+/// kernel cannot say which pages a decision wrote: the first 64 KiB, zeroed whole.
 const KEEP_RESIDENT: usize = 64 << 10;
+
+/// Bytes a freed slot keeps resident where the kernel can say which pages were written
+/// (Linux 6.7's `PAGEMAP_SCAN`): only those are zeroed, wherever they are, up to this
+/// much; the rest is given back. A Rust plugin's stack top sits near its first MiB, past
+/// [`KEEP_RESIDENT`], so without the scan every decision faults its stack in again.
+const KEEP_RESIDENT_SCANNED: usize = 256 << 10;
 
 /// Freed slots whose pages are given back to the kernel in one batch: one `madvise` and
 /// TLB flush for several decisions rather than one each. Until then up to this many
@@ -78,10 +85,16 @@ impl Runtime {
                 .total_memories(512)
                 .total_tables(1024);
             pool.max_memory_size(MAX_MEMORY);
-            // A freed slot's first pages are zeroed in place rather than given back to
-            // the kernel, so the next decision does not fault them in again (a Rust
-            // plugin's stack and heap live there): the bulk of a bare decision's cost.
-            pool.linear_memory_keep_resident(KEEP_RESIDENT).table_keep_resident(KEEP_RESIDENT);
+            // A freed slot's pages are zeroed in place rather than given back to the
+            // kernel, so the next decision does not fault them in again: the bulk of a
+            // bare decision's cost. With the scan, only the pages written are zeroed.
+            let keep = if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+                pool.pagemap_scan(wasmtime::Enabled::Yes);
+                KEEP_RESIDENT_SCANNED
+            } else {
+                KEEP_RESIDENT
+            };
+            pool.linear_memory_keep_resident(keep).table_keep_resident(KEEP_RESIDENT);
             pool.decommit_batch_size(DECOMMIT_BATCH);
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }

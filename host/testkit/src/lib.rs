@@ -5,6 +5,9 @@
 //!
 //! - `text=...` the answer (default "hello from fake"); `tokens=N` sends N pieces `tN `
 //!   instead; `ttft=MS` delay before the head and first piece; `rate=TPS` pieces per second.
+//!   `capped=1` makes `tokens=N` one answer of N pieces as a real model writes it: the
+//!   request's `max_tokens` stops it early (finish `length`), and an answer carried forward
+//!   (a staircase's "Your response so far:") counts as that many pieces already written.
 //! - `fault=429|500|reset` for the first `times=N` requests (default 1) of that model:
 //!   429 with `Retry-After: retry_after` (default 1), a 500, or a connection reset after half
 //!   the pieces. `fault=malformed` always sends a broken chunk; `fault=hang` sends the head
@@ -161,6 +164,16 @@ fn params(model: &str) -> HashMap<String, String> {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect()
+}
+
+/// The rest of an answer of `n` pieces (`t0 t1 ...`): after the pieces a carried-forward
+/// answer already holds, at most the request's `max_tokens`.
+fn capped_pieces(n: usize, body: &serde_json::Value) -> Vec<String> {
+    let system = body["messages"][0]["content"].as_str().unwrap_or("");
+    let written =
+        system.split_once("Your response so far:\n").map_or(0, |(_, so_far)| so_far.split_whitespace().count());
+    let max = body["max_tokens"].as_u64().map_or(usize::MAX, |m| m as usize);
+    (written..n).take(max).map(|i| format!("t{i} ")).collect()
 }
 
 fn num(p: &HashMap<String, String>, k: &str, default: f64) -> f64 {
@@ -329,6 +342,7 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
         _ if accuracy_answer.is_some() => vec![accuracy_answer.clone().unwrap_or_default()],
         _ if tool_result.is_some() => vec![tool_result.clone().unwrap_or_default()],
         _ if texts.is_some() => vec![texts.clone().unwrap_or_default()],
+        Some(_) if p.contains_key("capped") => capped_pieces(num(&p, "tokens", 1.0) as usize, &body),
         Some(_) => (0..num(&p, "tokens", 1.0) as usize).map(|i| format!("t{i} ")).collect(),
         None => {
             let text = p.get("text").cloned().unwrap_or_else(|| "hello from fake".into());
@@ -360,7 +374,8 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
     };
     let guard = Guard { seen: seen.clone(), done: false, span, received };
     let fault = fault.to_owned();
-    let finish = p.get("finish").cloned().unwrap_or_else(|| "stop".into());
+    let cut = p.contains_key("capped") && body["max_tokens"].as_u64().is_some_and(|m| m as usize == pieces.len());
+    let finish = p.get("finish").cloned().unwrap_or_else(|| if cut { "length" } else { "stop" }.into());
     // state: (next piece index, guard); yields one SSE chunk per step.
     let stream = futures_util::stream::unfold((0usize, guard), move |(i, mut guard)| {
         let pieces = pieces.clone();
