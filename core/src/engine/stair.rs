@@ -24,7 +24,9 @@ use crate::usage::{Usage, add_cost};
 pub(super) struct Stair {
     /// When the next step starts, and how much it may write.
     pub(super) schedule: Schedule,
-    /// The aggregator's `max_tokens`: what all steps together may write.
+    /// The aggregator's `max_tokens`: what all steps together may write, counted in the
+    /// output tokens the provider reports (a provider that reports none caps each step,
+    /// not their sum).
     pub(super) budget: u32,
     /// Everything the steps delivered, in order.
     pub(super) answer: String,
@@ -152,7 +154,8 @@ impl Run {
         if !live.iter().all(|s| done(s) || s.text.chars().count() >= need) {
             return;
         }
-        // No step writes past the aggregator's max_tokens: what is left is the last call's.
+        // No step writes past the aggregator's max_tokens (by the reported tokens): what is
+        // left is the last call's.
         let written = u32::try_from(stair.usage.output_tokens).unwrap_or(u32::MAX);
         let tokens = stair.schedule.tokens().min(stair.budget.saturating_sub(written));
         if tokens == 0 {
