@@ -126,6 +126,19 @@ async fn a_failing_plugin_falls_back_to_synthesize_or_fails_the_run_as_the_recip
     }
 }
 
+/// A plugin that keeps what one decision saw (in static memory and on the heap) finds
+/// nothing of it in the next: every decision starts from the plugin's initial memory,
+/// however the pool resets a freed slot. A server runs many users' decisions in one plugin.
+#[test]
+fn nothing_a_decision_saw_survives_into_the_next() {
+    let rt = runtime();
+    let remember = spec("misbehave", json!({"mode": "remember"}));
+    for (i, secret) in ["first-users-secret", "second-users-secret", "third"].iter().enumerate() {
+        let d = decide(&rt, &remember, &[secret, "x"]);
+        assert_eq!(d, Ok(Decision::Final("remembered: ".into())), "decision {i} saw an earlier one");
+    }
+}
+
 /// Every hostile behaviour: a clear error naming the plugin within the deadline plus one
 /// tick, and then the same runtime runs a good plugin correctly.
 #[test]

@@ -1,5 +1,6 @@
 //! A hostile plugin for the host's tests: `params.mode` picks the misbehaviour.
-//! loop | bomb | recursion | huge | panic | nonsense | dupkeep | control | alias | bigerror | ok
+//! loop | bomb | recursion | huge | panic | nonsense | dupkeep | control | alias | bigerror |
+//! remember | ok
 
 wit_bindgen::generate!({ path: "../../../wit/v0.1.0", world: "plugin" });
 
@@ -8,6 +9,10 @@ use moa::strategy::types::{Context, Decision, Info, Message, Role};
 use std::hint::black_box;
 
 struct Misbehave;
+
+/// What `remember` keeps for the next decision: in static memory and on the heap, where
+/// it would survive if the host let an instance's memory outlive its decision.
+static SEEN: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
 
 fn recurse(n: u64) -> u64 {
     let pad = black_box([n; 64]);
@@ -73,6 +78,14 @@ impl Guest for Misbehave {
             }
             // An error message of 48 MiB.
             "bigerror" => Err("e".repeat(48 << 20)),
+            "remember" => {
+                let mut seen = SEEN.lock().map_err(|_| "poisoned".to_string())?;
+                let before = String::from_utf8_lossy(&seen).into_owned();
+                let now: Vec<&str> = ctx.proposals.iter().map(|p| p.text.as_str()).collect();
+                // Large enough to reach past the pages a freed slot zeroes first.
+                *seen = now.join("|").repeat(4096).into_bytes();
+                Ok(Decision::Answer(format!("remembered: {}", &before[..before.len().min(64)])))
+            }
             _ => Ok(Decision::Answer(format!("ok: {} proposals", ctx.proposals.len()))),
         }
     }
