@@ -1,6 +1,6 @@
 import init, { Moa, presets, strategies, validateRecipe } from "./pkg/moa_wasm.js";
 import { loadPlugin } from "./pkg/plugins.js";
-import { renderMarkdown } from "./markdown.js";
+import { markdownStream, renderMarkdown } from "./markdown.js";
 import { SHOWN, addPluginStrategy, drawBuilder, markErrors, setStrategies, syncValues, wireBuilder } from "./builder.js";
 
 await init();
@@ -99,6 +99,7 @@ let pendingCheck = null;
 function onRecipeEdited(parsed = currentRecipe()) {
   if (parsed) drawBuilder(parsed, edit);
   const text = $("recipe").value;
+  foldBigText(text);
   $("preset").value = (parsed && text.length < BIG && presetKeys.get(canonical(parsed))) || "custom";
   clearTimeout(pendingCheck);
   if (text.length < BIG) return checkRecipe(parsed);
@@ -106,6 +107,25 @@ function onRecipeEdited(parsed = currentRecipe()) {
   updateSend();
   pendingCheck = setTimeout(() => checkRecipe(currentRecipe()), 300);
 }
+
+/** Whether the user asked to see a big recipe's text. */
+let showBig = false;
+
+/** Folds a big recipe's text box while the user is not typing in it: the browser lays
+ * out megabytes of text again after every change to it, which took seconds a keystroke
+ * in the form. The form, the errors and Export work the same folded. */
+function foldBigText(text) {
+  if (text.length < BIG) showBig = false;
+  const fold = text.length >= BIG && !showBig && document.activeElement !== $("recipe");
+  $("recipe").hidden = fold;
+  $("recipe-folded").hidden = !fold;
+  if (fold) $("recipe-folded-why").textContent = `This recipe's text (${(text.length / 1e6).toFixed(1)} MB) is folded to keep the form quick.`;
+}
+$("recipe-unfold").addEventListener("click", () => {
+  showBig = true;
+  foldBigText($("recipe").value);
+  $("recipe").focus();
+});
 
 function checkRecipe(parsed) {
   const list = $("recipe-errors");
@@ -338,12 +358,35 @@ $("prompt").addEventListener("keydown", (e) => {
 /** An error's text, once: without the "Error: " a wrapped JavaScript error repeats. */
 const readable = (message) => String(message).replace(/\b((?:[A-Z]\w*)?Error: )(?:(?:[A-Z]\w*)?Error: )+/g, "$1");
 
-/** The live view of one run: a card per agent, the answer, the timeline, the totals. */
+/** The live view of one run: a card per agent, the answer, the timeline, the totals.
+ * Text comes a token at a time, thousands a second over all the cards: tokens are kept
+ * here and the cards and the answer drawn once a frame (and by `flush`, at the end). */
 function view(recipeLayers, answerEl) {
   const cards = new Map();
   const calls = new Map();
   const failed = new Map(); // agent → its last error, for the list under the status
   let answer = "";
+  const markdown = markdownStream(answerEl);
+  const dirty = new Set(); // cards to draw at the next frame
+  let answerDirty = false;
+  let frame = 0;
+  const later = (c) => {
+    if (c) dirty.add(c);
+    frame ||= requestAnimationFrame(flush);
+  };
+  function flush() {
+    cancelAnimationFrame(frame);
+    frame = 0;
+    for (const c of dirty) {
+      if (c.pending) c.node.appendData(c.pending);
+      c.pending = "";
+      c.el.dataset.state = c.state;
+      c.meta.textContent = `${c.state} · ${c.tokens} tok${c.extra}`;
+    }
+    dirty.clear();
+    if (answerDirty) markdown.update(answer);
+    answerDirty = false;
+  }
   $("layers").replaceChildren();
   $("timeline").replaceChildren();
   $("notes").replaceChildren();
@@ -373,38 +416,46 @@ function view(recipeLayers, answerEl) {
       meta.className = "meta";
       const text = document.createElement("div");
       text.className = "text";
+      const node = document.createTextNode("");
+      text.append(node);
       el.append(h, meta, text);
       box.querySelector(".cards").append(el);
-      cards.set(key, { el, meta, text, tokens: 0, agent, layer });
+      cards.set(key, { el, meta, node, pending: "", tokens: 0, agent, layer, state: "", extra: "" });
     }
     return cards.get(key);
   };
   const set = (c, state, extra = "") => {
-    c.el.dataset.state = state;
-    c.meta.textContent = `${state} · ${c.tokens} tok${extra}`;
+    c.state = state;
+    c.extra = extra;
+    later(c);
+  };
+  const clear = (c) => {
+    c.node.data = "";
+    c.pending = "";
+    c.tokens = 0;
   };
   return {
     get answer() {
       return answer;
     },
     failures: () => [...failed.values()],
+    flush,
     onEvent(e) {
       if (e.type === "call_started") {
         const c = card(e.layer, e.slot, e.agent);
-        c.text.textContent = "";
-        c.tokens = 0;
+        clear(c);
         set(c, e.attempt > 1 ? "retrying" : "waiting");
         calls.set(e.call, { label: e.agent, layer: e.layer, start: e.t_ms, first: null, end: null });
       } else if (e.type === "text_delta") {
         const c = cards.get(`${e.layer}/${e.slot}`);
         c.tokens++;
         // The aggregator's text is the answer, shown once: in the conversation.
-        if (e.layer !== recipeLayers) c.text.textContent += e.text;
-        else c.text.textContent = "Writes the answer, in the conversation above.";
+        if (e.layer !== recipeLayers) c.pending += e.text;
+        else if (!c.node.data) c.node.data = "Writes the answer, in the conversation above.";
         set(c, "streaming");
         if (e.layer === recipeLayers) {
           answer += e.text;
-          renderMarkdown(answerEl, answer);
+          answerDirty = true;
         }
       } else if (e.type === "call_finished") {
         const c = cards.get(`${e.layer}/${e.slot}`);
@@ -417,11 +468,10 @@ function view(recipeLayers, answerEl) {
         const c = cards.get(`${e.layer}/${e.slot}`);
         // A failed attempt's text is void: take it back, so a retry never appends.
         if (e.discarded_chars > 0) {
-          c.text.textContent = "";
-          c.tokens = 0;
+          clear(c);
           if (e.layer === recipeLayers) {
             answer = "";
-            answerEl.replaceChildren();
+            answerDirty = true;
             if (e.will_retry) $("status").textContent = `The answer broke off (${readable(e.error)}); retrying…`;
           }
         }
@@ -591,6 +641,7 @@ $("ask").addEventListener("submit", async (event) => {
         live.onEvent(e);
       },
     });
+    live.flush();
     reply.content = outcome.answer;
     renderMarkdown(answerEl, outcome.answer);
     setTurnState(user, "ok");
@@ -599,6 +650,7 @@ $("ask").addEventListener("submit", async (event) => {
     $("status").textContent = "Done.";
     lastRun = { recipe, conversation: messages, events, outcome };
   } catch (e) {
+    live.flush();
     const stopped = e.message === "the run was cancelled";
     const [head, ...rest] = readable(e.message).split("\n");
     $("status").textContent = stopped ? "Stopped." : `Failed: ${head}`;

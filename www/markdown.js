@@ -39,10 +39,61 @@ function inline(parent, text) {
   if (last < text.length) parent.append(text.slice(last));
 }
 
+const normalize = (source) => source.replace(/\r\n?/g, "\n");
+
 /** Renders `source` into `target`, replacing what was there. */
 export function renderMarkdown(target, source) {
-  target.replaceChildren();
-  const lines = source.replace(/\r\n?/g, "\n").split("\n");
+  target.replaceChildren(blocks(normalize(source).split("\n")));
+}
+
+/** Renders an answer that grows as it streams into `target`, and resets with it. The
+ * blocks a blank line closed (outside a code block) are drawn once; only the open last
+ * one is drawn again on each `update`, so a long answer costs what its last block does,
+ * not what the whole answer does. The result is always what `renderMarkdown(target,
+ * source)` draws: the renderer starts afresh after such a blank line. */
+export function markdownStream(target) {
+  let closed = ""; // the source drawn for good: it ends after a blank line
+  let open = []; // the nodes of the rest, drawn again on each update
+  return {
+    update(source) {
+      const text = normalize(source);
+      if (!text.startsWith(closed)) {
+        target.replaceChildren();
+        closed = "";
+        open = [];
+      }
+      const rest = text.slice(closed.length);
+      const cut = closedPart(rest);
+      for (const node of open) node.remove();
+      if (cut > 0) {
+        target.append(blocks(rest.slice(0, cut).split("\n")));
+        closed += rest.slice(0, cut);
+      }
+      const tail = blocks(rest.slice(cut).split("\n"));
+      open = [...tail.childNodes];
+      target.append(tail);
+    },
+  };
+}
+
+/** How much of `text` ends with a finished blank line outside a code block (0 if none). */
+function closedPart(text) {
+  let fenced = false;
+  let end = 0;
+  let at = 0;
+  for (;;) {
+    const nl = text.indexOf("\n", at);
+    if (nl < 0) return end; // the last line is still being written
+    const line = text.slice(at, nl);
+    if (line.startsWith("```")) fenced = !fenced;
+    else if (!fenced && !line.trim()) end = nl + 1;
+    at = nl + 1;
+  }
+}
+
+/** The blocks of `lines`, as a fragment. */
+function blocks(lines) {
+  const target = document.createDocumentFragment();
   let list = null;
   let para = [];
   const flush = () => {
@@ -97,4 +148,5 @@ export function renderMarkdown(target, source) {
     }
   }
   flush();
+  return target;
 }
