@@ -48,12 +48,14 @@ fn main() {
         let body = r#"{"model": "bench", "messages": [{"role": "user", "content": "hi"}]}"#;
         let rss_start = rss_kib();
         let mut rss_rounds = Vec::new();
-        // Rounds of 64 concurrent clients; 48 run slots, so some are told 429 by design.
+        // Rounds of 64 concurrent clients by default; 48 run slots, so some are told 429
+        // by design. MOA_BENCH_CLIENTS: another number of clients (32: none is refused).
         // MOA_BENCH_ROUNDS: more rounds, to see whether memory levels off.
-        let rounds: usize = std::env::var("MOA_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+        let env = |name: &str, default: usize| std::env::var(name).ok().and_then(|r| r.parse().ok()).unwrap_or(default);
+        let (rounds, clients) = (env("MOA_BENCH_ROUNDS", 10), env("MOA_BENCH_CLIENTS", 64));
         for round in 0..rounds {
             let start = Instant::now();
-            let tasks: Vec<_> = (0..64)
+            let tasks: Vec<_> = (0..clients)
                 .map(|_| {
                     let (client, url) = (client.clone(), url.clone());
                     tokio::spawn(async move {
