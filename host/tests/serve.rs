@@ -63,11 +63,18 @@ fn serve_with(mut command: Command, recipes: &Path, extra: &[&str]) -> Server {
         .spawn()
         .expect("moa serve starts");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let first = lines.next().expect("a line").expect("text");
-    // "moa: serving on http://127.0.0.1:PORT/v1 (...)"
+    // Warnings may come first; then "moa: serving on http://127.0.0.1:PORT/v1 (...)".
+    let mut early = Vec::new();
+    let first = loop {
+        let line = lines.next().expect("a line").expect("text");
+        if line.contains("serving on") {
+            break line;
+        }
+        early.push(line);
+    };
     let addr = first.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap_or_else(|| panic!("{first}"));
     let base = format!("http://{addr}");
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::new(std::sync::Mutex::new(early));
     let sink = log.clone();
     std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| sink.lock().expect("lock").push(l)));
     Server { child, base, log }
@@ -651,6 +658,30 @@ fn long_runs_send_keep_alives_and_the_access_log_tells_what_happened_without_pro
     let other_log = other.log_when("access line", |log| log.lines().any(access));
     assert_ne!(id(&log), id(&other_log), "ids differ across restarts");
     assert!(other_log.contains("PROMPT-SENTINEL"), "--log-prompts puts prompts in the log");
+}
+
+#[test]
+fn a_log_filter_it_cannot_read_is_said_and_the_log_stays_at_info() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    fake_recipe(dir.path(), &fake, "quick", &["a"], "agg;text=the answer");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_moa"));
+    command.env("MOA_LOG", "moa::access=loud");
+    let server = serve_with(command, dir.path(), &[]);
+    let (code, _, _) =
+        post(&server.base, None, r#"{"model": "quick", "messages": [{"role": "user", "content": "hi"}]}"#);
+    assert_eq!(code, 200);
+    let log = server.log_when("access line", |log| log.contains("chat completion") && log.contains("status=200"));
+    assert!(log.contains(r#"MOA_LOG="moa::access=loud" is not a filter"#), "{log}");
+    // A filter it reads is obeyed: the access log alone, at info.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_moa"));
+    command.env("MOA_LOG", "moa::access=info");
+    let server = serve_with(command, dir.path(), &[]);
+    let (code, _, _) =
+        post(&server.base, None, r#"{"model": "quick", "messages": [{"role": "user", "content": "hi"}]}"#);
+    assert_eq!(code, 200);
+    let log = server.log_when("access line", |log| log.contains("chat completion"));
+    assert!(!log.contains("is not a filter"), "{log}");
 }
 
 #[test]

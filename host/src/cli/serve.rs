@@ -187,13 +187,22 @@ fn timeouts(args: &ServeArgs) -> Result<[std::time::Duration; 4], String> {
 }
 
 /// The server's log on stderr: one access line per request, upstream failures in detail.
-/// `MOA_LOG` filters it (`info` by default; `moa::access=info,moa::upstream=off`, ...).
+/// `MOA_LOG` filters it: a level, and targets at levels (`info` by default;
+/// `moa::access=info,moa::upstream=off`, ...). One it cannot read is said, not ignored.
 fn init_log() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MOA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = match std::env::var("MOA_LOG") {
+        Ok(text) => text.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("moa serve: warning: MOA_LOG={text:?} is not a filter ({e}); logging at info");
+            Targets::new().with_default(tracing::Level::INFO)
+        }),
+        Err(_) => Targets::new().with_default(tracing::Level::INFO),
+    };
+    let log = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .finish();
+    let _ = log.with(filter).try_init();
 }

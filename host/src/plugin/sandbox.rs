@@ -252,7 +252,7 @@ mod tests {
     }
 
     fn instantiate(engine: &Engine, wat: &str, cap: usize) -> wasmtime::Result<()> {
-        let component = Component::new(engine, wat)?;
+        let component = Component::new(engine, wat::parse_str(wat)?)?;
         let limits = Limits { memory: cap, ..Limits::default() };
         let (mut store, _) = store(engine, limits, Call::Decision);
         Linker::<PluginState>::new(engine).instantiate(&mut store, &component).map(|_| ())
