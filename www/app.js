@@ -358,6 +358,9 @@ $("prompt").addEventListener("keydown", (e) => {
 /** An error's text, once: without the "Error: " a wrapped JavaScript error repeats. */
 const readable = (message) => String(message).replace(/\b((?:[A-Z]\w*)?Error: )(?:(?:[A-Z]\w*)?Error: )+/g, "$1");
 
+/** How much of a streaming card's text is drawn: its last characters. */
+const TAIL = 2000;
+
 /** The live view of one run: a card per agent, the answer, the timeline, the totals.
  * Text comes a token at a time, thousands a second over all the cards: tokens are kept
  * here and the cards and the answer drawn once a frame (and by `flush`, at the end). */
@@ -378,8 +381,16 @@ function view(recipeLayers, answerEl) {
     cancelAnimationFrame(frame);
     frame = 0;
     for (const c of dirty) {
-      if (c.pending) c.node.appendData(c.pending);
+      c.full += c.pending;
       c.pending = "";
+      if (c.layer !== recipeLayers) {
+        // While it streams, a card shows its newest text: laying all of it out again at
+        // every frame was most of the page's work with ten fast agents. All of it once
+        // the call ends.
+        const tail = c.state === "streaming" && c.full.length > TAIL;
+        const text = tail ? `…${c.full.slice(-TAIL)}` : c.full;
+        if (c.node.data !== text) c.node.data = text;
+      }
       c.el.dataset.state = c.state;
       c.meta.textContent = `${c.state} · ${c.tokens} tok${c.extra}`;
     }
@@ -420,7 +431,7 @@ function view(recipeLayers, answerEl) {
       text.append(node);
       el.append(h, meta, text);
       box.querySelector(".cards").append(el);
-      cards.set(key, { el, meta, node, pending: "", tokens: 0, agent, layer, state: "", extra: "" });
+      cards.set(key, { el, meta, node, full: "", pending: "", tokens: 0, agent, layer, state: "", extra: "" });
     }
     return cards.get(key);
   };
@@ -431,6 +442,7 @@ function view(recipeLayers, answerEl) {
   };
   const clear = (c) => {
     c.node.data = "";
+    c.full = "";
     c.pending = "";
     c.tokens = 0;
   };
