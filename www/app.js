@@ -62,6 +62,7 @@ $("preset").options[0].disabled = true;
 for (const p of all) $("preset").append(new Option(`${p.name} — ${p.description}`, p.name));
 
 function loadPreset(name) {
+  showBig = false; // a new recipe starts folded if big, whatever the last one was
   $("recipe").value = JSON.stringify(all.find((p) => p.name === name).recipe, null, 2);
   onRecipeEdited();
 }
@@ -210,6 +211,7 @@ $("forget").addEventListener("click", () => {
 $("import").addEventListener("change", async () => {
   const file = $("import").files[0];
   if (file) {
+    showBig = false;
     $("recipe").value = await file.text();
     onRecipeEdited();
   }
@@ -388,7 +390,8 @@ function view(recipeLayers, answerEl) {
         // every frame was most of the page's work with ten fast agents. All of it once
         // the call ends.
         const tail = c.state === "streaming" && c.full.length > TAIL;
-        const text = tail ? `…${c.full.slice(-TAIL)}` : c.full;
+        // Not from the middle of a character made of two UTF-16 units.
+        const text = tail ? `…${c.full.slice(-TAIL).replace(/^[\uDC00-\uDFFF]/, "")}` : c.full;
         if (c.node.data !== text) c.node.data = text;
       }
       c.el.dataset.state = c.state;

@@ -160,6 +160,12 @@ test("a big recipe's text is folded while the form is used, and shown on request
   assert.equal(await page.isVisible("#recipe"), true);
   assert.equal(await page.isVisible("#recipe-folded"), false);
   assert.equal(await page.evaluate(() => document.activeElement.id), "recipe");
+  // Another big recipe, imported: folded again, whatever was asked for the last one.
+  const big = await page.inputValue("#recipe");
+  await page.focus("#import"); // as a click on it would
+  await page.setInputFiles("#import", { name: "big.json", mimeType: "application/json", buffer: Buffer.from(big) });
+  await page.waitForFunction(() => document.getElementById("recipe").hidden, null, { timeout: 60_000 });
+  assert.equal(await page.isVisible("#recipe-folded"), true);
   // Typing in it does not fold it away; a small recipe is never folded.
   await page.selectOption("#preset", "local");
   assert.equal(await page.isVisible("#recipe"), true);
