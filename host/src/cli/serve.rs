@@ -190,19 +190,47 @@ fn timeouts(args: &ServeArgs) -> Result<[std::time::Duration; 4], String> {
 /// `MOA_LOG` filters it: a level, and targets at levels (`info` by default;
 /// `moa::access=info,moa::upstream=off`, ...). One it cannot read is said, not ignored.
 fn init_log() {
-    use tracing_subscriber::filter::Targets;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = match std::env::var("MOA_LOG") {
-        Ok(text) => text.parse::<Targets>().unwrap_or_else(|e| {
-            eprintln!("moa serve: warning: MOA_LOG={text:?} is not a filter ({e}); logging at info");
-            Targets::new().with_default(tracing::Level::INFO)
-        }),
-        Err(_) => Targets::new().with_default(tracing::Level::INFO),
-    };
+    let text = std::env::var("MOA_LOG").unwrap_or_default();
+    let filter = log_filter(&text).unwrap_or_else(|e| {
+        eprintln!("moa serve: warning: MOA_LOG={text:?} is not a filter ({e}); logging at info");
+        log_filter("").unwrap_or_default()
+    });
     let log = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .finish();
     let _ = log.with(filter).try_init();
+}
+
+/// `MOA_LOG`'s text as a filter: pieces trimmed, empty ones dropped (`Targets` would read
+/// an empty piece as "everything at trace"); nothing at all means `info`.
+fn log_filter(text: &str) -> Result<tracing_subscriber::filter::Targets, tracing_subscriber::filter::ParseError> {
+    let pieces: Vec<&str> = text.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    match pieces.is_empty() {
+        true => Ok(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)),
+        false => pieces.join(",").parse(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn a_log_filter_reads_levels_and_targets_and_shrugs_off_spaces_and_empty_pieces() {
+        let on = |text: &str, target: &str, level: Level| log_filter(text).expect(text).would_enable(target, &level);
+        for text in ["", " ", ",", "info", "info,"] {
+            assert!(on(text, "moa::access", Level::INFO), "{text:?}");
+            assert!(!on(text, "moa::access", Level::DEBUG), "{text:?}: not everything at trace");
+        }
+        for text in ["moa::access=info,moa::upstream=off", " moa::access=info , moa::upstream=off ,"] {
+            assert!(on(text, "moa::access", Level::INFO), "{text:?}");
+            assert!(!on(text, "moa::upstream", Level::ERROR), "{text:?}");
+            assert!(!on(text, "hyper", Level::ERROR), "{text:?}: what is not named is off");
+        }
+        assert!(log_filter("moa::access=loud").is_err());
+    }
 }
