@@ -7,6 +7,8 @@
 //   the check that follows when typing pauses.
 // Run after `scripts/build-wasm`, on an idle machine:
 //   node tests/browser/bench-page.mjs [TOKENS ...]
+// MOA_BENCH_ROOT=DIR serves the page from DIR/www instead (another version of it, to
+// compare: `git archive REV www | tar -x -C DIR`, then copy www/pkg in).
 // Prints a Markdown table; numbers belong in BENCHMARKS.md with their date and load.
 import { createServer } from "node:http";
 import { launch, listen, serveRepo } from "./harness.mjs";
@@ -53,7 +55,7 @@ const fake = createServer((req, res) => {
   });
 });
 
-const { server: files, base } = await serveRepo();
+const { server: files, base } = await serveRepo(process.env.MOA_BENCH_ROOT);
 const fakeUrl = await listen(fake);
 const browser = await launch();
 

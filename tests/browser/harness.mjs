@@ -14,12 +14,12 @@ export function listen(server) {
   return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(`http://127.0.0.1:${server.address().port}`)));
 }
 
-/** Serves the repository's files; resolves to { server, base }. */
-export async function serveRepo() {
+/** Serves the repository's files (or another folder's); resolves to { server, base }. */
+export async function serveRepo(root = repo) {
   const server = createServer(async (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^(\.\.[/\\])+/, "");
     try {
-      const body = await readFile(join(repo, path));
+      const body = await readFile(join(root, path));
       res.writeHead(200, { "content-type": types[extname(path)] ?? "application/octet-stream" });
       res.end(body);
     } catch {
