@@ -66,13 +66,26 @@ pub fn retry_after(headers: &[(String, String)], now: Time) -> Option<Duration> 
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    if let Ok(secs) = value.parse::<f64>() {
-        // Not standard, but some APIs send fractional seconds; honour them if sane.
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
+    if let Some(wait) = fractional_seconds(value) {
+        // Not standard, but some APIs send fractional seconds; honour them.
+        return Some(wait);
     }
     let at = http_date(value)?;
     let reference = header(headers, "date").and_then(http_date).map_or(now.as_micros() / 1_000_000, |s| s);
     Some(Duration::from_secs(at.saturating_sub(reference)))
+}
+
+/// `1.5`, `.25` or `3.`: digits and one point, read without a float parser (the browser
+/// module would carry one for this alone); at most a billion seconds.
+fn fractional_seconds(value: &str) -> Option<Duration> {
+    let (whole, frac) = value.split_once('.')?;
+    if (whole.is_empty() && frac.is_empty()) || !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = whole.trim_start_matches('0');
+    let secs = if secs.len() > 9 { 1_000_000_000 } else { secs.parse::<u64>().unwrap_or(0) };
+    let nanos = frac.bytes().chain(std::iter::repeat(b'0')).take(9).fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
+    Some(Duration::new(secs, nanos))
 }
 
 /// Seconds since the Unix epoch of an HTTP date in any of the three forms RFC 9110 has
@@ -256,6 +269,15 @@ mod tests {
     fn retry_after_seconds() {
         assert_eq!(retry_after(&h(&[("Retry-After", "7")]), Time::EPOCH), Some(Duration::from_secs(7)));
         assert_eq!(retry_after(&h(&[("retry-after", "0.5")]), Time::EPOCH), Some(Duration::from_millis(500)));
+        assert_eq!(retry_after(&h(&[("retry-after", ".25")]), Time::EPOCH), Some(Duration::from_millis(250)));
+        assert_eq!(retry_after(&h(&[("retry-after", "3.")]), Time::EPOCH), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(&h(&[("retry-after", "1.0000000019")]), Time::EPOCH), Some(Duration::new(1, 1)));
+        assert_eq!(
+            retry_after(&h(&[("retry-after", "99999999999.5")]), Time::EPOCH),
+            Some(Duration::new(1_000_000_000, 500_000_000))
+        );
+        assert_eq!(retry_after(&h(&[("retry-after", "1.2.3")]), Time::EPOCH), None);
+        assert_eq!(retry_after(&h(&[("retry-after", ".")]), Time::EPOCH), None);
         assert_eq!(retry_after(&h(&[("retry-after", "soon")]), Time::EPOCH), None);
         assert_eq!(retry_after(&h(&[("retry-after", "-3")]), Time::EPOCH), None);
         assert_eq!(retry_after(&h(&[]), Time::EPOCH), None);

@@ -116,16 +116,31 @@ fn after_marker(text: &str) -> Option<&str> {
     Some(rest.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(""))
 }
 
+/// A plain decimal (an optional sign, digits with `,` between thousands, an optional
+/// point) written canonically, `1,000.0` → `1000`, `-.50` → `-0.5`, `+007` → `7`, by
+/// rewriting its digits rather than going through `f64`: exact at any length, and the
+/// browser module carries no float parser for it (about 14 KB of tables and code).
 fn canonical_number(s: &str) -> Option<String> {
     let plain: String = s.chars().filter(|c| *c != ',').collect();
-    if !plain.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+')) {
+    let (negative, digits) = match plain.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, plain.strip_prefix('+').unwrap_or(&plain)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let n: f64 = plain.parse().ok()?;
-    if !n.is_finite() {
-        return None;
+    let (int, frac) = (int.trim_start_matches('0'), frac.trim_end_matches('0'));
+    let mut out = String::with_capacity(int.len() + frac.len() + 3);
+    if negative && !(int.is_empty() && frac.is_empty()) {
+        out.push('-');
     }
-    if n.fract() == 0.0 && n.abs() < 1e15 { Some(format!("{}", n as i64)) } else { Some(format!("{n}")) }
+    out.push_str(if int.is_empty() { "0" } else { int });
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -133,6 +148,53 @@ mod tests {
     use super::*;
     use crate::message::Message;
     use crate::strategy::Proposal;
+    #[test]
+    fn numbers_are_written_canonically_and_non_numbers_are_not_numbers() {
+        for (given, want) in [
+            ("1,000.0", Some("1000")),
+            ("-.50", Some("-0.5")),
+            ("+007", Some("7")),
+            ("5.", Some("5")),
+            ("-0.000", Some("0")),
+            ("12345678901234567891", Some("12345678901234567891")),
+            ("1.2.3", None),
+            ("--5", None),
+            ("+-1", None),
+            ("1-2", None),
+            (".", None),
+            ("-", None),
+            ("", None),
+            ("1e3", None),
+        ] {
+            assert_eq!(canonical_number(given).as_deref(), want, "{given:?}");
+        }
+    }
+
+    /// Apart from the tests above: proptest's prelude has a `Strategy` of its own.
+    mod props {
+        use super::super::canonical_number;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Where `f64` is exact (15 significant digits or fewer), the digits' rewriting
+            /// says what the float would have.
+            #[test]
+            fn canonical_numbers_agree_with_f64_where_it_is_exact(
+                sign in prop::sample::select(vec!["", "-", "+"]),
+                zeros in 0usize..3,
+                int in 0u64..10_000_000,
+                frac in prop::option::of(0u32..1_000_000),
+            ) {
+                let text = match frac {
+                    Some(f) => format!("{sign}{}{int}.{f:06}", "0".repeat(zeros)),
+                    None => format!("{sign}{}{int}", "0".repeat(zeros)),
+                };
+                let n: f64 = text.parse().expect("a decimal");
+                let via_f64 = if n.fract() == 0.0 { format!("{}", n as i64) } else { format!("{n}") };
+                prop_assert_eq!(canonical_number(&text), Some(via_f64));
+            }
+        }
+    }
 
     fn proposals(texts: &[&str]) -> Vec<Proposal> {
         texts

@@ -100,7 +100,7 @@ pub fn validate_conversation(messages: &[Message]) -> Result<(), String> {
         // A tool's result asks the model to go on, as a user's turn does.
         Some(m) if !matches!(m.role, Role::User | Role::Tool) => {
             Err(format!("the conversation ends with a {:?} message; the last message must be the user's", m.role)
-                .to_lowercase())
+                .to_ascii_lowercase())
         }
         Some(_) => check_tool_results(messages),
     }
