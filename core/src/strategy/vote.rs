@@ -148,6 +148,7 @@ mod tests {
     use super::*;
     use crate::message::Message;
     use crate::strategy::Proposal;
+
     #[test]
     fn numbers_are_written_canonically_and_non_numbers_are_not_numbers() {
         for (given, want) in [
