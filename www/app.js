@@ -362,10 +362,14 @@ const readable = (message) => String(message).replace(/\b((?:[A-Z]\w*)?Error: )(
 
 /** How much of a streaming card's text is drawn: its last characters. */
 const TAIL = 2000;
+/** How often a streaming card is drawn, in ms: ten cards redrawn every frame kept the
+ * browser laying out and painting text most of the time. */
+const CARD_EVERY = 100;
 
 /** The live view of one run: a card per agent, the answer, the timeline, the totals.
  * Text comes a token at a time, thousands a second over all the cards: tokens are kept
- * here and the cards and the answer drawn once a frame (and by `flush`, at the end). */
+ * here and drawn: the answer once a frame, a streaming card every CARD_EVERY ms, all of
+ * it by `flush` at the end. */
 function view(recipeLayers, answerEl) {
   const cards = new Map();
   const calls = new Map();
@@ -377,12 +381,18 @@ function view(recipeLayers, answerEl) {
   let frame = 0;
   const later = (c) => {
     if (c) dirty.add(c);
-    frame ||= requestAnimationFrame(flush);
+    frame ||= requestAnimationFrame((now) => draw(now, false));
   };
-  function flush() {
+  /** Draws what changed: the answer and a card whose state changed at once, a streaming
+   * card's text and count at most every CARD_EVERY ms; `all`: everything now. */
+  function draw(now, all) {
     cancelAnimationFrame(frame);
     frame = 0;
     for (const c of dirty) {
+      if (!all && c.state === "streaming" && c.drawnState === "streaming" && now - c.drawnAt < CARD_EVERY) continue;
+      dirty.delete(c);
+      c.drawnAt = now;
+      c.drawnState = c.state;
       c.full += c.pending;
       c.pending = "";
       if (c.layer !== recipeLayers) {
@@ -397,10 +407,11 @@ function view(recipeLayers, answerEl) {
       c.el.dataset.state = c.state;
       c.meta.textContent = `${c.state} · ${c.tokens} tok${c.extra}`;
     }
-    dirty.clear();
+    if (dirty.size) later();
     if (answerDirty) markdown.update(answer);
     answerDirty = false;
   }
+  const flush = () => draw(performance.now(), true);
   $("layers").replaceChildren();
   $("timeline").replaceChildren();
   $("notes").replaceChildren();
@@ -434,7 +445,7 @@ function view(recipeLayers, answerEl) {
       text.append(node);
       el.append(h, meta, text);
       box.querySelector(".cards").append(el);
-      cards.set(key, { el, meta, node, full: "", pending: "", tokens: 0, agent, layer, state: "", extra: "" });
+      cards.set(key, { el, meta, node, full: "", pending: "", tokens: 0, agent, layer, state: "", extra: "", drawnAt: 0, drawnState: "" });
     }
     return cards.get(key);
   };
