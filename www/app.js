@@ -63,13 +63,13 @@ for (const p of all) $("preset").append(new Option(`${p.name} — ${p.descriptio
 
 function loadPreset(name) {
   showBig = false; // a new recipe starts folded if big, whatever the last one was
-  $("recipe").value = JSON.stringify(all.find((p) => p.name === name).recipe, null, 2);
+  setRecipeText(JSON.stringify(all.find((p) => p.name === name).recipe, null, 2));
   onRecipeEdited();
 }
 
 function currentRecipe() {
   try {
-    const r = JSON.parse($("recipe").value);
+    const r = JSON.parse(recipeText());
     return r && typeof r === "object" && !Array.isArray(r) ? r : null;
   } catch {
     return null;
@@ -85,7 +85,7 @@ function edit(change) {
     return;
   }
   if (change(recipe) === false) return;
-  $("recipe").value = JSON.stringify(recipe, null, 2);
+  setRecipeText(JSON.stringify(recipe, null, 2));
   onRecipeEdited(recipe);
 }
 
@@ -99,7 +99,7 @@ let pendingCheck = null;
  * then: an unchecked recipe never runs). */
 function onRecipeEdited(parsed = currentRecipe()) {
   if (parsed) drawBuilder(parsed, edit);
-  const text = $("recipe").value;
+  const text = recipeText();
   foldBigText(text);
   $("preset").value = (parsed && text.length < BIG && presetKeys.get(canonical(parsed))) || "custom";
   clearTimeout(pendingCheck);
@@ -112,19 +112,37 @@ function onRecipeEdited(parsed = currentRecipe()) {
 /** Whether the user asked to see a big recipe's text. */
 let showBig = false;
 
+/** A folded recipe's text, kept here instead of in its box: writing megabytes into a
+ * text box took 150–260 ms even with the box hidden, a keystroke in the form. It reaches
+ * the box when the box unfolds. */
+let heldText = null;
+const recipeText = () => heldText ?? $("recipe").value;
+function setRecipeText(text) {
+  if (text.length >= BIG && !showBig && document.activeElement !== $("recipe")) {
+    heldText = text;
+  } else {
+    heldText = null;
+    $("recipe").value = text;
+  }
+}
+
 /** Folds a big recipe's text box while the user is not typing in it: the browser lays
  * out megabytes of text again after every change to it, which took seconds a keystroke
  * in the form. The form, the errors and Export work the same folded. */
 function foldBigText(text) {
   if (text.length < BIG) showBig = false;
   const fold = text.length >= BIG && !showBig && document.activeElement !== $("recipe");
+  if (!fold && heldText !== null) {
+    $("recipe").value = heldText;
+    heldText = null;
+  }
   $("recipe").hidden = fold;
   $("recipe-folded").hidden = !fold;
   if (fold) $("recipe-folded-why").textContent = `This recipe's text (${(text.length / 1e6).toFixed(1)} MB) is folded to keep the form quick.`;
 }
 $("recipe-unfold").addEventListener("click", () => {
   showBig = true;
-  foldBigText($("recipe").value);
+  foldBigText(recipeText());
   $("recipe").focus();
 });
 
@@ -133,7 +151,7 @@ function checkRecipe(parsed) {
   list.replaceChildren();
   let check;
   try {
-    check = validateRecipe($("recipe").value);
+    check = validateRecipe(recipeText());
   } catch (e) {
     check = { ok: false, errors: [{ path: ".", message: e.message }] };
   }
@@ -189,7 +207,7 @@ $("preset").addEventListener("change", () => $("preset").value !== "custom" && l
 let pendingText = null;
 $("recipe").addEventListener("input", () => {
   clearTimeout(pendingText);
-  if ($("recipe").value.length < BIG) onRecipeEdited();
+  if (recipeText().length < BIG) onRecipeEdited();
   else {
     recipeOk = false;
     updateSend();
@@ -212,7 +230,7 @@ $("import").addEventListener("change", async () => {
   const file = $("import").files[0];
   if (file) {
     showBig = false;
-    $("recipe").value = await file.text();
+    setRecipeText(await file.text());
     onRecipeEdited();
   }
 });
@@ -224,7 +242,7 @@ function download(name, text) {
   a.click();
   URL.revokeObjectURL(a.href);
 }
-$("export-recipe").addEventListener("click", () => download("recipe.json", $("recipe").value));
+$("export-recipe").addEventListener("click", () => download("recipe.json", recipeText()));
 
 // ---- Providers: can this page reach them? ----
 

@@ -140,6 +140,7 @@ async function keystroke(n) {
     });
     return { painted, checked: performance.now() - t2 };
   });
+  await page.click("#recipe-unfold"); // the folded box is filled when it unfolds
   const maxTokens = JSON.parse(await page.inputValue("#recipe")).max_tokens;
   await page.close();
   if (maxTokens !== 77 || errors.length) throw new Error(`keystroke: max_tokens ${maxTokens} ${errors.join("; ")}`);

@@ -152,14 +152,15 @@ test("a big recipe's text is folded while the form is used, and shown on request
   await page.waitForFunction(() => !document.getElementById("send").disabled, null, { timeout: 60_000 });
   assert.equal(await page.isVisible("#recipe"), false, "the text box is folded");
   assert.match(await page.textContent("#recipe-folded"), /This recipe's text \(\d\.\d MB\) is folded to keep the form quick\. Show the text/);
-  // Folded, it still holds the recipe: the form's edit is in it, and every provider.
-  const r = JSON.parse(await page.inputValue("#recipe"));
-  assert.equal(r.max_tokens, 77);
-  assert.ok(Object.keys(r.providers).length > n);
+  // Folded, the page keeps the text out of the box (writing megabytes into it was most
+  // of a keystroke); unfolded, the box holds the recipe: the form's edit, every provider.
   await page.click("#recipe-unfold");
   assert.equal(await page.isVisible("#recipe"), true);
   assert.equal(await page.isVisible("#recipe-folded"), false);
   assert.equal(await page.evaluate(() => document.activeElement.id), "recipe");
+  const r = JSON.parse(await page.inputValue("#recipe"));
+  assert.equal(r.max_tokens, 77);
+  assert.ok(Object.keys(r.providers).length > n);
   // Another big recipe, imported: folded again, whatever was asked for the last one.
   const big = await page.inputValue("#recipe");
   await page.focus("#import"); // as a click on it would
