@@ -117,8 +117,10 @@ let showBig = false;
  * the box when the box unfolds. */
 let heldText = null;
 const recipeText = () => heldText ?? $("recipe").value;
+/** Whether a recipe of this text is folded: big, not asked for, not being typed in. */
+const folds = (text) => text.length >= BIG && !showBig && document.activeElement !== $("recipe");
 function setRecipeText(text) {
-  if (text.length >= BIG && !showBig && document.activeElement !== $("recipe")) {
+  if (folds(text)) {
     heldText = text;
   } else {
     heldText = null;
@@ -131,7 +133,7 @@ function setRecipeText(text) {
  * in the form. The form, the errors and Export work the same folded. */
 function foldBigText(text) {
   if (text.length < BIG) showBig = false;
-  const fold = text.length >= BIG && !showBig && document.activeElement !== $("recipe");
+  const fold = folds(text);
   if (!fold && heldText !== null) {
     $("recipe").value = heldText;
     heldText = null;
