@@ -48,6 +48,7 @@ pub mod engine;
 pub mod eval;
 pub mod event;
 pub mod http;
+mod json_read;
 pub mod provider;
 pub mod recipe;
 mod rng;

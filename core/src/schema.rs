@@ -416,7 +416,7 @@ fn same(a: &Value, b: &Value) -> bool {
 }
 
 /// A value shortened for an error message.
-fn short(v: &Value) -> String {
+pub(crate) fn short(v: &Value) -> String {
     let s = v.to_string();
     match s.char_indices().nth(60) {
         Some((i, _)) => format!("{}…", &s[..i]),

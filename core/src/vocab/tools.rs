@@ -244,7 +244,7 @@ impl Tools {
 
 /// The shape the final answer must have.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "RawFormat")]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ResponseFormat {
     /// Free text.
@@ -257,6 +257,39 @@ pub enum ResponseFormat {
         /// OpenAI's wrapper: `{name, schema, strict}`.
         json_schema: JsonSchemaFormat,
     },
+}
+
+/// `ResponseFormat` as it is read: its tag and its one field, without the buffered copy of
+/// the input a derived tagged enum reads through (about 10 KB of the browser module).
+/// Fields other than these are ignored, as the tagged enum did.
+#[derive(Deserialize)]
+#[serde(expecting = "a response format: {\"type\": \"text\" | \"json_object\" | \"json_schema\", ...}")]
+struct RawFormat {
+    #[serde(rename = "type")]
+    kind: FormatKind,
+    #[serde(default)]
+    json_schema: Option<JsonSchemaFormat>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FormatKind {
+    Text,
+    JsonObject,
+    JsonSchema,
+}
+
+impl TryFrom<RawFormat> for ResponseFormat {
+    type Error = &'static str;
+
+    fn try_from(raw: RawFormat) -> Result<ResponseFormat, &'static str> {
+        Ok(match (raw.kind, raw.json_schema) {
+            (FormatKind::Text, _) => ResponseFormat::Text,
+            (FormatKind::JsonObject, _) => ResponseFormat::JsonObject,
+            (FormatKind::JsonSchema, Some(json_schema)) => ResponseFormat::JsonSchema { json_schema },
+            (FormatKind::JsonSchema, None) => return Err("missing field `json_schema`"),
+        })
+    }
 }
 
 fn any_json() -> Value {
@@ -342,5 +375,25 @@ mod tests {
         assert_eq!(format.schema(), Some(&serde_json::json!({"type": "object"})));
         let choice: ToolChoice = serde_json::from_value(serde_json::json!({"function": "f"})).expect("named");
         assert_eq!(choice, ToolChoice::Function("f".into()));
+    }
+
+    #[test]
+    fn response_formats_read_as_the_tagged_enum_did() {
+        let read = |text: &str| serde_json::from_str::<ResponseFormat>(text).map_err(|e| e.to_string());
+        assert_eq!(read(r#"{"type": "text"}"#), Ok(ResponseFormat::Text));
+        assert_eq!(read(r#"{"type": "json_object", "other": [1]}"#), Ok(ResponseFormat::JsonObject));
+        let schema = JsonSchemaFormat { name: "x".into(), schema: Value::Bool(true), strict: None };
+        let f = ResponseFormat::JsonSchema { json_schema: schema };
+        assert_eq!(read(&serde_json::to_string(&f).expect("json")), Ok(f), "written and read back");
+        for (bad, says) in [
+            (r#"{"type": "json_schema"}"#, "missing field `json_schema`"),
+            (r#"{"type": "xml"}"#, "unknown variant `xml`"),
+            (r#"{"json_schema": {"name": "x"}}"#, "missing field `type`"),
+            (r#"{"type": "json_schema", "json_schema": {"schema": {}}}"#, "missing field `name`"),
+            (r#""text""#, "expected a response format: {\"type\""),
+        ] {
+            let err = read(bad).expect_err(bad);
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 }

@@ -149,3 +149,218 @@ fn the_checks_on_asks_hold_for_every_field() {
         assert_eq!(result.is_ok(), i < MAX_ASKS, "ask {i}: {result:?}");
     }
 }
+
+/// The reader by hand against the serde derives it replaced (kept here as the oracle):
+/// on near-valid documents and broken ones, both accept the same and read the same.
+mod against_serde {
+    use super::wire;
+    use crate::message::{Message, Role as MRole};
+    use crate::strategy::plugin::{Contract, Decided, Reply};
+    use proptest::prelude::*;
+    use serde::Deserialize;
+    use serde_json::{Value, json};
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Role {
+        System,
+        User,
+        Assistant,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read only for whether it reads
+    struct Msg {
+        role: Role,
+        content: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Ask {
+        #[serde(default)]
+        model: Option<String>,
+        label: String,
+        messages: Vec<Msg>,
+        #[serde(default)]
+        max_tokens: Option<u32>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(tag = "tag", content = "val", rename_all = "kebab-case", deny_unknown_fields)]
+    enum Decision {
+        Messages(Vec<Msg>),
+        Keep(Vec<u32>),
+        Answer(String),
+        Aggregate(Vec<Msg>),
+        AggregateKept(Vec<u32>),
+        Ask(Ask),
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct DecidedOk {
+        decision: Decision,
+        #[serde(default)]
+        note: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "lowercase", deny_unknown_fields)]
+    enum Outcome {
+        Ok(DecidedOk),
+        Err(String),
+    }
+
+    fn messages(ms: Vec<Msg>) -> Vec<Message> {
+        let role = |r: Role| match r {
+            Role::System => MRole::System,
+            Role::User => MRole::User,
+            Role::Assistant => MRole::Assistant,
+        };
+        ms.into_iter().map(|m| Message::new(role(m.role), m.content)).collect()
+    }
+
+    /// What the serde types read, as the contract's reply (for 0.2, which has them all).
+    fn reply(d: Decision) -> Reply {
+        match d {
+            Decision::Messages(ms) => Reply::Messages(messages(ms)),
+            Decision::Keep(ix) => Reply::Keep(ix),
+            Decision::Answer(a) => Reply::Answer(a),
+            Decision::Aggregate(ms) => Reply::Aggregate(messages(ms)),
+            Decision::AggregateKept(ix) => Reply::AggregateKept(ix),
+            Decision::Ask(a) => Reply::Ask(crate::strategy::Ask {
+                model: a.model,
+                label: a.label,
+                messages: messages(a.messages),
+                max_tokens: a.max_tokens,
+            }),
+        }
+    }
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop::sample::select(vec![
+            json!(null),
+            json!(true),
+            json!(-1),
+            json!(0),
+            json!(7),
+            json!(4294967295u64),
+            json!(4294967296u64),
+            json!(1.5),
+            json!("x"),
+            json!("user"),
+            json!("keep"),
+            json!([]),
+            json!({}),
+        ])
+    }
+
+    /// `valid`, or it broken one way: another value, a field dropped or nulled, one added.
+    fn or_broken(valid: impl Strategy<Value = Value>) -> impl Strategy<Value = Value> {
+        (valid, scalar(), 0u8..8, 0usize..4).prop_map(|(mut v, other, how, at)| match (how, &mut v) {
+            (0, _) => other,
+            (1, Value::Object(m)) => {
+                let k = m.keys().nth(at % m.len().max(1)).cloned();
+                k.and_then(|k| m.remove(&k));
+                v
+            }
+            (2, Value::Object(m)) => {
+                m.insert("extra".into(), other);
+                v
+            }
+            (3, Value::Object(m)) => {
+                let n = at % m.len().max(1);
+                if let Some(x) = m.values_mut().nth(n) {
+                    *x = other;
+                }
+                v
+            }
+            _ => v,
+        })
+    }
+
+    fn message() -> impl Strategy<Value = Value> {
+        let role = prop::sample::select(vec!["system", "user", "assistant", "tool", "User"]);
+        or_broken((role, "[a-z]{0,3}").prop_map(|(role, content)| json!({"role": role, "content": content})))
+    }
+
+    fn numbers() -> impl Strategy<Value = Value> {
+        or_broken(
+            prop::collection::vec(prop_oneof![(0u32..9).prop_map(|n| json!(n)), scalar()], 0..3).prop_map(Value::from),
+        )
+    }
+
+    fn val(tag: &'static str) -> BoxedStrategy<Value> {
+        let messages = prop::collection::vec(message(), 0..3).prop_map(Value::from);
+        match tag {
+            "messages" | "aggregate" => or_broken(messages).boxed(),
+            "keep" | "aggregate-kept" => numbers().boxed(),
+            "answer" => prop_oneof!["[a-z]{0,3}".prop_map(Value::from), scalar()].boxed(),
+            _ => or_broken(
+                (
+                    prop::option::of("[a-z:]{0,4}"),
+                    "[a-z]{0,3}",
+                    messages,
+                    prop::option::of(prop_oneof![(0u32..9).prop_map(|n| json!(n)), scalar()]),
+                )
+                    .prop_map(|(model, label, messages, max)| {
+                        let mut a = json!({"label": label, "messages": messages});
+                        if let Some(m) = model {
+                            a["model"] = json!(m);
+                        }
+                        if let Some(n) = max {
+                            a["maxTokens"] = n;
+                        }
+                        a
+                    }),
+            )
+            .boxed(),
+        }
+    }
+
+    fn document() -> impl Strategy<Value = Value> {
+        let tags = vec!["messages", "keep", "answer", "aggregate", "aggregate-kept", "ask", "Keep", "other"];
+        let decision = prop::sample::select(tags)
+            .prop_flat_map(|tag| val(tag).prop_map(move |val| json!({"tag": tag, "val": val})));
+        let decided = or_broken(
+            (or_broken(decision), prop::option::of(prop_oneof!["[a-z]{0,3}".prop_map(Value::from), scalar()]))
+                .prop_map(|(decision, note)| match note {
+                    Some(n) => json!({"decision": decision, "note": n}),
+                    None => json!({"decision": decision}),
+                }),
+        );
+        or_broken(prop_oneof![decided.prop_map(|d| json!({"ok": d})), "[a-z]{0,3}".prop_map(|e| json!({"err": e}))])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn the_reader_accepts_what_serde_accepted(doc in document(), v2 in any::<bool>()) {
+            let contract = if v2 { Contract::V0_2_0 } else { Contract::V0_1_0 };
+            let text = doc.to_string();
+            let by_hand: Result<Result<Decided, String>, String> = wire::decided(contract, &text);
+            let by_serde = serde_json::from_str::<Outcome>(&text);
+            // Where serde read it, the contract's own checks (version, note) then apply the same.
+            match (&by_hand, &by_serde) {
+                (Err(e), Ok(_)) => prop_assert!(
+                    !e.starts_with("returned something the contract does not allow"),
+                    "{text}: refused by hand ({e}), read by serde"
+                ),
+                (Ok(_), Err(e)) => prop_assert!(false, "{text}: read by hand, refused by serde ({e})"),
+                (Err(e), Err(_)) => prop_assert!(e.starts_with("returned something the contract does not allow"), "{e}"),
+                (Ok(_), Ok(_)) => {}
+            }
+            match (by_hand, by_serde) {
+                (Ok(Err(why)), Ok(Outcome::Err(s))) => prop_assert_eq!(why, s),
+                (Ok(Ok(d)), Ok(Outcome::Ok(o))) => {
+                    prop_assert_eq!(d.note, o.note);
+                    prop_assert_eq!(d.reply, reply(o.decision));
+                }
+                (Ok(a), Ok(_)) => prop_assert!(false, "{text}: read by hand as {a:?}, otherwise by serde"),
+                _ => {}
+            }
+        }
+    }
+}

@@ -11,11 +11,13 @@
 //! has are accepted.
 
 use super::{Asked, Contract, Decided, Reply};
+use crate::json_read::{Object, list, one_of, string, u32};
 use crate::message::{Message, Role};
 use crate::strategy::{Ask, Proposal, StrategyInput};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "lowercase")]
 enum WireRole {
     System,
@@ -23,14 +25,23 @@ enum WireRole {
     Assistant,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Serialize)]
 struct WireMessage {
     role: WireRole,
     content: String,
 }
 
 impl WireMessage {
+    fn read(v: &Value, at: &str) -> Result<WireMessage, String> {
+        let o = Object::new(v, at, &["role", "content"])?;
+        let role = match one_of(o.req("role")?, &o.at("role"), &["system", "user", "assistant"])? {
+            0 => WireRole::System,
+            1 => WireRole::User,
+            _ => WireRole::Assistant,
+        };
+        Ok(WireMessage { role, content: string(o.req("content")?, &o.at("content"))? })
+    }
+
     fn from_core(m: &Message) -> WireMessage {
         // The contract knows no tool role; tool traffic reaches it as text.
         let m = m.flattened();
@@ -78,18 +89,28 @@ impl<'a> WireProposal<'a> {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct WireAsk {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<String>,
     label: String,
     messages: Vec<WireMessage>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
 }
 
 impl WireAsk {
+    fn read(v: &Value, at: &str) -> Result<WireAsk, String> {
+        let o = Object::new(v, at, &["model", "label", "messages", "maxTokens"])?;
+        Ok(WireAsk {
+            model: o.opt("model").map(|m| string(m, &o.at("model"))).transpose()?,
+            label: string(o.req("label")?, &o.at("label"))?,
+            messages: list(o.req("messages")?, &o.at("messages"), WireMessage::read)?,
+            max_tokens: o.opt("maxTokens").map(|n| u32(n, &o.at("maxTokens"))).transpose()?,
+        })
+    }
+
     fn from_core(a: &Ask) -> WireAsk {
         WireAsk {
             model: a.model.clone(),
@@ -166,8 +187,7 @@ pub fn context(contract: Contract, input: &StrategyInput<'_>, params: &str, aske
     serde_json::to_string(&ctx).unwrap_or_default()
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "tag", content = "val", rename_all = "kebab-case", deny_unknown_fields)]
+/// A decision as jco writes the contract's variant: `{tag, val}`.
 enum WireDecision {
     Messages(Vec<WireMessage>),
     Keep(Vec<u32>),
@@ -177,29 +197,48 @@ enum WireDecision {
     Ask(WireAsk),
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl WireDecision {
+    const TAGS: [&str; 6] = ["messages", "keep", "answer", "aggregate", "aggregate-kept", "ask"];
+
+    fn read(v: &Value, at: &str) -> Result<WireDecision, String> {
+        let o = Object::new(v, at, &["tag", "val"])?;
+        let (tag, val, at) = (o.req("tag")?, o.req("val")?, o.at("val"));
+        Ok(match one_of(tag, &o.at("tag"), &Self::TAGS)? {
+            0 => WireDecision::Messages(list(val, &at, WireMessage::read)?),
+            1 => WireDecision::Keep(list(val, &at, u32)?),
+            2 => WireDecision::Answer(string(val, &at)?),
+            3 => WireDecision::Aggregate(list(val, &at, WireMessage::read)?),
+            4 => WireDecision::AggregateKept(list(val, &at, u32)?),
+            _ => WireDecision::Ask(WireAsk::read(val, &at)?),
+        })
+    }
+}
+
+/// A decision and its note, under the driver's `ok`.
 struct WireDecided {
     decision: WireDecision,
-    #[serde(default)]
     note: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-enum WireOutcome {
-    Ok(WireDecided),
-    Err(String),
+impl WireDecided {
+    fn read(v: &Value, at: &str) -> Result<WireDecided, String> {
+        let o = Object::new(v, at, &["decision", "note"])?;
+        Ok(WireDecided {
+            decision: WireDecision::read(o.req("decision")?, &o.at("decision"))?,
+            note: o.opt("note").map(|n| string(n, &o.at("note"))).transpose()?,
+        })
+    }
 }
 
 /// The driver's answer for a plugin implementing `contract`: its decision, or its own
 /// refusal (`Ok(Err(why))`); `Err` when the answer is not what the contract allows.
 pub fn decided(contract: Contract, json: &str) -> Result<Result<Decided, String>, String> {
-    let outcome: WireOutcome =
-        serde_json::from_str(json).map_err(|e| format!("returned something the contract does not allow ({e})"))?;
-    let d = match outcome {
-        WireOutcome::Err(why) => return Ok(Err(why)),
-        WireOutcome::Ok(d) => d,
+    let refused = |why: String| format!("returned something the contract does not allow ({why})");
+    let v: Value = serde_json::from_str(json).map_err(|e| refused(e.to_string()))?;
+    let outcome = Object::new(&v, "", &["ok", "err"]).map_err(refused)?;
+    let d = match outcome.only().map_err(refused)? {
+        ("err", why) => return Ok(Err(string(why, "err").map_err(refused)?)),
+        (_, d) => WireDecided::read(d, "ok").map_err(refused)?,
     };
     let v2 = contract == Contract::V0_2_0;
     let reply = match d.decision {
