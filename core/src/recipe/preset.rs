@@ -7,7 +7,7 @@ use crate::vocab::{ProviderKind, StrategyKind};
 use std::collections::BTreeMap;
 
 /// Names and one-line descriptions of the presets.
-pub const PRESETS: [(&str, &str); 12] = [
+pub static PRESETS: [(&str, &str); 12] = [
     ("moa", "The paper's MoA: six open models in two layers, Qwen1.5-110B-Chat aggregates (13 calls, Together)"),
     ("moa-lite", "The paper's MoA-Lite: one layer of the six, Qwen1.5-72B-Chat aggregates (7 calls, Together)"),
     ("self-moa", "Self-MoA: one strong model sampled 6 times, then aggregated by itself (7 calls, Together)"),
