@@ -173,3 +173,63 @@ fn calls_streamed_all_at_index_zero_with_their_own_ids_stay_apart() {
         vec![ToolCall::new("a", "weather", r#"{"city":"Oslo"}"#), ToolCall::new("b", "weather", r#"{"city":"Rome"}"#)]
     );
 }
+
+/// Every field an OpenAI-compatible body can carry, at once: the whole body, as sent.
+#[test]
+fn the_openai_body_with_every_option_is_exactly_this() {
+    let sampling = Sampling {
+        top_p: Some(0.9),
+        seed: Some(7),
+        stop: vec!["END".into()],
+        presence_penalty: Some(0.5),
+        frequency_penalty: Some(-0.5),
+    };
+    let messages = vec![Message::system("s"), Message::user("q")];
+    let t = tools(ToolChoice::Function("weather".into()), false);
+    let format: ResponseFormat = serde_json::from_value(
+        json!({"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}}),
+    )
+    .expect("a format");
+    let req = ChatRequest {
+        model: "m",
+        messages: &messages,
+        temperature: 0.7,
+        max_tokens: 10,
+        sampling: &sampling,
+        tools: Some(&t),
+        response_format: Some(&format),
+    };
+    let http = provider::build_request(ProviderKind::OpenAi, "http://127.0.0.1:9/v1/", Some("k"), &req);
+    let body: Value = serde_json::from_str(&http.body).expect("json");
+    let expected = json!({
+        "frequency_penalty": -0.5,
+        "max_tokens": 10,
+        "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}],
+        "model": "m",
+        "parallel_tool_calls": false,
+        "presence_penalty": 0.5,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}},
+        "seed": 7,
+        "stop": ["END"],
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "temperature": 0.7,
+        "tool_choice": {"type": "function", "function": {"name": "weather"}},
+        "tools": [{"type": "function", "function": {
+            "name": "weather", "description": "d",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}
+        }}],
+        "top_p": 0.9,
+    });
+    assert_eq!(body, expected);
+    assert_eq!(http.url, "http://127.0.0.1:9/v1/chat/completions");
+    // With nothing optional: only the fields every request has.
+    let plain = Sampling::default();
+    let req = ChatRequest { sampling: &plain, tools: None, response_format: None, temperature: 0.00001, ..req };
+    let body: Value =
+        serde_json::from_str(&provider::build_request(ProviderKind::OpenAi, "http://h/v1", None, &req).body)
+            .expect("json");
+    let keys: Vec<&str> = body.as_object().expect("an object").keys().map(String::as_str).collect();
+    assert_eq!(keys, ["max_tokens", "messages", "model", "stream", "stream_options", "temperature"]);
+    assert_eq!(body["temperature"], 0.0, "a temperature that rounds to nothing is sent as 0");
+}
