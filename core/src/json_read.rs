@@ -15,7 +15,7 @@ pub(crate) struct Object<'a> {
 }
 
 /// `at` with `key` after it: `a.b`, or `b` at the top.
-pub(crate) fn join(at: &str, key: &str) -> String {
+fn join(at: &str, key: &str) -> String {
     if at.is_empty() { key.to_owned() } else { format!("{at}.{key}") }
 }
 
@@ -31,7 +31,7 @@ fn what(v: &Value) -> &'static str {
 }
 
 /// `at: expected EXPECTED, found WHAT`.
-pub(crate) fn wrong(at: &str, expected: &str, v: &Value) -> String {
+fn wrong(at: &str, expected: &str, v: &Value) -> String {
     let at = if at.is_empty() { "the value" } else { at };
     format!("{at}: expected {expected}, found {}", what(v))
 }
@@ -57,6 +57,15 @@ impl<'a> Object<'a> {
     /// Field `key`, absent or null as `None`.
     pub(crate) fn opt(&self, key: &str) -> Option<&'a Value> {
         self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    /// Field `key` read by `read`, absent or null as `None`.
+    pub(crate) fn get<T>(
+        &self,
+        key: &str,
+        read: impl Fn(&Value, &str) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
+        self.opt(key).map(|v| read(v, &self.at(key))).transpose()
     }
 
     /// Field `key`, which must be there (and not null).

@@ -170,7 +170,6 @@ mod against_serde {
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)] // read only for whether it reads
     struct Msg {
         role: Role,
         content: String,

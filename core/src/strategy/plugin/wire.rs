@@ -104,10 +104,10 @@ impl WireAsk {
     fn read(v: &Value, at: &str) -> Result<WireAsk, String> {
         let o = Object::new(v, at, &["model", "label", "messages", "maxTokens"])?;
         Ok(WireAsk {
-            model: o.opt("model").map(|m| string(m, &o.at("model"))).transpose()?,
+            model: o.get("model", string)?,
             label: string(o.req("label")?, &o.at("label"))?,
             messages: list(o.req("messages")?, &o.at("messages"), WireMessage::read)?,
-            max_tokens: o.opt("maxTokens").map(|n| u32(n, &o.at("maxTokens"))).transpose()?,
+            max_tokens: o.get("maxTokens", u32)?,
         })
     }
 
@@ -225,7 +225,7 @@ impl WireDecided {
         let o = Object::new(v, at, &["decision", "note"])?;
         Ok(WireDecided {
             decision: WireDecision::read(o.req("decision")?, &o.at("decision"))?,
-            note: o.opt("note").map(|n| string(n, &o.at("note"))).transpose()?,
+            note: o.get("note", string)?,
         })
     }
 }
