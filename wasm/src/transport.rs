@@ -16,6 +16,11 @@ extern "C" {
     /// The global `fetch`: in a window, a worker, or Node.
     #[wasm_bindgen(js_name = fetch)]
     fn fetch_request(request: &web_sys::Request) -> js_sys::Promise;
+
+    /// A `ReadableStreamDefaultReader`: `read()` resolves to `{ done, value }`.
+    type Reader;
+    #[wasm_bindgen(method)]
+    fn read(this: &Reader) -> js_sys::Promise;
 }
 
 /// Now on the page's clock: `performance.timeOrigin + performance.now()`, in µs.
@@ -201,10 +206,16 @@ async fn request_stream(
         .collect();
     let _ = tx.unbounded_send(Msg::Head { call, status: response.status(), headers });
     let Some(body) = response.body() else { return Ok(()) };
-    let mut stream = wasm_streams::ReadableStream::from_raw(body.unchecked_into()).into_stream();
-    while let Some(chunk) = stream.next().await {
-        let bytes = js_sys::Uint8Array::new(&chunk.map_err(|e| (NetError::Reset, e))?).to_vec();
+    // The body's reader by hand: `wasm-streams` exported its JS stream adapters (about
+    // 9 KB of the module) though only this loop was used.
+    let reader: Reader = body.get_reader().unchecked_into();
+    loop {
+        let read = JsFuture::from(reader.read()).await.map_err(|e| (NetError::Reset, e))?;
+        let field = |name: &str| js_sys::Reflect::get(&read, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED);
+        if field("done").is_truthy() {
+            return Ok(());
+        }
+        let bytes = js_sys::Uint8Array::new(&field("value")).to_vec();
         let _ = tx.unbounded_send(Msg::Body { call, bytes });
     }
-    Ok(())
 }
