@@ -211,11 +211,10 @@ async fn request_stream(
     let reader: Reader = body.get_reader().unchecked_into();
     loop {
         let read = JsFuture::from(reader.read()).await.map_err(|e| (NetError::Reset, e))?;
-        let field = |name: &str| js_sys::Reflect::get(&read, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED);
-        if field("done").is_truthy() {
+        if crate::get(&read, "done").is_truthy() {
             return Ok(());
         }
-        let bytes = js_sys::Uint8Array::new(&field("value")).to_vec();
+        let bytes = js_sys::Uint8Array::new(&crate::get(&read, "value")).to_vec();
         let _ = tx.unbounded_send(Msg::Body { call, bytes });
     }
 }
