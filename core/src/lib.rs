@@ -48,6 +48,7 @@ pub mod engine;
 pub mod eval;
 pub mod event;
 pub mod http;
+pub mod input;
 mod json_read;
 pub mod provider;
 pub mod recipe;

@@ -285,6 +285,8 @@ fn duplicate_keys_in_a_json_recipe_are_an_error_not_last_one_wins() {
     assert!(message.contains("duplicate key \"together\""), "{message}");
     let json = r#"{"providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1"}}, "layers": [{"agents": ["p:m"]}],
                    "aggregator": "p:m", "aggregator": "p:other"}"#;
-    let (_, message) = parse_error(Recipe::from_json(json));
-    assert!(message.contains("duplicate field `aggregator`"), "{message}");
+    let (path, message) = parse_error(Recipe::from_json(json));
+    assert_eq!((path.as_str(), message.as_str()), ("aggregator", "duplicate key \"aggregator\""));
+    // TOML's parser refuses a repeated key itself.
+    assert!(Recipe::from_toml("aggregator = \"p:m\"\naggregator = \"p:other\"").is_err());
 }

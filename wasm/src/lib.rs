@@ -16,8 +16,9 @@ mod transport;
 
 pub use plugins::{check_plugin, plugin_rules};
 
+use moa_core::input;
 use moa_core::recipe::{self, PRESETS};
-use moa_core::{Message, Recipe, RecipeError, ResponseFormat, Run, RunError, RunOptions, Tool, ToolChoice, Tools};
+use moa_core::{Message, Recipe, RecipeError, ResponseFormat, Run, RunError, RunOptions, ToolChoice, Tools};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use wasm_bindgen::prelude::*;
@@ -41,13 +42,19 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
     js_sys::JSON::parse(&text).map_err(|_| JsError::new("the module wrote JSON its host could not read"))
 }
 
-/// Reads a JavaScript value through its JSON text; `what` names it in the error.
-fn from_js<T: serde::de::DeserializeOwned>(value: &JsValue, what: &str) -> Result<T, JsError> {
+/// Reads a JavaScript value through its JSON text with one of `moa_core::input`'s readers
+/// (smaller here than serde's derived ones); `what` is the path its errors start from.
+fn from_js<T>(
+    value: &JsValue,
+    what: &str,
+    read: fn(&serde_json::Value, &str) -> Result<T, moa_core::recipe::FieldError>,
+) -> Result<T, JsError> {
     let text = js_sys::JSON::stringify(value)
         .ok()
         .and_then(|s| s.as_string())
         .ok_or_else(|| JsError::new(&format!("{what}: not representable as JSON")))?;
-    serde_json::from_str(&text).map_err(|e| JsError::new(&format!("{what}: {e}")))
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| JsError::new(&format!("{what}: {e}")))?;
+    read(&value, what).map_err(|e| JsError::new(&e.to_string()))
 }
 
 fn parse_recipe(value: &JsValue) -> Result<Recipe, RecipeError> {
@@ -105,11 +112,14 @@ fn get(obj: &JsValue, key: &str) -> JsValue {
 async fn run(recipe: Recipe, input: JsValue, options: JsValue) -> Result<JsValue, JsError> {
     let conversation: Vec<Message> = match input.as_string() {
         Some(prompt) => vec![Message::user(prompt)],
-        None => from_js(&input, "messages")?,
+        None => from_js(&input, "messages", input::messages)?,
     };
     let keys_value = get(&options, "keys");
-    let keys: BTreeMap<String, String> =
-        if keys_value.is_undefined() || keys_value.is_null() { BTreeMap::new() } else { from_js(&keys_value, "keys")? };
+    let keys: BTreeMap<String, String> = if keys_value.is_undefined() || keys_value.is_null() {
+        BTreeMap::new()
+    } else {
+        from_js(&keys_value, "keys", input::keys)?
+    };
     let seed = get(&options, "seed").as_f64().unwrap_or(0.0) as u64;
     let (tools, response_format) = tools_and_format(&options)?;
     let plugins = std::rc::Rc::new(plugins::Loaded::from_options(&get(&options, "plugins"))?);
@@ -141,16 +151,18 @@ fn tools_and_format(options: &JsValue) -> Result<(Option<Tools>, ResponseFormat)
     let some = |v: &JsValue| !v.is_undefined() && !v.is_null();
     let list = get(options, "tools");
     let tools = if some(&list) {
-        let tools: Vec<Tool> = from_js(&list, "tools")?;
+        let tools = from_js(&list, "tools", input::tools)?;
         let choice = get(options, "toolChoice");
-        let choice: ToolChoice = if some(&choice) { from_js(&choice, "toolChoice")? } else { ToolChoice::Auto };
+        let choice: ToolChoice =
+            if some(&choice) { from_js(&choice, "toolChoice", input::tool_choice)? } else { ToolChoice::Auto };
         let parallel = get(options, "parallelToolCalls").as_bool().unwrap_or(true);
         Some(Tools { tools, choice, parallel })
     } else {
         None
     };
     let format = get(options, "responseFormat");
-    let format = if some(&format) { from_js(&format, "responseFormat")? } else { ResponseFormat::Text };
+    let format =
+        if some(&format) { from_js(&format, "responseFormat", input::response_format)? } else { ResponseFormat::Text };
     Ok((tools, format))
 }
 

@@ -108,3 +108,29 @@ async fn a_missing_key_is_refused_before_any_request() {
     let err: js_sys::Error = err.dyn_into().expect("an Error");
     assert!(String::from(err.message()).contains("provider \"together\" needs an API key"));
 }
+
+#[wasm_bindgen_test]
+async fn malformed_run_input_is_refused_at_its_path() {
+    let moa = Moa::new(js(DOWN)).expect("valid");
+    let cases = [
+        (
+            r#"[{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]"#,
+            "{}",
+            "messages[1].role: unknown variant `robot`",
+        ),
+        (r#""hi""#, r#"{"tools": [{"name": "f"}, {"description": "no name"}]}"#, "tools[1]: missing field `name`"),
+        (r#""hi""#, r#"{"keys": {"down": 5}}"#, "keys.down: invalid type: integer `5`, expected a string"),
+        (r#""hi""#, r#"{"responseFormat": {"type": "json_schema"}}"#, "responseFormat: missing field `json_schema`"),
+    ];
+    for (input, options, want) in cases {
+        let input = match js(input).as_string() {
+            Some(s) => JsValue::from_str(&s),
+            None => js(input),
+        };
+        let options: moa_wasm::JsRunOptions = js(options).unchecked_into();
+        let err = JsFuture::from(moa.run(input, Some(options))).await.expect_err("rejects");
+        let err: js_sys::Error = err.dyn_into().expect("an Error");
+        let message = String::from(err.message());
+        assert!(message.starts_with(want), "{message}");
+    }
+}

@@ -1,4 +1,5 @@
-//! The field path of a JSON recipe's parse error, found from where `serde_json` stopped.
+//! The field path of a JSON recipe's syntax error, found from where `serde_json` stopped;
+//! and a key an object repeats, which a parsed `Value` no longer shows (it keeps the last).
 //!
 //! `serde_path_to_error` tracks the path by wrapping every visitor, which doubles the
 //! deserializer code of every recipe type: 12 KB of the browser module's 200 KB budget
@@ -14,16 +15,16 @@
 //! `serde_path_to_error` names the object holding it.
 
 enum Frame {
-    /// An object: the key last read (cleared by the `,` after its value), and whether the
-    /// next string is a key.
-    Object { key: Option<String>, want_key: bool },
+    /// An object: the key last read (cleared by the `,` after its value), whether the
+    /// next string is a key, and the keys read so far.
+    Object { key: Option<String>, want_key: bool, seen: Vec<String> },
     /// An array: the index of the element being read, if one has started.
     Array { index: usize, started: bool },
 }
 
 /// The path of `serde_json`'s `error` in `text`, as `serde_path_to_error` would print it.
 pub fn error_path(text: &str, error: &serde_json::Error) -> String {
-    let (path, on_key) = scan(text, offset_of(text, error.line(), error.column()));
+    let (path, on_key, _) = scan(text, offset_of(text, error.line(), error.column()), false);
     // An enum written as `{"variant": ...}` with an unknown variant: the variant is not
     // a field, so the path ends at the enum (a struct's unknown field is named, though).
     if on_key && error.to_string().starts_with("unknown variant") {
@@ -38,15 +39,27 @@ pub fn error_path(text: &str, error: &serde_json::Error) -> String {
 
 /// The path at byte `offset` of `text`, as `serde_path_to_error` would print it.
 pub fn path_at(text: &str, offset: usize) -> String {
-    scan(text, offset).0
+    scan(text, offset, false).0
 }
 
-/// The path at `offset`, and whether the last thing read there was an object's key.
-fn scan(text: &str, offset: usize) -> (String, bool) {
+/// A key of valid JSON `text` that an object repeats (`{"a": 1, "a": 2}`, where a parser
+/// keeps the last), named by its own path, and the key; the first object to end with one
+/// decides, and the smallest such key in it.
+pub fn repeated_key(text: &str) -> Option<(String, String)> {
+    match scan(text, text.len(), true) {
+        (path, _, Some(key)) => Some((path, key)),
+        _ => None,
+    }
+}
+
+/// The path at `offset`, whether the last thing read there was an object's key, and,
+/// when `stop_on_repeat`, a repeated key (`repeated_key`), where the scan then stops.
+fn scan(text: &str, offset: usize, stop_on_repeat: bool) -> (String, bool, Option<String>) {
     let bytes = text.as_bytes();
     let end = offset.min(bytes.len());
     let mut stack: Vec<Frame> = Vec::new();
     let mut on_key = false;
+    let mut repeated = None;
     let mut i = 0;
     while i < end {
         let b = bytes[i];
@@ -60,13 +73,20 @@ fn scan(text: &str, offset: usize) -> (String, bool) {
             }
         }
         match b {
-            b'{' => stack.push(Frame::Object { key: None, want_key: true }),
+            b'{' => stack.push(Frame::Object { key: None, want_key: true, seen: Vec::new() }),
             b'[' => stack.push(Frame::Array { index: 0, started: false }),
             b'}' | b']' => {
+                if let Some(Frame::Object { key, seen, .. }) = stack.last_mut()
+                    && let Some(k) = first_repeated(seen)
+                {
+                    repeated = Some(k.clone());
+                    *key = Some(k);
+                    break;
+                }
                 stack.pop();
             }
             b',' => match stack.last_mut() {
-                Some(Frame::Object { key, want_key }) => {
+                Some(Frame::Object { key, want_key, .. }) => {
                     *key = None;
                     *want_key = true;
                 }
@@ -78,7 +98,10 @@ fn scan(text: &str, offset: usize) -> (String, bool) {
             },
             b'"' => {
                 let (s, next) = read_string(bytes, i + 1, end);
-                if let Some(Frame::Object { key, want_key: want @ true }) = stack.last_mut() {
+                if let Some(Frame::Object { key, want_key: want @ true, seen }) = stack.last_mut() {
+                    if stop_on_repeat {
+                        seen.push(s.clone());
+                    }
                     *key = Some(s);
                     *want = false;
                     on_key = true;
@@ -103,7 +126,14 @@ fn scan(text: &str, offset: usize) -> (String, bool) {
             _ => {}
         }
     }
-    (if path.is_empty() { ".".to_owned() } else { path }, on_key)
+    (if path.is_empty() { ".".to_owned() } else { path }, on_key, repeated)
+}
+
+/// A key that `keys` holds twice; sorted rather than searched, so that an object of
+/// 40,000 keys takes milliseconds.
+fn first_repeated(keys: &mut [String]) -> Option<String> {
+    keys.sort_unstable();
+    keys.windows(2).find(|w| w[0] == w[1]).map(|w| w[0].clone())
 }
 
 /// Reads a string body starting at `i` (after the opening quote), up to `end`; returns it

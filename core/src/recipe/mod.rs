@@ -4,6 +4,7 @@
 pub mod json_path;
 mod model;
 mod preset;
+mod read;
 
 pub use model::*;
 pub use preset::{LOCAL_SMOLLM_PORT, PAPER_PROPOSERS, PRESETS, preset};
@@ -105,11 +106,15 @@ impl Recipe {
 
     /// Parses and validates a JSON recipe.
     pub fn from_json(text: &str) -> Result<Recipe, RecipeError> {
-        let recipe: Recipe = serde_json::from_str(text).map_err(|e| RecipeError::Parse {
-            format: "JSON",
-            path: json_path::error_path(text, &e),
-            message: e.to_string(),
-        })?;
+        let parse = |path, message| RecipeError::Parse { format: "JSON", path, message };
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| parse(json_path::error_path(text, &e), e.to_string()))?;
+        // Checked before reading: a second `providers.together` must not hide behind the
+        // first one a reader of the file sees.
+        if let Some((path, key)) = json_path::repeated_key(text) {
+            return Err(parse(path, format!("duplicate key {key:?}")));
+        }
+        let recipe = read::recipe(&value).map_err(|e| parse(e.path, e.message))?;
         recipe.validate()?;
         Ok(recipe)
     }

@@ -1,4 +1,5 @@
-//! The recipe's data types, as serde reads and writes them.
+//! The recipe's data types, as serde writes them and reads them from TOML (JSON is read
+//! by `read.rs`, held to these derives by a property test).
 
 use crate::usage::Price;
 use crate::vocab::tools::ToolPolicy;

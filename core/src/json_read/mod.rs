@@ -6,6 +6,8 @@
 //! readers walk a [`Value`] that `serde_json` already knows how to build, and say where a
 //! value is wrong (`decision.val[0].role: expected one of "system", "user", "assistant"`).
 
+pub(crate) mod serde_like;
+
 use serde_json::{Map, Value};
 
 /// A JSON object's fields, with its path, refusing fields it does not know.
