@@ -16,12 +16,13 @@ pub fn messages(v: &Value, at: &str) -> Result<Vec<Message>, FieldError> {
     list(v, at, message)
 }
 
+const ROLES: [Role; 4] = [Role::System, Role::User, Role::Assistant, Role::Tool];
+
 fn message(v: &Value, at: &str) -> Read<Message> {
     let f = Fields::new(v, at, "Message", &["role", "content", "tool_calls", "tool_call_id"])?;
-    let roles = [Role::System, Role::User, Role::Assistant, Role::Tool];
     Ok(Message {
         role: f
-            .req("role", |v, p| variant(v, p, "Role", &["system", "user", "assistant", "tool"]).map(|i| roles[i]))?,
+            .req("role", |v, p| variant(v, p, "Role", &["system", "user", "assistant", "tool"]).map(|i| ROLES[i]))?,
         content: f.req("content", string)?,
         tool_calls: f.or("tool_calls", |v, p| list(v, p, tool_call), Vec::new())?,
         tool_call_id: f.opt("tool_call_id", string)?,

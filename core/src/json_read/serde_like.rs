@@ -10,6 +10,11 @@ use std::collections::BTreeMap;
 
 pub(crate) type Read<T> = Result<T, FieldError>;
 
+/// A reader of one value at a path. Function pointers rather than closures: each
+/// closure type would bring its own copy of every generic reader it passes through
+/// (these readers exist to make the browser module smaller).
+pub(crate) type Reader<T> = fn(&Value, &str) -> Read<T>;
+
 pub(crate) fn fail(path: &str, message: String) -> FieldError {
     FieldError { path: if path.is_empty() { ".".to_owned() } else { path.to_owned() }, message }
 }
@@ -72,23 +77,32 @@ impl<'a> Fields<'a> {
     }
 
     /// Field `key` read by `read`; absent or null is `None` (an `Option` field).
-    pub(crate) fn opt<T>(&self, key: &str, read: impl Fn(&Value, &str) -> Read<T>) -> Read<Option<T>> {
-        self.map.get(key).filter(|v| !v.is_null()).map(|v| read(v, &join(self.path, key))).transpose()
+    pub(crate) fn opt<T>(&self, key: &str, read: Reader<T>) -> Read<Option<T>> {
+        match self.map.get(key) {
+            Some(v) if !v.is_null() => read(v, &join(self.path, key)).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// Field `key` read by `read` when present (null included: it is no `Option`).
-    pub(crate) fn present<T>(&self, key: &str, read: impl Fn(&Value, &str) -> Read<T>) -> Read<Option<T>> {
-        self.map.get(key).map(|v| read(v, &join(self.path, key))).transpose()
+    pub(crate) fn present<T>(&self, key: &str, read: Reader<T>) -> Read<Option<T>> {
+        match self.map.get(key) {
+            Some(v) => read(v, &join(self.path, key)).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Field `key` when present, else `default`.
-    pub(crate) fn or<T>(&self, key: &str, read: impl Fn(&Value, &str) -> Read<T>, default: T) -> Read<T> {
+    pub(crate) fn or<T>(&self, key: &str, read: Reader<T>, default: T) -> Read<T> {
         Ok(self.present(key, read)?.unwrap_or(default))
     }
 
     /// Field `key`, which must be present.
-    pub(crate) fn req<T>(&self, key: &str, read: impl Fn(&Value, &str) -> Read<T>) -> Read<T> {
-        self.present(key, read)?.ok_or_else(|| fail(self.path, format!("missing field `{key}`")))
+    pub(crate) fn req<T>(&self, key: &str, read: Reader<T>) -> Read<T> {
+        match self.map.get(key) {
+            Some(v) => read(v, &join(self.path, key)),
+            None => Err(fail(self.path, format!("missing field `{key}`"))),
+        }
     }
 }
 
@@ -121,20 +135,28 @@ pub(crate) fn u64(v: &Value, path: &str) -> Read<u64> {
     whole(v, path, u64::MAX, "u64")
 }
 
-pub(crate) fn list<T>(v: &Value, path: &str, item: impl Fn(&Value, &str) -> Read<T>) -> Read<Vec<T>> {
+pub(crate) fn list<T>(v: &Value, path: &str, item: Reader<T>) -> Read<Vec<T>> {
     let Value::Array(items) = v else {
         return Err(invalid(path, v, "a sequence"));
     };
-    items.iter().enumerate().map(|(i, v)| item(v, &format!("{path}[{i}]"))).collect()
+    let mut out = Vec::with_capacity(items.len());
+    for (i, v) in items.iter().enumerate() {
+        out.push(item(v, &format!("{path}[{i}]"))?);
+    }
+    Ok(out)
 }
 
 /// A table of named entries. JSON allows a name twice and a parsed `Value` keeps the
 /// last: callers that must refuse that check the text first (`json_path::repeated_key`).
-pub(crate) fn named<T>(v: &Value, path: &str, entry: impl Fn(&Value, &str) -> Read<T>) -> Read<BTreeMap<String, T>> {
+pub(crate) fn named<T>(v: &Value, path: &str, entry: Reader<T>) -> Read<BTreeMap<String, T>> {
     let Value::Object(map) = v else {
         return Err(invalid(path, v, "a table of named entries"));
     };
-    map.iter().map(|(k, v)| Ok((k.clone(), entry(v, &join(path, k))?))).collect()
+    let mut out = BTreeMap::new();
+    for (k, v) in map {
+        out.insert(k.clone(), entry(v, &join(path, k))?);
+    }
+    Ok(out)
 }
 
 /// A unit variant among `names`, by its index there.
@@ -153,8 +175,8 @@ pub(crate) fn string_or_table<T>(
     v: &Value,
     path: &str,
     expecting: &str,
-    short: impl Fn(&str) -> T,
-    table: impl Fn(&Value, &str) -> Read<T>,
+    short: fn(&str) -> T,
+    table: Reader<T>,
 ) -> Read<T> {
     match v {
         Value::String(s) => Ok(short(s)),

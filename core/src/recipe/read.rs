@@ -49,9 +49,11 @@ pub(super) fn recipe(v: &Value) -> Read<Recipe> {
 fn provider(v: &Value, path: &str) -> Read<Provider> {
     let known = ["kind", "base_url", "api_key_env", "max_concurrency", "context_tokens", "tools"];
     let f = Fields::new(v, path, "Provider", &known)?;
-    let kinds = [ProviderKind::OpenAi, ProviderKind::Anthropic];
     Ok(Provider {
-        kind: f.req("kind", |v, p| variant(v, p, "ProviderKind", &["openai", "anthropic"]).map(|i| kinds[i]))?,
+        kind: f.req("kind", |v, p| {
+            variant(v, p, "ProviderKind", &["openai", "anthropic"])
+                .map(|i| [ProviderKind::OpenAi, ProviderKind::Anthropic][i])
+        })?,
         base_url: f.req("base_url", string)?,
         api_key_env: f.opt("api_key_env", string)?,
         max_concurrency: f.opt("max_concurrency", u32)?,
@@ -63,9 +65,8 @@ fn provider(v: &Value, path: &str) -> Read<Provider> {
 fn layer(v: &Value, path: &str) -> Read<Layer> {
     let known = ["agents", "strategy", "min_successes", "quorum", "early_exit"];
     let f = Fields::new(v, path, "Layer", &known)?;
-    let agent = |v: &Value, p: &str| string_or_table(v, p, MODEL_OR_TABLE, Agent::new, agent);
     Ok(Layer {
-        agents: f.req("agents", |v, p| list(v, p, agent))?,
+        agents: f.req("agents", |v, p| list(v, p, |v, p| string_or_table(v, p, MODEL_OR_TABLE, Agent::new, agent)))?,
         strategy: f.present("strategy", strategy)?,
         min_successes: f.opt("min_successes", u32)?,
         quorum: f.opt("quorum", quorum)?,
@@ -182,14 +183,13 @@ fn strategy(v: &Value, path: &str) -> Read<StrategySpec> {
 fn strategy_table(v: &Value, path: &str) -> Read<StrategySpec> {
     let known = ["name", "plugin", "params", "on_error", "timeout_ms", "memory_mib", "max_output_kib"];
     let f = Fields::new(v, path, "StrategySpec", &known)?;
-    let on_errors = [OnError::Fail, OnError::Synthesize];
     Ok(StrategySpec {
         name: f.opt("name", string)?,
         plugin: f.opt("plugin", string)?,
         params: f.or("params", |v, _| Ok(v.clone()), Value::Null)?,
         on_error: f.or(
             "on_error",
-            |v, p| variant(v, p, "OnError", &["fail", "synthesize"]).map(|i| on_errors[i]),
+            |v, p| variant(v, p, "OnError", &["fail", "synthesize"]).map(|i| [OnError::Fail, OnError::Synthesize][i]),
             OnError::Fail,
         )?,
         timeout_ms: f.opt("timeout_ms", u64)?,
