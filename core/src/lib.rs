@@ -47,6 +47,7 @@
 pub mod engine;
 pub mod eval;
 pub mod event;
+mod fold;
 pub mod http;
 pub mod input;
 mod json_read;

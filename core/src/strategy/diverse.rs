@@ -53,7 +53,7 @@ fn shingles(text: &str) -> Vec<u64> {
     let words: Vec<String> = text
         .split(|c: char| c.is_whitespace() || c.is_ascii_punctuation())
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
+        .map(crate::fold::fold_case)
         .collect();
     let hash = |ws: &[String]| {
         ws.iter()

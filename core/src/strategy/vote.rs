@@ -70,11 +70,11 @@ impl Strategy for Vote {
 /// short answer (longer than `max_chars` after extraction).
 ///
 /// Extraction prefers the last `\boxed{...}`, then the text after the last "answer is" or
-/// "answer:", then the whole text. Normalization lowercases, drops Markdown emphasis,
+/// "answer:", then the whole text. Normalization folds case (`crate::fold`), drops Markdown emphasis,
 /// `$`, quotes and trailing punctuation, collapses whitespace, and writes numbers
 /// canonically (`1,000.0` → `1000`).
 pub fn normalize_answer(text: &str, max_chars: usize) -> Option<String> {
-    let lower = text.to_lowercase();
+    let lower = crate::fold::fold_case(text);
     let extracted = boxed(&lower).or_else(|| after_marker(&lower)).unwrap_or(&lower);
     let cleaned: String =
         extracted.chars().filter(|c| !matches!(c, '*' | '_' | '$' | '"' | '`' | '\u{201c}' | '\u{201d}')).collect();
