@@ -167,7 +167,7 @@ pub fn http_date(text: &str) -> Option<u64> {
 /// `/messages`).
 pub fn normalize_base_url(url: &str) -> Result<String, String> {
     // One message format for every problem keeps the browser module small.
-    parse_base_url(url).map_err(|why| format!("{url:?} {why}"))
+    parse_base_url(url).map_err(|why| format!("{} {why}", crate::quote::Quoted(url)))
 }
 
 fn parse_base_url(url: &str) -> Result<String, &'static str> {

@@ -47,11 +47,14 @@
 pub mod engine;
 pub mod eval;
 pub mod event;
+mod float;
 mod fold;
 pub mod http;
 pub mod input;
 mod json_read;
+pub mod json_text;
 pub mod provider;
+pub mod quote;
 pub mod recipe;
 mod rng;
 pub mod schema;

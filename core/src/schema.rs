@@ -17,6 +17,7 @@
 //! budget: a schema whose branches multiply (`anyOf` of references to itself) is refused
 //! when an instance would take too long, never left to run.
 
+use crate::quote::Quoted;
 use serde_json::{Map, Value};
 
 /// How deep validation may go (schema references and nesting together) before it stops:
@@ -117,7 +118,10 @@ fn check(schema: &Value, root: &Value, path: &str, depth: usize) -> Result<(), S
     if let Some(r) = map.get("$ref") {
         let Some(target) = r.as_str() else { return err(path, "$ref must be a string") };
         if resolve(root, target).is_none() {
-            return err(path, format!("$ref {target:?} does not resolve in this schema (only local references do)"));
+            return err(
+                path,
+                format!("$ref {} does not resolve in this schema (only local references do)", Quoted(target)),
+            );
         }
     }
     Ok(())
@@ -166,7 +170,7 @@ fn check_keywords(map: &Map<String, Value>, path: &str) -> Result<(), SchemaErro
         let Some(p) = p.as_str() else { return err(path, "pattern must be a string") };
         #[cfg(feature = "regex")]
         if let Err(e) = regex_lite::Regex::new(p) {
-            return err(path, format!("pattern {p:?} is not a regular expression moa can run: {e}"));
+            return err(path, format!("pattern {} is not a regular expression moa can run: {e}", Quoted(p)));
         }
         #[cfg(not(feature = "regex"))]
         let _ = p;
@@ -306,7 +310,7 @@ impl Validator<'_> {
     ) -> Result<(), SchemaError> {
         for name in map.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
             if !obj.contains_key(name) {
-                return err(path, format!("missing required property {name:?}"));
+                return err(path, format!("missing required property {}", Quoted(name)));
             }
         }
         let props = map.get("properties").and_then(Value::as_object);
@@ -320,7 +324,10 @@ impl Validator<'_> {
             match (props.and_then(|p| p.get(name)), map.get("additionalProperties")) {
                 (Some(sub), _) => self.at(sub, value, &here, depth + 1)?,
                 (None, Some(Value::Bool(false))) => {
-                    return err(path, format!("property {name:?} is not allowed (additionalProperties is false)"));
+                    return err(
+                        path,
+                        format!("property {} is not allowed (additionalProperties is false)", Quoted(name)),
+                    );
                 }
                 (None, Some(extra)) => self.at(extra, value, &here, depth + 1)?,
                 (None, None) => {}
@@ -378,7 +385,7 @@ fn string(map: &Map<String, Value>, s: &str, path: &str) -> Result<(), SchemaErr
     if let Some(p) = map.get("pattern").and_then(Value::as_str)
         && regex_lite::Regex::new(p).is_ok_and(|re| !re.is_match(s))
     {
-        return err(path, format!("{} does not match the pattern {p:?}", short(&Value::String(s.into()))));
+        return err(path, format!("{} does not match the pattern {}", short(&Value::String(s.into())), Quoted(p)));
     }
     Ok(())
 }
@@ -394,7 +401,7 @@ fn number(map: &Map<String, Value>, v: &Value, path: &str) -> Result<(), SchemaE
         (bound("multipleOf").is_some_and(|m| ((x / m) - (x / m).round()).abs() > 1e-9), "multipleOf"),
     ];
     match fails.iter().find(|(failed, _)| *failed) {
-        Some((_, key)) => err(path, format!("{x} breaks {key} {}", map[*key])),
+        Some((_, key)) => err(path, format!("{v} breaks {key} {}", map[*key])),
         None => Ok(()),
     }
 }

@@ -53,7 +53,7 @@ fn from_js<T>(
         .ok()
         .and_then(|s| s.as_string())
         .ok_or_else(|| JsError::new(&format!("{what}: not representable as JSON")))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| JsError::new(&format!("{what}: {e}")))?;
+    let value = moa_core::json_text::parse(&text).map_err(|e| JsError::new(&format!("{what}: {e}")))?;
     read(&value, what).map_err(|e| JsError::new(&e.to_string()))
 }
 

@@ -4,6 +4,7 @@
 //! module hands it to the plugin's `decide` and feeds the answer back. What a reply may
 //! be is checked in the core, as natively.
 
+use moa_core::quote::Quoted;
 use moa_core::recipe::StrategySpec;
 use moa_core::strategy::plugin::{self, Contract, External, PluginRequest};
 use moa_core::strategy::{Builtins, Resolver, Strategy, StrategyError};
@@ -42,7 +43,8 @@ impl Loaded {
                 }),
                 None => {
                     return Err(JsError::new(&format!(
-                        "options.plugins[{name:?}]: not a loaded plugin; load it with loadPlugin(url or file) from moa-wasm/plugins.js"
+                        "options.plugins[{}]: not a loaded plugin; load it with loadPlugin(url or file) from moa-wasm/plugins.js",
+                        Quoted(&name)
                     )));
                 }
             };
@@ -90,7 +92,8 @@ impl Resolver for Loaded {
         let error = |message: String| StrategyError { strategy: name.clone(), message };
         match self.find(name) {
             None => Err(error(format!(
-                "is not loaded: pass it in options.plugins, as {{ {name:?}: await loadPlugin(url or file) }}"
+                "is not loaded: pass it in options.plugins, as {{ {}: await loadPlugin(url or file) }}",
+                Quoted(name)
             ))),
             Some((_, _, Err(why))) => Err(error(why.clone())),
             Some((_, _, Ok(contract))) => Ok(Box::new(External::new(spec, *contract))),

@@ -137,7 +137,10 @@ impl Run {
             Ok(Decision::Ask(ask)) => match self.unknown_ask_provider(&ask) {
                 Some(provider) => Err(StrategyError {
                     strategy: name.to_owned(),
-                    message: format!("asked for a call to provider {provider:?}, which the recipe does not have"),
+                    message: format!(
+                        "asked for a call to provider {}, which the recipe does not have",
+                        crate::quote::Quoted(&provider)
+                    ),
                 }),
                 None => Ok(Decision::Ask(ask)),
             },
@@ -193,7 +196,7 @@ impl Run {
         let agent = self.recipe.ask_agent(ask.model.as_deref(), &ask.label, ask.max_tokens);
         let Some(kind) = self.recipe.providers.get(&agent.provider).map(|p| p.kind) else {
             // Checked in `decide`; kept so that a miss can never index a missing provider.
-            let message = format!("asked for a call to an unknown provider {:?}", agent.provider);
+            let message = format!("asked for a call to an unknown provider {}", crate::quote::Quoted(&agent.provider));
             return self.finish(Err(RunError::Strategy(StrategyError { strategy: strategy.into(), message })), None);
         };
         // The judged layer's phase ends here (a staircase never precedes an ask: it

@@ -214,8 +214,10 @@ impl Run {
         if error.retryable() && self.slots[i].attempts <= policy.retries && !irrevocable {
             match retry_after {
                 Some(d) if d.as_secs_f64() > policy.max_retry_after_secs => {
-                    message
-                        .push_str(&format!(" (Retry-After {} s is over policy.max_retry_after_secs)", d.as_secs_f64()));
+                    message.push_str(&format!(
+                        " (Retry-After {} s is over policy.max_retry_after_secs)",
+                        crate::float::Shortest(d.as_secs_f64())
+                    ));
                 }
                 Some(d) => delay = Some(d),
                 None => {

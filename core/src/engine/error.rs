@@ -33,10 +33,10 @@ pub enum CallError {
         loopback: bool,
     },
     /// The attempt ran past `policy.timeout_secs`.
-    #[error("no complete answer within {0} s (policy.timeout_secs)")]
+    #[error("no complete answer within {} s (policy.timeout_secs)", crate::float::Shortest(*.0))]
     Timeout(f64),
     /// No byte arrived for `policy.stall_timeout_secs`.
-    #[error("no data for {0} s (policy.stall_timeout_secs)")]
+    #[error("no data for {} s (policy.stall_timeout_secs)", crate::float::Shortest(*.0))]
     Stalled(f64),
     /// The transport could not make the request at all (a URL or header value it
     /// rejects).

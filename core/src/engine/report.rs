@@ -38,7 +38,7 @@ pub enum RunError {
     #[error("{0}")]
     Conversation(String),
     /// A provider needs a key and none was given.
-    #[error("provider {provider:?} needs an API key: set {env} (or pass it at run time)")]
+    #[error("provider {} needs an API key: set {env} (or pass it at run time)", crate::quote::Quoted(provider))]
     MissingKey {
         /// The provider's name.
         provider: String,

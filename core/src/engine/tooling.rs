@@ -49,7 +49,7 @@ pub(super) enum Offer {
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum Rejection {
     /// A call names no tool the run offers.
-    #[error("called {0:?}, which is not one of the tools offered")]
+    #[error("called {}, which is not one of the tools offered", crate::quote::Quoted(.0))]
     UnknownTool(String),
     /// A call's arguments are not JSON.
     #[error("the arguments of {tool} are not JSON: {error}")]
@@ -71,7 +71,7 @@ pub enum Rejection {
     #[error("a tool call was required (tool_choice {0}) and the model answered without one")]
     CallRequired(String),
     /// The model called a tool it was not allowed to.
-    #[error("called {0:?}, which tool_choice does not allow")]
+    #[error("called {}, which tool_choice does not allow", crate::quote::Quoted(.0))]
     CallNotAllowed(String),
     /// More than one call when `parallel_tool_calls` is false.
     #[error("{0} tool calls at once, and parallel_tool_calls is false")]
@@ -108,7 +108,10 @@ impl Toolbox {
             && let ToolChoice::Function(name) = &t.choice
             && t.get(name).is_none()
         {
-            return Err(bad("tool_choice".into(), format!("names {name:?}, which is not one of the tools given")));
+            return Err(bad(
+                "tool_choice".into(),
+                format!("names {}, which is not one of the tools given", crate::quote::Quoted(name)),
+            ));
         }
         let answer_schema = match format.schema() {
             Some(s) => Some(Schema::compile(s).map_err(|e| {
@@ -221,7 +224,9 @@ impl Toolbox {
                 return Err(Rejection::CallNotAllowed(calls[0].function.name.clone()));
             }
             ToolChoice::Required if calls.is_empty() => return Err(Rejection::CallRequired("required".into())),
-            ToolChoice::Function(name) if calls.is_empty() => return Err(Rejection::CallRequired(format!("{name:?}"))),
+            ToolChoice::Function(name) if calls.is_empty() => {
+                return Err(Rejection::CallRequired(crate::quote::Quoted(name).to_string()));
+            }
             ToolChoice::Function(name) => {
                 if let Some(c) = calls.iter().find(|c| &c.function.name != name) {
                     return Err(Rejection::CallNotAllowed(c.function.name.clone()));
@@ -243,7 +248,7 @@ impl Toolbox {
         let Some(at) = tools.tools.iter().position(|t| &t.name == name) else {
             return Err(Rejection::UnknownTool(name.clone()));
         };
-        let args: Value = serde_json::from_str(&c.function.arguments)
+        let args = crate::json_text::parse(&c.function.arguments)
             .map_err(|e| Rejection::ArgumentsNotJson { tool: name.clone(), error: e.to_string() })?;
         self.schemas[at]
             .validate(&args)
@@ -254,7 +259,7 @@ impl Toolbox {
         if !final_answer || !self.format.is_json() {
             return Ok(());
         }
-        let value: Value = serde_json::from_str(text.trim()).map_err(|e| Rejection::NotJson(e.to_string()))?;
+        let value = crate::json_text::parse(text.trim()).map_err(|e| Rejection::NotJson(e.to_string()))?;
         if self.format == ResponseFormat::JsonObject && !value.is_object() {
             return Err(Rejection::NotJson("a JSON object was asked for".into()));
         }
@@ -298,7 +303,7 @@ fn calls_in_text(text: &str, tools: &[&str]) -> Option<Vec<ToolCall>> {
     let t = t.strip_prefix("```json").or_else(|| t.strip_prefix("```")).map_or(t, |s| s.trim_end_matches("```"));
     let t = t.trim();
     let t = t.strip_prefix("<tool_call>").map_or(t, |s| s.trim_end().trim_end_matches("</tool_call>"));
-    let v: Value = serde_json::from_str(t.trim()).ok()?;
+    let v = crate::json_text::parse(t.trim()).ok()?;
     let one = |v: &Value| {
         let keys: Vec<&str> = v.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
         let named = v.get("name").and_then(Value::as_str).is_some_and(|n| tools.contains(&n));
@@ -379,7 +384,7 @@ impl Run {
         }
         if self.toolbox.call_required() {
             let choice = match self.toolbox.tools.as_ref().map(|t| &t.choice) {
-                Some(ToolChoice::Function(name)) => format!("{name:?}"),
+                Some(ToolChoice::Function(name)) => crate::quote::Quoted(name).to_string(),
                 _ => "required".into(),
             };
             return Err(rejected(Rejection::CallRequired(choice)));

@@ -45,8 +45,12 @@ impl<'a> Object<'a> {
             return Err(wrong(at, "an object", v));
         };
         if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
-            let expected: Vec<String> = known.iter().map(|k| format!("{k:?}")).collect();
-            return Err(format!("{}: unknown field, expected {}", join(at, &format!("{k:?}")), expected.join(", ")));
+            let expected: Vec<String> = known.iter().map(|k| crate::quote::Quoted(k).to_string()).collect();
+            return Err(format!(
+                "{}: unknown field, expected {}",
+                join(at, &crate::quote::Quoted(k).to_string()),
+                expected.join(", ")
+            ));
         }
         Ok(Object { map, at: at.to_owned() })
     }
@@ -108,7 +112,7 @@ pub(crate) fn list<T>(v: &Value, at: &str, item: impl Fn(&Value, &str) -> Result
 /// `v` as one of `names`, by its index there.
 pub(crate) fn one_of(v: &Value, at: &str, names: &[&str]) -> Result<usize, String> {
     let expected = || {
-        let names: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+        let names: Vec<String> = names.iter().map(|n| crate::quote::Quoted(n).to_string()).collect();
         format!("one of {}", names.join(", "))
     };
     match v.as_str().and_then(|s| names.iter().position(|n| *n == s)) {

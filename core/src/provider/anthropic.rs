@@ -92,7 +92,7 @@ fn messages(conversation: &[Message]) -> Vec<Value> {
             Role::Assistant if !m.tool_calls.is_empty() => {
                 let text = (!m.content.is_empty()).then(|| json!({ "type": "text", "text": m.content }));
                 let uses = m.tool_calls.iter().map(|c| {
-                    let input = serde_json::from_str::<Value>(&c.function.arguments)
+                    let input = crate::json_text::parse(&c.function.arguments)
                         .ok()
                         .filter(Value::is_object)
                         .unwrap_or_else(|| json!({}));
@@ -136,7 +136,7 @@ fn count(v: &Value, field: &str) -> u64 {
 /// Handles one event. `usage` accumulates across events: input tokens arrive in
 /// `message_start`, the cumulative output count in `message_delta`.
 pub(super) fn on_event(ev: &SseEvent, usage: &mut Usage, out: &mut Vec<StreamItem>) -> Result<Marker, ProviderError> {
-    let v: Value = serde_json::from_str(&ev.data).map_err(|e| malformed("stream event", e, &ev.data))?;
+    let v = crate::json_text::parse(&ev.data).map_err(|e| malformed("stream event", e, &ev.data))?;
     let kind = v.get("type").and_then(Value::as_str).unwrap_or(ev.event.as_str());
     match kind {
         "message_start" => {
@@ -195,7 +195,7 @@ pub(super) fn on_event(ev: &SseEvent, usage: &mut Usage, out: &mut Vec<StreamIte
 /// Handles a whole `message` object from a server that did not stream.
 pub(super) fn on_whole_body(body: &[u8], out: &mut Vec<StreamItem>) -> Result<(), ProviderError> {
     let text = String::from_utf8_lossy(body);
-    let v: Value = serde_json::from_str(&text).map_err(|e| malformed("response", e, &text))?;
+    let v = crate::json_text::parse(&text).map_err(|e| malformed("response", e, &text))?;
     if v.get("type").and_then(Value::as_str) == Some("error") {
         return Err(api_error(v.get("error").unwrap_or(&v)));
     }

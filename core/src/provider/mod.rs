@@ -283,7 +283,7 @@ pub(crate) enum Marker {
 /// shortened to something fit for a terminal.
 pub fn error_message(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    let from_json = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| {
+    let from_json = crate::json_text::parse(&text).ok().and_then(|v| {
         let e = v.get("error").unwrap_or(&v);
         e.get("message").or_else(|| v.get("detail")).or(Some(e)).and_then(|m| m.as_str().map(str::to_owned))
     });
@@ -303,8 +303,8 @@ fn shorten(s: &str, max: usize) -> String {
     }
 }
 
-fn malformed(what: &str, err: serde_json::Error, data: &str) -> ProviderError {
-    ProviderError::Malformed(format!("{what}: {err} in {:?}", shorten(data, 120)))
+fn malformed(what: &str, err: crate::json_text::Error, data: &str) -> ProviderError {
+    ProviderError::Malformed(format!("{what}: {err} in {}", crate::quote::Quoted(&shorten(data, 120))))
 }
 
 #[cfg(test)]

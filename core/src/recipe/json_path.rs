@@ -1,9 +1,10 @@
-//! The field path of a JSON recipe's syntax error, found from where `serde_json` stopped;
-//! and a key an object repeats, which a parsed `Value` no longer shows (it keeps the last).
+//! The field path of a JSON recipe's syntax error, found from where the parser stopped
+//! (`json_text`, which stops where `serde_json` does); and a key an object repeats, which
+//! a parsed `Value` no longer shows (it keeps the last).
 //!
 //! `serde_path_to_error` tracks the path by wrapping every visitor, which doubles the
 //! deserializer code of every recipe type: 12 KB of the browser module's 200 KB budget
-//! (gzipped). `serde_json` already says where it stopped (line and column), and a JSON
+//! (gzipped). The parser already says where it stopped (line and column), and a JSON
 //! text up to that point says which key or index it was in. This scanner replays the text
 //! to that point and names the path the way `serde_path_to_error` does (`layers[0].agents`,
 //! `.` for the root); a property test holds it to `serde_path_to_error`'s answer.
@@ -22,19 +23,10 @@ enum Frame {
     Array { index: usize, started: bool },
 }
 
-/// The path of `serde_json`'s `error` in `text`, as `serde_path_to_error` would print it.
-pub fn error_path(text: &str, error: &serde_json::Error) -> String {
-    let (path, on_key, _) = scan(text, offset_of(text, error.line(), error.column()), false);
-    // An enum written as `{"variant": ...}` with an unknown variant: the variant is not
-    // a field, so the path ends at the enum (a struct's unknown field is named, though).
-    if on_key && error.to_string().starts_with("unknown variant") {
-        return match path.rfind(['.', ']']) {
-            Some(at) if path.as_bytes()[at] == b'.' => path[..at].to_owned(),
-            Some(at) => path[..=at].to_owned(),
-            None => ".".to_owned(),
-        };
-    }
-    path
+/// The path of a syntax error in `text` (`json_text`'s, worded and placed as
+/// `serde_json`'s), as `serde_path_to_error` would print it.
+pub fn error_path(text: &str, error: &crate::json_text::Error) -> String {
+    scan(text, offset_of(text, error.line, error.column), false).0
 }
 
 /// The path at byte `offset` of `text`, as `serde_path_to_error` would print it.

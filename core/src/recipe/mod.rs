@@ -9,6 +9,8 @@ mod read;
 pub use model::*;
 pub use preset::{LOCAL_SMOLLM_PORT, PAPER_PROPOSERS, PRESETS, preset};
 
+use crate::float::Shortest;
+use crate::quote::Quoted;
 use crate::vocab::StrategyKind;
 use std::fmt;
 use thiserror::Error;
@@ -107,12 +109,11 @@ impl Recipe {
     /// Parses and validates a JSON recipe.
     pub fn from_json(text: &str) -> Result<Recipe, RecipeError> {
         let parse = |path, message| RecipeError::Parse { format: "JSON", path, message };
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| parse(json_path::error_path(text, &e), e.to_string()))?;
+        let value = crate::json_text::parse(text).map_err(|e| parse(json_path::error_path(text, &e), e.to_string()))?;
         // Checked before reading: a second `providers.together` must not hide behind the
         // first one a reader of the file sees.
         if let Some((path, key)) = json_path::repeated_key(text) {
-            return Err(parse(path, format!("duplicate key {key:?}")));
+            return Err(parse(path, format!("duplicate key {}", crate::quote::Quoted(&key))));
         }
         let recipe = read::recipe(&value).map_err(|e| parse(e.path, e.message))?;
         recipe.validate()?;
@@ -205,10 +206,15 @@ impl Recipe {
     pub fn validate(&self) -> Result<(), RecipeError> {
         let mut v = Validator { recipe: self, errors: Vec::new() };
         v.check();
-        // One bad policy value can be reached from many layers; say it once.
-        let mut seen = std::collections::BTreeSet::new();
-        v.errors.retain(|e| seen.insert(e.to_string()));
-        if v.errors.is_empty() { Ok(()) } else { Err(RecipeError::Invalid(v.errors)) }
+        // One bad policy value can be reached from many layers; say it once. (A list, not
+        // a set: a recipe has few errors, and a set type costs the browser module kilobytes.)
+        let mut errors: Vec<FieldError> = Vec::new();
+        for e in v.errors {
+            if !errors.contains(&e) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(RecipeError::Invalid(errors)) }
     }
 }
 
@@ -256,7 +262,7 @@ impl Validator<'_> {
             if let Some(env) = &p.api_key_env
                 && (env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
             {
-                self.err(format!("{path}.api_key_env"), format!("{env:?} is not an environment variable name"));
+                self.err(format!("{path}.api_key_env"), format!("{} is not an environment variable name", Quoted(env)));
             }
             if p.max_concurrency == Some(0) {
                 self.err(format!("{path}.max_concurrency"), "must be at least 1 (leave it out for no limit)");
@@ -396,7 +402,7 @@ impl Validator<'_> {
 
     fn prices(&mut self) {
         for (key, price) in &self.recipe.prices {
-            let path = format!("prices.{key:?}");
+            let path = format!("prices.{}", Quoted(key));
             self.model(&path, key);
             if !(price.input.is_finite() && price.input >= 0.0 && price.output.is_finite() && price.output >= 0.0) {
                 self.err(path.clone(), "prices must be finite and not negative (US dollars per million tokens)");
@@ -410,17 +416,17 @@ impl Validator<'_> {
     /// Checks `provider:model`; returns the provider's kind when it is known.
     fn model(&mut self, path: &str, spec: &str) -> Option<ProviderKind> {
         let Some((provider, model)) = spec.split_once(':') else {
-            self.err(path, format!("{spec:?} must be \"provider:model\""));
+            self.err(path, format!("{} must be \"provider:model\"", Quoted(spec)));
             return None;
         };
         if model.is_empty() {
-            self.err(path, format!("{spec:?} names no model after the colon"));
+            self.err(path, format!("{} names no model after the colon", Quoted(spec)));
         }
         match self.recipe.providers.get(provider) {
             Some(p) => Some(p.kind),
             None => {
                 let known: Vec<&str> = self.recipe.providers.keys().map(String::as_str).collect();
-                self.err(path, format!("unknown provider {provider:?} (known: {})", known.join(", ")));
+                self.err(path, format!("unknown provider {} (known: {})", Quoted(provider), known.join(", ")));
                 None
             }
         }
@@ -430,7 +436,7 @@ impl Validator<'_> {
         let Some(t) = t else { return };
         let max = if kind == Some(ProviderKind::Anthropic) { 1.0 } else { 2.0 };
         if !(t.is_finite() && (0.0..=max).contains(&t)) {
-            self.err(path, format!("{t} is out of range 0..={max}"));
+            self.err(path, format!("{} is out of range 0..={}", Shortest(t), Shortest(max)));
         }
     }
 
@@ -438,13 +444,13 @@ impl Validator<'_> {
         if let Some(p) = a.top_p
             && !(p.is_finite() && (0.0..=1.0).contains(&p))
         {
-            self.err("aggregator.top_p", format!("{p} is out of range 0..=1"));
+            self.err("aggregator.top_p", format!("{} is out of range 0..=1", Shortest(p)));
         }
         for (field, value) in [("presence_penalty", a.presence_penalty), ("frequency_penalty", a.frequency_penalty)] {
             if let Some(v) = value
                 && !(v.is_finite() && (-2.0..=2.0).contains(&v))
             {
-                self.err(format!("aggregator.{field}"), format!("{v} is out of range -2..=2"));
+                self.err(format!("aggregator.{field}"), format!("{} is out of range -2..=2", Shortest(v)));
             }
         }
         if a.stop.len() > 4 {
@@ -485,7 +491,8 @@ impl Validator<'_> {
                     self.err(
                         path,
                         format!(
-                            "unknown strategy {name:?} (built-in: {}; or use {{ plugin = \"file.wasm\" }})",
+                            "unknown strategy {} (built-in: {}; or use {{ plugin = \"file.wasm\" }})",
+                            Quoted(name),
                             builtins.join(", ")
                         ),
                     );
@@ -535,7 +542,11 @@ impl Validator<'_> {
             if !(value.is_finite() && value > 0.0 && value <= MAX_SECS) {
                 self.err(
                     format!("policy.{field}"),
-                    format!("{value} must be a positive number of seconds, at most {MAX_SECS} (a week)"),
+                    format!(
+                        "{} must be a positive number of seconds, at most {} (a week)",
+                        Shortest(value),
+                        Shortest(MAX_SECS)
+                    ),
                 );
             }
         }
@@ -543,7 +554,11 @@ impl Validator<'_> {
             if !(value.is_finite() && (0.0..=MAX_SECS).contains(&value)) {
                 self.err(
                     format!("policy.{field}"),
-                    format!("{value} must be zero or a positive number of seconds, at most {MAX_SECS} (a week)"),
+                    format!(
+                        "{} must be zero or a positive number of seconds, at most {} (a week)",
+                        Shortest(value),
+                        Shortest(MAX_SECS)
+                    ),
                 );
             }
         }

@@ -422,7 +422,7 @@ fn unique_map<'de, D: Deserializer<'de>, V: Deserialize<'de>>(d: D) -> Result<BT
             let mut out = BTreeMap::new();
             while let Some(k) = m.next_key::<String>()? {
                 if out.contains_key(&k) {
-                    return Err(de::Error::custom(format!("duplicate key {k:?}")));
+                    return Err(de::Error::custom(format!("duplicate key {}", crate::quote::Quoted(&k))));
                 }
                 let v = m.next_value()?;
                 out.insert(k, v);

@@ -193,7 +193,7 @@ fn local_smollm() -> Recipe {
         },
     )]);
     let at = |t: f64| Agent {
-        name: Some(format!("smollm-t{t}")),
+        name: Some(format!("smollm-t{}", crate::float::Shortest(t))),
         temperature: Some(t),
         ..Agent::new("smollm:SmolLM2-135M-Instruct")
     };

@@ -58,9 +58,9 @@ pub fn judge_messages(instructions: &str, conversation: &[Message], answers: &[&
 /// not, with prose before or after it.
 pub(super) fn json_object(text: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
     text.match_indices('{').find_map(|(at, _)| {
-        let mut values = serde_json::Deserializer::from_str(&text[at..]).into_iter::<serde_json::Value>();
-        match values.next() {
-            Some(Ok(serde_json::Value::Object(map))) => Some(map),
+        // The value that starts there; what follows it is not looked at.
+        match crate::json_text::Cursor::new(&text[at..]).value() {
+            Ok(serde_json::Value::Object(map)) => Some(map),
             _ => None,
         }
     })

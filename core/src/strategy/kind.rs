@@ -28,7 +28,8 @@ pub(crate) fn check_params(kind: StrategyKind, params: &serde_json::Value) -> Re
     let known = kind.params();
     match map.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => Err(kind.error(format!(
-            "unknown parameter {k:?} (it takes {})",
+            "unknown parameter {} (it takes {})",
+            crate::quote::Quoted(k),
             if known.is_empty() { "none".to_owned() } else { known.join(", ") }
         ))),
         None => Ok(()),

@@ -106,7 +106,7 @@ pub struct Ask {
 
 /// A strategy could not decide.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
-#[error("strategy {strategy:?}: {message}")]
+#[error("strategy {}: {message}", crate::quote::Quoted(strategy))]
 pub struct StrategyError {
     /// The strategy's name or plugin path.
     pub strategy: String,

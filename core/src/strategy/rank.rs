@@ -79,9 +79,9 @@ impl Strategy for Rank {
                 None => {
                     let best = seeded(input.seed, n, 1)[0];
                     self.note = Some(format!(
-                        "the judge's reply named no response (wanted {{\"best\": 1..={n}}}); response {} chosen at random (seeded): {:?}",
+                        "the judge's reply named no response (wanted {{\"best\": 1..={n}}}); response {} chosen at random (seeded): {}",
                         best + 1,
-                        reply.chars().take(200).collect::<String>()
+                        crate::quote::Quoted(&reply.chars().take(200).collect::<String>())
                     ));
                     best
                 }

@@ -134,9 +134,9 @@ impl Strategy for Select {
                 Err(why) => {
                     let kept = seeded(input.seed, n, self.k);
                     self.note = Some(format!(
-                        "the judge's reply was unreadable ({why}); kept {} of {n} at random (seeded): {:?}",
+                        "the judge's reply was unreadable ({why}); kept {} of {n} at random (seeded): {}",
                         numbers(&kept),
-                        reply.chars().take(200).collect::<String>()
+                        crate::quote::Quoted(&reply.chars().take(200).collect::<String>())
                     ));
                     (kept, false)
                 }

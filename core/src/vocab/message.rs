@@ -118,7 +118,8 @@ fn check_tool_results(messages: &[Message]) -> Result<(), String> {
                 };
                 if !open.contains(&id) {
                     return Err(format!(
-                        "messages[{i}]: tool_call_id {id:?} answers no tool call of the assistant message before it"
+                        "messages[{i}]: tool_call_id {} answers no tool call of the assistant message before it",
+                        crate::quote::Quoted(id)
                     ));
                 }
             }

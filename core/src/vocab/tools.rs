@@ -69,7 +69,7 @@ impl ToolCall {
     /// same key ask for the same thing, however the models spaced or ordered them.
     /// Arguments that are not JSON compare as their trimmed text.
     pub fn canonical(&self) -> String {
-        let args = serde_json::from_str::<Value>(&self.function.arguments)
+        let args = crate::json_text::parse(&self.function.arguments)
             .map(|v| canonical_json(&v))
             .unwrap_or_else(|_| self.function.arguments.trim().to_owned());
         format!("{}({args})", self.function.name)
@@ -208,7 +208,7 @@ impl Tools {
                 "none" => ToolChoice::None,
                 "required" => ToolChoice::Required,
                 other => {
-                    let m = format!("{other:?} is not auto, none, required or a function");
+                    let m = format!("{} is not auto, none, required or a function", crate::quote::Quoted(other));
                     return Err(tools_error("tool_choice", m));
                 }
             },

@@ -232,8 +232,8 @@ impl Decisions {
             && ask.label.chars().all(|c| c.is_alphanumeric() || " -_./:()".contains(c));
         if !label_ok {
             return Err(format!(
-                "asked with label {:?}: a label is 1 to {MAX_LABEL} bytes of letters, digits, spaces and -_./:()",
-                ask.label.chars().take(80).collect::<String>()
+                "asked with label {}: a label is 1 to {MAX_LABEL} bytes of letters, digits, spaces and -_./:()",
+                crate::quote::Quoted(&ask.label.chars().take(80).collect::<String>())
             ));
         }
         if let Some(model) = &ask.model {
@@ -244,7 +244,8 @@ impl Decisions {
             if !plain {
                 let model: String = model.chars().take(80).collect();
                 return Err(format!(
-                    "asked for model {model:?}: a model is \"provider:model\", at most {MAX_MODEL} bytes, without spaces or control characters"
+                    "asked for model {}: a model is \"provider:model\", at most {MAX_MODEL} bytes, without spaces or control characters",
+                    crate::quote::Quoted(&model)
                 ));
             }
         }

@@ -234,7 +234,7 @@ impl WireDecided {
 /// refusal (`Ok(Err(why))`); `Err` when the answer is not what the contract allows.
 pub fn decided(contract: Contract, json: &str) -> Result<Result<Decided, String>, String> {
     let refused = |why: String| format!("returned something the contract does not allow ({why})");
-    let v: Value = serde_json::from_str(json).map_err(|e| refused(e.to_string()))?;
+    let v = crate::json_text::parse(json).map_err(|e| refused(e.to_string()))?;
     let outcome = Object::new(&v, "", &["ok", "err"]).map_err(refused)?;
     let d = match outcome.only().map_err(refused)? {
         ("err", why) => return Ok(Err(string(why, "err").map_err(refused)?)),
