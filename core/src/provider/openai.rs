@@ -457,6 +457,19 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_chunk_is_refused_not_followed_down() {
+        // An unknown field nested 100,000 deep: refused at the parser's depth limit (serde
+        // skipped any depth), never a stack overflow.
+        let deep = format!("{{\"x\": {}1{}, \"choices\": []}}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = read_chunk(&deep).map(|_| ()).expect_err("too deep");
+        assert_eq!(err.to_string(), "recursion limit exceeded at line 1 column 133");
+        // A number too large for any float, and a lone surrogate, in fields it skips.
+        for text in [r#"{"x": 1e999, "choices": []}"#, r#"{"x": "\udc00", "choices": []}"#] {
+            assert!(read_chunk(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
     fn a_stream_chunk_becomes_items() {
         let ev = |data: &str| SseEvent { event: String::new(), data: data.into(), id: None };
         let mut out = Vec::new();
