@@ -3,9 +3,10 @@
 #![allow(missing_docs)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use moa_core::named::Named;
 use moa_core::provider::{ProviderKind, ResponseParser};
 use moa_core::{Action, Input, Message, Run, RunOptions, Time, recipe};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ fn decode(c: &mut Criterion) {
 /// Plays a whole run to the end: every call answers one millisecond after it is sent,
 /// with `body`. Returns the number of actions polled.
 fn play(recipe: &recipe::Recipe, body: &[u8]) -> usize {
-    let keys = BTreeMap::from([("together".to_owned(), "k".to_owned())]);
+    let keys = Named::from([("together".to_owned(), "k".to_owned())]);
     let options = RunOptions { keys, ..RunOptions::default() };
     let mut now = Time::from_millis(0);
     let mut run = Run::with_options(recipe, vec![Message::user("q")], now, options).expect("starts");

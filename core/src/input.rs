@@ -9,7 +9,6 @@ use crate::message::{Message, Role};
 use crate::recipe::FieldError;
 use crate::tools::{FunctionCall, JsonSchemaFormat, ResponseFormat, Tool, ToolCall, ToolChoice};
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// A conversation: a list of messages.
 pub fn messages(v: &Value, at: &str) -> Result<Vec<Message>, FieldError> {
@@ -42,7 +41,7 @@ fn tool_call(v: &Value, at: &str) -> Read<ToolCall> {
 }
 
 /// Keys by provider name.
-pub fn keys(v: &Value, at: &str) -> Result<BTreeMap<String, String>, FieldError> {
+pub fn keys(v: &Value, at: &str) -> Result<crate::named::Named<String>, FieldError> {
     named(v, at, string).map_err(|e| match v {
         Value::Object(_) => e,
         _ => invalid(at, v, "a map"),

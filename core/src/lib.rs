@@ -53,6 +53,7 @@ pub mod http;
 pub mod input;
 mod json_read;
 pub mod json_text;
+pub mod named;
 pub mod provider;
 pub mod quote;
 pub mod recipe;

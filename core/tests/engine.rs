@@ -7,7 +7,6 @@ use moa_core::engine::RunOptions;
 use moa_core::recipe::{self};
 use moa_core::strategy::REFERENCE_PROMPT;
 use moa_core::{Action, Event, Input, Message, Recipe, Run, RunError};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[test]
@@ -205,7 +204,7 @@ fn anthropic_messages_stream_end_to_end() {
             "layers": [{"agents": ["anthropic:claude-a", "anthropic:claude-b"]}], "aggregator": "anthropic:claude-a"}"#,
     )
     .expect("valid");
-    let keys = BTreeMap::from([("anthropic".to_owned(), KEY.to_owned())]);
+    let keys = moa_core::named::Named::from([("anthropic".to_owned(), KEY.to_owned())]);
     let run = Run::with_options(
         &recipe,
         vec![Message::system("Be kind."), Message::user("Hi")],

@@ -344,7 +344,7 @@ fn references_over_the_aggregators_window_are_each_shortened_and_none_dropped() 
 fn the_strategy_presets_make_the_calls_they_plan() {
     for name in ["smoa", "self-moa-seq", "local-smoa", "local-seq"] {
         let r = moa_core::recipe::preset(name).expect("preset");
-        let keys = std::collections::BTreeMap::from([("together".to_owned(), "sk-test".to_owned())]);
+        let keys = moa_core::named::Named::from([("together".to_owned(), "sk-test".to_owned())]);
         let run = Run::with_options(&r, vec![Message::user("q")], T0, RunOptions { keys, ..RunOptions::default() })
             .expect("starts");
         let mut n = 0;

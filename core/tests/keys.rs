@@ -4,9 +4,9 @@ mod common;
 
 use common::*;
 use moa_core::engine::RunOptions;
+use moa_core::named::Named;
 use moa_core::recipe::{self};
 use moa_core::{Message, Run};
-use std::collections::BTreeMap;
 
 #[test]
 fn a_missing_key_is_refused_before_any_call() {
@@ -67,10 +67,8 @@ fn a_provider_that_echoes_the_key_never_makes_it_visible() {
 #[test]
 fn a_key_goes_only_to_a_provider_that_declares_one() {
     let recipe = one_model("r", "openai", 9);
-    let options = RunOptions {
-        keys: BTreeMap::from([("r".to_owned(), "x-key-given-anyway".to_owned())]),
-        ..RunOptions::default()
-    };
+    let options =
+        RunOptions { keys: Named::from([("r".to_owned(), "x-key-given-anyway".to_owned())]), ..RunOptions::default() };
     let run = Run::with_options(&recipe, vec![Message::user("Hi")], T0, options).expect("starts");
     let trace = simulate(run, T0, |_| answer("ok", ms(1)));
     assert!(trace.requests.iter().all(|r| r.header("authorization").is_none() && r.header("x-api-key").is_none()));

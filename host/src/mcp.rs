@@ -113,7 +113,11 @@ impl Mcp {
         cancel: &CancellationToken,
     ) -> Result<Outcome, ErrorData> {
         let clock = Clock::new();
-        let mut options = RunOptions { keys: keys::from_env(recipe), reports_sent: true, ..RunOptions::default() };
+        let mut options = RunOptions {
+            keys: keys::from_env(recipe).into_iter().collect(),
+            reports_sent: true,
+            ..RunOptions::default()
+        };
         if let Some(r) = &self.resolver {
             options.resolver = r.as_ref();
         }

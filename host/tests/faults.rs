@@ -182,7 +182,7 @@ async fn a_request_the_http_library_cannot_build_is_not_retried() {
     ))
     .expect("valid");
     let clock = Clock::new();
-    let keys = std::collections::BTreeMap::from([("fake".to_owned(), "a key\nwith a newline".to_owned())]);
+    let keys = moa_core::named::Named::from([("fake".to_owned(), "a key\nwith a newline".to_owned())]);
     let mut run =
         Run::with_options(&r, vec![Message::user("hi")], clock.now(), RunOptions { keys, ..RunOptions::default() })
             .expect("starts");

@@ -17,10 +17,10 @@ mod transport;
 pub use plugins::{check_plugin, plugin_rules};
 
 use moa_core::input;
+use moa_core::named::Named;
 use moa_core::recipe::{self, PRESETS};
 use moa_core::{Message, Recipe, RecipeError, ResponseFormat, Run, RunError, RunOptions, ToolChoice, Tools};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -115,8 +115,8 @@ async fn run(recipe: Recipe, input: JsValue, options: JsValue) -> Result<JsValue
         None => from_js(&input, "messages", input::messages)?,
     };
     let keys_value = get(&options, "keys");
-    let keys: BTreeMap<String, String> = if keys_value.is_undefined() || keys_value.is_null() {
-        BTreeMap::new()
+    let keys: Named<String> = if keys_value.is_undefined() || keys_value.is_null() {
+        Named::new()
     } else {
         from_js(&keys_value, "keys", input::keys)?
     };

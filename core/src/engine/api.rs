@@ -3,11 +3,11 @@
 
 use crate::event::{CallId, Event};
 use crate::http::HttpRequest;
+use crate::named::Named;
 use crate::strategy::plugin::PluginRequest;
 use crate::strategy::{Builtins, Resolver};
 use crate::time::Time;
 use crate::vocab::tools::{ResponseFormat, Tools};
-use std::collections::BTreeMap;
 
 use super::Outcome;
 use super::deciding::DecisionId;
@@ -147,7 +147,7 @@ pub struct RunOptions<'a> {
     /// Seeds retry jitter; the same seed and inputs give the same run.
     pub seed: u64,
     /// API keys by provider name. Sent only to that provider, never put in events.
-    pub keys: BTreeMap<String, String>,
+    pub keys: Named<String>,
     /// Makes the recipe's strategies; [`Builtins`] unless the host adds plugins.
     pub resolver: &'a dyn Resolver,
     /// The transport reports [`Input::Sent`] for every request it sends. Each call's
@@ -179,7 +179,7 @@ impl Default for RunOptions<'_> {
     fn default() -> Self {
         RunOptions {
             seed: 0,
-            keys: BTreeMap::new(),
+            keys: Named::new(),
             resolver: &BUILTINS,
             reports_sent: false,
             irrevocable_answer: false,

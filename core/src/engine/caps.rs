@@ -1,12 +1,12 @@
 //! The concurrency caps: calls on the wire per provider, against each provider's
 //! `max_concurrency` and the run's `policy.max_concurrency`.
 
-use std::collections::BTreeMap;
+use crate::named::Named;
 
 /// Calls holding a provider's slot: in flight, or answered and still draining their body.
 #[derive(Debug, Default)]
 pub(super) struct Caps {
-    busy: BTreeMap<String, u32>,
+    busy: Named<u32>,
 }
 
 impl Caps {
@@ -18,7 +18,12 @@ impl Caps {
 
     /// A call to `provider` took a slot.
     pub(super) fn take(&mut self, provider: &str) {
-        *self.busy.entry(provider.to_owned()).or_default() += 1;
+        match self.busy.get_mut(provider) {
+            Some(n) => *n += 1,
+            None => {
+                self.busy.insert(provider.to_owned(), 1);
+            }
+        }
     }
 
     /// A call to `provider` gave its slot back.

@@ -41,7 +41,7 @@ use crate::usage::Usage;
 use attempt::{Slot, SlotId, SlotState, Slots};
 use phase::{LayerPhase, Phase};
 use redact::Redactor;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 use timers::{Timer, TimerTable};
 
@@ -74,7 +74,7 @@ fn transport(kind: NetError, message: &str) -> CallError {
 pub struct Run {
     recipe: Recipe,
     conversation: Vec<Message>,
-    keys: BTreeMap<String, String>,
+    keys: crate::named::Named<String>,
     /// Finds the keys in provider-supplied text.
     redactor: Redactor,
     /// `deciders[i]` feeds layer `i + 1`; the last one feeds the aggregator.

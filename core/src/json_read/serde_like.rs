@@ -6,7 +6,6 @@
 
 use crate::recipe::FieldError;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 pub(crate) type Read<T> = Result<T, FieldError>;
 
@@ -148,15 +147,11 @@ pub(crate) fn list<T>(v: &Value, path: &str, item: Reader<T>) -> Read<Vec<T>> {
 
 /// A table of named entries. JSON allows a name twice and a parsed `Value` keeps the
 /// last: callers that must refuse that check the text first (`json_path::repeated_key`).
-pub(crate) fn named<T>(v: &Value, path: &str, entry: Reader<T>) -> Read<BTreeMap<String, T>> {
+pub(crate) fn named<T, C: FromIterator<(String, T)>>(v: &Value, path: &str, entry: Reader<T>) -> Read<C> {
     let Value::Object(map) = v else {
         return Err(invalid(path, v, "a table of named entries"));
     };
-    let mut out = BTreeMap::new();
-    for (k, v) in map {
-        out.insert(k.clone(), entry(v, &join(path, k))?);
-    }
-    Ok(out)
+    map.iter().map(|(k, v)| Ok((k.clone(), entry(v, &join(path, k))?))).collect()
 }
 
 /// A unit variant among `names`, by its index there.

@@ -6,6 +6,7 @@ mod model;
 mod preset;
 mod read;
 
+pub use crate::named::Named;
 pub use model::*;
 pub use preset::{LOCAL_SMOLLM_PORT, PAPER_PROPOSERS, PRESETS, preset};
 

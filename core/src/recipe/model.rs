@@ -1,12 +1,12 @@
 //! The recipe's data types, as serde writes them and reads them from TOML (JSON is read
 //! by `read.rs`, held to these derives by a property test).
 
+use super::Named;
 use crate::usage::Price;
 use crate::vocab::tools::ToolPolicy;
 pub use crate::vocab::{OnError, ProviderKind, Sampling, StrategySpec};
 use serde::de::{self, Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -30,8 +30,8 @@ pub struct Recipe {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// The providers agents are served by, by name.
-    #[serde(deserialize_with = "unique_map")]
-    pub providers: BTreeMap<String, Provider>,
+    #[cfg_attr(test, ts(as = "std::collections::BTreeMap<String, Provider>"))]
+    pub providers: Named<Provider>,
     /// Temperature for every agent that does not set its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
@@ -50,8 +50,9 @@ pub struct Recipe {
     #[cfg_attr(test, ts(as = "Option<Policy>", optional))]
     pub policy: Policy,
     /// Optional prices, keyed by `provider:model`, to report costs.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "unique_map")]
-    pub prices: BTreeMap<String, Price>,
+    #[serde(default, skip_serializing_if = "Named::is_empty")]
+    #[cfg_attr(test, ts(as = "Option<std::collections::BTreeMap<String, Price>>", optional))]
+    pub prices: Named<Price>,
     /// How the mixture uses the tools a run offers: `aggregator` (proposers advise, the
     /// aggregator calls) or `vote` (the last proposer layer calls; a majority decides).
     #[serde(default, skip_serializing_if = "ToolPolicy::is_default")]
@@ -406,31 +407,6 @@ impl<'de, T: Deserialize<'de> + Shorthand> Visitor<'de> for StringOrTable<T> {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
         T::deserialize(MapAccessDeserializer::new(map))
     }
-}
-
-/// A map whose keys must be unique. JSON allows `{"a": 1, "a": 2}` and serde keeps the
-/// last; in a recipe that would let a shared file hide a second `providers.together`
-/// behind the one a reader sees first.
-fn unique_map<'de, D: Deserializer<'de>, V: Deserialize<'de>>(d: D) -> Result<BTreeMap<String, V>, D::Error> {
-    struct Unique<V>(PhantomData<V>);
-    impl<'de, V: Deserialize<'de>> Visitor<'de> for Unique<V> {
-        type Value = BTreeMap<String, V>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a table of named entries")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some(k) = m.next_key::<String>()? {
-                if out.contains_key(&k) {
-                    return Err(de::Error::custom(format!("duplicate key {}", crate::quote::Quoted(&k))));
-                }
-                let v = m.next_value()?;
-                out.insert(k, v);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_map(Unique(PhantomData))
 }
 
 fn string_or_table<'de, D: Deserializer<'de>, T: Deserialize<'de> + Shorthand>(d: D) -> Result<T, D::Error> {

@@ -1,10 +1,10 @@
 //! Built-in recipes: the paper's MoA and MoA-Lite, Self-MoA, SMoA, Self-MoA-Seq, and
 //! local llama.cpp setups.
 
+use super::Named;
 use super::{Agent, Aggregator, Layer, Policy, Provider, Quorum, Recipe, Staircase, StrategySpec};
 use crate::vocab::tools::ToolPolicy;
 use crate::vocab::{ProviderKind, StrategyKind};
-use std::collections::BTreeMap;
 
 /// Names and one-line descriptions of the presets.
 pub static PRESETS: [(&str, &str); 12] = [
@@ -150,7 +150,7 @@ fn description(name: &str) -> String {
 }
 
 fn together(name: &str, layers: Vec<Layer>, aggregator: &str) -> Recipe {
-    let providers = BTreeMap::from([(
+    let providers = Named::from([(
         "together".to_owned(),
         Provider {
             kind: ProviderKind::OpenAi,
@@ -170,7 +170,7 @@ fn together(name: &str, layers: Vec<Layer>, aggregator: &str) -> Recipe {
         layers,
         aggregator: Aggregator::new(&format!("together:{aggregator}")),
         policy: Policy::default(),
-        prices: BTreeMap::new(),
+        prices: Named::new(),
         tool_policy: ToolPolicy::default(),
     }
 }
@@ -179,7 +179,7 @@ fn together(name: &str, layers: Vec<Layer>, aggregator: &str) -> Recipe {
 /// SmolLM2 mixtures `moa eval` measured (evals/RESULTS.md, 2026-11): seconds a run, for
 /// tests and slow machines, but a 135M model's answers.
 fn local_smollm() -> Recipe {
-    let providers = BTreeMap::from([(
+    let providers = Named::from([(
         "smollm".to_owned(),
         Provider {
             kind: ProviderKind::OpenAi,
@@ -211,7 +211,7 @@ fn local_smollm() -> Recipe {
             ..Aggregator::new("smollm:SmolLM2-135M-Instruct")
         },
         policy: Policy { timeout_secs: 300.0, ..Policy::default() },
-        prices: BTreeMap::new(),
+        prices: Named::new(),
         tool_policy: ToolPolicy::default(),
     }
 }
@@ -235,7 +235,7 @@ fn local_provider(port: u16, context_tokens: u32) -> Provider {
 /// The `local` preset, chosen by `moa eval` on the local models (evals/RESULTS.md): see
 /// its description and evals/RESULTS.md for what it beat and its latency on 2 cores.
 fn local() -> Recipe {
-    let providers = BTreeMap::from([("qwen15".to_owned(), local_provider(LOCAL_QWEN15_PORT, 4096))]);
+    let providers = Named::from([("qwen15".to_owned(), local_provider(LOCAL_QWEN15_PORT, 4096))]);
     let sampled = Agent { samples: 3, temperature: Some(0.7), ..Agent::new("qwen15:Qwen2.5-Coder-1.5B-Instruct") };
     Recipe {
         name: "local".into(),
@@ -251,7 +251,7 @@ fn local() -> Recipe {
             ..Aggregator::new("qwen15:Qwen2.5-Coder-1.5B-Instruct")
         },
         policy: Policy { timeout_secs: 600.0, ..Policy::default() },
-        prices: BTreeMap::new(),
+        prices: Named::new(),
         tool_policy: ToolPolicy::default(),
     }
 }

@@ -8,12 +8,12 @@
 //! difference, on purpose: serde also takes a struct written as a list of its fields in
 //! order (`"quorum": [2, 500]`), which here is refused as the wrong type.
 
+use super::Named;
 use super::model::*;
 use crate::json_read::serde_like::{Fields, Read, bool, f64, list, named, string, string_or_table, u32, u64, variant};
 use crate::usage::Price;
 use crate::vocab::tools::ToolPolicy;
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 const MODEL_OR_TABLE: &str = "\"provider:model\" or a table with `model`";
 
@@ -41,7 +41,7 @@ pub(super) fn recipe(v: &Value) -> Read<Recipe> {
         layers: f.req("layers", |v, p| list(v, p, layer))?,
         aggregator: f.req("aggregator", |v, p| string_or_table(v, p, MODEL_OR_TABLE, Aggregator::new, aggregator))?,
         policy: f.or("policy", policy, Policy::default())?,
-        prices: f.or("prices", |v, p| named(v, p, price), BTreeMap::new())?,
+        prices: f.or("prices", |v, p| named(v, p, price), Named::new())?,
         tool_policy: f.or("tool_policy", tool_policy, ToolPolicy::default())?,
     })
 }

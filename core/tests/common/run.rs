@@ -3,16 +3,16 @@
 
 use super::*;
 use moa_core::engine::RunOptions;
+use moa_core::named::Named;
 use moa_core::strategy::REFERENCE_PROMPT;
 use moa_core::{Event, Message, Recipe, Run, Time};
-use std::collections::BTreeMap;
 
 pub const KEY: &str = "sk-SENTINEL-KEY-0123456789";
 
 pub const T0: Time = Time::from_millis(1_700_000_000_000);
 
 pub fn opts(seed: u64) -> RunOptions<'static> {
-    RunOptions { seed, keys: BTreeMap::from([("together".to_owned(), KEY.to_owned())]), ..RunOptions::default() }
+    RunOptions { seed, keys: Named::from([("together".to_owned(), KEY.to_owned())]), ..RunOptions::default() }
 }
 
 pub fn start(recipe: &Recipe, seed: u64) -> Run {

@@ -221,7 +221,7 @@ impl Batch {
     pub(crate) fn run_options(&self, seed: u64, item: &input::Item) -> RunOptions<'_> {
         let mut options = RunOptions {
             seed,
-            keys: self.keys.clone(),
+            keys: self.keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             reports_sent: true,
             tools: item.tools.clone(),
             response_format: item.response_format.clone(),

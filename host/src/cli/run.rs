@@ -60,7 +60,7 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
     let mut display = Display::new(mode, recipe.layers.len());
     let mut options = RunOptions {
         seed: args.recipe.seed,
-        keys: keys::from_env(&recipe),
+        keys: keys::from_env(&recipe).into_iter().collect(),
         reports_sent: true,
         irrevocable_answer: display.answer_is_irrevocable(),
         tools,

@@ -429,7 +429,7 @@ fn prepare(app: &App, id: String, body: &[u8]) -> Result<Prepared, Response> {
     // A streamed response cannot take back text it sent: an aggregator that breaks
     // after some text ends the response with an error instead of a second answer.
     let mut options = RunOptions {
-        keys: keys::from_env(&recipe),
+        keys: keys::from_env(&recipe).into_iter().collect(),
         reports_sent: true,
         irrevocable_answer: req.stream,
         tools: req.tools.clone(),
