@@ -137,7 +137,9 @@ fn check_type(map: &Map<String, Value>, path: &str) -> Result<(), SchemaError> {
     for name in names {
         match name.as_str() {
             Some(t) if TYPES.contains(&t) => {}
-            _ => return err(path, format!("type {name} is not one of {}", TYPES.join(", "))),
+            _ => {
+                return err(path, format!("type {} is not one of {}", crate::json_text::write(name), TYPES.join(", ")));
+            }
         }
     }
     Ok(())
@@ -256,12 +258,15 @@ impl Validator<'_> {
         if let Some(options) = map.get("enum").and_then(Value::as_array)
             && !options.iter().any(|o| same(o, v))
         {
-            return err(path, format!("{} is not one of {}", short(v), Value::Array(options.clone())));
+            return err(
+                path,
+                format!("{} is not one of {}", short(v), crate::json_text::write(&Value::Array(options.clone()))),
+            );
         }
         if let Some(c) = map.get("const")
             && !same(c, v)
         {
-            return err(path, format!("expected {c}, got {}", short(v)));
+            return err(path, format!("expected {}, got {}", crate::json_text::write(c), short(v)));
         }
         Ok(())
     }
@@ -401,7 +406,9 @@ fn number(map: &Map<String, Value>, v: &Value, path: &str) -> Result<(), SchemaE
         (bound("multipleOf").is_some_and(|m| ((x / m) - (x / m).round()).abs() > 1e-9), "multipleOf"),
     ];
     match fails.iter().find(|(failed, _)| *failed) {
-        Some((_, key)) => err(path, format!("{v} breaks {key} {}", map[*key])),
+        Some((_, key)) => {
+            err(path, format!("{} breaks {key} {}", crate::json_text::write(v), crate::json_text::write(&map[*key])))
+        }
         None => Ok(()),
     }
 }
@@ -424,7 +431,7 @@ fn same(a: &Value, b: &Value) -> bool {
 
 /// A value shortened for an error message.
 pub(crate) fn short(v: &Value) -> String {
-    let s = v.to_string();
+    let s = crate::json_text::write(v);
     match s.char_indices().nth(60) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s,

@@ -136,7 +136,7 @@ impl Toolbox {
             .iter()
             .map(|t| {
                 let about = t.description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
-                format!("- {}{about}\n  arguments (JSON schema): {}", t.name, t.parameters)
+                format!("- {}{about}\n  arguments (JSON schema): {}", t.name, crate::json_text::write(&t.parameters))
             })
             .collect();
         let list = list.join("\n");
@@ -174,7 +174,7 @@ impl Toolbox {
             ResponseFormat::JsonSchema { json_schema } => Some(format!(
                 "Reply with a single JSON value and nothing else (no prose, no code fence) that matches \
                  this JSON schema:\n{}",
-                json_schema.schema
+                crate::json_text::write(&json_schema.schema)
             )),
         }
     }
@@ -322,7 +322,7 @@ fn calls_in_text(text: &str, tools: &[&str]) -> Option<Vec<ToolCall>> {
             let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
             let args = match c.get("arguments") {
                 Some(Value::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
+                Some(other) => crate::json_text::write(other),
                 None => "{}".into(),
             };
             ToolCall::new(format!("call_{i}"), name, args)

@@ -97,6 +97,15 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The compact JSON text of `v`, exactly as `Value`'s `Display` writes it, but through
+/// `serde_json::to_string`: `Display` writes through an `io::Write` adapter, which brings
+/// a second copy of `serde_json`'s writer and `io::Error`'s machinery into the browser
+/// module. Every JSON text the core writes goes through here or `serde_json::to_string`.
+pub fn write(v: &serde_json::Value) -> String {
+    // Writing a `Value` into a `String` cannot fail: its keys are strings, its numbers finite.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 /// Parses `text` as one JSON value (whitespace around it allowed), as
 /// `serde_json::from_str::<Value>` does: a repeated key keeps its last value.
 pub fn parse(text: &str) -> Result<serde_json::Value, Error> {

@@ -49,7 +49,7 @@ pub(super) fn request(base: &str, key: Option<&str>, req: &ChatRequest<'_>) -> H
         method: "POST",
         url: format!("{base}/messages"),
         headers,
-        body: body.to_string(),
+        body: crate::json_text::write(&body),
         endpoint: String::new(),
         kind: crate::vocab::ProviderKind::Anthropic,
     }
@@ -209,7 +209,7 @@ pub(super) fn on_whole_body(body: &[u8], out: &mut Vec<StreamItem>) -> Result<()
             index: index as u32,
             id: b.get("id").and_then(Value::as_str).map(str::to_owned),
             name: b.get("name").and_then(Value::as_str).map(str::to_owned),
-            arguments: b.get("input").map(Value::to_string).unwrap_or_default(),
+            arguments: b.get("input").map(crate::json_text::write).unwrap_or_default(),
         }));
     }
     if let Some(reason) = v.get("stop_reason").and_then(Value::as_str) {

@@ -54,7 +54,7 @@ pub(super) fn request(base: &str, key: Option<&str>, req: &ChatRequest<'_>) -> H
         method: "POST",
         url: format!("{base}/chat/completions"),
         headers,
-        body: body.to_string(),
+        body: crate::json_text::write(&body),
         endpoint: String::new(),
         kind: crate::vocab::ProviderKind::OpenAi,
     }
@@ -341,7 +341,7 @@ fn api_error(err: &serde_json::Value) -> ProviderError {
     let kind = [err.get("type"), err.get("code")]
         .into_iter()
         .flatten()
-        .map(|v| v.to_string().to_ascii_lowercase())
+        .map(|v| crate::json_text::write(v).to_ascii_lowercase())
         .collect::<String>();
     ProviderError::Api { message, retryable: transient(&kind) }
 }

@@ -82,8 +82,10 @@ pub fn canonical_json(v: &Value) -> String {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let fields: Vec<String> =
-                keys.into_iter().map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&map[k]))).collect();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", crate::json_text::write(&Value::String(k.clone())), canonical_json(&map[k])))
+                .collect();
             format!("{{{}}}", fields.join(","))
         }
         Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
@@ -92,7 +94,7 @@ pub fn canonical_json(v: &Value) -> String {
             Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 9e15 => format!("{}", f as i64),
             _ => n.to_string(),
         },
-        other => other.to_string(),
+        other => crate::json_text::write(other),
     }
 }
 

@@ -50,7 +50,7 @@ impl External {
         External {
             plugin: spec.plugin.clone().unwrap_or_default(),
             contract,
-            params: if spec.params.is_null() { "{}".to_owned() } else { spec.params.to_string() },
+            params: if spec.params.is_null() { "{}".to_owned() } else { crate::json_text::write(&spec.params) },
             timeout_ms: spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
             memory_mib: spec.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
             max_output_kib: spec.max_output_kib.unwrap_or(DEFAULT_OUTPUT_KIB),
