@@ -9,9 +9,12 @@
 
 use std::fmt::{self, Write};
 
-/// `s` in double quotes, written as `{:?}` writes it, except for the few characters `Debug`
-/// escapes by Unicode's tables and this does not (combining marks, unassigned and private
-/// use characters are written as they are).
+/// `s` in double quotes, written as `{:?}` writes it, except for characters `Debug`
+/// escapes by Unicode's tables and this writes as they are: spaces other than ASCII's,
+/// combining marks, private-use and unassigned characters, and the rarer format
+/// characters. It escapes, as `Debug` does, every control character and the invisible
+/// ones that reorder or hide text: bidirectional marks, embeddings, overrides and
+/// isolates, zero-width characters, the soft hyphen, word joiners and tag characters.
 pub struct Quoted<'a>(pub &'a str);
 
 impl fmt::Display for Quoted<'_> {
@@ -35,7 +38,19 @@ impl fmt::Display for Quoted<'_> {
 
 /// Characters that reorder or hide the text around them.
 fn invisible(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{61c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0000}'..='\u{e007f}'
+    )
 }
 
 #[cfg(test)]
@@ -45,7 +60,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn a_name_is_quoted_as_debug_quotes_it(s in "[ -~\u{0}-\u{1f}\u{7f}-\u{9f}éß€😀\u{3c3}\u{200b}-\u{200f}\u{2028}-\u{202e}\u{2060}-\u{2064}\u{2066}-\u{2069}\u{feff}]{0,24}") {
+        fn a_name_is_quoted_as_debug_quotes_it(s in "[ -~\u{0}-\u{1f}\u{7f}-\u{9f}éß€😀\u{3c3}\u{200b}-\u{200f}\u{2028}-\u{202e}\u{2060}-\u{2064}\u{2066}-\u{206f}\u{feff}\u{ad}\u{61c}\u{180e}\u{fff9}-\u{fffb}\u{e0000}-\u{e007f}]{0,24}") {
             prop_assert_eq!(Quoted(&s).to_string(), format!("{s:?}"));
         }
     }

@@ -121,8 +121,9 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// An object's next key and the `:` after it, or `None` at its `}`.
-    pub(super) fn next_key(&mut self, first: &mut bool) -> Result<Option<Cow<'a, str>>, Error> {
+    /// An object's next key and the `:` after it, or `None` at its `}`; with `keep` false
+    /// the key is skipped as `string` skips (and comes back empty).
+    pub(super) fn next_key(&mut self, first: &mut bool, keep: bool) -> Result<Option<Cow<'a, str>>, Error> {
         let Some(b) = self.whitespace() else { return Err(self.peek_error(Code::EofWhileParsingObject)) };
         if b == b'}' {
             return Ok(None);
@@ -142,7 +143,7 @@ impl<'a> Cursor<'a> {
             return Err(self.peek_error(Code::KeyMustBeAString));
         }
         self.at += 1;
-        let key = self.string(true)?;
+        let key = self.string(keep)?;
         match self.whitespace() {
             Some(b':') => self.at += 1,
             Some(_) => return Err(self.peek_error(Code::ExpectedColon)),
@@ -152,8 +153,10 @@ impl<'a> Cursor<'a> {
     }
 
     /// A string's contents after its opening quote, through its closing one; borrowed
-    /// from the text when it has no escapes. With `keep` false it is only checked (and
-    /// comes back empty).
+    /// from the text when it has no escapes. With `keep` false it is skipped as
+    /// `serde_json` skips an ignored string (and comes back empty): escapes must be
+    /// well formed, but a `\u` escape may be half a surrogate pair, as some servers'
+    /// `logprobs` write them.
     pub(super) fn string(&mut self, keep: bool) -> Result<Cow<'a, str>, Error> {
         let text = self.text;
         let mut start = self.at;
@@ -180,7 +183,7 @@ impl<'a> Cursor<'a> {
                         out.push_str(text.get(start..self.at).unwrap_or_default());
                     }
                     self.at += 1;
-                    let c = self.escape()?;
+                    let c = self.escape(keep)?;
                     if keep {
                         out.push(c);
                     }
@@ -194,8 +197,9 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// The character an escape stands for, after its `\`.
-    fn escape(&mut self) -> Result<char, Error> {
+    /// The character an escape stands for, after its `\` (with `check` false, a `\u`
+    /// escape's four hex digits are read and not made a character).
+    fn escape(&mut self, check: bool) -> Result<char, Error> {
         let Some(b) = self.next() else { return Err(self.error(Code::EofWhileParsingString)) };
         Ok(match b {
             b'"' => '"',
@@ -206,6 +210,7 @@ impl<'a> Cursor<'a> {
             b'n' => '\n',
             b'r' => '\r',
             b't' => '\t',
+            b'u' if !check => return self.hex4().map(|_| '\u{fffd}'),
             b'u' => return self.unicode_escape(),
             _ => return Err(self.error(Code::InvalidEscape)),
         })

@@ -3,9 +3,12 @@
 //!
 //! `serde_json`'s deserializer, with the visitors of every type read through it and the
 //! float formatting its messages bring, was the browser module's largest reader. This one
-//! is written once for every host, accepts exactly what `serde_json` accepts, builds the
-//! same `Value`, and refuses with the same message at the same line and column, held to it
-//! by `core/tests/json_text_props.rs` (`serde_json` is the oracle). Numbers are read by
+//! is written once for every host, accepts what `serde_json` accepts, builds the same
+//! `Value`, and refuses with the same message at the same line and column, held to it by
+//! `core/tests/json_text_props.rs` (`serde_json` is the oracle). One difference: with
+//! `serde_json`'s `raw_value` feature on (the native host's build turns it on), an object
+//! whose only key is `"$serde_json::private::RawValue"` is that library's private
+//! encoding of a raw value; here it is an object like any other. Numbers are read by
 //! `serde_json`'s own algorithm (without its `float_roundtrip` feature), so a float comes
 //! out bit for bit as it did.
 

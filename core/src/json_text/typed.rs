@@ -1,9 +1,11 @@
 //! Typed reads: an object's known fields, an array's items, strings and numbers, with no
 //! `Value` built on the way (the hot path: a provider's stream chunk per token).
 //!
-//! They accept what a derived `Deserialize` accepts, with two differences: an object may
-//! not be written as a list of its fields in order, and a skipped field may nest only as
-//! deep as a parsed value may (128), where `serde_json` skips any depth.
+//! They accept what a derived `Deserialize` accepts, skipping unknown fields as
+//! `serde_json` does (a number too large for a float, half a surrogate pair in a string:
+//! not looked into), with two differences: an object may not be written as a list of its
+//! fields in order, and a skipped field may nest only as deep as a parsed value may (128),
+//! where `serde_json` skips any depth. Their messages are their own (`expected a u32`).
 
 use super::number::Number;
 use super::{Code, Cursor, Error};
@@ -27,7 +29,7 @@ impl<'a> Cursor<'a> {
         self.open()?;
         let mut first = true;
         let mut seen = 0_u64;
-        while let Some(key) = self.next_key(&mut first)? {
+        while let Some(key) = self.next_key(&mut first, true)? {
             match names.iter().position(|name| *name == key) {
                 Some(i) if seen & 1 << i != 0 => return Err(self.error(Code::DuplicateField(names[i]))),
                 Some(i) => {

@@ -22,7 +22,7 @@ impl Cursor<'_> {
                 self.open()?;
                 let mut map = Map::new();
                 let mut first = true;
-                while let Some(key) = self.next_key(&mut first)? {
+                while let Some(key) = self.next_key(&mut first, true)? {
                     let value = self.value()?;
                     map.insert(key.into_owned(), value);
                 }
@@ -47,7 +47,7 @@ impl Cursor<'_> {
             b'{' => {
                 self.open()?;
                 let mut first = true;
-                while self.next_key(&mut first)?.is_some() {
+                while self.next_key(&mut first, false)?.is_some() {
                     self.skip()?;
                 }
             }
@@ -58,7 +58,7 @@ impl Cursor<'_> {
     }
 
     /// A literal, number or string starting with `b` (not yet read); with `keep` false a
-    /// string is only checked.
+    /// string or number is only skipped, as `serde_json` skips an ignored one.
     pub(super) fn scalar(&mut self, b: u8, keep: bool) -> Result<Value, Error> {
         Ok(match b {
             b'n' => {
@@ -71,6 +71,10 @@ impl Cursor<'_> {
                 self.ident(if b == b't' { b"rue" } else { b"alse" })?;
                 Value::Bool(b == b't')
             }
+            b'-' | b'0'..=b'9' if !keep => {
+                self.skip_number()?;
+                Value::Null
+            }
             b'-' => {
                 self.at += 1;
                 self.number(false)?.into_value()
@@ -82,5 +86,43 @@ impl Cursor<'_> {
             }
             _ => return Err(self.peek_error(Code::ExpectedSomeValue)),
         })
+    }
+
+    /// Moves past a number checking only its grammar, as `serde_json` skips an ignored
+    /// one: a number too large for a float (`1e400`) is no error here.
+    fn skip_number(&mut self) -> Result<(), Error> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.next() {
+            Some(b'0') if self.peek_or_null().is_ascii_digit() => return Err(self.peek_error(Code::InvalidNumber)),
+            Some(b'0') => {}
+            Some(b'1'..=b'9') => self.skip_digits(),
+            _ => return Err(self.error(Code::InvalidNumber)),
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            if !self.peek_or_null().is_ascii_digit() {
+                return Err(self.peek_error(Code::InvalidNumber));
+            }
+            self.skip_digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            match self.next() {
+                Some(b'0'..=b'9') => self.skip_digits(),
+                _ => return Err(self.error(Code::InvalidNumber)),
+            }
+        }
+        Ok(())
+    }
+
+    fn skip_digits(&mut self) {
+        while self.peek_or_null().is_ascii_digit() {
+            self.at += 1;
+        }
     }
 }

@@ -429,7 +429,10 @@ mod tests {
     }
 
     /// Breaks that never make an object a list.
-    const PIECES: &[&str] = &["}", "]", ":", ",", "\"", "\\", " ", "0", "-", ".", "e", "n", "null", "\u{1}", "é"];
+    const PIECES: &[&str] = &[
+        "}", "]", ":", ",", "\"", "\\", " ", "0", "-", ".", "e", "n", "null", "\u{1}", "é", "1e400", "\\udc00",
+        "\\ud800", "\\u12",
+    ];
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
@@ -463,9 +466,16 @@ mod tests {
         let deep = format!("{{\"x\": {}1{}, \"choices\": []}}", "[".repeat(100_000), "]".repeat(100_000));
         let err = read_chunk(&deep).map(|_| ()).expect_err("too deep");
         assert_eq!(err.to_string(), "recursion limit exceeded at line 1 column 133");
-        // A number too large for any float, and a lone surrogate, in fields it skips.
-        for text in [r#"{"x": 1e999, "choices": []}"#, r#"{"x": "\udc00", "choices": []}"#] {
+        // What serde skipped without looking, this skips too: a number too large for any
+        // float, half a surrogate pair (Python servers write those in `logprobs`); a
+        // malformed number or escape is refused.
+        for text in [r#"{"x": 1e999, "choices": []}"#, r#"{"x": "\udc00", "choices": []}"#, r#"{"x": "\ud800z"}"#] {
+            assert!(read_chunk(text).is_ok(), "{text}");
+            assert!(serde_json::from_str::<Chunk>(text).is_ok(), "{text}");
+        }
+        for text in [r#"{"x": 1e}"#, r#"{"x": 01}"#, r#"{"x": "\q"}"#, r#"{"x": "\u12"}"#] {
             assert!(read_chunk(text).is_err(), "{text}");
+            assert!(serde_json::from_str::<Chunk>(text).is_err(), "{text}");
         }
     }
 
