@@ -51,6 +51,7 @@ impl Cursor<'_> {
                     self.skip()?;
                 }
             }
+            b'-' | b'0'..=b'9' => return self.skip_number(),
             _ => return self.scalar(b, false).map(drop),
         }
         self.close();
@@ -58,7 +59,7 @@ impl Cursor<'_> {
     }
 
     /// A literal, number or string starting with `b` (not yet read); with `keep` false a
-    /// string or number is only skipped, as `serde_json` skips an ignored one.
+    /// string is only skipped, as `serde_json` skips an ignored one.
     pub(super) fn scalar(&mut self, b: u8, keep: bool) -> Result<Value, Error> {
         Ok(match b {
             b'n' => {
@@ -70,10 +71,6 @@ impl Cursor<'_> {
                 self.at += 1;
                 self.ident(if b == b't' { b"rue" } else { b"alse" })?;
                 Value::Bool(b == b't')
-            }
-            b'-' | b'0'..=b'9' if !keep => {
-                self.skip_number()?;
-                Value::Null
             }
             b'-' => {
                 self.at += 1;
